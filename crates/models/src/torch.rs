@@ -1,0 +1,320 @@
+//! Weights in and out as safetensors in PyTorch's layout.
+//!
+//! A file written here loads with `model.load_state_dict(safetensors.torch.load_file(path))` into
+//! the PyTorch definitions in `docs/models.md`, and a state dict saved from those definitions with
+//! `safetensors.torch.save_file` loads here. Two layout differences are handled:
+//! - burn's `Linear` stores its weight as `[in, out]`; PyTorch as `[out, in]`: transposed both ways.
+//! - burn's `BatchNorm` calls its affine parameters `gamma`/`beta`; PyTorch `weight`/`bias`.
+//!   PyTorch's `num_batches_tracked` counter has no burn counterpart: it is written as an `I64`
+//!   scalar 0 (only used by PyTorch when `momentum=None`) and ignored when loading.
+//!
+//! Loading checks every expected tensor in module order and reports the **first** mismatch
+//! (missing name, wrong shape, unsupported dtype, unexpected extra tensor, non-finite values).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use burn::module::{ModuleMapper, ModuleVisitor, Param};
+use burn::prelude::*;
+use burn::tensor::TensorData;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::{Model, ModelError, ModelInfo};
+
+/// One tensor of a PyTorch state dict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TorchTensor {
+    /// State-dict key, e.g. `5.weight`.
+    pub key: String,
+    /// Shape in PyTorch's layout.
+    pub shape: Vec<usize>,
+    /// Row-major values.
+    pub data: Vec<f32>,
+}
+
+/// Where a burn parameter sits and what its PyTorch counterpart is called.
+struct Slot {
+    key: String,
+    /// burn stores this parameter transposed relative to PyTorch (Linear weights).
+    transposed: bool,
+    is_batchnorm: bool,
+}
+
+/// Tracks the module path during a visit or map; shared by reading and writing.
+#[derive(Default)]
+struct PathTracker {
+    names: Vec<String>,
+    containers: Vec<String>,
+}
+
+impl PathTracker {
+    fn enter(&mut self, name: &str, container: &str) {
+        self.names.push(name.to_string());
+        self.containers.push(container.to_string());
+    }
+    fn exit(&mut self) {
+        self.names.pop();
+        self.containers.pop();
+    }
+    fn slot(&self, info: &ModelInfo) -> Slot {
+        // names[0] is the enum variant; below it the model's own field path.
+        let path = &self.names[1.min(self.names.len())..];
+        let container = self.containers.last().map_or("", String::as_str);
+        let is_linear_weight =
+            container.ends_with(":Linear") && path.last().is_some_and(|p| p == "weight");
+        Slot {
+            key: info.torch_key(path, container),
+            transposed: is_linear_weight,
+            is_batchnorm: container.ends_with(":BatchNorm"),
+        }
+    }
+}
+
+fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; data.len()];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[c * rows + r] = data[r * cols + c];
+        }
+    }
+    out
+}
+
+struct Collector {
+    info: &'static ModelInfo,
+    path: PathTracker,
+    out: Vec<(TorchTensor, bool)>,
+}
+
+impl ModuleVisitor for Collector {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let slot = self.path.slot(self.info);
+        let tensor = param.val().inner();
+        let mut shape: Vec<usize> = tensor.dims().to_vec();
+        let mut data = tensor
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("converted to f32 just above");
+        if slot.transposed {
+            let (rows, cols) = (shape[0], shape[1]);
+            data = transpose(&data, rows, cols);
+            shape = vec![cols, rows];
+        }
+        self.out.push((
+            TorchTensor {
+                key: slot.key,
+                shape,
+                data,
+            },
+            slot.is_batchnorm,
+        ));
+    }
+}
+
+/// The model's parameters and buffers as a PyTorch state dict, in module order.
+///
+/// BatchNorm layers contribute `running_mean`/`running_var` (and `num_batches_tracked` when
+/// written to a file).
+pub fn state_dict(model: &Model) -> Vec<TorchTensor> {
+    model.sync_running_stats();
+    let mut c = Collector {
+        info: model.info(),
+        path: PathTracker::default(),
+        out: Vec::new(),
+    };
+    model.visit(&mut c);
+    c.out.into_iter().map(|(t, _)| t).collect()
+}
+
+fn f32_bytes(data: &[f32]) -> Vec<u8> {
+    data.iter().flat_map(|v| v.to_le_bytes()).collect()
+}
+
+/// Serializes the model as a PyTorch-layout safetensors file in memory.
+pub fn to_safetensors_bytes(model: &Model) -> Vec<u8> {
+    model.sync_running_stats();
+    let mut c = Collector {
+        info: model.info(),
+        path: PathTracker::default(),
+        out: Vec::new(),
+    };
+    model.visit(&mut c);
+    let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut bn_prefixes = Vec::new();
+    for (t, is_bn) in c.out {
+        if is_bn && let Some(prefix) = t.key.strip_suffix(".running_var") {
+            bn_prefixes.push(prefix.to_string());
+        }
+        owned.push((t.key, Dtype::F32, t.shape, f32_bytes(&t.data)));
+    }
+    for prefix in bn_prefixes {
+        owned.push((
+            format!("{prefix}.num_batches_tracked"),
+            Dtype::I64,
+            vec![],
+            0i64.to_le_bytes().to_vec(),
+        ));
+    }
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(k, dtype, shape, bytes)| {
+            let view = TensorView::new(*dtype, shape.clone(), bytes)
+                .expect("shape and byte count come from the same tensor");
+            (k.clone(), view)
+        })
+        .collect();
+    let metadata: HashMap<String, String> = [
+        ("format".to_string(), "pt".to_string()),
+        ("bulwark_model".to_string(), model.name().to_string()),
+    ]
+    .into();
+    safetensors::serialize(views, &Some(metadata)).expect("serializing in-memory views")
+}
+
+/// Writes the model to `path` as PyTorch-layout safetensors, atomically (temporary file, then
+/// rename): an interrupted write never leaves a half-written file under `path`.
+pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), ModelError> {
+    let bytes = to_safetensors_bytes(model);
+    let io = |source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let tmp = path.with_extension("safetensors.tmp");
+    std::fs::write(&tmp, &bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)
+}
+
+/// Reads a PyTorch-layout safetensors file into `model` (whose architecture decides what is
+/// expected). See the module docs for the checks.
+pub fn load_safetensors(model: Model, path: &Path) -> Result<Model, ModelError> {
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_safetensors_bytes(model, &bytes, path)
+}
+
+fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    let b = view.data();
+    match view.dtype() {
+        Dtype::F32 => Some(
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        ),
+        Dtype::F64 => Some(
+            b.chunks_exact(8)
+                .map(|c| {
+                    f64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]) as f32
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Like [`load_safetensors`], from bytes; `path` only names the source in errors.
+pub fn from_safetensors_bytes(model: Model, bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let mismatch = |reason: String| ModelError::Mismatch {
+        path: path.to_path_buf(),
+        model: model.name().to_string(),
+        reason,
+    };
+    let mut in_file: BTreeMap<String, TensorView<'_>> = file.tensors().into_iter().collect();
+    let expected = state_dict(&model);
+    // burn-layout values by torch key, ready for the mapper.
+    let mut values: HashMap<String, Vec<f32>> = HashMap::new();
+    for t in &expected {
+        let Some(view) = in_file.remove(&t.key) else {
+            return Err(mismatch(format!(
+                "missing tensor `{}` (expected shape {:?})",
+                t.key, t.shape
+            )));
+        };
+        if view.shape() != t.shape.as_slice() {
+            return Err(mismatch(format!(
+                "tensor `{}` has shape {:?}, expected {:?}",
+                t.key,
+                view.shape(),
+                t.shape
+            )));
+        }
+        let data = to_f32(&view).ok_or_else(|| {
+            mismatch(format!(
+                "tensor `{}` has dtype {:?}; only F32 and F64 are supported",
+                t.key,
+                view.dtype()
+            ))
+        })?;
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(ModelError::NonFinite {
+                path: path.to_path_buf(),
+                tensor: t.key.clone(),
+            });
+        }
+        values.insert(t.key.clone(), data);
+    }
+    // PyTorch's BatchNorm step counter has no burn counterpart.
+    in_file.retain(|k, _| !k.ends_with(".num_batches_tracked"));
+    if let Some(extra) = in_file.keys().next() {
+        return Err(mismatch(format!(
+            "unexpected tensor `{extra}` ({} unexpected in all): the file is for another architecture",
+            in_file.len()
+        )));
+    }
+    let mut loader = Loader {
+        info: model.info(),
+        path: PathTracker::default(),
+        values,
+    };
+    Ok(model.map(&mut loader))
+}
+
+struct Loader {
+    info: &'static ModelInfo,
+    path: PathTracker,
+    values: HashMap<String, Vec<f32>>,
+}
+
+impl ModuleMapper for Loader {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let slot = self.path.slot(self.info);
+        let values = self
+            .values
+            .remove(&slot.key)
+            .expect("every parameter was checked against the file before mapping");
+        param.map(|old| {
+            let shape = old.dims();
+            let data = if slot.transposed {
+                // File holds [out, in]; burn wants [in, out] = shape.
+                transpose(&values, shape[1], shape[0])
+            } else {
+                values
+            };
+            let device = old.device();
+            let fresh = Tensor::<D>::from_data(TensorData::new(data, shape), &device);
+            if old.is_require_grad() {
+                fresh.require_grad()
+            } else {
+                fresh
+            }
+        })
+    }
+}

@@ -1,0 +1,211 @@
+//! The registry: every model by name, with its input shape and PyTorch naming.
+
+use burn::prelude::*;
+
+use crate::{
+    MadryCnn, MadryCnnConfig, Mlp, MlpConfig, ModelError, PreActResNet18, PreActResNet18Config,
+    SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig, SmallCnn, SmallCnnConfig,
+};
+
+/// Static facts about one zoo model.
+#[derive(Debug, Clone, Copy)]
+pub struct ModelInfo {
+    /// Registry name (`small-cnn`, ...).
+    pub name: &'static str,
+    /// Shape of one input sample (`[10]` for a vector model, `[C, H, W]` for images).
+    pub input_shape: &'static [usize],
+    /// Number of outputs (classes).
+    pub num_classes: usize,
+    /// One line: what it is and where it comes from.
+    pub summary: &'static str,
+    /// Renames from burn's top-level field names to PyTorch's module names; fields not listed
+    /// keep their name.
+    pub(crate) torch_renames: &'static [(&'static str, &'static str)],
+}
+
+impl ModelInfo {
+    /// PyTorch state-dict key for a parameter at `path` (burn field names below the variant).
+    pub(crate) fn torch_key(&self, path: &[String], container: &str) -> String {
+        let renames = self.torch_renames;
+        let mut parts: Vec<String> = Vec::with_capacity(path.len() + 1);
+        for (i, part) in path.iter().enumerate() {
+            let last = i + 1 == path.len();
+            let renamed = if i == 0 {
+                renames
+                    .iter()
+                    .find(|(from, _)| from == part)
+                    .map_or(part.as_str(), |(_, to)| *to)
+            } else {
+                part.as_str()
+            };
+            if last && container.ends_with("BatchNorm") {
+                // burn names BatchNorm's affine parameters gamma/beta; PyTorch weight/bias.
+                parts.push(
+                    match renamed {
+                        "gamma" => "weight",
+                        "beta" => "bias",
+                        other => other,
+                    }
+                    .to_string(),
+                );
+            } else if renamed == "shortcut" {
+                // PyTorch's PreActBlock holds its shortcut conv in an nn.Sequential.
+                parts.push("shortcut.0".to_string());
+            } else {
+                parts.push(renamed.to_string());
+            }
+        }
+        parts.join(".")
+    }
+}
+
+const MODELS: [ModelInfo; 6] = [
+    ModelInfo {
+        name: "seed-mlp",
+        input_shape: &[10],
+        num_classes: 10,
+        summary: "Linear(10,50) -> Linear(50,10), no activation (the seed's regularization example)",
+        torch_renames: &[("fc1", "0"), ("fc2", "1")],
+    },
+    ModelInfo {
+        name: "seed-net",
+        input_shape: &[3, 32, 32],
+        num_classes: 10,
+        summary: "the seed's CNN: 2 conv + 3 linear layers (PyTorch CIFAR-10 tutorial net)",
+        torch_renames: &[],
+    },
+    ModelInfo {
+        name: "mlp",
+        input_shape: &[1, 28, 28],
+        num_classes: 10,
+        summary: "784-256-256-10 MLP with ReLU",
+        torch_renames: &[("fc1", "1"), ("fc2", "3"), ("fc3", "5")],
+    },
+    ModelInfo {
+        name: "small-cnn",
+        input_shape: &[1, 28, 28],
+        num_classes: 10,
+        summary: "2 strided conv + 2 linear layers (Wong, Rice & Kolter 2020, MNIST)",
+        torch_renames: &[("conv1", "0"), ("conv2", "2"), ("fc1", "5"), ("fc2", "7")],
+    },
+    ModelInfo {
+        name: "madry-cnn",
+        input_shape: &[1, 28, 28],
+        num_classes: 10,
+        summary: "2 conv + max-pool, 2 linear layers (Madry et al. 2018, MNIST)",
+        torch_renames: &[("conv1", "0"), ("conv2", "3"), ("fc1", "7"), ("fc2", "9")],
+    },
+    ModelInfo {
+        name: "preact-resnet18",
+        input_shape: &[3, 32, 32],
+        num_classes: 10,
+        summary: "PreAct-ResNet-18 with built-in CIFAR-10 normalization (Wong et al. 2020, Rice et al. 2020)",
+        torch_renames: &[],
+    },
+];
+
+/// Every model in the zoo, in a stable order.
+pub fn models() -> &'static [ModelInfo] {
+    &MODELS
+}
+
+/// Looks a model up by name.
+pub fn model_info(name: &str) -> Result<&'static ModelInfo, ModelError> {
+    MODELS
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| ModelError::UnknownModel {
+            name: name.to_string(),
+            known: MODELS.map(|m| m.name).join(", "),
+        })
+}
+
+/// Any zoo model; the variant decides the architecture.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Model {
+    /// See [`SeedMlp`].
+    SeedMlp(SeedMlp),
+    /// See [`SeedNet`].
+    SeedNet(SeedNet),
+    /// See [`Mlp`].
+    Mlp(Mlp),
+    /// See [`SmallCnn`].
+    SmallCnn(SmallCnn),
+    /// See [`MadryCnn`].
+    MadryCnn(MadryCnn),
+    /// See [`PreActResNet18`].
+    PreActResNet18(PreActResNet18),
+}
+
+impl Model {
+    /// Builds the named model with its default configuration and fresh weights on `device`.
+    ///
+    /// Weight initialization draws from the device's generator: seed it first
+    /// (`device.seed(s)`) for reproducible weights.
+    pub fn init(name: &str, device: &Device) -> Result<Self, ModelError> {
+        let info = model_info(name)?;
+        Ok(match info.name {
+            "seed-mlp" => Model::SeedMlp(SeedMlpConfig::new().init(device)),
+            "seed-net" => Model::SeedNet(SeedNetConfig::new().init(device)),
+            "mlp" => Model::Mlp(MlpConfig::new().init(device)),
+            "small-cnn" => Model::SmallCnn(SmallCnnConfig::new().init(device)),
+            "madry-cnn" => Model::MadryCnn(MadryCnnConfig::new().init(device)),
+            "preact-resnet18" => Model::PreActResNet18(PreActResNet18Config::new().init(device)),
+            other => unreachable!("model_info returned unregistered name {other}"),
+        })
+    }
+
+    /// The model's registry name.
+    pub fn name(&self) -> &'static str {
+        self.info().name
+    }
+
+    /// The model's registry entry.
+    pub fn info(&self) -> &'static ModelInfo {
+        let index = match self {
+            Model::SeedMlp(_) => 0,
+            Model::SeedNet(_) => 1,
+            Model::Mlp(_) => 2,
+            Model::SmallCnn(_) => 3,
+            Model::MadryCnn(_) => 4,
+            Model::PreActResNet18(_) => 5,
+        };
+        &MODELS[index]
+    }
+
+    /// Maps a batch of inputs to logits `[batch, num_classes]`.
+    ///
+    /// Image models take `[batch, C, H, W]`; the vector model `seed-mlp` takes any 4-D batch
+    /// whose trailing dimensions hold its 10 features (e.g. `[batch, 1, 1, 10]`).
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        match self {
+            Model::SeedMlp(m) => m.forward(x.flatten::<2>(1, 3)),
+            Model::SeedNet(m) => m.forward(x),
+            Model::Mlp(m) => m.forward(x),
+            Model::SmallCnn(m) => m.forward(x),
+            Model::MadryCnn(m) => m.forward(x),
+            Model::PreActResNet18(m) => m.forward(x),
+        }
+    }
+
+    /// Maps flattened inputs `[batch, features]` to logits, reshaping to the model's input shape.
+    pub fn forward_flat(&self, x: Tensor<2>) -> Tensor<2> {
+        let [batch, _] = x.dims();
+        let shape = self.info().input_shape;
+        let x4 = match *shape {
+            [n] => x.reshape([batch, 1, 1, n]),
+            [c, h, w] => x.reshape([batch, c, h, w]),
+            _ => unreachable!("zoo input shapes have rank 1 or 3"),
+        };
+        self.forward(x4)
+    }
+
+    /// Brings BatchNorm running statistics up to date before they are read out (export,
+    /// checkpoints). A no-op for models without BatchNorm.
+    pub fn sync_running_stats(&self) {
+        if let Model::PreActResNet18(m) = self {
+            m.sync_running_stats();
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Per-epoch checkpoints that survive a kill at any moment.
+//!
+//! A checkpoint is a directory `checkpoint/` in the run directory holding `model.bpk` (burn's
+//! burnpack record of the model), `optim.bpk` (optimizer state: momentum, Adam moments) and
+//! `state.json` (epoch, model name, config, metrics history). It is replaced atomically:
+//!
+//! 1. everything is written into `checkpoint.tmp/` and flushed to disk;
+//! 2. the current `checkpoint/` is renamed to `checkpoint.old/`;
+//! 3. `checkpoint.tmp/` is renamed to `checkpoint/`;
+//! 4. `checkpoint.old/` is removed.
+//!
+//! A kill during 1 leaves the previous `checkpoint/` intact; a kill between 2 and 3 leaves
+//! `checkpoint.old/`, which [`Checkpoint::find`] falls back to. No step ever leaves a directory
+//! whose files mix two epochs under a name that resume reads.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use bulwark_models::Model;
+use burn::module::Module;
+use burn::optim::ModuleOptimizer;
+use serde::{Deserialize, Serialize};
+
+use crate::{EpochMetrics, TrainError};
+
+/// What `state.json` records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointState {
+    /// Format version of the checkpoint directory.
+    pub format: u32,
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Zoo model name.
+    pub model: String,
+    /// The run's configuration, as TOML.
+    pub config_toml: String,
+    /// Metrics of every completed epoch.
+    pub history: Vec<EpochMetrics>,
+    /// Best validation accuracy so far and its epoch.
+    pub best: Option<(usize, f64)>,
+}
+
+/// The current checkpoint format.
+pub const FORMAT: u32 = 1;
+
+/// Reading and writing checkpoint directories.
+pub struct Checkpoint;
+
+/// Writes `bytes` to `path` through a temporary file and a rename.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    let tmp = path.with_extension(format!(
+        "{}.tmp",
+        path.extension().and_then(|e| e.to_str()).unwrap_or("")
+    ));
+    let mut f = std::fs::File::create(&tmp).map_err(TrainError::io(&tmp))?;
+    f.write_all(bytes).map_err(TrainError::io(&tmp))?;
+    f.sync_all().map_err(TrainError::io(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
+}
+
+fn sync_file(path: &Path) -> Result<(), TrainError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(TrainError::io(path))
+}
+
+impl Checkpoint {
+    /// The checkpoint directory to resume from in `run_dir`, if any (`checkpoint/`, or
+    /// `checkpoint.old/` when a kill interrupted the swap).
+    pub fn find(run_dir: &Path) -> Option<PathBuf> {
+        ["checkpoint", "checkpoint.old"]
+            .into_iter()
+            .map(|n| run_dir.join(n))
+            .find(|p| p.join("state.json").is_file())
+    }
+
+    /// Saves model, optimizer and state as `run_dir/checkpoint/`, atomically (see module docs).
+    pub fn save(
+        run_dir: &Path,
+        model: &Model,
+        optim: &ModuleOptimizer,
+        state: &CheckpointState,
+    ) -> Result<PathBuf, TrainError> {
+        let tmp = run_dir.join("checkpoint.tmp");
+        let cur = run_dir.join("checkpoint");
+        let old = run_dir.join("checkpoint.old");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
+        }
+        std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
+        model.sync_running_stats();
+        let model_path = tmp.join("model.bpk");
+        model
+            .clone()
+            .save_file(&model_path)
+            .map_err(|e| TrainError::Checkpoint {
+                path: tmp.clone(),
+                reason: format!("writing model.bpk: {e}"),
+            })?;
+        sync_file(&model_path)?;
+        let optim_path = tmp.join("optim.bpk");
+        optim.save(&optim_path).map_err(|e| TrainError::Checkpoint {
+            path: tmp.clone(),
+            reason: format!("writing optim.bpk: {e}"),
+        })?;
+        sync_file(&optim_path)?;
+        let json = serde_json::to_vec_pretty(state).expect("state serializes");
+        write_atomic(&tmp.join("state.json"), &json)?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+        }
+        if cur.exists() {
+            std::fs::rename(&cur, &old).map_err(TrainError::io(&cur))?;
+        }
+        std::fs::rename(&tmp, &cur).map_err(TrainError::io(&tmp))?;
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+        }
+        Ok(cur)
+    }
+
+    /// Reads only `state.json` of a checkpoint directory.
+    pub fn read_state(dir: &Path) -> Result<CheckpointState, TrainError> {
+        let path = dir.join("state.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| TrainError::Checkpoint {
+            path: dir.to_path_buf(),
+            reason: format!("cannot read state.json: {e}"),
+        })?;
+        let state: CheckpointState =
+            serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("state.json is damaged: {e}"),
+            })?;
+        if state.format != FORMAT {
+            return Err(TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "format version {} is not supported (this build reads {FORMAT})",
+                    state.format
+                ),
+            });
+        }
+        Ok(state)
+    }
+
+    /// Loads a checkpoint into `model` (a freshly built model of the expected architecture, on
+    /// the training device) and `optim`. A checkpoint of another architecture, or damaged files,
+    /// are errors that leave the checkpoint untouched.
+    pub fn load(
+        dir: &Path,
+        model: Model,
+        optim: ModuleOptimizer,
+    ) -> Result<(Model, ModuleOptimizer, CheckpointState), TrainError> {
+        let state = Self::read_state(dir)?;
+        if state.model != model.name() {
+            return Err(TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "it holds model `{}`, but this run trains `{}`",
+                    state.model,
+                    model.name()
+                ),
+            });
+        }
+        let model = model
+            .try_load_file(dir.join("model.bpk"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("model.bpk does not load: {e}"),
+            })?;
+        let optim = optim
+            .load(dir.join("optim.bpk"))
+            .map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("optim.bpk does not load: {e}"),
+            })?;
+        Ok((model, optim, state))
+    }
+}

@@ -1,0 +1,220 @@
+//! The training configuration: one serde struct, readable from TOML with defaults for every field.
+
+use std::path::Path;
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use crate::{Schedule, TrainError};
+
+/// Which optimizer to use (burn-optim's implementations, with PyTorch's defaults where burn's
+/// differ: SGD dampening 0, Adam epsilon 1e-8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// SGD with optional (Nesterov) momentum and coupled weight decay (added to the gradient).
+    Sgd,
+    /// Adam with coupled (L2) weight decay.
+    Adam,
+    /// AdamW: Adam with decoupled weight decay.
+    Adamw,
+}
+
+/// Everything that defines a training run. Every field has a default; a TOML file (or CLI flags)
+/// overrides the fields it names. Saved as `config.toml` in the run directory.
+#[derive(Config, Debug)]
+pub struct TrainConfig {
+    /// Zoo model name (`bulwark models list`).
+    #[config(default = "\"small-cnn\".to_string()")]
+    pub model: String,
+    /// Dataset: `mnist` or `fashion-mnist`.
+    #[config(default = "\"mnist\".to_string()")]
+    pub dataset: String,
+    /// Number of epochs.
+    #[config(default = 5)]
+    pub epochs: usize,
+    /// Training batch size.
+    #[config(default = 128)]
+    pub batch_size: usize,
+    /// Batch size for validation and test evaluation.
+    #[config(default = 1000)]
+    pub eval_batch_size: usize,
+    /// Training images held out (seeded) for per-epoch validation.
+    #[config(default = 5000)]
+    pub valid_size: usize,
+    /// Use only the first `n` training images (before the split); for smoke runs.
+    #[config(default = "None")]
+    pub train_limit: Option<usize>,
+    /// Evaluate on only the first `n` test images; for smoke runs.
+    #[config(default = "None")]
+    pub test_limit: Option<usize>,
+    /// Seed for weight initialization, the split and the shuffling.
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Optimizer.
+    #[config(default = "OptimizerKind::Adam")]
+    pub optimizer: OptimizerKind,
+    /// Base (peak) learning rate.
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    /// Learning-rate schedule.
+    #[config(default = "Schedule::OneCycle { peak_at: 0.4 }")]
+    pub schedule: Schedule,
+    /// SGD momentum (0 disables it).
+    #[config(default = 0.9)]
+    pub momentum: f64,
+    /// SGD Nesterov momentum.
+    #[config(default = false)]
+    pub nesterov: bool,
+    /// Weight decay (coupled for SGD and Adam, decoupled for AdamW); 0 disables it.
+    #[config(default = 0.0)]
+    pub weight_decay: f64,
+    /// Adam/AdamW beta1.
+    #[config(default = 0.9)]
+    pub beta1: f64,
+    /// Adam/AdamW beta2.
+    #[config(default = 0.999)]
+    pub beta2: f64,
+    /// Adam/AdamW epsilon (PyTorch's default; burn's is 1e-5).
+    #[config(default = 1e-8)]
+    pub epsilon: f64,
+}
+
+impl TrainConfig {
+    /// Parses TOML, filling every field the text leaves out with its default. Unknown keys are
+    /// errors (a typo must not silently fall back to a default).
+    pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, TrainError> {
+        let err = |reason: String| TrainError::ConfigFile {
+            path: origin.to_path_buf(),
+            reason,
+        };
+        let user: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
+        let mut base = toml::Table::try_from(TrainConfig::new()).map_err(|e| err(e.to_string()))?;
+        merge(&mut base, user, "").map_err(err)?;
+        let cfg: TrainConfig = base.try_into().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        cfg.validate().map_err(|e| err(e.to_string()))?;
+        Ok(cfg)
+    }
+
+    /// Reads a TOML file (see [`TrainConfig::from_toml_str`]).
+    pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
+        let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
+        Self::from_toml_str(&text, path)
+    }
+
+    /// The configuration as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("a TrainConfig always serializes")
+    }
+
+    /// Checks ranges and consistency; the message names the offending field.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        bulwark_models::model_info(&self.model)?;
+        if self.dataset.parse::<bulwark_data::DatasetKind>().is_err() {
+            return bad(format!(
+                "dataset `{}` is not one of: mnist, fashion-mnist",
+                self.dataset
+            ));
+        }
+        if self.epochs == 0 {
+            return bad("epochs must be at least 1".into());
+        }
+        if self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("batch_size and eval_batch_size must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("lr must be a positive number, got {}", self.lr));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!("weight_decay must be >= 0, got {}", self.weight_decay));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
+        }
+        for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return bad(format!("{name} must be in [0, 1), got {b}"));
+            }
+        }
+        if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
+            return bad(format!("epsilon must be positive, got {}", self.epsilon));
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return bad("nesterov needs momentum > 0".into());
+        }
+        self.schedule.validate().map_err(TrainError::Config)
+    }
+}
+
+/// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)
+/// whose kind changes: they are replaced whole, since their fields differ.
+fn merge(base: &mut toml::Table, user: toml::Table, prefix: &str) -> Result<(), String> {
+    for (key, value) in user {
+        let full = format!("{prefix}{key}");
+        match (base.get_mut(&key), value) {
+            (None, _) if prefix.is_empty() => {
+                let known: Vec<&str> = base.keys().map(String::as_str).collect();
+                return Err(format!("unknown key `{full}`; known keys: {}", known.join(", ")));
+            }
+            (Some(toml::Value::Table(b)), toml::Value::Table(u))
+                if b.get("kind").is_none() || u.get("kind").is_none_or(|k| Some(k) == b.get("kind")) =>
+            {
+                merge(b, u, &format!("{full}."))?;
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_gives_defaults() {
+        let cfg = TrainConfig::from_toml_str("", Path::new("x.toml")).unwrap();
+        assert_eq!(cfg.model, "small-cnn");
+        assert_eq!(cfg.schedule, Schedule::OneCycle { peak_at: 0.4 });
+    }
+
+    #[test]
+    fn toml_overrides_and_round_trips() {
+        let text = r#"
+            model = "mlp"
+            epochs = 3
+            optimizer = "sgd"
+            [schedule]
+            kind = "piecewise"
+            milestones = [1.0, 2.0]
+            gamma = 0.5
+        "#;
+        let cfg = TrainConfig::from_toml_str(text, Path::new("x.toml")).unwrap();
+        assert_eq!(cfg.model, "mlp");
+        assert_eq!(cfg.optimizer, OptimizerKind::Sgd);
+        assert_eq!(
+            cfg.schedule,
+            Schedule::Piecewise {
+                milestones: vec![1.0, 2.0],
+                gamma: 0.5
+            }
+        );
+        let again = TrainConfig::from_toml_str(&cfg.to_toml(), Path::new("y.toml")).unwrap();
+        assert_eq!(again.to_toml(), cfg.to_toml());
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = TrainConfig::from_toml_str("epoch = 3", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("unknown key `epoch`"), "{e}");
+        let e = TrainConfig::from_toml_str("lr = -1.0", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("lr must be a positive"), "{e}");
+        let e = TrainConfig::from_toml_str("model = \"resnet\"", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("unknown model `resnet`"), "{e}");
+        let e = TrainConfig::from_toml_str("epochs = [", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("c.toml"), "{e}");
+    }
+}

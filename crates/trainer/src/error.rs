@@ -1,0 +1,72 @@
+use std::path::PathBuf;
+
+/// Errors from configuring and running training.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A backend was asked for that this binary was built without.
+    #[error(
+        "backend `{name}` is not compiled into this build; rebuild with the `{feature}` feature \
+         (e.g. `cargo run -p bulwark-cli --features {feature} -- ...`); compiled in: {compiled}"
+    )]
+    BackendNotCompiled {
+        /// The backend asked for.
+        name: String,
+        /// The Cargo feature that enables it.
+        feature: String,
+        /// Backends this build has.
+        compiled: String,
+    },
+    /// An unknown backend name.
+    #[error("unknown backend `{0}`; known: flex, ndarray, wgpu, vulkan, cuda")]
+    UnknownBackend(String),
+    /// The configuration is inconsistent.
+    #[error("invalid training configuration: {0}")]
+    Config(String),
+    /// A configuration file could not be parsed.
+    #[error("{path}: cannot parse the training configuration: {reason}")]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// Parser message.
+        reason: String,
+    },
+    /// File system trouble.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A checkpoint is missing, damaged or from another run.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Training diverged.
+    #[error("training diverged: the loss became {value} at epoch {epoch}, batch {batch}; lower the learning rate")]
+    Diverged {
+        /// Epoch (1-based).
+        epoch: usize,
+        /// Batch within the epoch (1-based).
+        batch: usize,
+        /// The offending loss value.
+        value: f32,
+    },
+    /// A model error (unknown model, weight file problems).
+    #[error(transparent)]
+    Model(#[from] bulwark_models::ModelError),
+    /// A data error (missing or corrupt dataset files).
+    #[error(transparent)]
+    Data(#[from] bulwark_data::DataError),
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}

@@ -1,0 +1,176 @@
+//! The whole training job: data, split, training, test evaluation, exports and report.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
+use bulwark_models::{model_info, torch};
+use burn::module::Module;
+
+use crate::checkpoint::write_atomic;
+use crate::{
+    DeviceSet, EpochMetrics, EvalResult, FitOptions, ReportInputs, TrainConfig, TrainError,
+    evaluate, fit, write_report,
+};
+
+/// Options of [`run_job`] besides the configuration.
+#[derive(Debug, Clone)]
+pub struct JobOptions {
+    /// Run directory (created if needed).
+    pub run_dir: PathBuf,
+    /// Continue from the run directory's checkpoint.
+    pub resume: bool,
+    /// Draw progress bars.
+    pub progress: bool,
+    /// Where to get the dataset.
+    pub fetch: FetchOptions,
+    /// Name of the backend, for the report.
+    pub backend: String,
+    /// The command line, for the report.
+    pub command: String,
+    /// See [`FitOptions::stop_after_epoch`].
+    pub stop_after_epoch: Option<usize>,
+}
+
+/// What [`run_job`] produced.
+#[derive(Debug)]
+pub struct JobOutcome {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Clean test-set result of the final model.
+    pub test: EvalResult,
+    /// Per-epoch metrics.
+    pub history: Vec<EpochMetrics>,
+    /// Best validation epoch and accuracy.
+    pub best: Option<(usize, f64)>,
+    /// `report.md`.
+    pub report: PathBuf,
+    /// `model.safetensors` (PyTorch layout).
+    pub weights: PathBuf,
+    /// Whether training stopped early because of `stop_after_epoch`.
+    pub stopped_early: bool,
+}
+
+/// Fails unless the dataset's images have the shape the model takes.
+pub fn check_input_shape(model: &str, data: &ImageDataset, dataset: &str) -> Result<(), TrainError> {
+    let info = model_info(model)?;
+    let have = [data.channels, data.height, data.width];
+    if info.input_shape != have {
+        return Err(TrainError::Config(format!(
+            "model `{model}` takes inputs of shape {:?}, but {dataset} images are {:?}",
+            info.input_shape, have
+        )));
+    }
+    Ok(())
+}
+
+/// Runs the job end to end; the report is written only when training completed all epochs.
+pub fn run_job(cfg: &TrainConfig, devices: &DeviceSet, opts: &JobOptions) -> Result<JobOutcome, TrainError> {
+    cfg.validate()?;
+    let kind: DatasetKind = cfg
+        .dataset
+        .parse()
+        .map_err(|_| TrainError::Config(format!("unknown dataset `{}`", cfg.dataset)))?;
+    let data_dir = fetch(kind, &opts.fetch)?;
+    let mut train_all = load_split(kind, Split::Train, &data_dir)?;
+    let mut test = load_split(kind, Split::Test, &data_dir)?;
+    check_input_shape(&cfg.model, &train_all, &cfg.dataset)?;
+    if let Some(n) = cfg.train_limit {
+        train_all = train_all.take(n);
+    }
+    if let Some(n) = cfg.test_limit {
+        test = test.take(n);
+    }
+    if cfg.valid_size >= train_all.len() {
+        return Err(TrainError::Config(format!(
+            "valid_size {} leaves no training images out of {}",
+            cfg.valid_size,
+            train_all.len()
+        )));
+    }
+    let (train, valid) = train_all.split(cfg.valid_size, cfg.seed)?;
+    std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
+    write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    tracing::info!(
+        "training {} on {} ({} train / {} valid / {} test images) into {}",
+        cfg.model,
+        cfg.dataset,
+        train.len(),
+        valid.len(),
+        test.len(),
+        opts.run_dir.display()
+    );
+
+    let started = Instant::now();
+    let outcome = fit(
+        cfg,
+        &train,
+        &valid,
+        devices,
+        &FitOptions {
+            run_dir: opts.run_dir.clone(),
+            resume: opts.resume,
+            progress: opts.progress,
+            stop_after_epoch: opts.stop_after_epoch,
+        },
+    )?;
+    tracing::debug!("fit took {:.1}s", started.elapsed().as_secs_f64());
+    let stopped_early = outcome.history.len() < cfg.epochs;
+    let weights = opts.run_dir.join("model.safetensors");
+    let report = opts.run_dir.join("report.md");
+    if stopped_early {
+        return Ok(JobOutcome {
+            run_dir: opts.run_dir.clone(),
+            test: EvalResult {
+                n: 0,
+                correct: 0,
+                accuracy: 0.0,
+                loss: 0.0,
+                per_class: vec![],
+            },
+            history: outcome.history,
+            best: outcome.best,
+            report,
+            weights,
+            stopped_early,
+        });
+    }
+    let device = devices.main().clone().inner();
+    let test_result = evaluate(&outcome.model, &test, cfg.eval_batch_size, &device);
+    torch::save_safetensors(&outcome.model, &weights)?;
+    let bpk = opts.run_dir.join("model.bpk");
+    outcome
+        .model
+        .clone()
+        .save_file(&bpk)
+        .map_err(|e| TrainError::Checkpoint {
+            path: bpk.clone(),
+            reason: e.to_string(),
+        })?;
+    let report = write_report(
+        &opts.run_dir,
+        &ReportInputs {
+            command: opts.command.clone(),
+            bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+            backend: opts.backend.clone(),
+            data_dir,
+            config: cfg.clone(),
+            history: outcome.history.clone(),
+            best: outcome.best,
+            test: test_result.clone(),
+            n_train: train.len(),
+            n_valid: valid.len(),
+            train_seconds: outcome.history.iter().map(|m| m.seconds).sum(),
+            resumed_from: outcome.resumed_from,
+        },
+    )?;
+    Ok(JobOutcome {
+        run_dir: opts.run_dir.clone(),
+        test: test_result,
+        history: outcome.history,
+        best: outcome.best,
+        report,
+        weights,
+        stopped_early,
+    })
+}

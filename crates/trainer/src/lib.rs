@@ -1,0 +1,43 @@
+//! Bulwark's training orchestration.
+//!
+//! The trainer composes the other crates: a [`bulwark_models::Model`] from the zoo, a dataset
+//! from [`bulwark_data`], an optimizer and a learning-rate [`Schedule`], and runs a hand-written
+//! training loop ([`fit`]) with per-epoch validation, a JSONL metrics log, atomic per-epoch
+//! checkpoints with exact resume, and a Markdown report with SVG plots.
+//!
+//! This trainer does standard (clean) training; adversarial methods plug into the same
+//! loop later. The device is chosen at run time ([`BackendKind`]); the run keeps a list of
+//! devices so that multi-device strategies can be added without changing the API (today only the
+//! first device is used).
+//!
+//! # Feature flags
+//! - `flex` (default): pure-Rust CPU backend.
+//! - `ndarray`: burn's deprecated ndarray CPU backend.
+//! - `wgpu`: GPU through wgpu (WGSL); also works on Mesa's software Vulkan, slowly.
+//! - `vulkan`, `cuda`: GPU backends passed through to burn.
+
+mod backend;
+mod checkpoint;
+mod config;
+mod error;
+mod eval;
+mod fit;
+mod job;
+mod metrics;
+mod optim;
+mod plot;
+mod report;
+mod schedule;
+
+pub use backend::{BackendKind, DeviceSet};
+pub use checkpoint::{Checkpoint, CheckpointState};
+pub use config::{OptimizerKind, TrainConfig};
+pub use error::TrainError;
+pub use eval::{EvalResult, evaluate};
+pub use fit::{FitOptions, FitOutcome, fit};
+pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
+pub use metrics::EpochMetrics;
+pub use optim::build_optimizer;
+pub use plot::{Series, line_plot_svg};
+pub use report::{ReportInputs, write_report};
+pub use schedule::Schedule;

