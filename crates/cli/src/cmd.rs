@@ -30,8 +30,8 @@ pub fn run(cli: Cli) -> Result<()> {
         } => data_fetch(&dataset, data_dir, offline),
         Command::Models {
             command: ModelsCommand::List,
-        } => models_list(),
-        Command::Export(args) => export(args),
+        } => models_list(backend),
+        Command::Export(args) => export(args, backend),
     }
 }
 
@@ -241,12 +241,9 @@ fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool) -> Result
     Ok(())
 }
 
-fn models_list() -> Result<()> {
+fn models_list(backend: BackendKind) -> Result<()> {
     // Parameter counts come from building each model, so they cannot drift from the code.
-    let device = BackendKind::compiled()
-        .first()
-        .context("no backend compiled in")?
-        .device()?;
+    let device = backend.device()?;
     println!("{:<16} {:<12} {:>12}  description", "name", "input", "parameters");
     for info in models() {
         let model = Model::init(info.name, &device)?;
@@ -256,16 +253,13 @@ fn models_list() -> Result<()> {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("x");
-        println!("{:<16} {:<12} {:>12}  {}", info.name, shape, model.num_params(), info.summary);
+        println!("{:<16} {:<12} {:>12}  {}", info.name, shape, torch::trainable_parameter_count(&model), info.summary);
     }
     Ok(())
 }
 
-fn export(a: ExportArgs) -> Result<()> {
-    let device = BackendKind::compiled()
-        .first()
-        .context("no backend compiled in")?
-        .device()?;
+fn export(a: ExportArgs, backend: BackendKind) -> Result<()> {
+    let device = backend.device()?;
     let model = load_weights(Model::init(&a.model, &device)?, &a.from)?;
     match a.to.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => torch::save_safetensors(&model, &a.to)?,

@@ -133,6 +133,34 @@ pub fn state_dict(model: &Model) -> Vec<TorchTensor> {
     c.out.into_iter().map(|(t, _)| t).collect()
 }
 
+/// Counts trainable parameters as PyTorch's `sum(p.numel() for p in model.parameters())` does:
+/// BatchNorm running statistics are buffers, not parameters (burn's `num_params` counts them).
+pub fn trainable_parameter_count(model: &Model) -> usize {
+    struct Counter {
+        path: PathTracker,
+        count: usize,
+    }
+    impl ModuleVisitor for Counter {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if !self.path.names.last().is_some_and(|n| n.starts_with("running_")) {
+                self.count += param.lazy_shape().num_elements();
+            }
+        }
+    }
+    let mut c = Counter {
+        path: PathTracker::default(),
+        count: 0,
+    };
+    model.visit(&mut c);
+    c.count
+}
+
 fn f32_bytes(data: &[f32]) -> Vec<u8> {
     data.iter().flat_map(|v| v.to_le_bytes()).collect()
 }

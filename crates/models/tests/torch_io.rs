@@ -210,6 +210,8 @@ fn state_dict_keys_match_the_pytorch_definitions() {
         .map(|(_, s)| s.iter().product::<usize>())
         .sum();
     assert_eq!(trainable, 11_171_146 + 2 * 512);
+    let model = Model::init("preact-resnet18", &dev).unwrap();
+    assert_eq!(torch::trainable_parameter_count(&model), trainable);
 }
 
 #[test]
@@ -224,7 +226,9 @@ fn parameter_counts_match_the_architectures() {
         ("madry-cnn", 32 * 25 + 32 + 64 * 32 * 25 + 64 + 3136 * 1024 + 1024 + 1024 * 10 + 10),
     ];
     for (name, count) in expected {
-        assert_eq!(Model::init(name, &dev).unwrap().num_params(), count, "{name}");
+        let model = Model::init(name, &dev).unwrap();
+        assert_eq!(model.num_params(), count, "{name}");
+        assert_eq!(torch::trainable_parameter_count(&model), count, "{name}");
     }
     assert_eq!(models().len(), 6);
 }
