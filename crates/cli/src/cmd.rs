@@ -206,6 +206,8 @@ fn load_weights(model: Model, path: &Path) -> Result<Model> {
 
 fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     let device: Device = backend.device()?;
+    // Weights first: a bad file is reported before any data is fetched.
+    let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
     let kind: DatasetKind = a.dataset.parse()?;
     let dir = fetch(kind, &fetch_options(a.data_dir))?;
     let mut test = load_split(kind, Split::Test, &dir)?;
@@ -213,7 +215,6 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n);
     }
-    let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
     let r = evaluate(&model, &test, a.batch_size, &device);
     println!(
         "{} on {} test ({} images): clean accuracy {:.2} %, cross-entropy {:.4}",
@@ -234,6 +235,11 @@ fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool) -> Result
     let mut opts = fetch_options(data_dir);
     if offline {
         opts.use_network = false;
+    }
+    if dataset == "cifar10" || dataset == "cifar-10" {
+        let dir = bulwark_data::cifar::fetch_cifar10(&opts)?;
+        println!("{}", dir.display());
+        return Ok(());
     }
     let kind: DatasetKind = dataset.parse()?;
     let dir = fetch(kind, &opts)?;

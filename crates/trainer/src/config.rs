@@ -147,13 +147,16 @@ impl TrainConfig {
     }
 }
 
+/// Top-level fields that are absent from the defaults' TOML because they default to `None`.
+const OPTIONAL_KEYS: [&str; 2] = ["train_limit", "test_limit"];
+
 /// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)
 /// whose kind changes: they are replaced whole, since their fields differ.
 fn merge(base: &mut toml::Table, user: toml::Table, prefix: &str) -> Result<(), String> {
     for (key, value) in user {
         let full = format!("{prefix}{key}");
         match (base.get_mut(&key), value) {
-            (None, _) if prefix.is_empty() => {
+            (None, _) if prefix.is_empty() && !OPTIONAL_KEYS.contains(&key.as_str()) => {
                 let known: Vec<&str> = base.keys().map(String::as_str).collect();
                 return Err(format!("unknown key `{full}`; known keys: {}", known.join(", ")));
             }
@@ -204,6 +207,9 @@ mod tests {
         );
         let again = TrainConfig::from_toml_str(&cfg.to_toml(), Path::new("y.toml")).unwrap();
         assert_eq!(again.to_toml(), cfg.to_toml());
+        let limited = TrainConfig::new().with_train_limit(Some(100));
+        let again = TrainConfig::from_toml_str(&limited.to_toml(), Path::new("z.toml")).unwrap();
+        assert_eq!(again.train_limit, Some(100));
     }
 
     #[test]

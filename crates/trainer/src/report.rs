@@ -145,7 +145,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     }
     let _ = writeln!(
         md,
-        "\nRobust accuracy: not measured by this run (clean training; see the evaluation docs).\n"
+        "\nThis run trains without adversarial examples and measures clean accuracy only.\n"
     );
     let _ = writeln!(md, "## Training curves\n");
     let _ = writeln!(md, "![accuracy](accuracy.svg)\n\n![loss](loss.svg)\n");

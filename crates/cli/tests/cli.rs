@@ -1,0 +1,176 @@
+//! The `bulwark` binary end to end.
+//!
+//! Tests that train need the full MNIST files; they use `../shared/data/mnist` beside the
+//! checkout when it exists (it does on the project's machines and in CI) and are skipped with a
+//! note otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bulwark(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args(args)
+        .env("BULWARK_LOG", "warn")
+        .output()
+        .expect("run bulwark")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = bulwark(args);
+    assert!(
+        out.status.success(),
+        "bulwark {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = bulwark(args);
+    assert!(!out.status.success(), "bulwark {args:?} should fail");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn shared_mnist() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
+    if dir.join("train-images-idx3-ubyte.gz").is_file() {
+        Some(dir)
+    } else {
+        eprintln!("note: ../shared/data/mnist not found; skipping a test that trains on MNIST");
+        None
+    }
+}
+
+#[test]
+fn models_list_shows_every_model_with_its_parameter_count() {
+    let out = ok(&["models", "list"]);
+    for (name, shape, params) in [
+        ("seed-mlp", "10", "1060"),
+        ("seed-net", "3x32x32", "62006"),
+        ("mlp", "1x28x28", "269322"),
+        ("small-cnn", "1x28x28", "166406"),
+        ("madry-cnn", "1x28x28", "3274634"),
+        ("preact-resnet18", "3x32x32", "11172170"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{out}"));
+        assert!(line.contains(shape) && line.contains(params), "{line}");
+    }
+}
+
+#[test]
+fn help_shows_examples() {
+    for cmd in ["train", "eval", "export"] {
+        let out = ok(&[cmd, "--help"]);
+        assert!(out.contains("Examples:"), "{cmd}: {out}");
+    }
+}
+
+#[test]
+fn unknown_or_missing_backends_are_clear_errors() {
+    let e = fails(&["--backend", "tpu", "models", "list"]);
+    assert!(e.contains("unknown backend `tpu`"), "{e}");
+    if !cfg!(feature = "wgpu") {
+        let e = fails(&["--backend", "wgpu", "models", "list"]);
+        assert!(e.contains("rebuild with the `wgpu` feature"), "{e}");
+    }
+}
+
+#[test]
+fn bad_weight_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let g = garbage.to_str().unwrap();
+    let e = fails(&["export", "--model", "small-cnn", "--from", g, "--to", "out.bpk"]);
+    assert!(e.contains("garbage.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+    let e = fails(&["eval", "--model", "small-cnn", "--weights", g]);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+    let e = fails(&["export", "--model", "small-cnn", "--from", "weights.onnx", "--to", "x.bpk"]);
+    assert!(e.contains("unknown weights format"), "{e}");
+    let bpk = dir.path().join("broken.bpk");
+    std::fs::write(&bpk, b"not a burnpack").unwrap();
+    let e = fails(&["export", "--model", "small-cnn", "--from", bpk.to_str().unwrap(), "--to", "x.safetensors"]);
+    assert!(e.contains("broken.bpk") && e.contains("does not load into model `small-cnn`"), "{e}");
+    let e = fails(&["export", "--model", "resnet", "--from", g, "--to", "x.bpk"]);
+    assert!(e.contains("unknown model `resnet`"), "{e}");
+}
+
+#[test]
+fn a_data_dir_without_the_files_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = fails(&["data", "fetch", "mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(e.contains("train-images-idx3-ubyte"), "{e}");
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Train (interrupted and resumed), evaluate, export, re-import: the numbers agree everywhere.
+#[test]
+fn train_resume_eval_and_export_agree() {
+    let Some(data) = shared_mnist() else { return };
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let common = [
+        "--data-dir", data, "--train-limit", "4000", "--valid-size", "500", "--test-limit", "2000",
+        "--epochs", "2", "--batch-size", "64", "--lr", "0.003", "--no-progress", "--run-dir", run_s,
+    ];
+    let mut first: Vec<&str> = vec!["train"];
+    first.extend(common);
+    first.extend(["--stop-after-epoch", "1"]);
+    let out = ok(&first);
+    assert!(out.contains("--resume"), "{out}");
+    // Starting again into the same directory without --resume must not overwrite it.
+    let mut again: Vec<&str> = vec!["train"];
+    again.extend(common);
+    let e = fails(&again);
+    assert!(e.contains("already holds a run"), "{e}");
+    let e = fails(&["train", "--resume", "--run-dir", run_s, "--epochs", "3"]);
+    assert!(e.contains("drop the configuration flags"), "{e}");
+    let out = ok(&["train", "--resume", "--run-dir", run_s, "--data-dir", data, "--no-progress"]);
+    assert!(out.contains("clean test accuracy"), "{out}");
+
+    for f in ["config.toml", "metrics.jsonl", "checkpoint/model.bpk", "model.safetensors", "model.bpk", "report.md", "report.json", "accuracy.svg", "loss.svg"] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    let report = read_json(&run.join("report.json"));
+    let acc = report["clean_acc"].as_f64().unwrap();
+    assert!(acc > 0.8, "accuracy {acc}");
+    assert_eq!(report["test"]["n"], 2000);
+    assert_eq!(report["resumed_from_epoch"], 1);
+    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains(&format!("{:.2} %", 100.0 * acc)), "{md}");
+
+    // eval on the exported PyTorch-layout weights reproduces the report's accuracy exactly.
+    let json = tmp.path().join("eval.json");
+    ok(&[
+        "eval", "--model", "small-cnn", "--weights", run.join("model.safetensors").to_str().unwrap(),
+        "--data-dir", data, "--limit", "2000", "--json", json.to_str().unwrap(),
+    ]);
+    assert_eq!(read_json(&json)["accuracy"].as_f64().unwrap(), acc);
+
+    // export from the run directory (burn record) and from safetensors back to burn.
+    let exported = tmp.path().join("exported.safetensors");
+    ok(&["export", "--model", "small-cnn", "--from", run_s, "--to", exported.to_str().unwrap()]);
+    let back = tmp.path().join("back.bpk");
+    ok(&["export", "--model", "small-cnn", "--from", exported.to_str().unwrap(), "--to", back.to_str().unwrap()]);
+    let json2 = tmp.path().join("eval2.json");
+    ok(&[
+        "eval", "--model", "small-cnn", "--weights", back.to_str().unwrap(), "--data-dir", data,
+        "--limit", "2000", "--json", json2.to_str().unwrap(),
+    ]);
+    assert_eq!(read_json(&json2)["accuracy"].as_f64().unwrap(), acc);
+
+    // Weights of another architecture name the first mismatching tensor.
+    let e = fails(&["eval", "--model", "madry-cnn", "--weights", exported.to_str().unwrap(), "--data-dir", data]);
+    assert!(e.contains("`0.weight` has shape [16, 1, 4, 4], expected [32, 1, 5, 5]"), "{e}");
+    let e = fails(&["export", "--model", "mlp", "--from", run_s, "--to", "x.safetensors"]);
+    assert!(e.contains("does not load into model `mlp`"), "{e}");
+}
