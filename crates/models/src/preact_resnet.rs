@@ -72,9 +72,7 @@ impl PreActBlock {
             None => x,
         };
         let out = self.conv1.forward(out);
-        let out = self
-            .conv2
-            .forward(self.relu.forward(self.bn2.forward(out)));
+        let out = self.conv2.forward(self.relu.forward(self.bn2.forward(out)));
         out + shortcut
     }
 
@@ -121,7 +119,8 @@ impl PreActResNet18Config {
             in_planes = planes;
             vec![first, second]
         };
-        let (layer1, layer2, layer3, layer4) = (stage(64, 1), stage(128, 2), stage(256, 2), stage(512, 2));
+        let (layer1, layer2, layer3, layer4) =
+            (stage(64, 1), stage(128, 2), stage(256, 2), stage(512, 2));
         PreActResNet18 {
             conv1: Conv2dConfig::new([self.in_channels, 64], [3, 3])
                 .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))

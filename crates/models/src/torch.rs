@@ -148,7 +148,12 @@ pub fn trainable_parameter_count(model: &Model) -> usize {
             self.path.exit();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if !self.path.names.last().is_some_and(|n| n.starts_with("running_")) {
+            if !self
+                .path
+                .names
+                .last()
+                .is_some_and(|n| n.starts_with("running_"))
+            {
                 self.count += param.lazy_shape().num_elements();
             }
         }
@@ -249,7 +254,11 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
 }
 
 /// Like [`load_safetensors`], from bytes; `path` only names the source in errors.
-pub fn from_safetensors_bytes(model: Model, bytes: &[u8], path: &Path) -> Result<Model, ModelError> {
+pub fn from_safetensors_bytes(
+    model: Model,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<Model, ModelError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -55,8 +55,12 @@ fn b2(o: usize) -> f32 {
 /// The seed MLP's state dict as PyTorch writes it: `nn.Sequential(nn.Linear(10, 50),
 /// nn.Linear(50, 10))`, weights `[out, in]`.
 fn seed_mlp_file() -> Vec<u8> {
-    let w1v: Vec<f32> = (0..50).flat_map(|o| (0..10).map(move |i| w1(o, i))).collect();
-    let w2v: Vec<f32> = (0..10).flat_map(|o| (0..50).map(move |h| w2(o, h))).collect();
+    let w1v: Vec<f32> = (0..50)
+        .flat_map(|o| (0..10).map(move |i| w1(o, i)))
+        .collect();
+    let w2v: Vec<f32> = (0..10)
+        .flat_map(|o| (0..50).map(move |h| w2(o, h)))
+        .collect();
     handmade_safetensors(&[
         ("0.weight", vec![50, 10], w1v),
         ("0.bias", vec![50], (0..50).map(b1).collect()),
@@ -75,19 +79,25 @@ fn a_pytorch_file_loads_and_predicts_what_pytorch_would() {
     let model =
         torch::from_safetensors_bytes(model, &seed_mlp_file(), Path::new("handmade.safetensors"))
             .unwrap();
-    let x = Tensor::<1>::from_floats(
-        (0..10).map(input).collect::<Vec<_>>().as_slice(),
-        &device(),
-    )
-    .reshape([1, 1, 1, 10]);
+    let x = Tensor::<1>::from_floats((0..10).map(input).collect::<Vec<_>>().as_slice(), &device())
+        .reshape([1, 1, 1, 10]);
     let got: Vec<f32> = model.forward(x).into_data().try_into_vec().unwrap();
     // y = W2 (W1 x + b1) + b2, computed here in f64.
     let h: Vec<f64> = (0..50)
-        .map(|o| (0..10).map(|i| f64::from(w1(o, i)) * f64::from(input(i))).sum::<f64>() + f64::from(b1(o)))
+        .map(|o| {
+            (0..10)
+                .map(|i| f64::from(w1(o, i)) * f64::from(input(i)))
+                .sum::<f64>()
+                + f64::from(b1(o))
+        })
         .collect();
     for o in 0..10 {
         let want = (0..50).map(|j| f64::from(w2(o, j)) * h[j]).sum::<f64>() + f64::from(b2(o));
-        assert!((f64::from(got[o]) - want).abs() < 1e-5, "output {o}: {} vs {want}", got[o]);
+        assert!(
+            (f64::from(got[o]) - want).abs() < 1e-5,
+            "output {o}: {} vs {want}",
+            got[o]
+        );
     }
 }
 
@@ -107,9 +117,14 @@ fn export_writes_pytorch_names_shapes_and_layout() {
         ("1.weight", "[10,50]"),
         ("1.bias", "[10]"),
     ] {
-        let at = header.find(&format!("\"{key}\"")).unwrap_or_else(|| panic!("{key} in {header}"));
+        let at = header
+            .find(&format!("\"{key}\""))
+            .unwrap_or_else(|| panic!("{key} in {header}"));
         let entry = &header[at..];
-        assert!(entry.contains(&format!("\"shape\":{shape}")), "{key}: {entry}");
+        assert!(
+            entry.contains(&format!("\"shape\":{shape}")),
+            "{key}: {entry}"
+        );
         assert!(entry.contains("\"dtype\":\"F32\""), "{key}: {entry}");
     }
     // 1.weight[o][h] must sit at row-major position o*50+h, as in PyTorch.
@@ -178,27 +193,60 @@ fn state_dict_keys_match_the_pytorch_definitions() {
     .collect();
     assert_eq!(small, want);
     let madry: Vec<String> = keys("madry-cnn").into_iter().map(|k| k.0).collect();
-    assert_eq!(madry, ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias"]);
+    assert_eq!(
+        madry,
+        [
+            "0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "9.weight", "9.bias"
+        ]
+    );
     let mlp: Vec<String> = keys("mlp").into_iter().map(|k| k.0).collect();
-    assert_eq!(mlp, ["1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"]);
+    assert_eq!(
+        mlp,
+        [
+            "1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"
+        ]
+    );
     let seed_net: Vec<String> = keys("seed-net").into_iter().map(|k| k.0).collect();
     assert_eq!(
         seed_net,
-        ["conv1.weight", "conv1.bias", "conv2.weight", "conv2.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+        [
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "conv2.bias",
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc2.bias",
+            "fc3.weight",
+            "fc3.bias"
+        ]
     );
 
     let preact = keys("preact-resnet18");
-    let find = |k: &str| preact.iter().find(|(key, _)| key == k).map(|(_, s)| s.clone());
+    let find = |k: &str| {
+        preact
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, s)| s.clone())
+    };
     assert_eq!(find("conv1.weight"), Some(vec![64, 3, 3, 3]));
     assert_eq!(find("layer1.0.bn1.weight"), Some(vec![64]));
     assert_eq!(find("layer1.0.bn1.bias"), Some(vec![64]));
     assert_eq!(find("layer1.0.bn1.running_mean"), Some(vec![64]));
     assert_eq!(find("layer1.0.bn1.running_var"), Some(vec![64]));
-    assert_eq!(find("layer2.0.shortcut.0.weight"), Some(vec![128, 64, 1, 1]));
+    assert_eq!(
+        find("layer2.0.shortcut.0.weight"),
+        Some(vec![128, 64, 1, 1])
+    );
     assert_eq!(find("layer4.1.conv2.weight"), Some(vec![512, 512, 3, 3]));
     assert_eq!(find("bn.weight"), Some(vec![512]));
     assert_eq!(find("linear.weight"), Some(vec![10, 512]));
-    assert_eq!(find("layer1.0.shortcut.0.weight"), None, "identity shortcut has no weights");
+    assert_eq!(
+        find("layer1.0.shortcut.0.weight"),
+        None,
+        "identity shortcut has no weights"
+    );
     // 8 blocks x (2 BN x 4 + 2 convs) + 3 shortcuts + conv1 + final BN (4) + linear (2).
     assert_eq!(preact.len(), 8 * 10 + 3 + 1 + 4 + 2);
     // Trainable parameters (without BN running statistics) as PyTorch counts them: the
@@ -220,10 +268,19 @@ fn parameter_counts_match_the_architectures() {
     // Hand counts: weights + biases per layer.
     let expected = [
         ("seed-mlp", 10 * 50 + 50 + 50 * 10 + 10),
-        ("seed-net", 3 * 6 * 25 + 6 + 6 * 16 * 25 + 16 + 400 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10),
+        (
+            "seed-net",
+            3 * 6 * 25 + 6 + 6 * 16 * 25 + 16 + 400 * 120 + 120 + 120 * 84 + 84 + 84 * 10 + 10,
+        ),
         ("mlp", 784 * 256 + 256 + 256 * 256 + 256 + 256 * 10 + 10),
-        ("small-cnn", 16 * 16 + 16 + 32 * 16 * 16 + 32 + 1568 * 100 + 100 + 100 * 10 + 10),
-        ("madry-cnn", 32 * 25 + 32 + 64 * 32 * 25 + 64 + 3136 * 1024 + 1024 + 1024 * 10 + 10),
+        (
+            "small-cnn",
+            16 * 16 + 16 + 32 * 16 * 16 + 32 + 1568 * 100 + 100 + 100 * 10 + 10,
+        ),
+        (
+            "madry-cnn",
+            32 * 25 + 32 + 64 * 32 * 25 + 64 + 3136 * 1024 + 1024 + 1024 * 10 + 10,
+        ),
     ];
     for (name, count) in expected {
         let model = Model::init(name, &dev).unwrap();
@@ -259,8 +316,14 @@ fn error_of(model: &str, bytes: &[u8]) -> String {
 fn wrong_architecture_names_the_first_mismatching_tensor() {
     let small = torch::to_safetensors_bytes(&Model::init("small-cnn", &device()).unwrap());
     let e = error_of("madry-cnn", &small);
-    assert!(e.contains("w.safetensors") && e.contains("madry-cnn"), "{e}");
-    assert!(e.contains("`0.weight` has shape [16, 1, 4, 4], expected [32, 1, 5, 5]"), "{e}");
+    assert!(
+        e.contains("w.safetensors") && e.contains("madry-cnn"),
+        "{e}"
+    );
+    assert!(
+        e.contains("`0.weight` has shape [16, 1, 4, 4], expected [32, 1, 5, 5]"),
+        "{e}"
+    );
     let e = error_of("seed-net", &small);
     assert!(e.contains("missing tensor `conv1.weight`"), "{e}");
 }

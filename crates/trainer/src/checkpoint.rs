@@ -100,10 +100,12 @@ impl Checkpoint {
             })?;
         sync_file(&model_path)?;
         let optim_path = tmp.join("optim.bpk");
-        optim.save(&optim_path).map_err(|e| TrainError::Checkpoint {
-            path: tmp.clone(),
-            reason: format!("writing optim.bpk: {e}"),
-        })?;
+        optim
+            .save(&optim_path)
+            .map_err(|e| TrainError::Checkpoint {
+                path: tmp.clone(),
+                reason: format!("writing optim.bpk: {e}"),
+            })?;
         sync_file(&optim_path)?;
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&tmp.join("state.json"), &json)?;
@@ -163,12 +165,13 @@ impl Checkpoint {
                 ),
             });
         }
-        let model = model
-            .try_load_file(dir.join("model.bpk"))
-            .map_err(|e| TrainError::Checkpoint {
-                path: dir.to_path_buf(),
-                reason: format!("model.bpk does not load: {e}"),
-            })?;
+        let model =
+            model
+                .try_load_file(dir.join("model.bpk"))
+                .map_err(|e| TrainError::Checkpoint {
+                    path: dir.to_path_buf(),
+                    reason: format!("model.bpk does not load: {e}"),
+                })?;
         let optim = optim
             .load(dir.join("optim.bpk"))
             .map_err(|e| TrainError::Checkpoint {

@@ -91,7 +91,9 @@ impl TrainConfig {
         let user: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
         let mut base = toml::Table::try_from(TrainConfig::new()).map_err(|e| err(e.to_string()))?;
         merge(&mut base, user, "").map_err(err)?;
-        let cfg: TrainConfig = base.try_into().map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let cfg: TrainConfig = base
+            .try_into()
+            .map_err(|e: toml::de::Error| err(e.to_string()))?;
         cfg.validate().map_err(|e| err(e.to_string()))?;
         Ok(cfg)
     }
@@ -127,7 +129,10 @@ impl TrainConfig {
             return bad(format!("lr must be a positive number, got {}", self.lr));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad(format!("weight_decay must be >= 0, got {}", self.weight_decay));
+            return bad(format!(
+                "weight_decay must be >= 0, got {}",
+                self.weight_decay
+            ));
         }
         if !(0.0..1.0).contains(&self.momentum) {
             return bad(format!("momentum must be in [0, 1), got {}", self.momentum));
@@ -158,10 +163,14 @@ fn merge(base: &mut toml::Table, user: toml::Table, prefix: &str) -> Result<(), 
         match (base.get_mut(&key), value) {
             (None, _) if prefix.is_empty() && !OPTIONAL_KEYS.contains(&key.as_str()) => {
                 let known: Vec<&str> = base.keys().map(String::as_str).collect();
-                return Err(format!("unknown key `{full}`; known keys: {}", known.join(", ")));
+                return Err(format!(
+                    "unknown key `{full}`; known keys: {}",
+                    known.join(", ")
+                ));
             }
             (Some(toml::Value::Table(b)), toml::Value::Table(u))
-                if b.get("kind").is_none() || u.get("kind").is_none_or(|k| Some(k) == b.get("kind")) =>
+                if b.get("kind").is_none()
+                    || u.get("kind").is_none_or(|k| Some(k) == b.get("kind")) =>
             {
                 merge(b, u, &format!("{full}."))?;
             }

@@ -47,7 +47,9 @@ pub enum TrainError {
         reason: String,
     },
     /// Training diverged.
-    #[error("training diverged: the loss became {value} at epoch {epoch}, batch {batch}; lower the learning rate")]
+    #[error(
+        "training diverged: the loss became {value} at epoch {epoch}, batch {batch}; lower the learning rate"
+    )]
     Diverged {
         /// Epoch (1-based).
         epoch: usize,

@@ -22,9 +22,37 @@ pub struct EvalResult {
     pub per_class: Vec<(usize, usize)>,
 }
 
+/// Predicted class of every sample of `data`, in order (model in inference mode).
+pub fn predict(
+    model: &Model,
+    data: &ImageDataset,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<usize> {
+    let model = model.valid();
+    let device = device.clone().inner();
+    let mut out = Vec::with_capacity(data.len());
+    for indices in epoch_batches(data.len(), batch_size, false, 0, 0) {
+        let (x, _) = data.batch(&indices, &device);
+        let pred = model.forward(x).argmax(1).flatten::<1>(0, 1);
+        let pred: Vec<i64> = pred
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("i64 after convert");
+        out.extend(pred.into_iter().map(|p| p as usize));
+    }
+    out
+}
+
 /// Evaluates `model` in inference mode (`valid()`: no autodiff graph, BatchNorm running statistics,
 /// no dropout) on every sample of `data`, in order.
-pub fn evaluate(model: &Model, data: &ImageDataset, batch_size: usize, device: &Device) -> EvalResult {
+pub fn evaluate(
+    model: &Model,
+    data: &ImageDataset,
+    batch_size: usize,
+    device: &Device,
+) -> EvalResult {
     let model = model.valid();
     let device = device.clone().inner();
     let ce = CrossEntropyLossConfig::new().init(&device);
@@ -36,7 +64,11 @@ pub fn evaluate(model: &Model, data: &ImageDataset, batch_size: usize, device: &
         let loss = ce.forward(logits.clone(), y.clone()).into_scalar::<f32>();
         loss_sum += f64::from(loss) * indices.len() as f64;
         let pred = logits.argmax(1).flatten::<1>(0, 1);
-        let pred: Vec<i64> = pred.into_data().convert::<i64>().try_into_vec().expect("i64 after convert");
+        let pred: Vec<i64> = pred
+            .into_data()
+            .convert::<i64>()
+            .try_into_vec()
+            .expect("i64 after convert");
         for (&i, p) in indices.iter().zip(pred) {
             let label = usize::from(data.labels[i]);
             per_class[label].1 += 1;
@@ -50,7 +82,11 @@ pub fn evaluate(model: &Model, data: &ImageDataset, batch_size: usize, device: &
     EvalResult {
         n,
         correct,
-        accuracy: if n == 0 { 0.0 } else { correct as f64 / n as f64 },
+        accuracy: if n == 0 {
+            0.0
+        } else {
+            correct as f64 / n as f64
+        },
         loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
         per_class,
     }

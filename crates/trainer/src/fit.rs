@@ -43,7 +43,9 @@ pub struct FitOutcome {
 /// Seed for everything random in `epoch` (device RNG), derived from the run seed so that an epoch
 /// replays identically after a resume.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    seed ^ (epoch as u64).wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    seed ^ (epoch as u64)
+        .wrapping_add(1)
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// Trains `cfg.model` on `train`, validating on `valid` after every epoch and checkpointing
@@ -218,11 +220,9 @@ fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> Progr
     }
     let bar = ProgressBar::new(len as u64);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
     );
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
     bar

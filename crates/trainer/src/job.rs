@@ -52,7 +52,11 @@ pub struct JobOutcome {
 }
 
 /// Fails unless the dataset's images have the shape the model takes.
-pub fn check_input_shape(model: &str, data: &ImageDataset, dataset: &str) -> Result<(), TrainError> {
+pub fn check_input_shape(
+    model: &str,
+    data: &ImageDataset,
+    dataset: &str,
+) -> Result<(), TrainError> {
     let info = model_info(model)?;
     let have = [data.channels, data.height, data.width];
     if info.input_shape != have {
@@ -65,7 +69,11 @@ pub fn check_input_shape(model: &str, data: &ImageDataset, dataset: &str) -> Res
 }
 
 /// Runs the job end to end; the report is written only when training completed all epochs.
-pub fn run_job(cfg: &TrainConfig, devices: &DeviceSet, opts: &JobOptions) -> Result<JobOutcome, TrainError> {
+pub fn run_job(
+    cfg: &TrainConfig,
+    devices: &DeviceSet,
+    opts: &JobOptions,
+) -> Result<JobOutcome, TrainError> {
     cfg.validate()?;
     let kind: DatasetKind = cfg
         .dataset

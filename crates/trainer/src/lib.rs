@@ -33,7 +33,7 @@ pub use backend::{BackendKind, DeviceSet};
 pub use checkpoint::{Checkpoint, CheckpointState};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use eval::{EvalResult, evaluate};
+pub use eval::{EvalResult, evaluate, predict};
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
 pub use metrics::EpochMetrics;

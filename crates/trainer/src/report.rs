@@ -169,9 +169,16 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         );
     }
     let _ = writeln!(md, "\n## Per-class test accuracy\n");
-    let _ = writeln!(md, "| class | correct | total | accuracy |\n|---|---|---|---|");
+    let _ = writeln!(
+        md,
+        "| class | correct | total | accuracy |\n|---|---|---|---|"
+    );
     for (class, (ok, total)) in r.test.per_class.iter().enumerate() {
-        let acc = if *total == 0 { 0.0 } else { *ok as f64 / *total as f64 };
+        let acc = if *total == 0 {
+            0.0
+        } else {
+            *ok as f64 / *total as f64
+        };
         let _ = writeln!(md, "| {class} | {ok} | {total} | {:.2} % |", 100.0 * acc);
     }
     let _ = writeln!(md, "\n## Configuration\n\n```toml\n{}```", c.to_toml());

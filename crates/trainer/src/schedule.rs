@@ -77,7 +77,9 @@ impl Schedule {
                     return Err(format!("piecewise gamma must be positive, got {gamma}"));
                 }
                 if milestones.iter().any(|m| !m.is_finite() || *m < 0.0) {
-                    return Err(format!("piecewise milestones must be >= 0, got {milestones:?}"));
+                    return Err(format!(
+                        "piecewise milestones must be >= 0, got {milestones:?}"
+                    ));
                 }
                 Ok(())
             }
@@ -86,7 +88,9 @@ impl Schedule {
                 min_lr,
             } => {
                 if !(warmup_epochs.is_finite() && *warmup_epochs >= 0.0) {
-                    return Err(format!("cosine warmup_epochs must be >= 0, got {warmup_epochs}"));
+                    return Err(format!(
+                        "cosine warmup_epochs must be >= 0, got {warmup_epochs}"
+                    ));
                 }
                 if !(min_lr.is_finite() && *min_lr >= 0.0) {
                     return Err(format!("cosine min_lr must be >= 0, got {min_lr}"));
@@ -95,7 +99,9 @@ impl Schedule {
             }
             Schedule::OneCycle { peak_at } => {
                 if !(*peak_at > 0.0 && *peak_at < 1.0) {
-                    return Err(format!("one-cycle peak_at must be in (0, 1), got {peak_at}"));
+                    return Err(format!(
+                        "one-cycle peak_at must be in (0, 1), got {peak_at}"
+                    ));
                 }
                 Ok(())
             }

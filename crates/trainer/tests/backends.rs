@@ -34,7 +34,8 @@ fn forward_backward(kind: BackendKind, weights: &[u8]) -> (Vec<f32>, Vec<f32>) {
     .unwrap()
     .valid();
     let ad = device.clone().autodiff();
-    let x = Tensor::<4>::from_data(TensorData::new(fixed_input(), [4, 1, 28, 28]), &ad).require_grad();
+    let x =
+        Tensor::<4>::from_data(TensorData::new(fixed_input(), [4, 1, 28, 28]), &ad).require_grad();
     let logits = model.forward(x.clone());
     let r: Vec<f32> = (0..4)
         .flat_map(|b| (0..10).map(move |k| ((k + b) % 3) as f32 - 1.0))
@@ -44,7 +45,12 @@ fn forward_backward(kind: BackendKind, weights: &[u8]) -> (Vec<f32>, Vec<f32>) {
     let grads = loss.backward();
     let g = x.grad(&grads).expect("input gradient");
     (
-        logits.inner().into_data().convert::<f32>().try_into_vec().unwrap(),
+        logits
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap(),
         g.into_data().convert::<f32>().try_into_vec().unwrap(),
     )
 }
@@ -66,7 +72,10 @@ fn every_compiled_backend_agrees_on_forward_and_input_gradient() {
     let compiled = BackendKind::compiled();
     assert!(!compiled.is_empty());
     let (ref_logits, ref_grad) = forward_backward(compiled[0], &weights);
-    assert!(ref_grad.iter().any(|g| *g != 0.0), "gradient must not vanish");
+    assert!(
+        ref_grad.iter().any(|g| *g != 0.0),
+        "gradient must not vanish"
+    );
     for &kind in &compiled[1..] {
         let (logits, grad) = forward_backward(kind, &weights);
         assert_close(&format!("{kind} logits"), &ref_logits, &logits, 1e-4);
@@ -74,7 +83,11 @@ fn every_compiled_backend_agrees_on_forward_and_input_gradient() {
     }
     eprintln!(
         "compared backends: {}",
-        compiled.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
+        compiled
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
 }
 
@@ -93,18 +106,39 @@ fn every_compiled_backend_matches_the_closed_form_on_a_linear_model() {
     .unwrap();
     let params = torch::state_dict(&m);
     let get = |k: &str| params.iter().find(|t| t.key == k).unwrap().data.clone();
-    let (w1, b1, w2, b2) = (get("0.weight"), get("0.bias"), get("1.weight"), get("1.bias"));
+    let (w1, b1, w2, b2) = (
+        get("0.weight"),
+        get("0.bias"),
+        get("1.weight"),
+        get("1.bias"),
+    );
     let x: Vec<f32> = (0..10).map(|i| (i as f32 - 4.5) / 5.0).collect();
     // logits = W2 (W1 x + b1) + b2 ; d(sum(logits))/dx = W1^T W2^T 1.
     let h: Vec<f64> = (0..50)
-        .map(|o| (0..10).map(|i| f64::from(w1[o * 10 + i]) * f64::from(x[i])).sum::<f64>() + f64::from(b1[o]))
+        .map(|o| {
+            (0..10)
+                .map(|i| f64::from(w1[o * 10 + i]) * f64::from(x[i]))
+                .sum::<f64>()
+                + f64::from(b1[o])
+        })
         .collect();
     let want_logits: Vec<f64> = (0..10)
-        .map(|o| (0..50).map(|j| f64::from(w2[o * 50 + j]) * h[j]).sum::<f64>() + f64::from(b2[o]))
+        .map(|o| {
+            (0..50)
+                .map(|j| f64::from(w2[o * 50 + j]) * h[j])
+                .sum::<f64>()
+                + f64::from(b2[o])
+        })
         .collect();
-    let col_sums: Vec<f64> = (0..50).map(|j| (0..10).map(|o| f64::from(w2[o * 50 + j])).sum()).collect();
+    let col_sums: Vec<f64> = (0..50)
+        .map(|j| (0..10).map(|o| f64::from(w2[o * 50 + j])).sum())
+        .collect();
     let want_grad: Vec<f64> = (0..10)
-        .map(|i| (0..50).map(|j| f64::from(w1[j * 10 + i]) * col_sums[j]).sum())
+        .map(|i| {
+            (0..50)
+                .map(|j| f64::from(w1[j * 10 + i]) * col_sums[j])
+                .sum()
+        })
         .collect();
     for kind in BackendKind::compiled() {
         let device = kind.device().unwrap();
@@ -115,15 +149,29 @@ fn every_compiled_backend_matches_the_closed_form_on_a_linear_model() {
         )
         .unwrap()
         .valid();
-        let xa = Tensor::<4>::from_data(TensorData::new(x.clone(), [1, 1, 1, 10]), &device.clone().autodiff())
-            .require_grad();
+        let xa = Tensor::<4>::from_data(
+            TensorData::new(x.clone(), [1, 1, 1, 10]),
+            &device.clone().autodiff(),
+        )
+        .require_grad();
         let logits = model.forward(xa.clone());
         let g = xa.grad(&logits.clone().sum().backward()).unwrap();
-        let logits: Vec<f32> = logits.inner().into_data().convert::<f32>().try_into_vec().unwrap();
+        let logits: Vec<f32> = logits
+            .inner()
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
         let g: Vec<f32> = g.into_data().convert::<f32>().try_into_vec().unwrap();
         for o in 0..10 {
-            assert!((f64::from(logits[o]) - want_logits[o]).abs() < 1e-4, "{kind} logit {o}");
-            assert!((f64::from(g[o]) - want_grad[o]).abs() < 1e-4, "{kind} grad {o}");
+            assert!(
+                (f64::from(logits[o]) - want_logits[o]).abs() < 1e-4,
+                "{kind} logit {o}"
+            );
+            assert!(
+                (f64::from(g[o]) - want_grad[o]).abs() < 1e-4,
+                "{kind} grad {o}"
+            );
         }
     }
 }

@@ -46,7 +46,16 @@ fn devices() -> DeviceSet {
 /// Metrics without the wall-clock fields.
 fn comparable(h: &[EpochMetrics]) -> Vec<(usize, f64, f64, f64, f64, f64)> {
     h.iter()
-        .map(|m| (m.epoch, m.lr, m.train_loss, m.train_acc, m.valid_loss, m.valid_acc))
+        .map(|m| {
+            (
+                m.epoch,
+                m.lr,
+                m.train_loss,
+                m.train_acc,
+                m.valid_loss,
+                m.valid_acc,
+            )
+        })
         .collect()
 }
 
@@ -63,7 +72,14 @@ fn training_learns_and_a_killed_run_resumes_exactly() {
     let (train, valid) = slice();
     let cfg = config();
     let full_dir = tempfile::tempdir().unwrap();
-    let full = fit(&cfg, &train, &valid, &devices(), &opts(full_dir.path(), false, None)).unwrap();
+    let full = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(full_dir.path(), false, None),
+    )
+    .unwrap();
     let h = &full.history;
     assert_eq!(h.len(), 4);
     assert!(
@@ -72,14 +88,29 @@ fn training_learns_and_a_killed_run_resumes_exactly() {
         comparable(h)
     );
     assert!(h[3].valid_acc > 0.6, "valid accuracy {:?}", comparable(h));
-    assert_eq!(comparable(&read_jsonl(full_dir.path().join("metrics.jsonl"))), comparable(h));
-    for f in ["checkpoint/model.bpk", "checkpoint/optim.bpk", "checkpoint/state.json", "best.bpk"] {
+    assert_eq!(
+        comparable(&read_jsonl(full_dir.path().join("metrics.jsonl"))),
+        comparable(h)
+    );
+    for f in [
+        "checkpoint/model.bpk",
+        "checkpoint/optim.bpk",
+        "checkpoint/state.json",
+        "best.bpk",
+    ] {
         assert!(full_dir.path().join(f).is_file(), "{f}");
     }
 
     // The same run, "killed" after epoch 2 (checkpoint written), then resumed.
     let dir = tempfile::tempdir().unwrap();
-    let first = fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), false, Some(2))).unwrap();
+    let first = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, Some(2)),
+    )
+    .unwrap();
     assert_eq!(first.history.len(), 2);
     // A kill after the metrics line of a third epoch but before its checkpoint leaves a stale
     // line; resume must drop it.
@@ -93,10 +124,24 @@ fn training_learns_and_a_killed_run_resumes_exactly() {
             writeln!(f, "{}", serde_json::to_string(&stale).unwrap())
         })
         .unwrap();
-    let resumed = fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), true, None)).unwrap();
+    let resumed = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), true, None),
+    )
+    .unwrap();
     assert_eq!(resumed.resumed_from, Some(2));
-    assert_eq!(comparable(&resumed.history), comparable(h), "resume must replay exactly");
-    assert_eq!(comparable(&read_jsonl(dir.path().join("metrics.jsonl"))), comparable(h));
+    assert_eq!(
+        comparable(&resumed.history),
+        comparable(h),
+        "resume must replay exactly"
+    );
+    assert_eq!(
+        comparable(&read_jsonl(dir.path().join("metrics.jsonl"))),
+        comparable(h)
+    );
 }
 
 #[test]
@@ -104,11 +149,32 @@ fn resume_falls_back_to_the_previous_checkpoint_after_a_kill_mid_swap() {
     let (train, valid) = slice();
     let cfg = config().with_epochs(2);
     let dir = tempfile::tempdir().unwrap();
-    fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), false, Some(1))).unwrap();
+    fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, Some(1)),
+    )
+    .unwrap();
     // State between steps 2 and 3 of the swap: only checkpoint.old exists.
-    std::fs::rename(dir.path().join("checkpoint"), dir.path().join("checkpoint.old")).unwrap();
-    assert_eq!(Checkpoint::find(dir.path()), Some(dir.path().join("checkpoint.old")));
-    let r = fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), true, None)).unwrap();
+    std::fs::rename(
+        dir.path().join("checkpoint"),
+        dir.path().join("checkpoint.old"),
+    )
+    .unwrap();
+    assert_eq!(
+        Checkpoint::find(dir.path()),
+        Some(dir.path().join("checkpoint.old"))
+    );
+    let r = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), true, None),
+    )
+    .unwrap();
     assert_eq!(r.resumed_from, Some(1));
     assert_eq!(r.history.len(), 2);
     assert!(dir.path().join("checkpoint/state.json").is_file());
@@ -131,18 +197,32 @@ fn bad_checkpoints_are_clear_errors_and_stay_untouched() {
     let e = resume_error(dir.path(), &cfg);
     assert!(e.contains("nothing to resume"), "{e}");
 
-    fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), false, Some(1))).unwrap();
+    fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, Some(1)),
+    )
+    .unwrap();
     let ckpt = dir.path().join("checkpoint");
     let model_bytes = std::fs::read(ckpt.join("model.bpk")).unwrap();
 
     // Another architecture.
     let e = resume_error(dir.path(), &cfg.clone().with_model("mlp".into()));
-    assert!(e.contains("holds model `small-cnn`, but this run trains `mlp`"), "{e}");
+    assert!(
+        e.contains("holds model `small-cnn`, but this run trains `mlp`"),
+        "{e}"
+    );
     // Another configuration.
     let e = resume_error(dir.path(), &cfg.clone().with_lr(0.1));
     assert!(e.contains("different configuration"), "{e}");
     // A truncated model file.
-    std::fs::write(ckpt.join("model.bpk"), &model_bytes[..model_bytes.len() / 2]).unwrap();
+    std::fs::write(
+        ckpt.join("model.bpk"),
+        &model_bytes[..model_bytes.len() / 2],
+    )
+    .unwrap();
     let e = resume_error(dir.path(), &cfg);
     assert!(e.contains("model.bpk does not load"), "{e}");
     std::fs::write(ckpt.join("model.bpk"), &model_bytes).unwrap();
@@ -153,7 +233,14 @@ fn bad_checkpoints_are_clear_errors_and_stay_untouched() {
     assert!(e.contains("state.json is damaged"), "{e}");
     std::fs::write(ckpt.join("state.json"), &state).unwrap();
     // Nothing was lost: the checkpoint still resumes.
-    let r = fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), true, None)).unwrap();
+    let r = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), true, None),
+    )
+    .unwrap();
     assert_eq!(r.history.len(), 2);
 }
 
@@ -167,12 +254,28 @@ fn divergence_stops_with_an_error_and_keeps_the_last_good_checkpoint() {
         .with_schedule(Schedule::Constant)
         .with_lr(1e-3);
     let dir = tempfile::tempdir().unwrap();
-    fit(&cfg, &train, &valid, &devices(), &opts(dir.path(), false, Some(1))).unwrap();
+    fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, Some(1)),
+    )
+    .unwrap();
     let before = std::fs::read(dir.path().join("checkpoint/model.bpk")).unwrap();
     let wild = cfg.clone().with_lr(1e30);
-    let e = fit(&wild, &train, &valid, &devices(), &opts(dir.path().join("wild").as_path(), false, None))
-        .unwrap_err();
+    let e = fit(
+        &wild,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path().join("wild").as_path(), false, None),
+    )
+    .unwrap_err();
     assert!(matches!(e, TrainError::Diverged { .. }), "{e}");
     assert!(e.to_string().contains("lower the learning rate"), "{e}");
-    assert_eq!(std::fs::read(dir.path().join("checkpoint/model.bpk")).unwrap(), before);
+    assert_eq!(
+        std::fs::read(dir.path().join("checkpoint/model.bpk")).unwrap(),
+        before
+    );
 }
