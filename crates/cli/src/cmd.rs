@@ -6,8 +6,8 @@ use anyhow::{Context, Result, bail};
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
 use bulwark_trainer::{
-    BackendKind, DeviceSet, JobOptions, OptimizerKind, TrainConfig, check_input_shape, evaluate,
-    run_job,
+    BackendKind, DeviceSet, JobOptions, OptimizerKind, Schedule, TrainConfig, check_input_shape,
+    evaluate, run_job, save_bpk_atomic, write_atomic,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -18,7 +18,7 @@ use crate::args::{Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand
 pub fn run(cli: Cli) -> Result<()> {
     let backend: BackendKind = cli.backend.parse()?;
     match cli.command {
-        Command::Train(args) => train(args, backend),
+        Command::Train(args) => train(*args, backend),
         Command::Eval(args) => eval(args, backend),
         Command::Data {
             command:
@@ -62,6 +62,15 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             a.lr.is_some(),
             a.optimizer.is_some(),
             a.weight_decay.is_some(),
+            a.momentum.is_some(),
+            a.nesterov,
+            a.schedule.is_some(),
+            a.warmup_epochs.is_some(),
+            a.min_lr.is_some(),
+            a.peak_at.is_some(),
+            a.milestones.is_some(),
+            a.gamma.is_some(),
+            a.eval_batch_size.is_some(),
             a.seed.is_some(),
             a.train_limit.is_some(),
             a.valid_size.is_some(),
@@ -79,6 +88,7 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             Some(p) => TrainConfig::from_toml_file(p)?,
             None => TrainConfig::new(),
         };
+        cfg.schedule = schedule_from_flags(&a, cfg.schedule)?;
         if let Some(v) = a.model {
             cfg.model = v;
         }
@@ -104,6 +114,15 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         }
         if let Some(v) = a.weight_decay {
             cfg.weight_decay = v;
+        }
+        if let Some(v) = a.momentum {
+            cfg.momentum = v;
+        }
+        if a.nesterov {
+            cfg.nesterov = true;
+        }
+        if let Some(v) = a.eval_batch_size {
+            cfg.eval_batch_size = v;
         }
         if let Some(v) = a.seed {
             cfg.seed = v;
@@ -159,6 +178,9 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         );
         return Ok(());
     }
+    let test = outcome
+        .test
+        .context("training completed but the test evaluation is missing")?;
     println!();
     println!("| {:<28} | {:>22} |", "Bulwark run", run_dir.display());
     println!("|{:-<30}|{:->24}|", "", "");
@@ -178,16 +200,12 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     println!(
         "| {:<28} | {:>22} |",
         "clean test accuracy",
-        format!(
-            "{:.2} % of {}",
-            100.0 * outcome.test.accuracy,
-            outcome.test.n
-        )
+        format!("{:.2} % of {}", 100.0 * test.accuracy, test.n)
     );
     println!(
         "| {:<28} | {:>22} |",
         "test cross-entropy",
-        format!("{:.4}", outcome.test.loss)
+        format!("{:.4}", test.loss)
     );
     let secs: f64 = outcome.history.iter().map(|m| m.seconds).sum();
     println!(
@@ -199,6 +217,68 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     println!("Report:  {}", outcome.report.display());
     println!("Weights: {} (PyTorch layout)", outcome.weights.display());
     Ok(())
+}
+
+/// The schedule from `--schedule` and its parameter flags; parameters not given keep the
+/// configured schedule's values when the kind is unchanged, else the documented defaults.
+fn schedule_from_flags(a: &TrainArgs, current: Schedule) -> Result<Schedule> {
+    let kind = match (&a.schedule, &current) {
+        (Some(k), _) => k.as_str(),
+        (None, Schedule::Constant) => "constant",
+        (None, Schedule::Piecewise { .. }) => "piecewise",
+        (None, Schedule::Cosine { .. }) => "cosine",
+        (None, Schedule::OneCycle { .. }) => "one-cycle",
+    };
+    let wrong_kind = |flag: &str, for_kind: &str| {
+        anyhow::anyhow!("{flag} applies to --schedule {for_kind}, not `{kind}`")
+    };
+    if kind != "cosine" && (a.warmup_epochs.is_some() || a.min_lr.is_some()) {
+        return Err(wrong_kind("--warmup-epochs/--min-lr", "cosine"));
+    }
+    if kind != "one-cycle" && a.peak_at.is_some() {
+        return Err(wrong_kind("--peak-at", "one-cycle"));
+    }
+    if kind != "piecewise" && (a.milestones.is_some() || a.gamma.is_some()) {
+        return Err(wrong_kind("--milestones/--gamma", "piecewise"));
+    }
+    Ok(match (kind, current) {
+        ("constant", _) => Schedule::Constant,
+        ("cosine", cur) => {
+            let (w, m) = match cur {
+                Schedule::Cosine {
+                    warmup_epochs,
+                    min_lr,
+                } => (warmup_epochs, min_lr),
+                _ => (0.0, 0.0),
+            };
+            Schedule::Cosine {
+                warmup_epochs: a.warmup_epochs.unwrap_or(w),
+                min_lr: a.min_lr.unwrap_or(m),
+            }
+        }
+        ("one-cycle", cur) => {
+            let p = match cur {
+                Schedule::OneCycle { peak_at } => peak_at,
+                _ => 0.4,
+            };
+            Schedule::OneCycle {
+                peak_at: a.peak_at.unwrap_or(p),
+            }
+        }
+        ("piecewise", cur) => {
+            let (ms, g) = match cur {
+                Schedule::Piecewise { milestones, gamma } => (milestones, gamma),
+                _ => (Vec::new(), 0.1),
+            };
+            Schedule::Piecewise {
+                milestones: a.milestones.clone().unwrap_or(ms),
+                gamma: a.gamma.unwrap_or(g),
+            }
+        }
+        (other, _) => {
+            bail!("unknown schedule `{other}`; known: constant, piecewise, cosine, one-cycle")
+        }
+    })
 }
 
 /// Loads weights into a freshly built `model`, by file type.
@@ -243,9 +323,9 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     let mut test = load_split(kind, Split::Test, &dir)?;
     check_input_shape(&a.model, &test, &a.dataset)?;
     if let Some(n) = a.limit {
-        test = test.take(n);
+        test = test.take(n as usize);
     }
-    let r = evaluate(&model, &test, a.batch_size, &device);
+    let r = evaluate(&model, &test, a.batch_size as usize, &device);
     println!(
         "{} on {} test ({} images): clean accuracy {:.2} %, cross-entropy {:.4}",
         a.model,
@@ -255,13 +335,11 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
         r.loss
     );
     if let Some(path) = &a.predictions {
-        let preds = bulwark_trainer::predict(&model, &test, a.batch_size, &device);
-        let text: String = preds.iter().map(|p| format!("{p}\n")).collect();
-        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        let text: String = r.predictions.iter().map(|p| format!("{p}\n")).collect();
+        write_atomic(path, text.as_bytes())?;
     }
-    if let Some(path) = a.json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&r)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+    if let Some(path) = &a.json {
+        write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
     }
     Ok(())
 }
@@ -310,24 +388,22 @@ fn models_list(backend: BackendKind) -> Result<()> {
 
 fn export(a: ExportArgs, backend: BackendKind) -> Result<()> {
     let device = backend.device()?;
-    let fresh = Model::init(&a.model, &device)?;
-    let model = match (&a.from, a.init_seed) {
-        (Some(from), _) => load_weights(fresh, from)?,
-        (None, Some(seed)) => {
-            device.seed(seed);
-            Model::init(&a.model, &device)?
-        }
-        (None, None) => bail!("give --from or --init-seed"),
-    };
-    match a.to.extension().and_then(|e| e.to_str()) {
-        Some("safetensors") => torch::save_safetensors(&model, &a.to)?,
-        Some("bpk") => model
-            .save_file(&a.to)
-            .map_err(|e| anyhow::anyhow!("writing {}: {e}", a.to.display()))?,
-        _ => bail!(
+    let out_ext = a.to.extension().and_then(|e| e.to_str());
+    if !matches!(out_ext, Some("safetensors" | "bpk")) {
+        bail!(
             "{}: choose a .safetensors or .bpk output file",
             a.to.display()
-        ),
+        );
+    }
+    let model = match (&a.from, a.init_seed) {
+        (Some(from), _) => load_weights(Model::init(&a.model, &device)?, from)?,
+        (None, Some(seed)) => Model::init_seeded(&a.model, &device, seed)?,
+        (None, None) => bail!("give --from or --init-seed"),
+    };
+    if out_ext == Some("bpk") {
+        save_bpk_atomic(&model, &a.to)?;
+    } else {
+        torch::save_safetensors(&model, &a.to)?;
     }
     println!("wrote {}", a.to.display());
     Ok(())

@@ -118,6 +118,43 @@ impl ModuleVisitor for Collector {
     }
 }
 
+/// Key and PyTorch shape of every tensor the model expects, in module order, without drawing
+/// lazily initialized weights.
+fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
+    struct Shapes {
+        info: &'static ModelInfo,
+        path: PathTracker,
+        out: Vec<TorchTensor>,
+    }
+    impl ModuleVisitor for Shapes {
+        fn enter_module(&mut self, name: &str, container_type: &str) {
+            self.path.enter(name, container_type);
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let slot = self.path.slot(self.info);
+            let mut shape = param.lazy_shape().to_vec();
+            if slot.transposed {
+                shape.reverse();
+            }
+            self.out.push(TorchTensor {
+                key: slot.key,
+                shape,
+                data: Vec::new(),
+            });
+        }
+    }
+    let mut v = Shapes {
+        info: model.info(),
+        path: PathTracker::default(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    v.out
+}
+
 /// The model's parameters and buffers as a PyTorch state dict, in module order.
 ///
 /// BatchNorm layers contribute `running_mean`/`running_var` (and `num_batches_tracked` when
@@ -220,7 +257,12 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), ModelError> {
         source,
     };
     let tmp = path.with_extension("safetensors.tmp");
-    std::fs::write(&tmp, &bytes).map_err(io)?;
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        std::io::Write::write_all(&mut f, &bytes)?;
+        f.sync_all()
+    };
+    write().map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
@@ -269,7 +311,7 @@ pub fn from_safetensors_bytes(
         reason,
     };
     let mut in_file: BTreeMap<String, TensorView<'_>> = file.tensors().into_iter().collect();
-    let expected = state_dict(&model);
+    let expected = expected_tensors(&model);
     // burn-layout values by torch key, ready for the mapper.
     let mut values: HashMap<String, Vec<f32>> = HashMap::new();
     for t in &expected {
@@ -337,21 +379,17 @@ impl ModuleMapper for Loader {
             .values
             .remove(&slot.key)
             .expect("every parameter was checked against the file before mapping");
-        param.map(|old| {
-            let shape = old.dims();
-            let data = if slot.transposed {
-                // File holds [out, in]; burn wants [in, out] = shape.
-                transpose(&values, shape[1], shape[0])
-            } else {
-                values
-            };
-            let device = old.device();
-            let fresh = Tensor::<D>::from_data(TensorData::new(data, shape), &device);
-            if old.is_require_grad() {
-                fresh.require_grad()
-            } else {
-                fresh
-            }
-        })
+        // Shape and device without drawing the (lazily initialized) weights being replaced.
+        let shape = param.lazy_shape();
+        let data = if slot.transposed {
+            // The file holds [out, in]; burn wants [in, out].
+            transpose(&values, shape[1], shape[0])
+        } else {
+            values
+        };
+        let tensor = Tensor::<D>::from_data(TensorData::new(data, shape), &param.lazy_device());
+        let id = param.id;
+        // Keeps the parameter's id, device and gradient setting.
+        param.transform_for_load(tensor, id)
     }
 }

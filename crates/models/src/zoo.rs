@@ -1,5 +1,8 @@
 //! The registry: every model by name, with its input shape and PyTorch naming.
 
+use std::sync::Mutex;
+
+use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 
 use crate::{
@@ -156,6 +159,22 @@ impl Model {
         })
     }
 
+    /// Builds the named model with weights drawn from `seed`, reproducibly.
+    ///
+    /// burn initializes parameters lazily (at first use) from the backend's generator, which is
+    /// shared by the whole process. This seeds the generator, builds the model and draws every
+    /// weight at once, under a process-wide lock, so that two models built at the same time on
+    /// different threads cannot interleave their draws.
+    pub fn init_seeded(name: &str, device: &Device, seed: u64) -> Result<Self, ModelError> {
+        static INIT: Mutex<()> = Mutex::new(());
+        // A panic in another initialization cannot leave the guarded state inconsistent.
+        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        device.seed(seed);
+        let model = Self::init(name, device)?;
+        model.visit(&mut Materialize);
+        Ok(model)
+    }
+
     /// The model's registry name.
     pub fn name(&self) -> &'static str {
         self.info().name
@@ -189,23 +208,20 @@ impl Model {
         }
     }
 
-    /// Maps flattened inputs `[batch, features]` to logits, reshaping to the model's input shape.
-    pub fn forward_flat(&self, x: Tensor<2>) -> Tensor<2> {
-        let [batch, _] = x.dims();
-        let shape = self.info().input_shape;
-        let x4 = match *shape {
-            [n] => x.reshape([batch, 1, 1, n]),
-            [c, h, w] => x.reshape([batch, c, h, w]),
-            _ => unreachable!("zoo input shapes have rank 1 or 3"),
-        };
-        self.forward(x4)
-    }
-
     /// Brings BatchNorm running statistics up to date before they are read out (export,
     /// checkpoints). A no-op for models without BatchNorm.
     pub fn sync_running_stats(&self) {
         if let Model::PreActResNet18(m) = self {
             m.sync_running_stats();
         }
+    }
+}
+
+/// Reads every parameter once, which makes burn draw lazily initialized weights now.
+struct Materialize;
+
+impl ModuleVisitor for Materialize {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let _ = param.val();
     }
 }

@@ -5,12 +5,14 @@
 //! `state.json` (epoch, model name, config, metrics history). It is replaced atomically:
 //!
 //! 1. everything is written into `checkpoint.tmp/` and flushed to disk;
-//! 2. the current `checkpoint/` is renamed to `checkpoint.old/`;
+//! 2. the current `checkpoint/`, if there is one, is renamed to `checkpoint.old/` (replacing an
+//!    older `checkpoint.old/`; when `checkpoint/` is missing, `checkpoint.old/` is kept as it is);
 //! 3. `checkpoint.tmp/` is renamed to `checkpoint/`;
 //! 4. `checkpoint.old/` is removed.
 //!
 //! A kill during 1 leaves the previous `checkpoint/` intact; a kill between 2 and 3 leaves
-//! `checkpoint.old/`, which [`Checkpoint::find`] falls back to. No step ever leaves a directory
+//! `checkpoint.old/`, which [`Checkpoint::find`] falls back to, and which the next save keeps until
+//! its own `checkpoint/` is in place. No step ever leaves a directory
 //! whose files mix two epochs under a name that resume reads.
 
 use std::io::Write;
@@ -46,8 +48,9 @@ pub const FORMAT: u32 = 1;
 /// Reading and writing checkpoint directories.
 pub struct Checkpoint;
 
-/// Writes `bytes` to `path` through a temporary file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+/// Writes `bytes` to `path` through a flushed temporary file and a rename: `path` is either the
+/// old complete file or the new complete file, never a partial one.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
@@ -63,6 +66,27 @@ fn sync_file(path: &Path) -> Result<(), TrainError> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(TrainError::io(path))
+}
+
+/// Makes renames inside `dir` durable (a directory's entries are flushed like a file's data).
+fn sync_dir(dir: &Path) -> Result<(), TrainError> {
+    sync_file(dir)
+}
+
+/// Saves a model in burn's burnpack format through a temporary file and a rename, so `path` is
+/// either the old complete file or the new complete file, never a partial one.
+pub fn save_bpk_atomic(model: &Model, path: &Path) -> Result<(), TrainError> {
+    let tmp = path.with_extension("bpk.tmp");
+    model.sync_running_stats();
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| TrainError::Checkpoint {
+            path: path.to_path_buf(),
+            reason: format!("writing the model: {e}"),
+        })?;
+    sync_file(&tmp)?;
+    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
 }
 
 impl Checkpoint {
@@ -109,13 +133,18 @@ impl Checkpoint {
         sync_file(&optim_path)?;
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&tmp.join("state.json"), &json)?;
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
-        }
+        sync_dir(&tmp)?;
+        // `checkpoint.old/` is only ever replaced by a complete `checkpoint/`: after a kill between
+        // the two renames below, `checkpoint.old/` is the only good copy and must survive until
+        // the new `checkpoint/` is in place.
         if cur.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
+            }
             std::fs::rename(&cur, &old).map_err(TrainError::io(&cur))?;
         }
         std::fs::rename(&tmp, &cur).map_err(TrainError::io(&tmp))?;
+        sync_dir(run_dir)?;
         if old.exists() {
             std::fs::remove_dir_all(&old).map_err(TrainError::io(&old))?;
         }

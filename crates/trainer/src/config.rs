@@ -145,6 +145,17 @@ impl TrainConfig {
         if !(self.epsilon.is_finite() && self.epsilon > 0.0) {
             return bad(format!("epsilon must be positive, got {}", self.epsilon));
         }
+        if self.valid_size == 0 {
+            return bad("valid_size must be at least 1: validation picks the best epoch".into());
+        }
+        if let Schedule::Cosine { warmup_epochs, .. } = self.schedule
+            && warmup_epochs >= self.epochs as f64
+        {
+            return bad(format!(
+                "cosine warmup_epochs ({warmup_epochs}) must be shorter than epochs ({})",
+                self.epochs
+            ));
+        }
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov needs momentum > 0".into());
         }

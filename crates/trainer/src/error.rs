@@ -48,9 +48,12 @@ pub enum TrainError {
     },
     /// Training diverged.
     #[error(
-        "training diverged: the loss became {value} at epoch {epoch}, batch {batch}; lower the learning rate"
+        "training diverged: the {during} loss became {value} in epoch {epoch}, after batch {batch}; \
+         lower the learning rate"
     )]
     Diverged {
+        /// Which loss: `training` or `validation`.
+        during: &'static str,
         /// Epoch (1-based).
         epoch: usize,
         /// Batch within the epoch (1-based).

@@ -20,29 +20,9 @@ pub struct EvalResult {
     pub loss: f64,
     /// Per class: (correct, total).
     pub per_class: Vec<(usize, usize)>,
-}
-
-/// Predicted class of every sample of `data`, in order (model in inference mode).
-pub fn predict(
-    model: &Model,
-    data: &ImageDataset,
-    batch_size: usize,
-    device: &Device,
-) -> Vec<usize> {
-    let model = model.valid();
-    let device = device.clone().inner();
-    let mut out = Vec::with_capacity(data.len());
-    for indices in epoch_batches(data.len(), batch_size, false, 0, 0) {
-        let (x, _) = data.batch(&indices, &device);
-        let pred = model.forward(x).argmax(1).flatten::<1>(0, 1);
-        let pred: Vec<i64> = pred
-            .into_data()
-            .convert::<i64>()
-            .try_into_vec()
-            .expect("i64 after convert");
-        out.extend(pred.into_iter().map(|p| p as usize));
-    }
-    out
+    /// Predicted class of every sample, in order (not written to reports).
+    #[serde(skip)]
+    pub predictions: Vec<usize>,
 }
 
 /// Evaluates `model` in inference mode (`valid()`: no autodiff graph, BatchNorm running statistics,
@@ -57,6 +37,7 @@ pub fn evaluate(
     let device = device.clone().inner();
     let ce = CrossEntropyLossConfig::new().init(&device);
     let mut per_class = vec![(0usize, 0usize); data.num_classes];
+    let mut predictions = Vec::with_capacity(data.len());
     let (mut correct, mut loss_sum) = (0usize, 0f64);
     for indices in epoch_batches(data.len(), batch_size, false, 0, 0) {
         let (x, y) = data.batch(&indices, &device);
@@ -70,9 +51,11 @@ pub fn evaluate(
             .try_into_vec()
             .expect("i64 after convert");
         for (&i, p) in indices.iter().zip(pred) {
+            let p = p as usize;
+            predictions.push(p);
             let label = usize::from(data.labels[i]);
             per_class[label].1 += 1;
-            if p as usize == label {
+            if p == label {
                 per_class[label].0 += 1;
                 correct += 1;
             }
@@ -89,5 +72,6 @@ pub fn evaluate(
         },
         loss: if n == 0 { 0.0 } else { loss_sum / n as f64 },
         per_class,
+        predictions,
     }
 }

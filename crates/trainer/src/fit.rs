@@ -10,7 +10,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT};
+use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, save_bpk_atomic};
 use crate::{DeviceSet, EpochMetrics, TrainConfig, TrainError, build_optimizer, evaluate, metrics};
 
 /// How [`fit`] runs, beyond the configuration.
@@ -51,9 +51,10 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 /// Trains `cfg.model` on `train`, validating on `valid` after every epoch and checkpointing
 /// atomically into `opts.run_dir`.
 ///
-/// Determinism: weights are initialized after seeding the device with `cfg.seed`; batch order is a
-/// function of `(seed, epoch)`; the device is re-seeded at each epoch start. So on the CPU backends
-/// a run that is killed and resumed produces the same metrics as one that is not.
+/// Determinism: weights are drawn from `cfg.seed` ([`Model::init_seeded`]); batch order is a
+/// function of `(seed, epoch)`; the device is re-seeded at each epoch start for random layers
+/// (dropout). So on the CPU backends a run that is killed and resumed produces the same metrics as
+/// one that is not.
 pub fn fit(
     cfg: &TrainConfig,
     train: &ImageDataset,
@@ -70,8 +71,7 @@ pub fn fit(
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
     let metrics_path = opts.run_dir.join("metrics.jsonl");
 
-    device.seed(cfg.seed);
-    let mut model = Model::init(&cfg.model, &ad_device)?;
+    let mut model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
     let mut optim = build_optimizer(cfg);
     let mut history = Vec::new();
     let mut best = None;
@@ -116,7 +116,13 @@ pub fn fit(
         for (b, indices) in batches.iter().enumerate() {
             lr = cfg
                 .schedule
-                .lr_at(cfg.lr, epoch as f64 + b as f64 / n_batches as f64, total);
+                // Progress at the end of this step, so that warm-up schedules never take a
+                // zero-rate first step (as in Wong et al.'s `(i + 1) / n`).
+                .lr_at(
+                    cfg.lr,
+                    epoch as f64 + (b + 1) as f64 / n_batches as f64,
+                    total,
+                );
             // Autodiff inputs, so that a first-layer BatchNorm/Dropout runs in training mode.
             let (x, y) = train.batch(indices, &ad_device);
             let logits = model.forward(x);
@@ -125,6 +131,7 @@ pub fn fit(
             if !loss_value.is_finite() {
                 bar.abandon();
                 return Err(TrainError::Diverged {
+                    during: "training",
                     epoch: epoch + 1,
                     batch: b + 1,
                     value: loss_value,
@@ -158,6 +165,15 @@ pub fn fit(
         bar.finish_and_clear();
 
         let v = evaluate(&model, valid, cfg.eval_batch_size, &device);
+        if !v.loss.is_finite() {
+            // The last steps broke the weights; never checkpoint a broken model.
+            return Err(TrainError::Diverged {
+                during: "validation",
+                epoch: epoch + 1,
+                batch: n_batches,
+                value: v.loss as f32,
+            });
+        }
         let m = EpochMetrics {
             epoch: epoch + 1,
             lr,
@@ -181,17 +197,7 @@ pub fn fit(
         );
         if !valid.is_empty() && best.is_none_or(|(_, acc)| v.accuracy > acc) {
             best = Some((epoch + 1, v.accuracy));
-            let path = opts.run_dir.join("best.bpk");
-            let tmp = opts.run_dir.join("best.bpk.tmp");
-            model.sync_running_stats();
-            model
-                .clone()
-                .save_file(&tmp)
-                .map_err(|e| TrainError::Checkpoint {
-                    path: tmp.clone(),
-                    reason: e.to_string(),
-                })?;
-            std::fs::rename(&tmp, &path).map_err(TrainError::io(&path))?;
+            save_bpk_atomic(&model, &opts.run_dir.join("best.bpk"))?;
         }
         history.push(m.clone());
         let state = CheckpointState {

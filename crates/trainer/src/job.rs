@@ -5,9 +5,8 @@ use std::time::Instant;
 
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
 use bulwark_models::{model_info, torch};
-use burn::module::Module;
 
-use crate::checkpoint::write_atomic;
+use crate::checkpoint::{save_bpk_atomic, write_atomic};
 use crate::{
     DeviceSet, EpochMetrics, EvalResult, FitOptions, ReportInputs, TrainConfig, TrainError,
     evaluate, fit, write_report,
@@ -37,8 +36,8 @@ pub struct JobOptions {
 pub struct JobOutcome {
     /// The run directory.
     pub run_dir: PathBuf,
-    /// Clean test-set result of the final model.
-    pub test: EvalResult,
+    /// Clean test-set result of the final model (`None` when training stopped early).
+    pub test: Option<EvalResult>,
     /// Per-epoch metrics.
     pub history: Vec<EpochMetrics>,
     /// Best validation epoch and accuracy.
@@ -98,7 +97,11 @@ pub fn run_job(
     }
     let (train, valid) = train_all.split(cfg.valid_size, cfg.seed)?;
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
-    write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if !opts.resume {
+        // On resume the run's own config.toml stays as it is (fit checks it against the
+        // checkpoint; a refused resume must not have replaced it).
+        write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
     tracing::info!(
         "training {} on {} ({} train / {} valid / {} test images) into {}",
         cfg.model,
@@ -129,13 +132,7 @@ pub fn run_job(
     if stopped_early {
         return Ok(JobOutcome {
             run_dir: opts.run_dir.clone(),
-            test: EvalResult {
-                n: 0,
-                correct: 0,
-                accuracy: 0.0,
-                loss: 0.0,
-                per_class: vec![],
-            },
+            test: None,
             history: outcome.history,
             best: outcome.best,
             report,
@@ -146,15 +143,7 @@ pub fn run_job(
     let device = devices.main().clone().inner();
     let test_result = evaluate(&outcome.model, &test, cfg.eval_batch_size, &device);
     torch::save_safetensors(&outcome.model, &weights)?;
-    let bpk = opts.run_dir.join("model.bpk");
-    outcome
-        .model
-        .clone()
-        .save_file(&bpk)
-        .map_err(|e| TrainError::Checkpoint {
-            path: bpk.clone(),
-            reason: e.to_string(),
-        })?;
+    save_bpk_atomic(&outcome.model, &opts.run_dir.join("model.bpk"))?;
     let report = write_report(
         &opts.run_dir,
         &ReportInputs {
@@ -174,7 +163,7 @@ pub fn run_job(
     )?;
     Ok(JobOutcome {
         run_dir: opts.run_dir.clone(),
-        test: test_result,
+        test: Some(test_result),
         history: outcome.history,
         best: outcome.best,
         report,

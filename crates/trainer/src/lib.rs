@@ -30,10 +30,10 @@ mod report;
 mod schedule;
 
 pub use backend::{BackendKind, DeviceSet};
-pub use checkpoint::{Checkpoint, CheckpointState};
+pub use checkpoint::{Checkpoint, CheckpointState, save_bpk_atomic, write_atomic};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use eval::{EvalResult, evaluate, predict};
+pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
 pub use metrics::EpochMetrics;

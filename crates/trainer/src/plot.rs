@@ -21,8 +21,8 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// "Nice" tick positions covering `[lo, hi]`.
-fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
+/// "Nice" tick positions covering `[lo, hi]`, at least `min_step` apart.
+fn ticks(lo: f64, hi: f64, target: usize, min_step: f64) -> Vec<f64> {
     let span = (hi - lo).max(1e-12);
     let raw = span / target as f64;
     let mag = 10f64.powf(raw.log10().floor());
@@ -30,7 +30,8 @@ fn ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
         .into_iter()
         .map(|m| m * mag)
         .find(|s| span / s <= target as f64)
-        .unwrap_or(10.0 * mag);
+        .unwrap_or(10.0 * mag)
+        .max(min_step);
     let first = (lo / step).ceil() * step;
     (0..)
         .map(|i| first + i as f64 * step)
@@ -53,6 +54,11 @@ pub fn line_plot_svg(title: &str, x_label: &str, y_label: &str, series: &[Series
     if x1 - x0 < 1e-12 {
         (x0, x1) = (x0 - 0.5, x1 + 0.5);
     }
+    // Epoch axes and the like: no fractional ticks when every x is a whole number.
+    let integer_x = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .all(|(x, _)| x.fract() == 0.0);
     let pad = ((y1 - y0) * 0.05).max(1e-6);
     (y0, y1) = (y0 - pad, y1 + pad);
     let px = |x: f64| left + (x - x0) / (x1 - x0) * (w - left - right);
@@ -70,7 +76,7 @@ pub fn line_plot_svg(title: &str, x_label: &str, y_label: &str, series: &[Series
         (left + w - right) / 2.0,
         escape(title)
     );
-    for t in ticks(x0, x1, 8) {
+    for t in ticks(x0, x1, 8, if integer_x { 1.0 } else { 0.0 }) {
         let x = px(t);
         let _ = writeln!(
             s,
@@ -80,7 +86,7 @@ pub fn line_plot_svg(title: &str, x_label: &str, y_label: &str, series: &[Series
             fmt_tick(t)
         );
     }
-    for t in ticks(y0, y1, 6) {
+    for t in ticks(y0, y1, 6, 0.0) {
         let y = py(t);
         let _ = writeln!(
             s,
@@ -159,13 +165,14 @@ mod tests {
     #[test]
     fn ticks_are_round_and_cover_the_range() {
         assert_eq!(
-            ticks(0.0, 1.0, 5),
+            ticks(0.0, 1.0, 5, 0.0),
             vec![0.0, 0.2, 0.4, 0.6000000000000001, 0.8, 1.0]
         );
         assert_eq!(
-            ticks(1.0, 5.0, 8),
+            ticks(1.0, 5.0, 8, 0.0),
             vec![1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0]
         );
+        assert_eq!(ticks(1.0, 5.0, 8, 1.0), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
     }
 
     #[test]

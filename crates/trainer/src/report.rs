@@ -27,7 +27,7 @@ pub struct ReportInputs {
     pub best: Option<(usize, f64)>,
     /// Clean accuracy on the test set with the final model.
     pub test: EvalResult,
-    /// Number of training and validation images.
+    /// Number of training images.
     pub n_train: usize,
     /// Number of validation images.
     pub n_valid: usize,
@@ -136,7 +136,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     );
     let _ = writeln!(
         md,
-        "| training time | {:.1} s over {} epochs |",
+        "| training time (training steps, without evaluation) | {:.1} s over {} epochs |",
         r.train_seconds,
         r.history.len()
     );

@@ -42,7 +42,9 @@ impl Schedule {
         match self {
             Schedule::Constant => lr,
             Schedule::Piecewise { milestones, gamma } => {
-                let passed = milestones.iter().filter(|&&m| t >= m).count();
+                // Strictly past: the step that ends exactly at epoch `m` still belongs to the
+                // epoch before the milestone (PyTorch's MultiStepLR changes the rate per epoch).
+                let passed = milestones.iter().filter(|&&m| t > m).count();
                 lr * gamma.powi(passed as i32)
             }
             Schedule::Cosine {
@@ -129,7 +131,9 @@ mod tests {
             gamma: 0.1,
         };
         assert!(close(s.lr_at(0.1, 99.9, 200.0), 0.1));
-        assert!(close(s.lr_at(0.1, 100.0, 200.0), 0.01));
+        // The last step of epoch 100 ends at t = 100 and still uses the old rate.
+        assert!(close(s.lr_at(0.1, 100.0, 200.0), 0.1));
+        assert!(close(s.lr_at(0.1, 100.01, 200.0), 0.01));
         assert!((s.lr_at(0.1, 160.0, 200.0) - 0.001).abs() < 1e-15);
     }
 

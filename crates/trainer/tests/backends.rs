@@ -11,9 +11,7 @@ use burn::tensor::TensorData;
 /// Fixed weights: small-cnn initialized on flex with seed 1, as PyTorch-layout bytes, so every
 /// backend loads bit-identical parameters.
 fn fixed_weights() -> Vec<u8> {
-    let dev = Device::flex();
-    dev.seed(1);
-    torch::to_safetensors_bytes(&Model::init("small-cnn", &dev).unwrap())
+    torch::to_safetensors_bytes(&Model::init_seeded("small-cnn", &Device::flex(), 1).unwrap())
 }
 
 fn fixed_input() -> Vec<f32> {
@@ -96,8 +94,7 @@ fn every_compiled_backend_agrees_on_forward_and_input_gradient() {
 #[test]
 fn every_compiled_backend_matches_the_closed_form_on_a_linear_model() {
     let dev = Device::flex();
-    dev.seed(3);
-    let bytes = torch::to_safetensors_bytes(&Model::init("seed-mlp", &dev).unwrap());
+    let bytes = torch::to_safetensors_bytes(&Model::init_seeded("seed-mlp", &dev, 3).unwrap());
     let m = torch::from_safetensors_bytes(
         Model::init("seed-mlp", &dev).unwrap(),
         &bytes,

@@ -247,12 +247,88 @@ fn bad_checkpoints_are_clear_errors_and_stay_untouched() {
 #[test]
 fn divergence_stops_with_an_error_and_keeps_the_last_good_checkpoint() {
     let (train, valid) = slice();
+    // A sane first epoch, then a learning rate that blows the weights up in the second (Adam's
+    // step is about `lr` per weight whatever the gradient, so activations overflow to inf).
+    let cfg = config()
+        .with_epochs(3)
+        .with_optimizer(OptimizerKind::Adam)
+        .with_lr(1e-3)
+        .with_schedule(Schedule::Piecewise {
+            milestones: vec![1.0],
+            gamma: 1e35,
+        });
+    let dir = tempfile::tempdir().unwrap();
+    let e = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, None),
+    )
+    .unwrap_err();
+    assert!(matches!(e, TrainError::Diverged { epoch: 2, .. }), "{e}");
+    assert!(e.to_string().contains("lower the learning rate"), "{e}");
+    // The checkpoint of epoch 1 is intact and nothing of the diverged epoch was logged.
+    let state = Checkpoint::read_state(&dir.path().join("checkpoint")).unwrap();
+    assert_eq!(state.epoch, 1);
+    assert_eq!(read_jsonl(dir.path().join("metrics.jsonl")).len(), 1);
+    assert!(!dir.path().join("checkpoint.tmp").exists());
+}
+
+#[test]
+fn resume_is_exact_with_sgd_momentum_state() {
+    let (train, valid) = slice();
     let cfg = config()
         .with_epochs(3)
         .with_optimizer(OptimizerKind::Sgd)
-        .with_momentum(0.0)
-        .with_schedule(Schedule::Constant)
-        .with_lr(1e-3);
+        .with_lr(0.05)
+        .with_momentum(0.9)
+        .with_nesterov(true)
+        .with_weight_decay(5e-4);
+    let a = tempfile::tempdir().unwrap();
+    let full = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(a.path(), false, None),
+    )
+    .unwrap();
+    let b = tempfile::tempdir().unwrap();
+    fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(b.path(), false, Some(1)),
+    )
+    .unwrap();
+    let resumed = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(b.path(), true, None),
+    )
+    .unwrap();
+    assert_eq!(comparable(&resumed.history), comparable(&full.history));
+    // Without the momentum buffers the replay would differ: check that it does.
+    std::fs::remove_file(b.path().join("checkpoint/optim.bpk")).unwrap();
+    let e = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(b.path(), true, None),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("optim.bpk does not load"), "{e}");
+}
+
+#[test]
+fn a_second_kill_during_the_next_save_keeps_a_resumable_checkpoint() {
+    let (train, valid) = slice();
+    let cfg = config().with_epochs(3);
     let dir = tempfile::tempdir().unwrap();
     fit(
         &cfg,
@@ -262,20 +338,36 @@ fn divergence_stops_with_an_error_and_keeps_the_last_good_checkpoint() {
         &opts(dir.path(), false, Some(1)),
     )
     .unwrap();
-    let before = std::fs::read(dir.path().join("checkpoint/model.bpk")).unwrap();
-    let wild = cfg.clone().with_lr(1e30);
-    let e = fit(
-        &wild,
+    // First kill: between the renames, only checkpoint.old/ is left.
+    std::fs::rename(
+        dir.path().join("checkpoint"),
+        dir.path().join("checkpoint.old"),
+    )
+    .unwrap();
+    // The resumed run saves epoch 2; simulate a second kill right after its temporary directory
+    // was written by leaving a stale checkpoint.tmp/ behind and checking what the save keeps.
+    let r = fit(
+        &cfg,
         &train,
         &valid,
         &devices(),
-        &opts(dir.path().join("wild").as_path(), false, None),
+        &opts(dir.path(), true, Some(2)),
     )
-    .unwrap_err();
-    assert!(matches!(e, TrainError::Diverged { .. }), "{e}");
-    assert!(e.to_string().contains("lower the learning rate"), "{e}");
+    .unwrap();
+    assert_eq!(r.history.len(), 2);
     assert_eq!(
-        std::fs::read(dir.path().join("checkpoint/model.bpk")).unwrap(),
-        before
+        Checkpoint::read_state(&Checkpoint::find(dir.path()).unwrap())
+            .unwrap()
+            .epoch,
+        2
     );
+    let r = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), true, None),
+    )
+    .unwrap();
+    assert_eq!(r.history.len(), 3);
 }
