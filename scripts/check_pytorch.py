@@ -5,6 +5,12 @@
         zoo models, plus their logits on a fixed input; the Rust test
         crates/models/tests/pytorch_fixtures.rs loads them and must reproduce the logits.
 
+    python scripts/check_pytorch.py fixtures --all /tmp/torch-fixtures
+    BULWARK_TORCH_FIXTURES=/tmp/torch-fixtures cargo test -p bulwark-models \
+        --test pytorch_fixtures -- --ignored
+        The same for every zoo model, madry-cnn and preact-resnet18 included (BatchNorm running
+        statistics made non-trivial first), too large to commit.
+
     python scripts/check_pytorch.py check --bulwark target/debug/bulwark \
         --data-dir ../shared/data/mnist --weights runs/<name>/model.safetensors
         1. exports every zoo model with `bulwark export --init-seed 0` and loads each file into
@@ -39,12 +45,19 @@ def fixed_input(shape, batch=2):
     return torch.from_numpy(flat.reshape((batch,) + tuple(shape)))
 
 
-def cmd_fixtures(out_dir):
+def cmd_fixtures(out_dir, names):
     os.makedirs(out_dir, exist_ok=True)
     expected = {"torch_version": torch.__version__, "input": "x.flat[i] = ((i * 37) % 101) / 100, batch 2", "models": {}}
-    for name in FIXTURE_MODELS:
+    for name in names:
         torch.manual_seed(0)
-        model = build(name).eval()
+        model = build(name)
+        if any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
+            # Non-trivial BatchNorm running statistics, so that their mapping is checked too.
+            model.train()
+            with torch.no_grad():
+                for _ in range(3):
+                    model(torch.rand((8,) + INPUT_SHAPES[name]))
+        model = model.eval()
         path = os.path.join(out_dir, f"{name}.safetensors")
         save_file(model.state_dict(), path, metadata={"format": "pt"})
         with torch.no_grad():
@@ -97,13 +110,14 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fixtures")
     f.add_argument("out_dir")
+    f.add_argument("--all", action="store_true", help="every zoo model (large files; not committed)")
     c = sub.add_parser("check")
     c.add_argument("--bulwark", default="target/debug/bulwark")
     c.add_argument("--data-dir", required=True)
     c.add_argument("--weights", required=True)
     a = p.parse_args()
     if a.cmd == "fixtures":
-        cmd_fixtures(a.out_dir)
+        cmd_fixtures(a.out_dir, list(BUILDERS) if a.all else FIXTURE_MODELS)
         return 0
     return cmd_check(a.bulwark, a.data_dir, a.weights)
 

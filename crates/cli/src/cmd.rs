@@ -210,7 +210,7 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let secs: f64 = outcome.history.iter().map(|m| m.seconds).sum();
     println!(
         "| {:<28} | {:>22} |",
-        "training time",
+        "training steps time",
         format!("{secs:.1} s")
     );
     println!();

@@ -29,15 +29,31 @@ fn fixed_input(shape: &[usize], device: &Device) -> Tensor<4> {
 
 #[test]
 fn pytorch_saved_state_dicts_reproduce_pytorch_logits() {
-    let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("expected_logits.json")).unwrap(),
-    )
-    .unwrap();
+    let n = check_dir(&fixtures());
+    assert_eq!(n, 4);
+}
+
+/// Every zoo model, from fixtures made with `scripts/check_pytorch.py fixtures --all DIR` (too
+/// large to commit): `BULWARK_TORCH_FIXTURES=DIR cargo test -p bulwark-models --test
+/// pytorch_fixtures -- --ignored`.
+#[test]
+#[ignore = "needs fixtures made by scripts/check_pytorch.py fixtures --all"]
+fn every_zoo_model_reproduces_pytorch_logits() {
+    let dir = std::env::var_os("BULWARK_TORCH_FIXTURES")
+        .expect("set BULWARK_TORCH_FIXTURES to the folder the script wrote");
+    let n = check_dir(Path::new(&dir));
+    assert_eq!(n, bulwark_models::models().len());
+}
+
+/// Loads every model listed in `dir/expected_logits.json` and compares logits; returns how many.
+fn check_dir(dir: &Path) -> usize {
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected_logits.json")).unwrap())
+            .unwrap();
     let models = expected["models"].as_object().unwrap();
-    assert_eq!(models.len(), 4);
     let device = Device::flex();
     for (name, logits) in models {
-        let path = fixtures().join(format!("{name}.safetensors"));
+        let path = dir.join(format!("{name}.safetensors"));
         let model = torch::load_safetensors(Model::init(name, &device).unwrap(), &path)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .valid();
@@ -56,5 +72,7 @@ fn pytorch_saved_state_dicts_reproduce_pytorch_logits() {
                 "{name} logit {i}: {g} vs {w}"
             );
         }
+        eprintln!("{name}: {} logits match PyTorch", got.len());
     }
+    models.len()
 }
