@@ -51,6 +51,11 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Backends compiled into every build the tasks make. The same features for the main job and the
+/// tests means one build of the dependencies serves both (`cargo xtask train` after
+/// `cargo xtask ci`, or the other way round, only links); flex is the default at run time.
+const FEATURES: &str = "bulwark-cli/ndarray";
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -157,7 +162,7 @@ fn main() -> Result<()> {
                     "--workspace",
                     "--all-targets",
                     "--features",
-                    "bulwark-cli/ndarray",
+                    FEATURES,
                     "--",
                     "-D",
                     "warnings",
@@ -165,7 +170,7 @@ fn main() -> Result<()> {
                 run(clippy)?;
             }
             let mut test = cargo();
-            test.args(["test", "--workspace", "--features", "bulwark-cli/ndarray"]);
+            test.args(["test", "--workspace", "--features", FEATURES]);
             run(test)
         }
     }
