@@ -62,6 +62,21 @@ fn cargo() -> Command {
     c
 }
 
+/// `cargo run` of the `bulwark` binary with the tasks' features; arguments go after it.
+fn bulwark() -> Command {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--quiet",
+        "-p",
+        "bulwark-cli",
+        "--features",
+        FEATURES,
+        "--",
+    ]);
+    c
+}
+
 fn run(mut cmd: Command) -> Result<()> {
     eprintln!("+ {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
@@ -112,19 +127,8 @@ fn main() -> Result<()> {
                 None if resume => bail!("give the --name of the run to resume"),
                 None => format!("small-cnn-mnist-{}", timestamp()),
             };
-            let mut cmd = cargo();
-            cmd.args([
-                "run",
-                "--quiet",
-                "-p",
-                "bulwark-cli",
-                "--features",
-                FEATURES,
-                "--",
-                "train",
-                "--name",
-                &name,
-            ]);
+            let mut cmd = bulwark();
+            cmd.args(["train", "--name", &name]);
             // A resumed run uses its own config.toml.
             if !resume {
                 cmd.args(["--config", "configs/mnist-small-cnn.toml"]);
@@ -140,19 +144,8 @@ fn main() -> Result<()> {
             run(cmd)
         }
         Task::Data { dataset } => {
-            let mut cmd = cargo();
-            cmd.args([
-                "run",
-                "--quiet",
-                "-p",
-                "bulwark-cli",
-                "--features",
-                FEATURES,
-                "--",
-                "data",
-                "fetch",
-                &dataset,
-            ]);
+            let mut cmd = bulwark();
+            cmd.args(["data", "fetch", &dataset]);
             run(cmd)
         }
         Task::Ci { tests_only } => {

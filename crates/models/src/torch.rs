@@ -80,13 +80,25 @@ fn transpose(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     out
 }
 
-struct Collector {
-    info: &'static ModelInfo,
-    path: PathTracker,
-    out: Vec<(TorchTensor, bool)>,
+/// One tensor found while walking a model, in PyTorch's naming and layout.
+struct Entry {
+    tensor: TorchTensor,
+    /// Owned by a BatchNorm layer.
+    is_batchnorm: bool,
+    /// A buffer (BatchNorm running statistic), not a trainable parameter.
+    is_buffer: bool,
 }
 
-impl ModuleVisitor for Collector {
+/// Walks a model's float tensors in module order; reads their values only when asked, so that
+/// names and shapes never draw lazily initialized weights.
+struct Walker {
+    info: &'static ModelInfo,
+    path: PathTracker,
+    read_values: bool,
+    out: Vec<Entry>,
+}
+
+impl ModuleVisitor for Walker {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -95,64 +107,58 @@ impl ModuleVisitor for Collector {
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let slot = self.path.slot(self.info);
-        let tensor = param.val().inner();
-        let mut shape: Vec<usize> = tensor.dims().to_vec();
-        let mut data = tensor
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("converted to f32 just above");
+        let mut shape = param.lazy_shape().to_vec();
+        let mut data = Vec::new();
+        if self.read_values {
+            data = param
+                .val()
+                .inner()
+                .into_data()
+                .convert::<f32>()
+                .try_into_vec::<f32>()
+                .expect("converted to f32 just above");
+        }
         if slot.transposed {
             let (rows, cols) = (shape[0], shape[1]);
-            data = transpose(&data, rows, cols);
+            if self.read_values {
+                data = transpose(&data, rows, cols);
+            }
             shape = vec![cols, rows];
         }
-        self.out.push((
-            TorchTensor {
+        let is_buffer = self
+            .path
+            .names
+            .last()
+            .is_some_and(|n| n.starts_with("running_"));
+        self.out.push(Entry {
+            tensor: TorchTensor {
                 key: slot.key,
                 shape,
                 data,
             },
-            slot.is_batchnorm,
-        ));
+            is_batchnorm: slot.is_batchnorm,
+            is_buffer,
+        });
     }
 }
 
-/// Key and PyTorch shape of every tensor the model expects, in module order, without drawing
-/// lazily initialized weights.
-fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
-    struct Shapes {
-        info: &'static ModelInfo,
-        path: PathTracker,
-        out: Vec<TorchTensor>,
+fn walk(model: &Model, read_values: bool) -> Vec<Entry> {
+    if read_values {
+        model.sync_running_stats();
     }
-    impl ModuleVisitor for Shapes {
-        fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.path.enter(name, container_type);
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.exit();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let slot = self.path.slot(self.info);
-            let mut shape = param.lazy_shape().to_vec();
-            if slot.transposed {
-                shape.reverse();
-            }
-            self.out.push(TorchTensor {
-                key: slot.key,
-                shape,
-                data: Vec::new(),
-            });
-        }
-    }
-    let mut v = Shapes {
+    let mut w = Walker {
         info: model.info(),
         path: PathTracker::default(),
+        read_values,
         out: Vec::new(),
     };
-    model.visit(&mut v);
-    v.out
+    model.visit(&mut w);
+    w.out
+}
+
+/// Key and PyTorch shape of every tensor the model expects (no values), in module order.
+fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
+    walk(model, false).into_iter().map(|e| e.tensor).collect()
 }
 
 /// The model's parameters and buffers as a PyTorch state dict, in module order.
@@ -160,47 +166,17 @@ fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
 /// BatchNorm layers contribute `running_mean`/`running_var` (and `num_batches_tracked` when
 /// written to a file).
 pub fn state_dict(model: &Model) -> Vec<TorchTensor> {
-    model.sync_running_stats();
-    let mut c = Collector {
-        info: model.info(),
-        path: PathTracker::default(),
-        out: Vec::new(),
-    };
-    model.visit(&mut c);
-    c.out.into_iter().map(|(t, _)| t).collect()
+    walk(model, true).into_iter().map(|e| e.tensor).collect()
 }
 
 /// Counts trainable parameters as PyTorch's `sum(p.numel() for p in model.parameters())` does:
 /// BatchNorm running statistics are buffers, not parameters (burn's `num_params` counts them).
 pub fn trainable_parameter_count(model: &Model) -> usize {
-    struct Counter {
-        path: PathTracker,
-        count: usize,
-    }
-    impl ModuleVisitor for Counter {
-        fn enter_module(&mut self, name: &str, container_type: &str) {
-            self.path.enter(name, container_type);
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.path.exit();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if !self
-                .path
-                .names
-                .last()
-                .is_some_and(|n| n.starts_with("running_"))
-            {
-                self.count += param.lazy_shape().num_elements();
-            }
-        }
-    }
-    let mut c = Counter {
-        path: PathTracker::default(),
-        count: 0,
-    };
-    model.visit(&mut c);
-    c.count
+    walk(model, false)
+        .iter()
+        .filter(|e| !e.is_buffer)
+        .map(|e| e.tensor.shape.iter().product::<usize>())
+        .sum()
 }
 
 fn f32_bytes(data: &[f32]) -> Vec<u8> {
@@ -209,17 +185,13 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
 
 /// Serializes the model as a PyTorch-layout safetensors file in memory.
 pub fn to_safetensors_bytes(model: &Model) -> Vec<u8> {
-    model.sync_running_stats();
-    let mut c = Collector {
-        info: model.info(),
-        path: PathTracker::default(),
-        out: Vec::new(),
-    };
-    model.visit(&mut c);
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut bn_prefixes = Vec::new();
-    for (t, is_bn) in c.out {
-        if is_bn && let Some(prefix) = t.key.strip_suffix(".running_var") {
+    for e in walk(model, true) {
+        let t = e.tensor;
+        if e.is_batchnorm
+            && let Some(prefix) = t.key.strip_suffix(".running_var")
+        {
             bn_prefixes.push(prefix.to_string());
         }
         owned.push((t.key, Dtype::F32, t.shape, f32_bytes(&t.data)));

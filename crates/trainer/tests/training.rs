@@ -144,43 +144,6 @@ fn training_learns_and_a_killed_run_resumes_exactly() {
     );
 }
 
-#[test]
-fn resume_falls_back_to_the_previous_checkpoint_after_a_kill_mid_swap() {
-    let (train, valid) = slice();
-    let cfg = config().with_epochs(2);
-    let dir = tempfile::tempdir().unwrap();
-    fit(
-        &cfg,
-        &train,
-        &valid,
-        &devices(),
-        &opts(dir.path(), false, Some(1)),
-    )
-    .unwrap();
-    // State between steps 2 and 3 of the swap: only checkpoint.old exists.
-    std::fs::rename(
-        dir.path().join("checkpoint"),
-        dir.path().join("checkpoint.old"),
-    )
-    .unwrap();
-    assert_eq!(
-        Checkpoint::find(dir.path()),
-        Some(dir.path().join("checkpoint.old"))
-    );
-    let r = fit(
-        &cfg,
-        &train,
-        &valid,
-        &devices(),
-        &opts(dir.path(), true, None),
-    )
-    .unwrap();
-    assert_eq!(r.resumed_from, Some(1));
-    assert_eq!(r.history.len(), 2);
-    assert!(dir.path().join("checkpoint/state.json").is_file());
-    assert!(!dir.path().join("checkpoint.old").exists());
-}
-
 fn resume_error(dir: &Path, cfg: &TrainConfig) -> String {
     let (train, valid) = slice();
     match fit(cfg, &train, &valid, &devices(), &opts(dir, true, None)) {
@@ -326,7 +289,7 @@ fn resume_is_exact_with_sgd_momentum_state() {
 }
 
 #[test]
-fn a_second_kill_during_the_next_save_keeps_a_resumable_checkpoint() {
+fn resume_after_a_kill_mid_swap_and_the_next_save_keep_a_checkpoint() {
     let (train, valid) = slice();
     let cfg = config().with_epochs(3);
     let dir = tempfile::tempdir().unwrap();
@@ -338,14 +301,18 @@ fn a_second_kill_during_the_next_save_keeps_a_resumable_checkpoint() {
         &opts(dir.path(), false, Some(1)),
     )
     .unwrap();
-    // First kill: between the renames, only checkpoint.old/ is left.
+    // A kill between the two renames of a save leaves only checkpoint.old/.
     std::fs::rename(
         dir.path().join("checkpoint"),
         dir.path().join("checkpoint.old"),
     )
     .unwrap();
-    // The resumed run saves epoch 2; simulate a second kill right after its temporary directory
-    // was written by leaving a stale checkpoint.tmp/ behind and checking what the save keeps.
+    assert_eq!(
+        Checkpoint::find(dir.path()),
+        Some(dir.path().join("checkpoint.old"))
+    );
+    // The resumed run's next save must install checkpoint/ before dropping checkpoint.old/
+    // (it is the only good copy until then).
     let r = fit(
         &cfg,
         &train,
@@ -354,9 +321,16 @@ fn a_second_kill_during_the_next_save_keeps_a_resumable_checkpoint() {
         &opts(dir.path(), true, Some(2)),
     )
     .unwrap();
+    assert_eq!(r.resumed_from, Some(1));
     assert_eq!(r.history.len(), 2);
     assert_eq!(
-        Checkpoint::read_state(&Checkpoint::find(dir.path()).unwrap())
+        Checkpoint::find(dir.path()),
+        Some(dir.path().join("checkpoint"))
+    );
+    assert!(!dir.path().join("checkpoint.old").exists());
+    assert!(!dir.path().join("checkpoint.tmp").exists());
+    assert_eq!(
+        Checkpoint::read_state(&dir.path().join("checkpoint"))
             .unwrap()
             .epoch,
         2
