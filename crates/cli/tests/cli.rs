@@ -213,6 +213,11 @@ fn train_resume_eval_and_export_agree() {
     assert!(acc > 0.8, "accuracy {acc}");
     assert_eq!(report["test"]["n"], 2000);
     assert_eq!(report["resumed_from_epoch"], 1);
+    let source = report["data_source"].as_str().unwrap();
+    assert!(
+        source.starts_with(data) && source.contains("verified copy"),
+        "{source}"
+    );
     assert_eq!(
         std::fs::read_to_string(run.join("metrics.jsonl"))
             .unwrap()

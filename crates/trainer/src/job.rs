@@ -150,7 +150,14 @@ pub fn run_job(
             command: opts.command.clone(),
             bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
             backend: opts.backend.clone(),
-            data_dir,
+            data_source: match &opts.fetch.data_dir {
+                Some(named) if named != &data_dir => format!(
+                    "{} (verified copy in {})",
+                    named.display(),
+                    data_dir.display()
+                ),
+                _ => data_dir.display().to_string(),
+            },
             config: cfg.clone(),
             history: outcome.history.clone(),
             best: outcome.best,

@@ -17,8 +17,9 @@ pub struct ReportInputs {
     pub bulwark_version: String,
     /// Backend used.
     pub backend: String,
-    /// Where the dataset files came from.
-    pub data_dir: PathBuf,
+    /// Where the dataset files came from (the directory the user named, and the verified copy
+    /// used when it differs).
+    pub data_source: String,
     /// The configuration.
     pub config: TrainConfig,
     /// Per-epoch metrics.
@@ -82,7 +83,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         "model": r.config.model,
         "dataset": r.config.dataset,
         "backend": r.backend,
-        "data_dir": r.data_dir,
+        "data_source": r.data_source,
         "threat_model": "none (clean training)",
         "clean_acc": r.test.accuracy,
         "test": r.test,
@@ -107,10 +108,8 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     let _ = writeln!(md, "Command: `{}`  ", r.command);
     let _ = writeln!(
         md,
-        "Bulwark {}, backend `{}`, data from `{}`.\n",
-        r.bulwark_version,
-        r.backend,
-        r.data_dir.display()
+        "Bulwark {}, backend `{}`, data from {}.\n",
+        r.bulwark_version, r.backend, r.data_source
     );
     let _ = writeln!(md, "## Result\n");
     let _ = writeln!(md, "| metric | value |\n|---|---|");
