@@ -144,14 +144,6 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
                 .unwrap_or_else(|| format!("{}-{}", cfg.model, cfg.dataset));
             a.runs_dir.join(name)
         });
-        if bulwark_trainer::Checkpoint::find(&run_dir).is_some() {
-            bail!(
-                "{} already holds a run; continue it with `bulwark train --resume --run-dir {}`, \
-                 or choose another --name / --run-dir",
-                run_dir.display(),
-                run_dir.display()
-            );
-        }
         cfg
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");

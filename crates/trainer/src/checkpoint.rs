@@ -99,6 +99,23 @@ impl Checkpoint {
             .find(|p| p.join("state.json").is_file())
     }
 
+    /// Fails when `run_dir` already holds a run's checkpoint: a fresh run there would overwrite
+    /// it. Resume it instead, or train into another directory.
+    pub fn refuse_existing(run_dir: &Path) -> Result<(), TrainError> {
+        match Self::find(run_dir) {
+            Some(dir) => Err(TrainError::Checkpoint {
+                path: dir,
+                reason: format!(
+                    "{} already holds a run; continue it with `bulwark train --resume --run-dir {}`, \
+                     or choose another --name / --run-dir",
+                    run_dir.display(),
+                    run_dir.display()
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// Saves model, optimizer and state as `run_dir/checkpoint/`, atomically (see module docs).
     pub fn save(
         run_dir: &Path,

@@ -70,6 +70,9 @@ pub fn fit(
     let ad_device = device.clone().autodiff();
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
     let metrics_path = opts.run_dir.join("metrics.jsonl");
+    if !opts.resume {
+        Checkpoint::refuse_existing(&opts.run_dir)?;
+    }
 
     let mut model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
     let mut optim = build_optimizer(cfg);

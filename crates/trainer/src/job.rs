@@ -8,8 +8,8 @@ use bulwark_models::{model_info, torch};
 
 use crate::checkpoint::{save_bpk_atomic, write_atomic};
 use crate::{
-    DeviceSet, EpochMetrics, EvalResult, FitOptions, ReportInputs, TrainConfig, TrainError,
-    evaluate, fit, write_report,
+    Checkpoint, DeviceSet, EpochMetrics, EvalResult, FitOptions, ReportInputs, TrainConfig,
+    TrainError, evaluate, fit, write_report,
 };
 
 /// Options of [`run_job`] besides the configuration.
@@ -74,6 +74,10 @@ pub fn run_job(
     opts: &JobOptions,
 ) -> Result<JobOutcome, TrainError> {
     cfg.validate()?;
+    // Before anything is fetched or written (config.toml included).
+    if !opts.resume {
+        Checkpoint::refuse_existing(&opts.run_dir)?;
+    }
     let kind: DatasetKind = cfg
         .dataset
         .parse()

@@ -195,6 +195,17 @@ fn bad_checkpoints_are_clear_errors_and_stay_untouched() {
     let e = resume_error(dir.path(), &cfg);
     assert!(e.contains("state.json is damaged"), "{e}");
     std::fs::write(ckpt.join("state.json"), &state).unwrap();
+    // A fresh (non-resume) run into the same directory is refused before it writes anything.
+    let e = fit(
+        &cfg,
+        &train,
+        &valid,
+        &devices(),
+        &opts(dir.path(), false, None),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("already holds a run"), "{e}");
+    assert_eq!(std::fs::read(ckpt.join("model.bpk")).unwrap(), model_bytes);
     // Nothing was lost: the checkpoint still resumes.
     let r = fit(
         &cfg,
