@@ -1,11 +1,51 @@
-//! Bulwark's adversarial attacks (skeleton).
+//! Bulwark's adversarial attacks, with exact geometry.
 //!
-//! This crate will hold the white-box gradient attacks (FGSM, FGSM with random start, BIM, PGD in
-//! L-inf/L2/L1, MI-FGSM, Carlini-Wagner L2, DeepFool) and the evaluation-grade attacks (APGD,
-//! Square), all running the model in inference mode on a `&Device`, with projection around the
-//! clean input after every step.
+//! Every attack implements [`Attack`]: `perturb(model, x, labels)` returns the adversarial batch.
+//! Each has a `Config` (burn [`Config`](burn::config::Config), serde) built with `init()`, which
+//! validates it. Options shared by all attacks — valid box, loss, targeting, random start,
+//! restarts, early stop, seed, crafting mode — live in [`AttackOptions`]; the threat model (norm
+//! and eps) in [`ThreatModel`].
 //!
-//! Nothing is implemented yet: the attack-core issue owns this crate's content. The crate exists
-//! so that the workspace layout, dependencies and CI are in place. The input-gradient path the
-//! attacks will use (a `valid()` model with an autodiff input) is already exercised by
-//! `bulwark-trainer`'s cross-backend test.
+//! Guarantees, by construction and by test:
+//! - the model runs with inference behaviour ([`Classifier`]: BatchNorm running statistics, no
+//!   dropout) unless [`Crafting::Train`] is asked for, and its parameters never get a gradient;
+//!   every step builds one forward/backward graph to the input and no more;
+//! - after every step each sample is inside the eps-ball around its **clean** input and inside the
+//!   box, exactly in f32 (projections are computed in f64 and rounded toward the clean input);
+//! - a zero gradient gives no step and no NaN; eps = 0 returns the input;
+//! - random draws depend on the seed and the sample only, so a batch gives the same result as its
+//!   samples attacked one by one, and a seed reproduces a run;
+//! - bad input (eps < 0, NaN pixels, inputs outside the box, wrong label count, labels that are
+//!   not classes) is an [`AttackError`] naming the problem.
+//!
+//! Attacks: [`Fgsm`] (and its random-start variant, [`FgsmConfig::fast`]), [`Bim`], [`Pgd`] in
+//! L-inf, L2 and L1, [`MiFgsm`], [`CwL2`] (Carlini-Wagner) and [`DeepFool`] (L2 and L-inf).
+//! [`AttackConfig`] names any of them, for command lines and config files.
+
+mod any;
+mod attack;
+mod batch;
+mod classifier;
+mod cw;
+mod deepfool;
+mod error;
+mod fgsm;
+mod geometry;
+mod iterative;
+mod loss;
+mod mifgsm;
+mod options;
+mod pgd;
+mod rng;
+
+pub use any::{AnyAttack, AttackConfig};
+pub use attack::Attack;
+pub use classifier::Classifier;
+pub use cw::{CwL2, CwL2Config};
+pub use deepfool::{DeepFool, DeepFoolConfig};
+pub use error::AttackError;
+pub use fgsm::{Fgsm, FgsmConfig};
+pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
+pub use mifgsm::{MiFgsm, MiFgsmConfig};
+pub use options::{AttackOptions, Bounds, Crafting, LossKind, Norm, Targeting, ThreatModel};
+pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};

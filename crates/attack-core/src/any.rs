@@ -1,0 +1,104 @@
+//! [`AttackConfig`]: any attack by name, for command lines, config files and attack lists.
+
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::attack::Attack;
+use crate::classifier::Classifier;
+use crate::cw::{CwL2, CwL2Config};
+use crate::deepfool::{DeepFool, DeepFoolConfig};
+use crate::error::AttackError;
+use crate::fgsm::{Fgsm, FgsmConfig};
+use crate::iterative::StepObserver;
+use crate::mifgsm::{MiFgsm, MiFgsmConfig};
+use crate::options::{AttackOptions, ThreatModel};
+use crate::pgd::{Bim, BimConfig, Pgd, PgdConfig};
+
+/// The configuration of any attack, tagged by name (`{"attack": "pgd", ...}` in JSON,
+/// `attack = "pgd"` in TOML).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "attack", rename_all = "kebab-case")]
+pub enum AttackConfig {
+    /// [`Fgsm`] (with or without random start).
+    Fgsm(FgsmConfig),
+    /// [`Bim`].
+    Bim(BimConfig),
+    /// [`Pgd`].
+    Pgd(PgdConfig),
+    /// [`MiFgsm`].
+    MiFgsm(MiFgsmConfig),
+    /// [`CwL2`].
+    CwL2(CwL2Config),
+    /// [`DeepFool`].
+    #[serde(rename = "deepfool")]
+    DeepFool(DeepFoolConfig),
+}
+
+impl AttackConfig {
+    /// Validates the configuration and builds the attack.
+    pub fn init(&self) -> Result<AnyAttack, AttackError> {
+        Ok(match self {
+            AttackConfig::Fgsm(c) => AnyAttack::Fgsm(c.init()?),
+            AttackConfig::Bim(c) => AnyAttack::Bim(c.init()?),
+            AttackConfig::Pgd(c) => AnyAttack::Pgd(c.init()?),
+            AttackConfig::MiFgsm(c) => AnyAttack::MiFgsm(c.init()?),
+            AttackConfig::CwL2(c) => AnyAttack::CwL2(c.init()?),
+            AttackConfig::DeepFool(c) => AnyAttack::DeepFool(c.init()?),
+        })
+    }
+}
+
+/// Any built attack; implements [`Attack`] by delegation.
+#[derive(Debug, Clone)]
+pub enum AnyAttack {
+    /// See [`Fgsm`].
+    Fgsm(Fgsm),
+    /// See [`Bim`].
+    Bim(Bim),
+    /// See [`Pgd`].
+    Pgd(Pgd),
+    /// See [`MiFgsm`].
+    MiFgsm(MiFgsm),
+    /// See [`CwL2`].
+    CwL2(CwL2),
+    /// See [`DeepFool`].
+    DeepFool(DeepFool),
+}
+
+macro_rules! delegate {
+    ($self:ident, $a:ident => $e:expr) => {
+        match $self {
+            AnyAttack::Fgsm($a) => $e,
+            AnyAttack::Bim($a) => $e,
+            AnyAttack::Pgd($a) => $e,
+            AnyAttack::MiFgsm($a) => $e,
+            AnyAttack::CwL2($a) => $e,
+            AnyAttack::DeepFool($a) => $e,
+        }
+    };
+}
+
+impl Attack for AnyAttack {
+    fn name(&self) -> &'static str {
+        delegate!(self, a => a.name())
+    }
+
+    fn options(&self) -> &AttackOptions {
+        delegate!(self, a => a.options())
+    }
+
+    fn threat(&self) -> Option<ThreatModel> {
+        delegate!(self, a => a.threat())
+    }
+
+    fn run<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        model: &C,
+        x: Tensor<D>,
+        labels: Tensor<1, Int>,
+        targets: Option<Tensor<1, Int>>,
+        observer: &mut StepObserver<'_>,
+    ) -> Result<Tensor<D>, AttackError> {
+        delegate!(self, a => a.run(model, x, labels, targets, observer))
+    }
+}

@@ -1,0 +1,59 @@
+//! The [`Attack`] trait every attack implements.
+
+use burn::tensor::{Int, Tensor};
+
+use crate::classifier::Classifier;
+use crate::error::AttackError;
+use crate::iterative::StepObserver;
+use crate::options::{AttackOptions, ThreatModel};
+
+/// An adversarial attack: maps a clean batch and its labels to an adversarial batch.
+///
+/// The returned tensor has the input's shape, lives on the input's device without autodiff (call
+/// `.autodiff()` before a training forward), and — for attacks with a threat model — satisfies
+/// `‖x_adv − x‖ ≤ eps` per sample and lies in the valid box. The model's parameters receive no
+/// gradient and, in the default inference crafting mode, its BatchNorm statistics do not change.
+pub trait Attack {
+    /// Short name (`pgd`, `fgsm`, ...), as in reports.
+    fn name(&self) -> &'static str;
+
+    /// The options shared by all attacks.
+    fn options(&self) -> &AttackOptions;
+
+    /// The threat model the result is guaranteed to satisfy, if the attack has one (minimal
+    /// perturbation attacks such as DeepFool and Carlini-Wagner have one only when given an eps).
+    fn threat(&self) -> Option<ThreatModel>;
+
+    /// Runs the attack. `targets` must be `Some` exactly when the targeting mode is `given`.
+    /// `observer` sees the clean and adversarial rows (flat `[rows, N]`) after the start point and
+    /// after every step; attacks without steps in the eps-ball call it on their final result.
+    fn run<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        model: &C,
+        x: Tensor<D>,
+        labels: Tensor<1, Int>,
+        targets: Option<Tensor<1, Int>>,
+        observer: &mut StepObserver<'_>,
+    ) -> Result<Tensor<D>, AttackError>;
+
+    /// Untargeted, or targeted with targets the attack chooses (`random`, `least-likely`).
+    fn perturb<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        model: &C,
+        x: Tensor<D>,
+        labels: Tensor<1, Int>,
+    ) -> Result<Tensor<D>, AttackError> {
+        self.run(model, x, labels, None, &mut |_, _| {})
+    }
+
+    /// Targeted with the given targets (targeting mode `given`).
+    fn perturb_targeted<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        model: &C,
+        x: Tensor<D>,
+        labels: Tensor<1, Int>,
+        targets: Tensor<1, Int>,
+    ) -> Result<Tensor<D>, AttackError> {
+        self.run(model, x, labels, Some(targets), &mut |_, _| {})
+    }
+}

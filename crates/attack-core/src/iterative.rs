@@ -1,0 +1,247 @@
+//! The engine behind FGSM, FGSM with random start, BIM, PGD and MI-FGSM: gradient steps in the
+//! geometry of the norm, projection around the **clean** input and clamping to the box after every
+//! step, optional momentum, per-sample early stopping, and restarts that keep the best run per
+//! sample.
+
+use burn::tensor::{Int, Tensor};
+
+use crate::batch::{Batch, host_f32, upload};
+use crate::classifier::Classifier;
+use crate::error::AttackError;
+use crate::geometry::{l1_step, l2_step, linf_bounds, project, uniform_in_ball};
+use crate::options::{AttackOptions, LossKind, Norm, ThreatModel, check_positive, check_steps};
+use crate::rng::{SplitMix64, sample_seed};
+
+/// Called after the start point and after every step with the clean rows and the current
+/// adversarial rows (both flat `[rows, N]`; during restarts only the rows still being attacked).
+pub type StepObserver<'a> = dyn FnMut(&Tensor<2>, &Tensor<2>) + 'a;
+
+/// A fully resolved iterative attack.
+#[derive(Debug, Clone)]
+pub(crate) struct Spec {
+    pub norm: Norm,
+    pub eps: f64,
+    pub steps: usize,
+    pub step_size: f64,
+    pub random_start: bool,
+    /// MI-FGSM decay factor; `None` for plain gradient steps.
+    pub momentum: Option<f64>,
+    /// Fraction of coordinates an L1 step moves (at least one).
+    pub l1_sparsity: f64,
+    pub loss: LossKind,
+    pub restarts: usize,
+    pub early_stop: bool,
+    pub seed: u64,
+}
+
+/// Runs all restarts; per sample the first run that succeeds wins, otherwise the highest objective.
+pub(crate) fn run<const D: usize, C: Classifier<D> + ?Sized>(
+    batch: &Batch<'_, D, C>,
+    spec: &Spec,
+    observer: &mut StepObserver<'_>,
+) -> Tensor<2> {
+    if batch.b == 0 || spec.eps == 0.0 {
+        observer(&batch.x0, &batch.x0);
+        return batch.x0.clone();
+    }
+    if spec.restarts == 1 {
+        return single_run(batch, spec, 0, observer);
+    }
+    let (b, n) = (batch.b, batch.n);
+    let mut best = batch.x0_host.clone();
+    let mut best_obj = vec![f32::NEG_INFINITY; b];
+    let mut done = vec![false; b];
+    for restart in 0..spec.restarts {
+        let rows: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
+        if rows.is_empty() {
+            break;
+        }
+        let sub;
+        let view = if rows.len() == b {
+            batch
+        } else {
+            sub = batch.subset(&rows);
+            &sub
+        };
+        let adv = single_run(view, spec, restart as u64, observer);
+        let (obj, ok) = view.judge(adv.clone(), spec.loss);
+        let adv = host_f32(adv);
+        for (j, &i) in rows.iter().enumerate() {
+            if ok[j] || obj[j] > best_obj[i] {
+                best[i * n..(i + 1) * n].copy_from_slice(&adv[j * n..(j + 1) * n]);
+                best_obj[i] = obj[j];
+                done[i] = ok[j];
+            }
+        }
+    }
+    upload(best, b, n, &batch.device)
+}
+
+fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
+    batch: &Batch<'_, D, C>,
+    spec: &Spec,
+    restart: u64,
+    observer: &mut StepObserver<'_>,
+) -> Tensor<2> {
+    let (b, n) = (batch.b, batch.n);
+    let (lo, hi) = batch.bounds();
+    let x0 = &batch.x0_host;
+    let mut x = if spec.random_start {
+        let mut start = vec![0f32; b * n];
+        for i in 0..b {
+            let row = &x0[i * n..(i + 1) * n];
+            let mut rng = SplitMix64::new(sample_seed(spec.seed, restart, row));
+            let delta = uniform_in_ball(spec.norm, n, spec.eps, &mut rng);
+            let t: Vec<f64> = row
+                .iter()
+                .zip(&delta)
+                .map(|(&c, d)| f64::from(c) + d)
+                .collect();
+            project(
+                spec.norm,
+                row,
+                &t,
+                spec.eps,
+                lo,
+                hi,
+                &mut start[i * n..(i + 1) * n],
+            );
+        }
+        upload(start, b, n, &batch.device)
+    } else {
+        batch.x0.clone()
+    };
+    observer(&batch.x0, &x);
+
+    // The L-inf ball ∩ box, computed once (rounded inward) and applied on the device.
+    let linf = (spec.norm == Norm::Linf).then(|| {
+        let (lower, upper) = linf_bounds(x0, spec.eps, lo, hi);
+        (
+            upload(lower, b, n, &batch.device),
+            upload(upper, b, n, &batch.device),
+        )
+    });
+    let k = ((spec.l1_sparsity * n as f64).ceil() as usize).max(1);
+    let mut momentum: Option<Tensor<2>> = None;
+    let mut frozen = vec![false; b];
+
+    for _ in 0..spec.steps {
+        let (logits, mut g) = batch.gradient(x.clone(), spec.loss);
+        if spec.early_stop {
+            for (f, ok) in frozen.iter_mut().zip(batch.success_of(logits)) {
+                *f |= ok;
+            }
+            if frozen.iter().all(|&f| f) {
+                break;
+            }
+        }
+        if let Some(decay) = spec.momentum {
+            // MI-FGSM: accumulate the L1-normalized gradient (a zero gradient adds nothing).
+            let unit = g.clone() / g.abs().sum_dim(1).clamp_min(f32::MIN_POSITIVE);
+            let m = match momentum.take() {
+                Some(m) => m * decay + unit,
+                None => unit,
+            };
+            momentum = Some(m.clone());
+            g = m;
+        }
+        let next = match &linf {
+            Some((lower, upper)) => (x.clone() + g.sign() * spec.step_size)
+                .max_pair(lower.clone())
+                .min_pair(upper.clone()),
+            None => {
+                let xh = host_f32(x.clone());
+                let gh = host_f32(g);
+                let mut out = vec![0f32; b * n];
+                for i in 0..b {
+                    let r = i * n..(i + 1) * n;
+                    let t = match spec.norm {
+                        Norm::L2 => l2_step(&xh[r.clone()], &gh[r.clone()], spec.step_size),
+                        _ => l1_step(&xh[r.clone()], &gh[r.clone()], spec.step_size, k, lo, hi),
+                    };
+                    project(spec.norm, &x0[r.clone()], &t, spec.eps, lo, hi, &mut out[r]);
+                }
+                upload(out, b, n, &batch.device)
+            }
+        };
+        x = if frozen.iter().any(|&f| f) {
+            // Frozen rows keep the iterate that first succeeded; blending with an exact 0/1 mask
+            // reproduces either row bit for bit.
+            let keep: Vec<f32> = frozen.iter().map(|&f| if f { 0.0 } else { 1.0 }).collect();
+            let m = upload(keep, b, 1, &batch.device);
+            next * m.clone() + x * (m.neg() + 1.0)
+        } else {
+            next
+        };
+        observer(&batch.x0, &x);
+    }
+    x
+}
+
+impl Spec {
+    /// Resolves a spec from an attack's settings; the caller has validated them.
+    pub(crate) fn new(
+        threat: ThreatModel,
+        steps: usize,
+        step_size: f64,
+        options: &AttackOptions,
+    ) -> Self {
+        Spec {
+            norm: threat.norm,
+            eps: threat.eps,
+            steps,
+            step_size,
+            random_start: options.random_start,
+            momentum: None,
+            l1_sparsity: DEFAULT_L1_SPARSITY,
+            loss: options.loss,
+            restarts: options.restarts,
+            early_stop: options.early_stop,
+            seed: options.seed,
+        }
+    }
+}
+
+/// Share of coordinates an L1 step moves by default: the top 1 % of |gradient|, the 99th
+/// percentile of Tramèr & Boneh's SLIDE.
+pub const DEFAULT_L1_SPARSITY: f64 = 0.01;
+
+/// Validates the batch and runs the iterative engine on it.
+pub(crate) fn attack<const D: usize, C: Classifier<D> + ?Sized>(
+    model: &C,
+    x: Tensor<D>,
+    labels: Tensor<1, Int>,
+    targets: Option<Tensor<1, Int>>,
+    options: &AttackOptions,
+    spec: &Spec,
+    observer: &mut StepObserver<'_>,
+) -> Result<Tensor<D>, AttackError> {
+    let batch = Batch::new(model, x, labels, targets, options)?;
+    batch.check_loss(spec.loss)?;
+    let adv = run(&batch, spec, observer);
+    Ok(batch.unflatten(adv))
+}
+
+/// Checks the settings every iterative attack has.
+pub(crate) fn validate(
+    threat: &ThreatModel,
+    steps: usize,
+    step_size: f64,
+    l1_sparsity: f64,
+    options: &AttackOptions,
+) -> Result<(), AttackError> {
+    threat.validate()?;
+    options.validate()?;
+    check_steps(steps)?;
+    if threat.eps > 0.0 {
+        check_positive("step_size", step_size)?;
+    }
+    if !(0.0..=1.0).contains(&l1_sparsity) {
+        return Err(crate::error::invalid(
+            "l1_sparsity",
+            l1_sparsity,
+            "must be in [0, 1]",
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,197 @@
+//! Property tests: after the start point and after every step, every sample is inside the eps-ball
+//! around its clean input (`‖x_adv − x‖_p ≤ eps·(1 + 1e-6)`) and inside the box, for every attack,
+//! norm, loss and targeting mode, over random models, inputs, boxes and radii.
+
+mod common;
+
+use bulwark_attack_core::*;
+use burn::tensor::Tensor;
+use common::*;
+use proptest::prelude::*;
+
+fn p_of(norm: Norm) -> u32 {
+    match norm {
+        Norm::Linf => 0,
+        Norm::L1 => 1,
+        Norm::L2 => 2,
+    }
+}
+
+struct Violations(Vec<String>);
+
+impl Violations {
+    fn checker(
+        &mut self,
+        norm: Norm,
+        eps: f64,
+        lo: f64,
+        hi: f64,
+        n: usize,
+    ) -> impl FnMut(&Tensor<2>, &Tensor<2>) + '_ {
+        move |clean: &Tensor<2>, adv: &Tensor<2>| {
+            let (c, a) = (host(clean.clone()), host(adv.clone()));
+            for (i, d) in dists(&a, &c, n, p_of(norm)).into_iter().enumerate() {
+                if d > eps * (1.0 + 1e-6) {
+                    self.0
+                        .push(format!("sample {i}: {norm} distance {d} > eps {eps}"));
+                }
+            }
+            if let Some(v) = a
+                .iter()
+                .find(|&&v| !(f64::from(v) >= lo && f64::from(v) <= hi))
+            {
+                self.0.push(format!("value {v} outside [{lo}, {hi}]"));
+            }
+        }
+    }
+}
+
+/// A random batch in the box, with some coordinates exactly on its faces.
+fn batch(rng: &mut TestRng, b: usize, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+    (0..b * n)
+        .map(|_| match rng.below(8) {
+            0 => lo as f32,
+            1 => hi as f32,
+            _ => rng.range(lo, hi) as f32,
+        })
+        .collect()
+}
+
+fn attack_config(
+    kind: usize,
+    threat: ThreatModel,
+    options: AttackOptions,
+    steps: usize,
+) -> AttackConfig {
+    match kind {
+        0 => AttackConfig::Fgsm(FgsmConfig::new(threat).with_options(options)),
+        1 => AttackConfig::Fgsm(
+            FgsmConfig::new(threat).with_options(options.with_random_start(true)),
+        ),
+        2 => AttackConfig::Bim(
+            BimConfig::new(threat)
+                .with_steps(Some(steps))
+                .with_options(options),
+        ),
+        3 => AttackConfig::Pgd(
+            PgdConfig::new(threat)
+                .with_steps(steps)
+                .with_options(options.with_random_start(true)),
+        ),
+        _ => AttackConfig::MiFgsm(
+            MiFgsmConfig::new(threat)
+                .with_steps(steps)
+                .with_options(options),
+        ),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn gradient_attacks_stay_in_ball_and_box_after_every_step(
+        seed in any::<u64>(),
+        norm in prop_oneof![Just(Norm::Linf), Just(Norm::L2), Just(Norm::L1)],
+        kind in 0usize..5,
+        eps_fraction in 0.0f64..1.0,
+        wide_box in any::<bool>(),
+        loss in prop_oneof![Just(LossKind::CrossEntropy), Just(LossKind::CwMargin), Just(LossKind::Dlr)],
+        targeting in prop_oneof![Just(Targeting::Untargeted), Just(Targeting::Random), Just(Targeting::LeastLikely)],
+        restarts in 1usize..3,
+        early_stop in any::<bool>(),
+        mlp in any::<bool>(),
+    ) {
+        let dev = device();
+        let mut rng = TestRng(seed);
+        let (b, n, k) = (1 + rng.below(5), 2 + rng.below(24), 4 + rng.below(4));
+        let (lo, hi) = if wide_box { (-1.0, 2.0) } else { (0.0, 1.0) };
+        let max_eps = match norm { Norm::Linf => 0.6, Norm::L2 => 3.0, Norm::L1 => 8.0 };
+        let eps = eps_fraction * max_eps;
+        let x = batch(&mut rng, b, n, lo, hi);
+        let y: Vec<i64> = (0..b).map(|_| rng.below(k) as i64).collect();
+        let options = AttackOptions::new()
+            .with_bounds(Bounds::new().with_lo(lo).with_hi(hi))
+            .with_loss(loss)
+            .with_targeting(targeting)
+            .with_restarts(restarts)
+            .with_early_stop(early_stop)
+            .with_seed(seed);
+        let attack = attack_config(kind, ThreatModel::new(norm, eps), options, 1 + rng.below(6)).init().unwrap();
+        let mut violations = Violations(Vec::new());
+        let steps_seen;
+        {
+            let mut count = 0usize;
+            let mut check = violations.checker(norm, eps, lo, hi, n);
+            let mut observer = |c: &Tensor<2>, a: &Tensor<2>| { count += 1; check(c, a) };
+            let x_t = matrix(x.clone(), b, n, &dev);
+            let adv = if mlp {
+                let model = random_mlp(&mut rng, n, 16, k, &dev);
+                attack.run(&model, x_t.clone(), ints(y.clone(), &dev), None, &mut observer).unwrap()
+            } else {
+                let model = random_linear(&mut rng, n, k, &dev);
+                attack.run(&model, x_t.clone(), ints(y.clone(), &dev), None, &mut observer).unwrap()
+            };
+            observer(&x_t, &adv);
+            steps_seen = count;
+        }
+        prop_assert!(steps_seen >= 2, "the observer must see the start and the steps");
+        prop_assert!(violations.0.is_empty(), "{:?}", &violations.0[..violations.0.len().min(5)]);
+    }
+
+    #[test]
+    fn minimal_perturbation_attacks_respect_their_eps(
+        seed in any::<u64>(),
+        linf in any::<bool>(),
+        cw in any::<bool>(),
+        eps_fraction in 0.0f64..1.0,
+    ) {
+        let dev = device();
+        let mut rng = TestRng(seed);
+        let (b, n, k) = (1 + rng.below(4), 2 + rng.below(12), 3 + rng.below(4));
+        let x = batch(&mut rng, b, n, 0.0, 1.0);
+        let y: Vec<i64> = (0..b).map(|_| rng.below(k) as i64).collect();
+        let model = random_mlp(&mut rng, n, 12, k, &dev);
+        let (norm, eps) = if cw || !linf { (Norm::L2, eps_fraction * 2.0) } else { (Norm::Linf, eps_fraction * 0.5) };
+        let attack = if cw {
+            AttackConfig::CwL2(CwL2Config::new().with_steps(30).with_binary_search_steps(3).with_initial_const(1.0).with_eps(Some(eps)))
+        } else {
+            AttackConfig::DeepFool(DeepFoolConfig::new().with_norm(norm).with_steps(20).with_eps(Some(eps)))
+        };
+        let attack = attack.init().unwrap();
+        let mut violations = Violations(Vec::new());
+        {
+            let mut check = violations.checker(norm, eps, 0.0, 1.0, n);
+            attack.run(&model, matrix(x, b, n, &dev), ints(y, &dev), None, &mut check).unwrap();
+        }
+        prop_assert!(violations.0.is_empty(), "{:?}", violations.0);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// The same property on a convolutional zoo model with image-shaped (4-D) inputs.
+    #[test]
+    fn pgd_on_small_cnn_stays_in_ball_and_box(
+        seed in any::<u64>(),
+        norm in prop_oneof![Just(Norm::Linf), Just(Norm::L2), Just(Norm::L1)],
+        eps_fraction in 0.0f64..1.0,
+    ) {
+        let dev = device();
+        let model = bulwark_models::Model::init_seeded("small-cnn", &dev, seed % 1000).unwrap();
+        let mut rng = TestRng(seed);
+        let (b, n) = (2, 28 * 28);
+        let x = batch(&mut rng, b, n, 0.0, 1.0);
+        let eps = eps_fraction * match norm { Norm::Linf => 0.3, Norm::L2 => 3.0, Norm::L1 => 15.0 };
+        let attack = PgdConfig::new(ThreatModel::new(norm, eps)).with_steps(4).init().unwrap();
+        let mut violations = Violations(Vec::new());
+        {
+            let mut check = violations.checker(norm, eps, 0.0, 1.0, n);
+            let x = matrix(x, b, n, &dev).reshape([b, 1, 28, 28]);
+            let adv = attack.run(&model, x, ints(vec![3, 7], &dev), None, &mut check).unwrap();
+            prop_assert_eq!(adv.dims(), [b, 1, 28, 28]);
+        }
+        prop_assert!(violations.0.is_empty(), "{:?}", violations.0);
+    }
+}

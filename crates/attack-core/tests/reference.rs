@@ -1,0 +1,237 @@
+//! Reference values worked out by hand. For a two-class linear model `z = (0, w·x + c)` and label
+//! 0, every objective increases along `w`, so the best adversarial point in a ball maximizes the
+//! linear function `w·δ` over `{‖δ‖ ≤ eps} ∩ box`:
+//! - L-inf: `δ_i = clamp(eps·sign(w_i))` to the box (a vertex of the box-clipped cube);
+//! - L2 (box not active): `δ = eps·w/‖w‖₂`; with an active box, `δ_i = clamp(λ·w_i)` with λ such
+//!   that `‖δ‖₂ = eps` (KKT), solved here by bisection on λ;
+//! - L1 (box not active): all of eps on the coordinate with the largest `|w_i|`.
+//!
+//! DeepFool and Carlini-Wagner on the same model must find the distance to the hyperplane
+//! `w·x + c = 0`: `|w·x0 + c| / ‖w‖_dual`.
+
+mod common;
+
+use bulwark_attack_core::*;
+use common::*;
+
+const W: [f32; 6] = [0.8, -0.3, 0.05, -1.2, 0.4, 0.0];
+
+fn model(c: f32) -> impl Fn(burn::tensor::Tensor<2>) -> burn::tensor::Tensor<2> {
+    let mut w = vec![0f32; 6];
+    w.extend_from_slice(&W);
+    linear(w, vec![0.0, c], 6, &device())
+}
+
+/// Runs `attack` on one sample `x0` with label 0 and returns the adversarial sample.
+fn run(attack: impl Attack, x0: &[f32], c: f32) -> Vec<f32> {
+    let dev = device();
+    let adv = attack
+        .perturb(
+            &model(c),
+            matrix(x0.to_vec(), 1, 6, &dev),
+            ints(vec![0], &dev),
+        )
+        .unwrap();
+    host(adv)
+}
+
+fn assert_close(got: &[f32], want: &[f64], tol: f64) {
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= tol,
+            "coordinate {i}: got {g}, want {w} (all: {got:?} vs {want:?})"
+        );
+    }
+}
+
+const MID: [f32; 6] = [0.5; 6];
+const EDGE: [f32; 6] = [0.95, 0.1, 0.5, 0.02, 0.97, 0.5];
+
+fn linf_optimum(x0: &[f32], eps: f64) -> Vec<f64> {
+    x0.iter()
+        .zip(W)
+        .map(|(&x, w)| {
+            (f64::from(x) + eps * f64::from(w.signum()) * f64::from(u8::from(w != 0.0)))
+                .clamp(0.0, 1.0)
+        })
+        .collect()
+}
+
+fn l2_optimum(x0: &[f32], eps: f64) -> Vec<f64> {
+    let delta = |lambda: f64| -> Vec<f64> {
+        x0.iter()
+            .zip(W)
+            .map(|(&x, w)| (lambda * f64::from(w)).clamp(-f64::from(x), 1.0 - f64::from(x)))
+            .collect()
+    };
+    let norm = |d: &[f64]| d.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let (mut lo, mut hi) = (0.0, 1e3);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if norm(&delta(mid)) > eps {
+            hi = mid
+        } else {
+            lo = mid
+        }
+    }
+    x0.iter()
+        .zip(delta(lo))
+        .map(|(&x, d)| f64::from(x) + d)
+        .collect()
+}
+
+#[test]
+fn fgsm_linf_reaches_the_vertex() {
+    for x0 in [MID, EDGE] {
+        let got = run(
+            FgsmConfig::new(ThreatModel::linf(0.1)).init().unwrap(),
+            &x0,
+            0.0,
+        );
+        assert_close(&got, &linf_optimum(&x0, 0.1), 1e-6);
+    }
+}
+
+#[test]
+fn pgd_linf_reaches_the_vertex_from_a_random_start() {
+    for x0 in [MID, EDGE] {
+        let got = run(
+            PgdConfig::new(ThreatModel::linf(0.1))
+                .with_steps(20)
+                .init()
+                .unwrap(),
+            &x0,
+            0.0,
+        );
+        // w_5 = 0: coordinate 5 has no gradient and keeps its random start, anywhere in the ball.
+        assert_close(&got[..5], &linf_optimum(&x0, 0.1)[..5], 1e-6);
+        assert!((got[5] - x0[5]).abs() <= 0.1);
+    }
+}
+
+#[test]
+fn fgsm_l2_moves_eps_along_w() {
+    let got = run(
+        FgsmConfig::new(ThreatModel::l2(0.3)).init().unwrap(),
+        &MID,
+        0.0,
+    );
+    assert_close(&got, &l2_optimum(&MID, 0.3), 1e-6);
+}
+
+#[test]
+fn pgd_l2_reaches_the_kkt_point_with_and_without_an_active_box() {
+    for x0 in [MID, EDGE] {
+        let attack = PgdConfig::new(ThreatModel::l2(0.3))
+            .with_steps(100)
+            .with_step_size(Some(5.0))
+            .init()
+            .unwrap();
+        let got = run(attack, &x0, 0.0);
+        assert_close(&got, &l2_optimum(&x0, 0.3), 1e-5);
+    }
+}
+
+#[test]
+fn l1_attacks_put_eps_on_the_steepest_coordinate() {
+    let mut want: Vec<f64> = MID.iter().map(|&v| f64::from(v)).collect();
+    want[3] -= 0.4; // |w_3| = 1.2 is the largest weight and it is negative
+    let fgsm = FgsmConfig::new(ThreatModel::l1(0.4))
+        .with_l1_sparsity(0.0)
+        .init()
+        .unwrap();
+    assert_close(&run(fgsm, &MID, 0.0), &want, 1e-6);
+    let pgd = PgdConfig::new(ThreatModel::l1(0.4))
+        .with_l1_sparsity(0.0)
+        .with_steps(60)
+        .init()
+        .unwrap();
+    assert_close(&run(pgd, &MID, 0.0), &want, 1e-5);
+}
+
+#[test]
+fn l1_pgd_with_an_active_box_is_near_the_greedy_optimum() {
+    // Greedy fill by |w| (a fractional knapsack): coordinate 3 (|w| = 1.2) can move down only
+    // 0.02, coordinate 0 (0.8) up 0.05, coordinate 4 (0.4) up 0.03, coordinate 1 (0.3) down 0.1,
+    // and coordinate 2 (0.05) takes the remaining 0.1 of the budget.
+    let eps = 0.3;
+    let gain = |x: &[f32]| -> f64 {
+        x.iter()
+            .zip(&EDGE)
+            .zip(W)
+            .map(|((&a, &b), w)| (f64::from(a) - f64::from(b)) * f64::from(w))
+            .sum()
+    };
+    let optimum = 0.02 * 1.2 + 0.05 * 0.8 + 0.03 * 0.4 + 0.1 * 0.3 + 0.1 * 0.05;
+    let step = 0.01;
+    let pgd = PgdConfig::new(ThreatModel::l1(eps))
+        .with_l1_sparsity(0.0)
+        .with_steps(200)
+        .with_step_size(Some(step))
+        .init()
+        .unwrap();
+    let got = gain(&run(pgd, &EDGE, 0.0));
+    assert!(
+        got <= optimum + 1e-6,
+        "gain {got} above the optimum {optimum}"
+    );
+    assert!(
+        got >= optimum - step * 1.2,
+        "gain {got} far below the optimum {optimum}"
+    );
+}
+
+#[test]
+fn deepfool_crosses_the_hyperplane_at_the_predicted_distance() {
+    // f(x0) = w·x0 + c < 0 (class 0 predicted); the boundary is |f| / ‖w‖_dual away.
+    let c = -0.4f32;
+    let f = (f64::from(c)
+        + MID
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let l1w: f64 = W.iter().map(|&w| f64::from(w).abs()).sum();
+    for (norm, dist, p) in [(Norm::L2, f / l2w, 2), (Norm::Linf, f / l1w, 0)] {
+        let attack = DeepFoolConfig::new().with_norm(norm).init().unwrap();
+        let got = run(attack, &MID, c);
+        let d = dists(&got, &MID, 6, p)[0];
+        let expected = (dist + 1e-4 / if p == 2 { l2w } else { l1w }) * 1.02;
+        assert!(
+            (d - expected).abs() < 1e-5,
+            "{norm}: distance {d}, expected {expected}"
+        );
+        let z = host(model(c)(matrix(got.clone(), 1, 6, &device())));
+        assert!(z[1] > z[0], "{norm}: DeepFool did not cross the boundary");
+    }
+}
+
+#[test]
+fn carlini_wagner_finds_the_minimal_l2_distance() {
+    let c = -0.4f32;
+    let f = (f64::from(c)
+        + MID
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let attack = CwL2Config::new()
+        .with_steps(300)
+        .with_binary_search_steps(8)
+        .with_initial_const(0.1)
+        .init()
+        .unwrap();
+    let got = run(attack, &MID, c);
+    let d = dists(&got, &MID, 6, 2)[0];
+    let z = host(model(c)(matrix(got.clone(), 1, 6, &device())));
+    assert!(z[1] > z[0], "CW result is not adversarial");
+    assert!(
+        d >= f / l2w - 1e-6 && d <= 1.03 * f / l2w,
+        "CW distance {d}, minimal {}",
+        f / l2w
+    );
+}
