@@ -36,6 +36,18 @@ pub enum Command {
   bulwark eval --model small-cnn --weights runs/x/model.safetensors
   bulwark eval --model small-cnn --weights runs/x/checkpoint/model.bpk --dataset mnist --limit 1000")]
     Eval(EvalArgs),
+    /// Attack saved weights on a test set: clean, adversarial and robust accuracy, a JSON summary
+    /// and a PNG grid of clean / adversarial / amplified-perturbation images.
+    #[command(after_help = "Examples:
+  bulwark attack --model small-cnn --weights runs/x/model.safetensors --attack pgd --norm linf --eps 0.3 --steps 40
+  bulwark attack --model small-cnn --weights runs/x --attack fgsm --eps 0.1
+  bulwark attack --model small-cnn --weights runs/x --attack pgd --norm l2 --eps 2 --restarts 5 --limit 1000
+  bulwark attack --model small-cnn --weights runs/x --attack cw-l2 --steps 100 --limit 200
+  bulwark attack --model small-cnn --weights runs/x --config attack.toml   # any AttackConfig
+
+Attacks: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool. Unset step sizes and steps take each
+attack's documented default (docs/attacks.md).")]
+    Attack(Box<AttackArgs>),
     /// Datasets.
     Data {
         #[command(subcommand)]
@@ -174,6 +186,77 @@ pub struct EvalArgs {
     /// Write the predicted class of every evaluated image to this file, one per line.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+}
+
+/// `bulwark attack`.
+#[derive(Debug, Args)]
+pub struct AttackArgs {
+    /// Zoo model the weights belong to.
+    #[arg(long)]
+    pub model: String,
+    /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2 or deepfool.
+    #[arg(long, default_value = "pgd")]
+    pub attack: String,
+    /// Read the whole attack configuration from a TOML or JSON file (`attack = "pgd"`, ...)
+    /// instead of the attack flags.
+    #[arg(long, conflicts_with_all = ["attack", "norm", "eps", "steps", "step_size", "restarts"])]
+    pub config: Option<PathBuf>,
+    /// Threat-model norm: linf, l2 or l1.
+    #[arg(long, default_value = "linf")]
+    pub norm: String,
+    /// Radius of the threat model (for cw-l2 and deepfool: results farther away count as failures).
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Number of steps (iterations for cw-l2 and deepfool).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Step size (default: each attack's rule).
+    #[arg(long)]
+    pub step_size: Option<f64>,
+    /// Restarts (per sample the first success, else the highest loss, is kept).
+    #[arg(long, default_value_t = 1)]
+    pub restarts: usize,
+    /// Loss: ce, cw or dlr.
+    #[arg(long, default_value = "ce")]
+    pub loss: String,
+    /// Targeted mode: random or least-likely (default: untargeted).
+    #[arg(long)]
+    pub targeted: Option<String>,
+    /// Start from the clean input instead of a random point (pgd).
+    #[arg(long)]
+    pub no_random_start: bool,
+    /// Keep attacking samples after they are fooled and return the last iterate (the default
+    /// freezes a sample at its first success, which is what robust accuracy should count).
+    #[arg(long)]
+    pub no_early_stop: bool,
+    /// MI-FGSM momentum decay.
+    #[arg(long, default_value_t = 1.0)]
+    pub decay: f64,
+    /// Seed for random starts and targets.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Dataset: mnist or fashion-mnist.
+    #[arg(long, default_value = "mnist")]
+    pub dataset: String,
+    /// Attack the first N test images only.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Images per attack batch.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// Directory that already holds the dataset files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Output directory for summary.json and examples.png (default:
+    /// runs/attacks/<model>-<attack>-<norm>-<eps>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `bulwark data ...`.

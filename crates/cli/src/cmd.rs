@@ -5,14 +5,18 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
+use bulwark_attack_core::{
+    AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, FgsmConfig, LossKind,
+    MiFgsmConfig, Norm, PgdConfig, Targeting, ThreatModel,
+};
 use bulwark_trainer::{
-    BackendKind, DeviceSet, JobOptions, OptimizerKind, Schedule, TrainConfig, check_input_shape,
+    AttackContext, AttackRunOptions, BackendKind, attack_dataset, write_attack_outputs, DeviceSet, JobOptions, OptimizerKind, Schedule, TrainConfig, check_input_shape,
     evaluate, run_job, save_bpk_atomic, write_atomic,
 };
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::args::{Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand, TrainArgs};
+use crate::args::{AttackArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand, TrainArgs};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -20,6 +24,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(*args, backend),
         Command::Eval(args) => eval(args, backend),
+        Command::Attack(args) => attack(*args, backend),
         Command::Data {
             command:
                 DataCommand::Fetch {
@@ -332,6 +337,131 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     }
     if let Some(path) = &a.json {
         write_atomic(path, &serde_json::to_vec_pretty(&r)?)?;
+    }
+    Ok(())
+}
+
+/// The attack configuration the flags describe.
+fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
+    if let Some(path) = &a.config {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let parsed = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(anyhow::Error::from)
+        } else {
+            toml::from_str(&text).map_err(anyhow::Error::from)
+        };
+        return parsed.with_context(|| format!("{}: not an attack configuration", path.display()));
+    }
+    let norm: Norm = a.norm.parse().map_err(anyhow::Error::msg)?;
+    let mut options = AttackOptions::new()
+        .with_loss(a.loss.parse().map_err(anyhow::Error::msg)?)
+        .with_restarts(a.restarts)
+        .with_early_stop(!a.no_early_stop)
+        .with_seed(a.seed);
+    if let Some(t) = &a.targeted {
+        let t: Targeting = t.parse().map_err(anyhow::Error::msg)?;
+        if t == Targeting::Given {
+            bail!("--targeted given needs targets per image, which the command line cannot pass; use random or least-likely");
+        }
+        options = options.with_targeting(t);
+    }
+    let need_eps = || a.eps.with_context(|| format!("--attack {} needs --eps", a.attack));
+    let threat = || -> Result<ThreatModel> { Ok(ThreatModel::new(norm, need_eps()?)) };
+    Ok(match a.attack.as_str() {
+        "fgsm" | "fgsm-rs" => {
+            let random_start = a.attack == "fgsm-rs";
+            AttackConfig::Fgsm(
+                FgsmConfig::new(threat()?)
+                    .with_step_size(a.step_size)
+                    .with_options(options.with_random_start(random_start)),
+            )
+        }
+        "bim" => AttackConfig::Bim(
+            BimConfig::new(threat()?).with_steps(a.steps).with_step_size(a.step_size).with_options(options),
+        ),
+        "pgd" => AttackConfig::Pgd(
+            PgdConfig::new(threat()?)
+                .with_steps(a.steps.unwrap_or(40))
+                .with_step_size(a.step_size)
+                .with_options(options.with_random_start(!a.no_random_start)),
+        ),
+        "mi-fgsm" => AttackConfig::MiFgsm(
+            MiFgsmConfig::new(threat()?)
+                .with_steps(a.steps.unwrap_or(10))
+                .with_step_size(a.step_size)
+                .with_decay(a.decay)
+                .with_options(options),
+        ),
+        "cw-l2" | "cw" => {
+            if norm != Norm::L2 && a.eps.is_some() {
+                bail!("cw-l2 measures L2 distances: use --norm l2 with --eps");
+            }
+            AttackConfig::CwL2(
+                CwL2Config::new()
+                    .with_steps(a.steps.unwrap_or(1000))
+                    .with_eps(a.eps)
+                    .with_options(options.with_loss(LossKind::CwMargin).with_early_stop(false)),
+            )
+        }
+        "deepfool" => AttackConfig::DeepFool(
+            DeepFoolConfig::new()
+                .with_norm(if norm == Norm::L1 { bail!("deepfool supports --norm l2 or linf") } else { norm })
+                .with_steps(a.steps.unwrap_or(50))
+                .with_eps(a.eps)
+                .with_options(options.with_early_stop(false)),
+        ),
+        other => bail!("unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool"),
+    })
+}
+
+fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
+    let device: Device = backend.device()?;
+    let config = attack_config(&a)?;
+    // Settings are checked before weights and data are touched.
+    config.init()?;
+    let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
+    let kind: DatasetKind = a.dataset.parse()?;
+    let dir = fetch(kind, &fetch_options(a.data_dir.clone()))?;
+    let mut test = load_split(kind, Split::Test, &dir)?;
+    check_input_shape(&a.model, &test, &a.dataset)?;
+    if let Some(n) = a.limit {
+        test = test.take(n as usize);
+    }
+    let opts = AttackRunOptions { batch_size: a.batch_size as usize, progress: !a.no_progress, examples: 8 };
+    let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
+    let threat = match (summary.norm, summary.eps) {
+        (Some(norm), Some(eps)) => format!("{norm} eps {eps}"),
+        _ => "unbounded".to_string(),
+    };
+    println!(
+        "{} {} ({threat}) on {} {} test images: clean {:.2} %, adversarial {:.2} %, robust {:.2} % \
+         ({:.1} s, {:.0} img/s)",
+        a.model,
+        summary.attack,
+        summary.n,
+        a.dataset,
+        100.0 * summary.clean_accuracy,
+        100.0 * summary.adversarial_accuracy,
+        100.0 * summary.robust_accuracy,
+        summary.seconds,
+        summary.images_per_second
+    );
+    let out = a.out.clone().unwrap_or_else(|| {
+        let eps = summary.eps.map_or("min".to_string(), |e| format!("{e}"));
+        let norm = summary.norm.map_or("l2".to_string(), |n| n.to_string());
+        PathBuf::from("runs/attacks").join(format!("{}-{}-{norm}-{eps}", a.model, summary.attack))
+    });
+    let context = AttackContext {
+        model: a.model.clone(),
+        weights: a.weights.clone(),
+        dataset: format!("{}/test", a.dataset),
+        backend: backend.to_string(),
+        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let (json, png) = write_attack_outputs(&out, &context, &summary)?;
+    println!("summary: {}", json.display());
+    if !summary.examples.is_empty() {
+        println!("examples: {}", png.display());
     }
     Ok(())
 }

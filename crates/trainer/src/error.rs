@@ -61,7 +61,18 @@ pub enum TrainError {
         /// The offending loss value.
         value: f32,
     },
-    /// A model error (unknown model, weight file problems).
+    /// An attack refused its settings or its input.
+    #[error(transparent)]
+    Attack(#[from] bulwark_attack_core::AttackError),
+    /// Writing an image failed.
+    #[error("{path}: cannot write the image: {reason}")]
+    Image {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// See [`bulwark_models::ModelError`].
     #[error(transparent)]
     Model(#[from] bulwark_models::ModelError),
     /// A data error (missing or corrupt dataset files).

@@ -16,12 +16,14 @@
 //! - `wgpu`: GPU through wgpu (WGSL); also works on Mesa's software Vulkan, slowly.
 //! - `vulkan`, `cuda`: GPU backends passed through to burn.
 
+mod attack_eval;
 mod backend;
 mod checkpoint;
 mod config;
 mod error;
 mod eval;
 mod fit;
+mod grid;
 mod job;
 mod metrics;
 mod optim;
@@ -29,12 +31,16 @@ mod plot;
 mod report;
 mod schedule;
 
+pub use attack_eval::{
+    AttackContext, AttackExample, AttackRunOptions, AttackSummary, attack_dataset, write_attack_outputs,
+};
 pub use backend::{BackendKind, DeviceSet};
 pub use checkpoint::{Checkpoint, CheckpointState, save_bpk_atomic, write_atomic};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
+pub use grid::{GridImage, write_png_grid};
 pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;

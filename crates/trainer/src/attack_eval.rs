@@ -1,0 +1,238 @@
+//! Running an attack over a dataset: clean, adversarial and robust accuracy, perturbation sizes,
+//! throughput, a JSON summary and a PNG grid of examples.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bulwark_attack_core::{Attack, AttackConfig, Norm};
+use bulwark_data::{ImageDataset, epoch_batches};
+use bulwark_models::Model;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomic;
+use crate::error::TrainError;
+use crate::grid::{GridImage, write_png_grid};
+
+/// How to run [`attack_dataset`].
+#[derive(Debug, Clone)]
+pub struct AttackRunOptions {
+    /// Images per attack batch.
+    pub batch_size: usize,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Number of examples kept for the image grid (the first ones the attack fooled, then others).
+    pub examples: usize,
+}
+
+/// One kept example: clean and adversarial image with the label and both predictions.
+#[derive(Debug, Clone)]
+pub struct AttackExample {
+    /// The clean image.
+    pub clean: GridImage,
+    /// The adversarial image.
+    pub adversarial: GridImage,
+    /// True label.
+    pub label: usize,
+    /// Prediction on the clean image.
+    pub clean_prediction: usize,
+    /// Prediction on the adversarial image.
+    pub adversarial_prediction: usize,
+}
+
+/// Result of an attack over a dataset.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttackSummary {
+    /// The attack's short name.
+    pub attack: String,
+    /// The full attack configuration (reproduces the run).
+    pub config: AttackConfig,
+    /// Norm of the threat model (`None` for a minimal-perturbation attack without eps).
+    pub norm: Option<Norm>,
+    /// Radius of the threat model.
+    pub eps: Option<f64>,
+    /// Number of images attacked.
+    pub n: usize,
+    /// Accuracy on the clean images.
+    pub clean_accuracy: f64,
+    /// Accuracy on the adversarial images.
+    pub adversarial_accuracy: f64,
+    /// Share of images classified correctly both clean and adversarially (RobustBench's robust
+    /// accuracy).
+    pub robust_accuracy: f64,
+    /// Among clean-correct images, the share the attack turned into errors.
+    pub attack_success_rate: f64,
+    /// Largest per-sample perturbation, in the threat norm (L2 when there is none).
+    pub max_perturbation: f64,
+    /// Mean perturbation of the images the attack fooled (same norm), if any.
+    pub mean_perturbation_fooled: Option<f64>,
+    /// Wall-clock seconds of the attack loop.
+    pub seconds: f64,
+    /// Attacked images per second.
+    pub images_per_second: f64,
+    /// Examples for the grid (not serialized).
+    #[serde(skip)]
+    pub examples: Vec<AttackExample>,
+}
+
+fn predictions(logits: Tensor<2>) -> Vec<usize> {
+    let b = logits.dims()[0];
+    logits
+        .argmax(1)
+        .reshape([b])
+        .try_into_vec_as::<i64>()
+        .expect("argmax reads back as i64")
+        .into_iter()
+        .map(|p| p as usize)
+        .collect()
+}
+
+/// Attacks every image of `data` (in order) and measures clean, adversarial and robust accuracy.
+/// The model is evaluated in inference mode; the attack crafts as its options say.
+pub fn attack_dataset(
+    model: &Model,
+    data: &ImageDataset,
+    config: &AttackConfig,
+    opts: &AttackRunOptions,
+    device: &Device,
+) -> Result<AttackSummary, TrainError> {
+    let attack = config.init()?;
+    let threat = attack.threat();
+    let norm = threat.map_or(Norm::L2, |t| t.norm);
+    let eval = model.valid();
+    let device = device.clone().inner();
+    let (c, h, w) = (data.channels, data.height, data.width);
+    let n_pixels = c * h * w;
+    let bar = if opts.progress {
+        let bar = ProgressBar::new(data.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(attack.name());
+        bar
+    } else {
+        ProgressBar::hidden()
+    };
+    let (mut clean_ok, mut adv_ok, mut robust_ok, mut fooled) = (0usize, 0usize, 0usize, 0usize);
+    let (mut max_pert, mut sum_fooled_pert) = (0f64, 0f64);
+    let mut examples: Vec<AttackExample> = Vec::new();
+    let mut others: Vec<AttackExample> = Vec::new();
+    let start = Instant::now();
+    for indices in epoch_batches(data.len(), opts.batch_size.max(1), false, 0, 0) {
+        let (x, y) = data.batch(&indices, &device);
+        let clean_pred = predictions(eval.forward(x.clone()));
+        let adv = attack.perturb(model, x.clone(), y)?;
+        let adv_pred = predictions(eval.forward(adv.clone()));
+        let xs = x.try_into_vec_as::<f32>().expect("f32 images");
+        let advs = adv.try_into_vec_as::<f32>().expect("f32 images");
+        for (j, &i) in indices.iter().enumerate() {
+            let label = usize::from(data.labels[i]);
+            let r = j * n_pixels..(j + 1) * n_pixels;
+            let d = norm.of(advs[r.clone()].iter().zip(&xs[r.clone()]).map(|(&a, &b)| f64::from(a) - f64::from(b)));
+            max_pert = max_pert.max(d);
+            let (ok_c, ok_a) = (clean_pred[j] == label, adv_pred[j] == label);
+            clean_ok += usize::from(ok_c);
+            adv_ok += usize::from(ok_a);
+            robust_ok += usize::from(ok_c && ok_a);
+            if ok_c && !ok_a {
+                fooled += 1;
+                sum_fooled_pert += d;
+            }
+            let keep = if ok_c && !ok_a { &mut examples } else { &mut others };
+            if keep.len() < opts.examples {
+                let img = |v: &[f32]| GridImage { channels: c, height: h, width: w, pixels: v.to_vec() };
+                keep.push(AttackExample {
+                    clean: img(&xs[r.clone()]),
+                    adversarial: img(&advs[r]),
+                    label,
+                    clean_prediction: clean_pred[j],
+                    adversarial_prediction: adv_pred[j],
+                });
+            }
+        }
+        bar.inc(indices.len() as u64);
+        let seen = bar.position().max(1) as f64;
+        bar.set_message(format!(
+            "clean {:.1} %  adversarial {:.1} %",
+            100.0 * clean_ok as f64 / seen,
+            100.0 * adv_ok as f64 / seen
+        ));
+    }
+    bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
+    let n = data.len();
+    let frac = |k: usize, of: usize| if of == 0 { 0.0 } else { k as f64 / of as f64 };
+    examples.extend(others);
+    examples.truncate(opts.examples);
+    Ok(AttackSummary {
+        attack: attack.name().to_string(),
+        config: config.clone(),
+        norm: threat.map(|t| t.norm),
+        eps: threat.map(|t| t.eps),
+        n,
+        clean_accuracy: frac(clean_ok, n),
+        adversarial_accuracy: frac(adv_ok, n),
+        robust_accuracy: frac(robust_ok, n),
+        attack_success_rate: frac(fooled, clean_ok),
+        max_perturbation: max_pert,
+        mean_perturbation_fooled: (fooled > 0).then(|| sum_fooled_pert / fooled as f64),
+        seconds,
+        images_per_second: if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+        examples,
+    })
+}
+
+/// What was attacked, recorded next to the summary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttackContext {
+    /// Zoo model name.
+    pub model: String,
+    /// Weights file.
+    pub weights: PathBuf,
+    /// Dataset name and split, e.g. `mnist/test`.
+    pub dataset: String,
+    /// Backend the attack ran on.
+    pub backend: String,
+    /// Bulwark's version.
+    pub bulwark_version: String,
+}
+
+#[derive(Serialize)]
+struct AttackReportFile<'a> {
+    #[serde(flatten)]
+    context: &'a AttackContext,
+    #[serde(flatten)]
+    summary: &'a AttackSummary,
+}
+
+/// Writes `summary.json` and `examples.png` (rows: clean, adversarial, perturbation amplified to
+/// the full grey range) into `dir`, atomically. Returns both paths.
+pub fn write_attack_outputs(
+    dir: &Path,
+    context: &AttackContext,
+    summary: &AttackSummary,
+) -> Result<(PathBuf, PathBuf), TrainError> {
+    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
+    let json_path = dir.join("summary.json");
+    let json = serde_json::to_vec_pretty(&AttackReportFile { context, summary })
+        .map_err(|e| TrainError::Config(format!("cannot serialize the summary: {e}")))?;
+    write_atomic(&json_path, &json)?;
+    let png_path = dir.join("examples.png");
+    let rows = vec![
+        summary.examples.iter().map(|e| e.clean.clone()).collect(),
+        summary.examples.iter().map(|e| e.adversarial.clone()).collect(),
+        summary
+            .examples
+            .iter()
+            .map(|e| GridImage::amplified_difference(&e.clean, &e.adversarial))
+            .collect::<Vec<_>>(),
+    ];
+    if !summary.examples.is_empty() {
+        write_png_grid(&png_path, &rows, 3)?;
+    }
+    Ok((json_path, png_path))
+}
