@@ -35,6 +35,39 @@ pub enum AttackConfig {
 }
 
 impl AttackConfig {
+    /// Builds a configuration from a JSON value (or TOML converted to one) in which only `attack`
+    /// and, for attacks with a threat model, `threat = { norm, eps }` are required: every other
+    /// field takes the attack's default. Unknown fields are an error naming them.
+    pub fn from_partial(value: serde_json::Value) -> Result<Self, AttackError> {
+        let bad = |m: String| AttackError::Config(m);
+        let serde_json::Value::Object(user) = value else {
+            return Err(bad("an attack configuration must be a table".into()));
+        };
+        let name = user.get("attack").and_then(|v| v.as_str()).ok_or_else(|| {
+            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, cw-l2 or deepfool)".into())
+        })?;
+        let threat = || -> Result<ThreatModel, AttackError> {
+            let t = user.get("threat").ok_or_else(|| {
+                bad(format!(
+                    "`{name}` needs `threat = {{ norm = ..., eps = ... }}`"
+                ))
+            })?;
+            serde_json::from_value(t.clone()).map_err(|e| bad(format!("threat: {e}")))
+        };
+        let default = match name {
+            "fgsm" => AttackConfig::Fgsm(FgsmConfig::new(threat()?)),
+            "bim" => AttackConfig::Bim(BimConfig::new(threat()?)),
+            "pgd" => AttackConfig::Pgd(PgdConfig::new(threat()?)),
+            "mi-fgsm" => AttackConfig::MiFgsm(MiFgsmConfig::new(threat()?)),
+            "cw-l2" => AttackConfig::CwL2(CwL2Config::new()),
+            "deepfool" => AttackConfig::DeepFool(DeepFoolConfig::new()),
+            other => return Err(bad(format!("unknown attack `{other}`"))),
+        };
+        let mut base = serde_json::to_value(&default).map_err(|e| bad(e.to_string()))?;
+        merge(&mut base, serde_json::Value::Object(user), "")?;
+        serde_json::from_value(base).map_err(|e| bad(e.to_string()))
+    }
+
     /// Validates the configuration and builds the attack.
     pub fn init(&self) -> Result<AnyAttack, AttackError> {
         Ok(match self {
@@ -100,5 +133,36 @@ impl Attack for AnyAttack {
         observer: &mut StepObserver<'_>,
     ) -> Result<Tensor<D>, AttackError> {
         delegate!(self, a => a.run(model, x, labels, targets, observer))
+    }
+}
+
+/// Overlays `user` on `base`, refusing keys `base` does not have.
+fn merge(
+    base: &mut serde_json::Value,
+    user: serde_json::Value,
+    prefix: &str,
+) -> Result<(), AttackError> {
+    match (base, user) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(u)) => {
+            for (key, value) in u {
+                let path = if prefix.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{prefix}.{key}")
+                };
+                match b.get_mut(&key) {
+                    Some(slot) if slot.is_object() && value.is_object() => {
+                        merge(slot, value, &path)?
+                    }
+                    Some(slot) => *slot = value,
+                    None => return Err(AttackError::Config(format!("unknown field `{path}`"))),
+                }
+            }
+            Ok(())
+        }
+        (b, u) => {
+            *b = u;
+            Ok(())
+        }
     }
 }

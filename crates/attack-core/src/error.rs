@@ -86,6 +86,9 @@ pub enum AttackError {
     /// The model's output is not a `[batch, classes]` matrix of finite numbers.
     #[error("model output: {0}")]
     BadModelOutput(String),
+    /// An attack configuration file or value is malformed.
+    #[error("attack configuration: {0}")]
+    Config(String),
     /// The attack does not support this combination of options.
     #[error("{attack}: {reason}")]
     Unsupported {

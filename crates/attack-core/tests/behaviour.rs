@@ -488,4 +488,22 @@ fn configs_round_trip_through_json_by_name() {
     assert!(json.contains("\"attack\":\"pgd\""), "{json}");
     let back: AttackConfig = serde_json::from_str(&json).unwrap();
     assert_eq!(back.init().unwrap().threat(), Some(ThreatModel::l2(0.5)));
+
+    // A partial configuration takes every unnamed field from the attack's defaults.
+    let partial = serde_json::json!({"attack": "pgd", "steps": 7, "threat": {"norm": "l2", "eps": 0.5},
+                                     "options": {"restarts": 3}});
+    let full = AttackConfig::from_partial(partial).unwrap();
+    let AttackConfig::Pgd(pgd) = &full else {
+        panic!("not pgd: {full:?}")
+    };
+    assert_eq!(
+        (pgd.steps, pgd.options.restarts, pgd.options.random_start),
+        (7, 3, true)
+    );
+    let unknown =
+        serde_json::json!({"attack": "pgd", "threat": {"norm": "l2", "eps": 0.5}, "stpes": 7});
+    let e = AttackConfig::from_partial(unknown).unwrap_err();
+    assert!(e.to_string().contains("unknown field `stpes`"), "{e}");
+    let e = AttackConfig::from_partial(serde_json::json!({"attack": "pgd"})).unwrap_err();
+    assert!(e.to_string().contains("needs `threat"), "{e}");
 }

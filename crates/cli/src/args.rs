@@ -208,13 +208,13 @@ pub struct AttackArgs {
     #[arg(long, default_value = "linf")]
     pub norm: String,
     /// Radius of the threat model (for cw-l2 and deepfool: results farther away count as failures).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// Number of steps (iterations for cw-l2 and deepfool).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Step size (default: each attack's rule).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
     /// Restarts (per sample the first success, else the highest loss, is kept).
     #[arg(long, default_value_t = 1)]

@@ -3,20 +3,23 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
-use bulwark_models::{Model, models, torch};
 use bulwark_attack_core::{
     AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, FgsmConfig, LossKind,
     MiFgsmConfig, Norm, PgdConfig, Targeting, ThreatModel,
 };
+use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
+use bulwark_models::{Model, models, torch};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, BackendKind, attack_dataset, write_attack_outputs, DeviceSet, JobOptions, OptimizerKind, Schedule, TrainConfig, check_input_shape,
-    evaluate, run_job, save_bpk_atomic, write_atomic,
+    AttackContext, AttackRunOptions, BackendKind, DeviceSet, JobOptions, OptimizerKind, Schedule,
+    TrainConfig, attack_dataset, check_input_shape, evaluate, run_job, save_bpk_atomic,
+    write_atomic, write_attack_outputs,
 };
 use burn::module::Module;
 use burn::tensor::Device;
 
-use crate::args::{AttackArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand, TrainArgs};
+use crate::args::{
+    AttackArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand, TrainArgs,
+};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -344,13 +347,15 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
 /// The attack configuration the flags describe.
 fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
     if let Some(path) = &a.config {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let parsed = if path.extension().is_some_and(|e| e == "json") {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: Result<serde_json::Value> = if path.extension().is_some_and(|e| e == "json") {
             serde_json::from_str(&text).map_err(anyhow::Error::from)
         } else {
             toml::from_str(&text).map_err(anyhow::Error::from)
         };
-        return parsed.with_context(|| format!("{}: not an attack configuration", path.display()));
+        let config = value.and_then(|v| AttackConfig::from_partial(v).map_err(anyhow::Error::from));
+        return config.with_context(|| format!("{}: not an attack configuration", path.display()));
     }
     let norm: Norm = a.norm.parse().map_err(anyhow::Error::msg)?;
     let mut options = AttackOptions::new()
@@ -361,11 +366,16 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
     if let Some(t) = &a.targeted {
         let t: Targeting = t.parse().map_err(anyhow::Error::msg)?;
         if t == Targeting::Given {
-            bail!("--targeted given needs targets per image, which the command line cannot pass; use random or least-likely");
+            bail!(
+                "--targeted given needs targets per image, which the command line cannot pass; use random or least-likely"
+            );
         }
         options = options.with_targeting(t);
     }
-    let need_eps = || a.eps.with_context(|| format!("--attack {} needs --eps", a.attack));
+    let need_eps = || {
+        a.eps
+            .with_context(|| format!("--attack {} needs --eps", a.attack))
+    };
     let threat = || -> Result<ThreatModel> { Ok(ThreatModel::new(norm, need_eps()?)) };
     Ok(match a.attack.as_str() {
         "fgsm" | "fgsm-rs" => {
@@ -377,7 +387,10 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
             )
         }
         "bim" => AttackConfig::Bim(
-            BimConfig::new(threat()?).with_steps(a.steps).with_step_size(a.step_size).with_options(options),
+            BimConfig::new(threat()?)
+                .with_steps(a.steps)
+                .with_step_size(a.step_size)
+                .with_options(options),
         ),
         "pgd" => AttackConfig::Pgd(
             PgdConfig::new(threat()?)
@@ -405,12 +418,18 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
         }
         "deepfool" => AttackConfig::DeepFool(
             DeepFoolConfig::new()
-                .with_norm(if norm == Norm::L1 { bail!("deepfool supports --norm l2 or linf") } else { norm })
+                .with_norm(if norm == Norm::L1 {
+                    bail!("deepfool supports --norm l2 or linf")
+                } else {
+                    norm
+                })
                 .with_steps(a.steps.unwrap_or(50))
                 .with_eps(a.eps)
                 .with_options(options.with_early_stop(false)),
         ),
-        other => bail!("unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool"),
+        other => bail!(
+            "unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool"
+        ),
     })
 }
 
@@ -427,7 +446,11 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n as usize);
     }
-    let opts = AttackRunOptions { batch_size: a.batch_size as usize, progress: !a.no_progress, examples: 8 };
+    let opts = AttackRunOptions {
+        batch_size: a.batch_size as usize,
+        progress: !a.no_progress,
+        examples: 8,
+    };
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
     let threat = match (summary.norm, summary.eps) {
         (Some(norm), Some(eps)) => format!("{norm} eps {eps}"),

@@ -129,6 +129,63 @@ fn bad_weight_files_are_clear_errors() {
 }
 
 #[test]
+fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
+    let base = [
+        "attack",
+        "--model",
+        "small-cnn",
+        "--weights",
+        "/nonexistent/w.safetensors",
+    ];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend(extra);
+        fails(&v)
+    };
+    assert!(with(&["--attack", "pgd"]).contains("needs --eps"));
+    assert!(with(&["--attack", "pgd", "--eps", "-0.1"]).contains("`eps` = -0.1"));
+    assert!(with(&["--attack", "pgd", "--eps", "0.3", "--steps", "0"]).contains("`steps` = 0"));
+    assert!(with(&["--attack", "nope", "--eps", "0.3"]).contains("unknown attack `nope`"));
+    assert!(with(&["--attack", "pgd", "--norm", "l3", "--eps", "0.3"]).contains("unknown norm"));
+    assert!(with(&["--attack", "deepfool", "--norm", "l1"]).contains("l2 or linf"));
+    assert!(
+        with(&["--attack", "pgd", "--eps", "0.3", "--targeted", "given"])
+            .contains("random or least-likely")
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("attack.toml");
+    std::fs::write(&cfg, "attack = \"pgd\"\nsteps = 5\n").unwrap();
+    let e = fails(&[
+        "attack",
+        "--model",
+        "small-cnn",
+        "--weights",
+        "/nonexistent",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(e.contains("not an attack configuration"), "{e}");
+    std::fs::write(
+        &cfg,
+        "attack = \"pgd\"\nsteps = 5\n[threat]\nnorm = \"l2\"\neps = 1.5\n",
+    )
+    .unwrap();
+    let e = fails(&[
+        "attack",
+        "--model",
+        "small-cnn",
+        "--weights",
+        "/nonexistent",
+        "--config",
+        cfg.to_str().unwrap(),
+    ]);
+    assert!(
+        e.contains("/nonexistent"),
+        "a valid config must get as far as the weights: {e}"
+    );
+}
+
+#[test]
 fn a_data_dir_without_the_files_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let e = fails(&[
@@ -244,6 +301,39 @@ fn train_resume_eval_and_export_agree() {
         json.to_str().unwrap(),
     ]);
     assert_eq!(read_json(&json)["accuracy"].as_f64().unwrap(), acc);
+
+    // attack: PGD breaks the model; the summary and the example grid are written.
+    let attack_out = tmp.path().join("attack");
+    let out = ok(&[
+        "attack",
+        "--model",
+        "small-cnn",
+        "--weights",
+        run_s,
+        "--data-dir",
+        data,
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.3",
+        "--steps",
+        "10",
+        "--limit",
+        "200",
+        "--no-progress",
+        "--out",
+        attack_out.to_str().unwrap(),
+    ]);
+    assert!(out.contains("robust"), "{out}");
+    let summary = read_json(&attack_out.join("summary.json"));
+    assert_eq!(summary["n"], 200);
+    assert_eq!(summary["config"]["options"]["early_stop"], true);
+    assert!(
+        summary["adversarial_accuracy"].as_f64().unwrap() < 0.05,
+        "{summary}"
+    );
+    assert!(summary["max_perturbation"].as_f64().unwrap() <= 0.3 + 1e-6);
+    assert!(attack_out.join("examples.png").is_file());
 
     // export from the run directory (burn record) and from safetensors back to burn.
     let exported = tmp.path().join("exported.safetensors");

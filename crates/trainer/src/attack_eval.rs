@@ -108,9 +108,11 @@ pub fn attack_dataset(
     let bar = if opts.progress {
         let bar = ProgressBar::new(data.len() as u64);
         bar.set_style(
-            ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         bar.set_prefix(attack.name());
         bar
@@ -132,7 +134,10 @@ pub fn attack_dataset(
         for (j, &i) in indices.iter().enumerate() {
             let label = usize::from(data.labels[i]);
             let r = j * n_pixels..(j + 1) * n_pixels;
-            let d = norm.of(advs[r.clone()].iter().zip(&xs[r.clone()]).map(|(&a, &b)| f64::from(a) - f64::from(b)));
+            let d = norm.of(advs[r.clone()]
+                .iter()
+                .zip(&xs[r.clone()])
+                .map(|(&a, &b)| f64::from(a) - f64::from(b)));
             max_pert = max_pert.max(d);
             let (ok_c, ok_a) = (clean_pred[j] == label, adv_pred[j] == label);
             clean_ok += usize::from(ok_c);
@@ -142,9 +147,18 @@ pub fn attack_dataset(
                 fooled += 1;
                 sum_fooled_pert += d;
             }
-            let keep = if ok_c && !ok_a { &mut examples } else { &mut others };
+            let keep = if ok_c && !ok_a {
+                &mut examples
+            } else {
+                &mut others
+            };
             if keep.len() < opts.examples {
-                let img = |v: &[f32]| GridImage { channels: c, height: h, width: w, pixels: v.to_vec() };
+                let img = |v: &[f32]| GridImage {
+                    channels: c,
+                    height: h,
+                    width: w,
+                    pixels: v.to_vec(),
+                };
                 keep.push(AttackExample {
                     clean: img(&xs[r.clone()]),
                     adversarial: img(&advs[r]),
@@ -181,7 +195,11 @@ pub fn attack_dataset(
         max_perturbation: max_pert,
         mean_perturbation_fooled: (fooled > 0).then(|| sum_fooled_pert / fooled as f64),
         seconds,
-        images_per_second: if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+        images_per_second: if seconds > 0.0 {
+            n as f64 / seconds
+        } else {
+            0.0
+        },
         examples,
     })
 }
@@ -216,7 +234,10 @@ pub fn write_attack_outputs(
     context: &AttackContext,
     summary: &AttackSummary,
 ) -> Result<(PathBuf, PathBuf), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io { path: dir.to_path_buf(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let json_path = dir.join("summary.json");
     let json = serde_json::to_vec_pretty(&AttackReportFile { context, summary })
         .map_err(|e| TrainError::Config(format!("cannot serialize the summary: {e}")))?;
@@ -224,7 +245,11 @@ pub fn write_attack_outputs(
     let png_path = dir.join("examples.png");
     let rows = vec![
         summary.examples.iter().map(|e| e.clean.clone()).collect(),
-        summary.examples.iter().map(|e| e.adversarial.clone()).collect(),
+        summary
+            .examples
+            .iter()
+            .map(|e| e.adversarial.clone())
+            .collect(),
         summary
             .examples
             .iter()

@@ -22,7 +22,12 @@ impl GridImage {
     /// The perturbation `adv − clean` mapped to [0, 1] around mid-grey, amplified so that the
     /// largest absolute change reaches black or white.
     pub fn amplified_difference(clean: &GridImage, adv: &GridImage) -> GridImage {
-        let diff: Vec<f32> = adv.pixels.iter().zip(&clean.pixels).map(|(a, c)| a - c).collect();
+        let diff: Vec<f32> = adv
+            .pixels
+            .iter()
+            .zip(&clean.pixels)
+            .map(|(a, c)| a - c)
+            .collect();
         let peak = diff.iter().fold(0f32, |m, d| m.max(d.abs()));
         let scale = if peak > 0.0 { 0.5 / peak } else { 0.0 };
         GridImage {
@@ -35,7 +40,10 @@ impl GridImage {
 /// Writes `rows` of equally sized images as one RGB PNG, each image scaled up by `zoom` and
 /// separated by a 2-pixel white border. Written atomically.
 pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Result<(), TrainError> {
-    let err = |reason: String| TrainError::Image { path: path.to_path_buf(), reason };
+    let err = |reason: String| TrainError::Image {
+        path: path.to_path_buf(),
+        reason,
+    };
     let first = rows
         .iter()
         .flat_map(|r| r.first())
@@ -49,7 +57,9 @@ pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Resu
     for (r, row) in rows.iter().enumerate() {
         for (c, img) in row.iter().enumerate() {
             if img.height * zoom != h || img.width * zoom != w || !matches!(img.channels, 1 | 3) {
-                return Err(err("images of different shapes, or not 1 or 3 channels".into()));
+                return Err(err(
+                    "images of different shapes, or not 1 or 3 channels".into()
+                ));
             }
             let plane = img.height * img.width;
             for y in 0..h {
@@ -57,7 +67,11 @@ pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Resu
                     let src = (y / zoom) * img.width + x / zoom;
                     let dst = ((r * (h + pad) + pad + y) * width + c * (w + pad) + pad + x) * 3;
                     for ch in 0..3 {
-                        let v = img.pixels[if img.channels == 3 { ch * plane + src } else { src }];
+                        let v = img.pixels[if img.channels == 3 {
+                            ch * plane + src
+                        } else {
+                            src
+                        }];
                         rgb[dst + ch] = (v.clamp(0.0, 1.0) * 255.0).round() as u8;
                     }
                 }
@@ -70,7 +84,9 @@ pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Resu
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(|e| err(e.to_string()))?;
-        writer.write_image_data(&rgb).map_err(|e| err(e.to_string()))?;
+        writer
+            .write_image_data(&rgb)
+            .map_err(|e| err(e.to_string()))?;
     }
     write_atomic(path, &bytes)
 }

@@ -32,7 +32,8 @@ mod report;
 mod schedule;
 
 pub use attack_eval::{
-    AttackContext, AttackExample, AttackRunOptions, AttackSummary, attack_dataset, write_attack_outputs,
+    AttackContext, AttackExample, AttackRunOptions, AttackSummary, attack_dataset,
+    write_attack_outputs,
 };
 pub use backend::{BackendKind, DeviceSet};
 pub use checkpoint::{Checkpoint, CheckpointState, save_bpk_atomic, write_atomic};

@@ -15,9 +15,13 @@ use bulwark_trainer::{
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
     if shared.join("train-images-idx3-ubyte.gz").is_file() {
-        let train = load_split(DatasetKind::Mnist, Split::Train, &shared).unwrap().take(13_000);
+        let train = load_split(DatasetKind::Mnist, Split::Train, &shared)
+            .unwrap()
+            .take(13_000);
         let (train, valid) = train.split(1_000, 0).unwrap();
-        let test = load_split(DatasetKind::Mnist, Split::Test, &shared).unwrap().take(500);
+        let test = load_split(DatasetKind::Mnist, Split::Test, &shared)
+            .unwrap()
+            .take(500);
         (train, valid, test)
     } else {
         eprintln!("note: ../shared/data/mnist not found; using the committed 256-image slice");
@@ -37,23 +41,49 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
         .with_batch_size(50)
         .with_optimizer(OptimizerKind::Adam)
         .with_lr(2e-3)
-        .with_schedule(Schedule::Cosine { warmup_epochs: 0.0, min_lr: 0.0 })
+        .with_schedule(Schedule::Cosine {
+            warmup_epochs: 0.0,
+            min_lr: 0.0,
+        })
         .with_seed(1);
     let run = tempfile::tempdir().unwrap();
     let devices = DeviceSet::single(BackendKind::Flex).unwrap();
-    let opts = FitOptions { run_dir: run.path().to_path_buf(), resume: false, progress: false, stop_after_epoch: None };
+    let opts = FitOptions {
+        run_dir: run.path().to_path_buf(),
+        resume: false,
+        progress: false,
+        stop_after_epoch: None,
+    };
     let model = fit(&cfg, &train, &valid, &devices, &opts).unwrap().model;
     let device = devices.main().clone();
-    let run_opts = AttackRunOptions { batch_size: 256, progress: false, examples: 8 };
+    let run_opts = AttackRunOptions {
+        batch_size: 256,
+        progress: false,
+        examples: 8,
+    };
 
     // The library's PGD defaults: random start, last iterate (no early stop), 40 steps of 2.5·eps/40.
     let pgd = AttackConfig::Pgd(PgdConfig::new(ThreatModel::linf(0.3)).with_steps(40));
     let pgd = attack_dataset(&model, &test, &pgd, &run_opts, &device).unwrap();
-    assert!(pgd.clean_accuracy >= 0.8, "the model did not learn: clean accuracy {}", pgd.clean_accuracy);
-    assert!(pgd.adversarial_accuracy < 0.01, "PGD-40 at eps 0.3 left {} accuracy", pgd.adversarial_accuracy);
-    assert!(pgd.max_perturbation <= 0.3 * (1.0 + 1e-6), "perturbation {} > eps", pgd.max_perturbation);
+    assert!(
+        pgd.clean_accuracy >= 0.8,
+        "the model did not learn: clean accuracy {}",
+        pgd.clean_accuracy
+    );
+    assert!(
+        pgd.adversarial_accuracy < 0.01,
+        "PGD-40 at eps 0.3 left {} accuracy",
+        pgd.adversarial_accuracy
+    );
+    assert!(
+        pgd.max_perturbation <= 0.3 * (1.0 + 1e-6),
+        "perturbation {} > eps",
+        pgd.max_perturbation
+    );
 
-    let fgsm = AttackConfig::Fgsm(FgsmConfig::new(ThreatModel::linf(0.1)).with_options(AttackOptions::new()));
+    let fgsm = AttackConfig::Fgsm(
+        FgsmConfig::new(ThreatModel::linf(0.1)).with_options(AttackOptions::new()),
+    );
     let fgsm = attack_dataset(&model, &test, &fgsm, &run_opts, &device).unwrap();
     assert_eq!(fgsm.clean_accuracy, pgd.clean_accuracy);
     assert!(
