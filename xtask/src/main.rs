@@ -3,6 +3,7 @@
 //! - `train`: the main job (fetch MNIST, train small-cnn, evaluate on the 10,000 test images,
 //!   write `runs/<name>/` with a report).
 //! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
+//! - `bench attacks`: attack throughput per model and backend (JSON in `target/bench/`).
 //! - `ci`: what CI runs: format check, clippy, and the whole test suite.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,16 @@ enum Task {
         /// Dataset name.
         #[arg(default_value = "mnist")]
         dataset: String,
+    },
+    /// Benchmarks; `attacks`: FGSM and PGD-10 images/s per model and compiled backend, printed
+    /// and written to target/bench/attacks.json.
+    Bench {
+        /// Which benchmark.
+        #[arg(default_value = "attacks")]
+        which: String,
+        /// Extra arguments passed to `bulwark bench <which>` (after `--`).
+        #[arg(last = true)]
+        extra: Vec<String>,
     },
     /// Run CI's checks: cargo fmt --check, clippy -D warnings, tests (flex + ndarray backends).
     Ci {
@@ -146,6 +157,17 @@ fn main() -> Result<()> {
         Task::Data { dataset } => {
             let mut cmd = bulwark();
             cmd.args(["data", "fetch", &dataset]);
+            run(cmd)
+        }
+        Task::Bench { which, extra } => {
+            if which != "attacks" {
+                bail!("unknown benchmark `{which}`; available: attacks");
+            }
+            let json = root().join("target/bench/attacks.json");
+            let mut cmd = bulwark();
+            cmd.args(["bench", "attacks", "--json"])
+                .arg(&json)
+                .args(extra);
             run(cmd)
         }
         Task::Ci { tests_only } => {

@@ -19,7 +19,9 @@ use crate::batch::{Batch, host_f32, upload};
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
 use crate::iterative::StepObserver;
-use crate::options::{AttackOptions, LossKind, Norm, Targeting, ThreatModel, check_steps};
+use crate::options::{
+    AttackOptions, Crafting, LossKind, Norm, Targeting, ThreatModel, check_steps,
+};
 
 /// Configuration of [`DeepFool`]. Defaults are the paper's: 50 iterations, overshoot 0.02, the 10
 /// most likely classes.
@@ -154,7 +156,10 @@ impl Attack for DeepFool {
                 .unflatten(Tensor::cat(vec![xt; m], 0))
                 .autodiff()
                 .require_grad();
-            let logits = batch.model().logits(xr.clone());
+            let logits = match cfg.options.crafting {
+                Crafting::Inference => batch.model().logits(xr.clone()),
+                Crafting::Train => batch.model().logits_train_mode(xr.clone()),
+            };
             let chosen = logits.clone().gather(1, picks.clone());
             let grads = chosen.sum().backward();
             let g = match xr.grad(&grads) {
@@ -223,12 +228,11 @@ impl Attack for DeepFool {
                 break;
             }
         }
-        let x = x
+        let mut x: Vec<f32> = x
             .into_iter()
             .zip(&x0)
             .map(|(v, &c)| crate::geometry::toward(f64::from(v).clamp(lo, hi), c))
-            .collect::<Vec<f32>>();
-        let mut x = x;
+            .collect();
         if let Some(eps) = cfg.eps {
             for i in 0..b {
                 let r = i * n..(i + 1) * n;

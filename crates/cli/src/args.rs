@@ -48,6 +48,11 @@ pub enum Command {
 Attacks: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool. Unset step sizes and steps take each
 attack's documented default (docs/attacks.md).")]
     Attack(Box<AttackArgs>),
+    /// Benchmarks (run by `cargo xtask bench`).
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Datasets.
     Data {
         #[command(subcommand)]
@@ -257,6 +262,33 @@ pub struct AttackArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+/// `bulwark bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// FGSM and PGD-10 (eps 0.3, step 0.01) images/s at batch 128 for mlp, small-cnn and
+    /// madry-cnn on every compiled backend (or --backend-list).
+    Attacks {
+        /// Timed repeats per workload (after one warm-up run).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        repeats: u64,
+        /// Images per batch.
+        #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Comma-separated models.
+        #[arg(long, default_value = "mlp,small-cnn,madry-cnn")]
+        models: String,
+        /// Comma-separated backends (default: all compiled in).
+        #[arg(long)]
+        backend_list: Option<String>,
+        /// Directory with MNIST test files (default: the 256 images committed for tests).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
 }
 
 /// `bulwark data ...`.

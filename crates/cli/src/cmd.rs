@@ -18,7 +18,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::args::{
-    AttackArgs, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand, TrainArgs,
+    AttackArgs, BenchCommand, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand,
+    TrainArgs,
 };
 
 /// Runs the parsed command line.
@@ -28,6 +29,24 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train(*args, backend),
         Command::Eval(args) => eval(args, backend),
         Command::Attack(args) => attack(*args, backend),
+        Command::Bench {
+            command:
+                BenchCommand::Attacks {
+                    repeats,
+                    batch,
+                    models,
+                    backend_list,
+                    data_dir,
+                    json,
+                },
+        } => bench(
+            repeats as usize,
+            batch as usize,
+            &models,
+            backend_list,
+            data_dir,
+            json,
+        ),
         Command::Data {
             command:
                 DataCommand::Fetch {
@@ -485,6 +504,52 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     println!("summary: {}", json.display());
     if !summary.examples.is_empty() {
         println!("examples: {}", png.display());
+    }
+    Ok(())
+}
+
+fn bench(
+    repeats: usize,
+    batch: usize,
+    models: &str,
+    backend_list: Option<String>,
+    data_dir: Option<PathBuf>,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let backends: Vec<BackendKind> = match backend_list {
+        Some(list) => list
+            .split(',')
+            .map(|b| b.trim().parse())
+            .collect::<Result<_, _>>()?,
+        None => BackendKind::compiled(),
+    };
+    let models: Vec<&str> = models.split(',').map(str::trim).collect();
+    // Real MNIST images: the committed test slice unless a directory is given.
+    let dir = data_dir.unwrap_or_else(|| PathBuf::from("crates/data/tests/fixtures/mnist"));
+    let images = load_split(DatasetKind::Mnist, Split::Test, &dir)
+        .with_context(|| format!("benchmark images from {}", dir.display()))?;
+    println!(
+        "{:<8} {:<10} {:<7} {:>12} {:>24} {:>8}",
+        "backend", "model", "attack", "median img/s", "range (img/s)", "repeats"
+    );
+    let rows = bulwark_trainer::bench_attacks(&images, &models, &backends, batch, repeats, |r| {
+        println!(
+            "{:<8} {:<10} {:<7} {:>12.1} {:>11.1} – {:<10.1} {:>8}",
+            r.backend,
+            r.model,
+            r.workload,
+            r.median_images_per_second,
+            r.min_images_per_second,
+            r.max_images_per_second,
+            r.repeats
+        );
+    })?;
+    if let Some(path) = json {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_atomic(&path, &serde_json::to_vec_pretty(&rows)?)?;
+        println!("results: {}", path.display());
     }
     Ok(())
 }

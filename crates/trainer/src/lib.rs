@@ -18,6 +18,7 @@
 
 mod attack_eval;
 mod backend;
+mod bench;
 mod checkpoint;
 mod config;
 mod error;
@@ -36,6 +37,7 @@ pub use attack_eval::{
     write_attack_outputs,
 };
 pub use backend::{BackendKind, DeviceSet};
+pub use bench::{BenchRow, attack_workloads, bench_attacks};
 pub use checkpoint::{Checkpoint, CheckpointState, save_bpk_atomic, write_atomic};
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
