@@ -11,7 +11,7 @@ use crate::error::AttackError;
 use crate::fgsm::{Fgsm, FgsmConfig};
 use crate::iterative::StepObserver;
 use crate::mifgsm::{MiFgsm, MiFgsmConfig};
-use crate::options::{AttackOptions, ThreatModel};
+use crate::options::{AttackOptions, Norm, ThreatModel};
 use crate::pgd::{Bim, BimConfig, Pgd, PgdConfig};
 
 /// The configuration of any attack, tagged by name (`{"attack": "pgd", ...}` in JSON,
@@ -122,6 +122,10 @@ impl Attack for AnyAttack {
 
     fn threat(&self) -> Option<ThreatModel> {
         delegate!(self, a => a.threat())
+    }
+
+    fn norm(&self) -> Norm {
+        delegate!(self, a => a.norm())
     }
 
     fn run<const D: usize, C: Classifier<D> + ?Sized>(

@@ -5,7 +5,7 @@ use burn::tensor::{Int, Tensor};
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::iterative::StepObserver;
-use crate::options::{AttackOptions, ThreatModel};
+use crate::options::{AttackOptions, Norm, ThreatModel};
 
 /// An adversarial attack: maps a clean batch and its labels to an adversarial batch.
 ///
@@ -23,6 +23,12 @@ pub trait Attack {
     /// The threat model the result is guaranteed to satisfy, if the attack has one (minimal
     /// perturbation attacks such as DeepFool and Carlini-Wagner have one only when given an eps).
     fn threat(&self) -> Option<ThreatModel>;
+
+    /// The norm the attack measures perturbations in: the threat model's, else the norm a
+    /// minimal-perturbation attack minimizes.
+    fn norm(&self) -> Norm {
+        self.threat().map_or(Norm::L2, |t| t.norm)
+    }
 
     /// Runs the attack. `targets` must be `Some` exactly when the targeting mode is `given`.
     /// `observer` sees the clean and adversarial rows (flat `[rows, N]`) after the start point and

@@ -296,12 +296,14 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
         host_bool(success(logits, &self.labels, self.targets.as_ref()))
     }
 
-    /// One forward and one backward to the input: returns the plain logits and the gradient of
-    /// the summed objective with respect to the flat input. The model is called with the crafting
-    /// mode's behaviour; parameters are untracked, so no parameter gradient is built.
+    /// One forward and one backward to the input: returns plain logits with inference behaviour
+    /// (for judging success) and the gradient of the summed objective with respect to the flat
+    /// input. The gradient's forward uses the crafting mode's behaviour (train-mode crafting costs
+    /// one extra inference forward); parameters are untracked, so no parameter gradient is built.
     pub(crate) fn gradient(&self, x: Tensor<2>, loss: LossKind) -> (Tensor<2>, Tensor<2>) {
         let rows = x.dims()[0];
-        let xa = self.unflatten(x.inner()).autodiff().require_grad();
+        let x_plain = x.inner();
+        let xa = self.unflatten(x_plain.clone()).autodiff().require_grad();
         let logits = match self.crafting {
             Crafting::Inference => self.model.logits(xa.clone()),
             Crafting::Train => self.model.logits_train_mode(xa.clone()),
@@ -315,7 +317,11 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             None
         };
         let g = g.unwrap_or_else(|| Tensor::zeros([rows, self.n], &self.device));
-        (logits.inner(), g)
+        let judged = match self.crafting {
+            Crafting::Inference => logits.inner(),
+            Crafting::Train => self.logits(x_plain),
+        };
+        (judged, g)
     }
 
     /// Checks the targets/loss combination against the number of classes.

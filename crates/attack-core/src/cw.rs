@@ -16,6 +16,7 @@ use crate::attack::Attack;
 use crate::batch::{Batch, host_f32, upload};
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
+use crate::geometry::toward;
 use crate::iterative::StepObserver;
 use crate::loss::{max_other, pick};
 use crate::options::{
@@ -183,8 +184,19 @@ impl Attack for CwL2 {
                 let g = wa.grad(&grads).unwrap_or_else(|| w.zeros_like());
 
                 // Record successes of this iterate (before the update).
-                let xs = host_f32(xadv.inner());
-                let margins = host_f32(margin.inner());
+                let xadv = xadv.inner();
+                let xs = host_f32(xadv.clone());
+                // Success is judged with inference behaviour, also when crafting in train mode.
+                let margins = match cfg.options.crafting {
+                    Crafting::Inference => host_f32(margin.inner()),
+                    Crafting::Train => {
+                        let z = batch.logits(xadv);
+                        host_f32(match &targets {
+                            None => pick(z.clone(), &batch.labels) - max_other(z, &batch.labels),
+                            Some(t) => max_other(z.clone(), t) - pick(z, t),
+                        })
+                    }
+                };
                 for i in 0..b {
                     // Strictly negative margin: the prediction is wrong (targeted: the target)
                     // without a tie, with the required confidence.
@@ -192,9 +204,11 @@ impl Attack for CwL2 {
                     if ok {
                         found[i] = true;
                         let r = i * n..(i + 1) * n;
+                        // tanh keeps x' in the box up to rounding; round into it exactly.
                         let candidate: Vec<f32> = xs[r.clone()]
                             .iter()
-                            .map(|&p| p.clamp(lo as f32, hi as f32))
+                            .zip(&batch.x0_host[r.clone()])
+                            .map(|(&p, &c)| toward(f64::from(p).clamp(lo, hi), c))
                             .collect();
                         let d = Norm::L2.of(candidate
                             .iter()

@@ -4,10 +4,12 @@
 //! Each iteration linearizes, for the label `y` and every candidate class `k` (the `candidates`
 //! highest clean logits other than `y`), the logit difference `f_k = z_k − z_y` with gradient
 //! `w_k = ∇z_k − ∇z_y`, picks the closest boundary `l = argmin_k |f_k| / ‖w_k‖_q` (q the dual norm:
-//! 2 for L2, 1 for L-inf) and moves just across it: L2 `r = (|f_l| + 1e-4)·w_l/‖w_l‖₂²`, L-inf
-//! `r = (|f_l| + 1e-4)·sign(w_l)/‖w_l‖₁`. The total perturbation, scaled by `1 + overshoot`, is
+//! 2 for L2, 1 for L-inf) and moves just across it, as the authors' reference code does: L2
+//! `r = (|f_l|/‖w_l‖₂ + 1e-4)·w_l/‖w_l‖₂`, L-inf `r = (|f_l|/‖w_l‖₁ + 1e-4)·sign(w_l)` (coordinates
+//! with `w_i = 0` do not move). The total perturbation, scaled by `1 + overshoot`, is
 //! added to the clean input and clamped to the box; a sample stops as soon as it is misclassified
-//! (or when its gradients vanish, which gives no step and no NaN). All gradients of an iteration
+//! (or when its gradients vanish, which gives no step and no NaN); "misclassified" is always judged
+//! with inference behaviour, also when crafting in train mode. All gradients of an iteration
 //! come from one forward/backward over the batch repeated once per class considered. With `eps`
 //! set, results farther than eps are replaced by the clean input.
 
@@ -166,7 +168,11 @@ impl Attack for DeepFool {
                 Some(g) => host_f32(g.reshape([m * b, n])),
                 None => vec![0f32; m * b * n],
             };
-            let z = host_f32(logits.inner().slice([0..b, 0..k]));
+            // Whether a sample is already fooled is judged with inference behaviour.
+            let z = match cfg.options.crafting {
+                Crafting::Inference => host_f32(logits.inner().slice([0..b, 0..k])),
+                Crafting::Train => host_f32(batch.logits(upload(x.clone(), b, n, &dev))),
+            };
             for i in 0..b {
                 if !active[i] {
                     continue;
@@ -206,17 +212,20 @@ impl Attack for DeepFool {
                 let r = i * n..(i + 1) * n;
                 match cfg.norm {
                     Norm::L2 => {
-                        let s = (f + 1e-4) / w.iter().map(|v| v * v).sum::<f64>();
+                        let norm = Norm::L2.of(w.iter().copied());
+                        let s = (f / norm + 1e-4) / norm;
                         r_tot[r.clone()]
                             .iter_mut()
                             .zip(&w)
                             .for_each(|(t, wv)| *t += s * wv);
                     }
                     _ => {
-                        let s = (f + 1e-4) / Norm::L1.of(w.iter().copied());
+                        let s = f / Norm::L1.of(w.iter().copied()) + 1e-4;
+                        // `0.0_f64.signum()` is 1: coordinates without gradient must not move.
                         r_tot[r.clone()]
                             .iter_mut()
                             .zip(&w)
+                            .filter(|(_, wv)| **wv != 0.0)
                             .for_each(|(t, wv)| *t += s * wv.signum());
                     }
                 }

@@ -67,7 +67,9 @@ pub(crate) fn run<const D: usize, C: Classifier<D> + ?Sized>(
         let (obj, ok) = view.judge(adv.clone(), spec.loss);
         let adv = host_f32(adv);
         for (j, &i) in rows.iter().enumerate() {
-            if ok[j] || obj[j] > best_obj[i] {
+            // The first run always counts (even with a NaN objective); later runs must succeed or
+            // beat the best objective so far.
+            if restart == 0 || ok[j] || obj[j] > best_obj[i] {
                 best[i * n..(i + 1) * n].copy_from_slice(&adv[j * n..(j + 1) * n]);
                 best_obj[i] = obj[j];
                 done[i] = ok[j];
@@ -233,6 +235,13 @@ pub(crate) fn validate(
     threat.validate()?;
     options.validate()?;
     check_steps(steps)?;
+    if options.restarts > 1 && !options.random_start {
+        return Err(crate::error::invalid(
+            "restarts",
+            options.restarts,
+            "more than one run needs random_start (without it every run is the same)",
+        ));
+    }
     if threat.eps > 0.0 {
         check_positive("step_size", step_size)?;
     }

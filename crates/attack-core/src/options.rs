@@ -204,7 +204,7 @@ pub struct AttackOptions {
     /// Untargeted or targeted (and how targets are chosen).
     #[config(default = "Targeting::Untargeted")]
     pub targeting: Targeting,
-    /// Start from a point drawn uniformly in the eps-ball (intersected with the box).
+    /// Start from a point drawn uniformly in the eps-ball, then projected into the box.
     #[config(default = false)]
     pub random_start: bool,
     /// Independent runs; per sample the first run that fools the model wins, otherwise the run

@@ -472,6 +472,16 @@ fn bad_input_is_refused_with_a_clear_error() {
         DeepFoolConfig::new().with_norm(Norm::L1).init(),
         Err(AttackError::Unsupported { .. })
     ));
+    let same_runs = AttackOptions::new().with_restarts(3);
+    assert!(matches!(
+        BimConfig::new(ThreatModel::linf(0.1))
+            .with_options(same_runs)
+            .init(),
+        Err(AttackError::InvalidSetting {
+            name: "restarts",
+            ..
+        })
+    ));
     let bad_box = AttackOptions::new().with_bounds(Bounds::new().with_lo(1.0).with_hi(0.0));
     assert!(matches!(
         PgdConfig::new(ThreatModel::linf(0.1))
@@ -506,4 +516,66 @@ fn configs_round_trip_through_json_by_name() {
     assert!(e.to_string().contains("unknown field `stpes`"), "{e}");
     let e = AttackConfig::from_partial(serde_json::json!({"attack": "pgd"})).unwrap_err();
     assert!(e.to_string().contains("needs `threat"), "{e}");
+}
+
+/// Inference logits from a linear model; train-mode logits add a large constant to class 0, so a
+/// success test that used train-mode logits would call every sample with a label ≠ 0 "fooled"
+/// before any step. (Carlini-Wagner cannot be told apart here: its train-mode objective is
+/// already met at the start, so it returns the clean input either way.)
+struct TwoFaced<F>(F, Tensor<2>);
+
+impl<F: Fn(Tensor<2>) -> Tensor<2>> Classifier<2> for TwoFaced<F> {
+    fn logits(&self, x: Tensor<2>) -> Tensor<2> {
+        (self.0)(x)
+    }
+    fn logits_train_mode(&self, x: Tensor<2>) -> Tensor<2> {
+        (self.0)(x) + self.1.clone()
+    }
+}
+
+#[test]
+fn train_mode_crafting_judges_success_with_inference_behaviour() {
+    let dev = device();
+    let mut offset = vec![0f32; K];
+    offset[0] = 100.0;
+    let model = TwoFaced(
+        random_linear(&mut TestRng(12), N, K, &dev),
+        matrix(offset, 1, K, &dev),
+    );
+    // Samples the model classifies as a class other than 0, labelled with that class.
+    let (pool, _) = data(13, 64);
+    let clean = argmax(&host(model.logits(matrix(pool.clone(), 64, N, &dev))), K);
+    let keep: Vec<usize> = (0..64).filter(|&i| clean[i] != 0).take(8).collect();
+    assert_eq!(keep.len(), 8);
+    let x: Vec<f32> = keep
+        .iter()
+        .flat_map(|&i| pool[i * N..(i + 1) * N].to_vec())
+        .collect();
+    let y: Vec<i64> = keep.iter().map(|&i| clean[i] as i64).collect();
+    let train = AttackOptions::new().with_crafting(Crafting::Train);
+    let attacks = [
+        AttackConfig::Pgd(
+            PgdConfig::new(ThreatModel::linf(1.0))
+                .with_steps(10)
+                .with_options(train.with_early_stop(true)),
+        ),
+        AttackConfig::DeepFool(DeepFoolConfig::new().with_options(train)),
+    ];
+    for config in attacks {
+        let attack = config.init().unwrap();
+        let adv = host(
+            attack
+                .perturb(&model, matrix(x.clone(), 8, N, &dev), ints(y.clone(), &dev))
+                .unwrap(),
+        );
+        let pred = argmax(&host(model.logits(matrix(adv, 8, N, &dev))), K);
+        for i in 0..8 {
+            assert_ne!(
+                pred[i] as i64,
+                y[i],
+                "{}: sample {i} counted as fooled on train-mode logits",
+                attack.name()
+            );
+        }
+    }
 }

@@ -471,9 +471,9 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         examples: 8,
     };
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
-    let threat = match (summary.norm, summary.eps) {
-        (Some(norm), Some(eps)) => format!("{norm} eps {eps}"),
-        _ => "unbounded".to_string(),
+    let threat = match summary.eps {
+        Some(eps) => format!("{} eps {eps}", summary.norm),
+        None => format!("{}, unbounded", summary.norm),
     };
     println!(
         "{} {} ({threat}) on {} {} test images: clean {:.2} %, adversarial {:.2} %, robust {:.2} % \
@@ -490,7 +490,7 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     );
     let out = a.out.clone().unwrap_or_else(|| {
         let eps = summary.eps.map_or("min".to_string(), |e| format!("{e}"));
-        let norm = summary.norm.map_or("l2".to_string(), |n| n.to_string());
+        let norm = summary.norm.to_string();
         PathBuf::from("runs/attacks").join(format!("{}-{}-{norm}-{eps}", a.model, summary.attack))
     });
     let context = AttackContext {

@@ -49,8 +49,8 @@ pub struct AttackSummary {
     pub attack: String,
     /// The full attack configuration (reproduces the run).
     pub config: AttackConfig,
-    /// Norm of the threat model (`None` for a minimal-perturbation attack without eps).
-    pub norm: Option<Norm>,
+    /// The norm perturbations are measured in.
+    pub norm: Norm,
     /// Radius of the threat model.
     pub eps: Option<f64>,
     /// Number of images attacked.
@@ -64,7 +64,8 @@ pub struct AttackSummary {
     pub robust_accuracy: f64,
     /// Among clean-correct images, the share the attack turned into errors.
     pub attack_success_rate: f64,
-    /// Largest per-sample perturbation, in the threat norm (L2 when there is none).
+    /// Largest per-sample perturbation, in the attack's norm (the threat model's, or the norm a
+    /// minimal-perturbation attack minimizes).
     pub max_perturbation: f64,
     /// Mean perturbation of the images the attack fooled (same norm), if any.
     pub mean_perturbation_fooled: Option<f64>,
@@ -100,7 +101,7 @@ pub fn attack_dataset(
 ) -> Result<AttackSummary, TrainError> {
     let attack = config.init()?;
     let threat = attack.threat();
-    let norm = threat.map_or(Norm::L2, |t| t.norm);
+    let norm = attack.norm();
     let eval = model.valid();
     let device = device.clone().inner();
     let (c, h, w) = (data.channels, data.height, data.width);
@@ -185,7 +186,7 @@ pub fn attack_dataset(
     Ok(AttackSummary {
         attack: attack.name().to_string(),
         config: config.clone(),
-        norm: threat.map(|t| t.norm),
+        norm,
         eps: threat.map(|t| t.eps),
         n,
         clean_accuracy: frac(clean_ok, n),
