@@ -166,9 +166,7 @@ impl Model {
     /// weight at once, under a process-wide lock, so that two models built at the same time on
     /// different threads cannot interleave their draws.
     pub fn init_seeded(name: &str, device: &Device, seed: u64) -> Result<Self, ModelError> {
-        static INIT: Mutex<()> = Mutex::new(());
-        // A panic in another initialization cannot leave the guarded state inconsistent.
-        let _guard = INIT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _guard = rng_lock();
         device.seed(seed);
         let model = Self::init(name, device)?;
         model.visit(&mut Materialize);
@@ -215,6 +213,25 @@ impl Model {
             m.sync_running_stats();
         }
     }
+}
+
+/// The process-wide lock around burn's shared random generator: held while a model draws its
+/// weights, and while anyone else re-seeds the generator.
+static RNG_LOCK: Mutex<()> = Mutex::new(());
+
+fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    // A panic in another holder cannot leave the guarded state inconsistent.
+    RNG_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Seeds `device`'s random generator without interleaving with a concurrent
+/// [`Model::init_seeded`] (burn's generator is shared by the whole process: a re-seed between
+/// another thread's seed and its weight draws would change that model's weights).
+pub fn seed_device(device: &Device, seed: u64) {
+    let _guard = rng_lock();
+    device.seed(seed);
 }
 
 /// Reads every parameter once, which makes burn draw lazily initialized weights now.

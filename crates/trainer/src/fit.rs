@@ -110,7 +110,8 @@ pub fn fit(
     let total = cfg.epochs as f64;
     let last_epoch = opts.stop_after_epoch.unwrap_or(cfg.epochs).min(cfg.epochs);
     for epoch in start_epoch..last_epoch {
-        device.seed(epoch_seed(cfg.seed, epoch));
+        // Under the zoo's generator lock: see `bulwark_models::seed_device`.
+        bulwark_models::seed_device(&device, epoch_seed(cfg.seed, epoch));
         let batches = epoch_batches(train.len(), cfg.batch_size, true, cfg.seed, epoch);
         let n_batches = batches.len();
         let bar = progress_bar(opts.progress, n_batches, epoch + 1, cfg.epochs);
