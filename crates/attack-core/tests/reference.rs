@@ -240,3 +240,46 @@ fn carlini_wagner_finds_the_minimal_l2_distance() {
         f / l2w
     );
 }
+
+#[test]
+fn mi_fgsm_without_momentum_is_bim_and_momentum_changes_the_path() {
+    // With decay 0 the accumulated direction is g/‖g‖₁, whose sign is sign(g): BIM exactly.
+    let dev = device();
+    let mut rng = TestRng(21);
+    let mlp = random_mlp(&mut rng, 6, 16, 4, &dev);
+    let x: Vec<f32> = (0..4 * 6).map(|_| rng.uniform() as f32).collect();
+    let y = ints(vec![0, 1, 2, 3], &dev);
+    let threat = ThreatModel::linf(0.2);
+    let run = |attack: AnyAttack| {
+        host(
+            attack
+                .perturb(&mlp, matrix(x.clone(), 4, 6, &dev), y.clone())
+                .unwrap(),
+        )
+    };
+    let bim = run(AttackConfig::Bim(
+        BimConfig::new(threat)
+            .with_steps(Some(8))
+            .with_step_size(Some(0.04)),
+    )
+    .init()
+    .unwrap());
+    let mi0 = run(AttackConfig::MiFgsm(
+        MiFgsmConfig::new(threat)
+            .with_steps(8)
+            .with_step_size(Some(0.04))
+            .with_decay(0.0),
+    )
+    .init()
+    .unwrap());
+    let mi1 = run(AttackConfig::MiFgsm(
+        MiFgsmConfig::new(threat)
+            .with_steps(8)
+            .with_step_size(Some(0.04))
+            .with_decay(1.0),
+    )
+    .init()
+    .unwrap());
+    assert_eq!(mi0, bim);
+    assert_ne!(mi1, bim, "momentum had no effect on a nonlinear model");
+}

@@ -186,6 +186,36 @@ fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
 }
 
 #[test]
+fn the_attack_benchmark_writes_its_table_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("bench.json");
+    let out = ok(&[
+        "bench",
+        "attacks",
+        "--repeats",
+        "1",
+        "--batch",
+        "16",
+        "--models",
+        "mlp",
+        "--backend-list",
+        "flex",
+        "--data-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist"),
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(out.contains("pgd-10"), "{out}");
+    let rows = read_json(&json);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        assert_eq!(row["model"], "mlp");
+        assert!(row["median_images_per_second"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
 fn a_data_dir_without_the_files_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let e = fails(&[
