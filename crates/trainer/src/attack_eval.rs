@@ -226,6 +226,15 @@ struct AttackReportFile<'a> {
     context: &'a AttackContext,
     #[serde(flatten)]
     summary: &'a AttackSummary,
+    /// Per column of `examples.png`, left to right.
+    grid_columns: Vec<GridColumn>,
+}
+
+#[derive(Serialize)]
+struct GridColumn {
+    label: usize,
+    clean_prediction: usize,
+    adversarial_prediction: usize,
 }
 
 /// Writes `summary.json` and `examples.png` (rows: clean, adversarial, perturbation amplified to
@@ -240,8 +249,21 @@ pub fn write_attack_outputs(
         source,
     })?;
     let json_path = dir.join("summary.json");
-    let json = serde_json::to_vec_pretty(&AttackReportFile { context, summary })
-        .map_err(|e| TrainError::Config(format!("cannot serialize the summary: {e}")))?;
+    let grid_columns = summary
+        .examples
+        .iter()
+        .map(|e| GridColumn {
+            label: e.label,
+            clean_prediction: e.clean_prediction,
+            adversarial_prediction: e.adversarial_prediction,
+        })
+        .collect();
+    let json = serde_json::to_vec_pretty(&AttackReportFile {
+        context,
+        summary,
+        grid_columns,
+    })
+    .map_err(|e| TrainError::Config(format!("cannot serialize the summary: {e}")))?;
     write_atomic(&json_path, &json)?;
     let png_path = dir.join("examples.png");
     let rows = vec![

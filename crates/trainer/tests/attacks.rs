@@ -108,6 +108,12 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
     assert_eq!(summary["attack"], "pgd");
     assert_eq!(summary["config"]["steps"], 40);
     assert_eq!(summary["n"], test.len());
+    let columns = summary["grid_columns"].as_array().unwrap();
+    assert_eq!(columns.len(), 8);
+    for c in columns {
+        // PGD broke every image, so each column shows a change of prediction.
+        assert_ne!(c["label"], c["adversarial_prediction"], "{c}");
+    }
     let png = std::fs::read(png).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
 }
