@@ -3,6 +3,7 @@
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::apgd::{Apgd, ApgdConfig};
 use crate::attack::Attack;
 use crate::classifier::Classifier;
 use crate::cw::{CwL2, CwL2Config};
@@ -27,6 +28,8 @@ pub enum AttackConfig {
     Pgd(PgdConfig),
     /// [`MiFgsm`].
     MiFgsm(MiFgsmConfig),
+    /// [`Apgd`].
+    Apgd(ApgdConfig),
     /// [`CwL2`].
     CwL2(CwL2Config),
     /// [`DeepFool`].
@@ -44,7 +47,7 @@ impl AttackConfig {
             return Err(bad("an attack configuration must be a table".into()));
         };
         let name = user.get("attack").and_then(|v| v.as_str()).ok_or_else(|| {
-            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, cw-l2 or deepfool)".into())
+            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, apgd, cw-l2 or deepfool)".into())
         })?;
         let threat = || -> Result<ThreatModel, AttackError> {
             let t = user.get("threat").ok_or_else(|| {
@@ -59,6 +62,7 @@ impl AttackConfig {
             "bim" => AttackConfig::Bim(BimConfig::new(threat()?)),
             "pgd" => AttackConfig::Pgd(PgdConfig::new(threat()?)),
             "mi-fgsm" => AttackConfig::MiFgsm(MiFgsmConfig::new(threat()?)),
+            "apgd" => AttackConfig::Apgd(ApgdConfig::new(threat()?)),
             "cw-l2" => AttackConfig::CwL2(CwL2Config::new()),
             "deepfool" => AttackConfig::DeepFool(DeepFoolConfig::new()),
             other => return Err(bad(format!("unknown attack `{other}`"))),
@@ -75,6 +79,7 @@ impl AttackConfig {
             AttackConfig::Bim(c) => AnyAttack::Bim(c.init()?),
             AttackConfig::Pgd(c) => AnyAttack::Pgd(c.init()?),
             AttackConfig::MiFgsm(c) => AnyAttack::MiFgsm(c.init()?),
+            AttackConfig::Apgd(c) => AnyAttack::Apgd(c.init()?),
             AttackConfig::CwL2(c) => AnyAttack::CwL2(c.init()?),
             AttackConfig::DeepFool(c) => AnyAttack::DeepFool(c.init()?),
         })
@@ -92,6 +97,8 @@ pub enum AnyAttack {
     Pgd(Pgd),
     /// See [`MiFgsm`].
     MiFgsm(MiFgsm),
+    /// See [`Apgd`].
+    Apgd(Apgd),
     /// See [`CwL2`].
     CwL2(CwL2),
     /// See [`DeepFool`].
@@ -105,6 +112,7 @@ macro_rules! delegate {
             AnyAttack::Bim($a) => $e,
             AnyAttack::Pgd($a) => $e,
             AnyAttack::MiFgsm($a) => $e,
+            AnyAttack::Apgd($a) => $e,
             AnyAttack::CwL2($a) => $e,
             AnyAttack::DeepFool($a) => $e,
         }

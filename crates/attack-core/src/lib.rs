@@ -23,6 +23,7 @@
 //! [`AttackConfig`] names any of them, for command lines and config files.
 
 mod any;
+mod apgd;
 mod attack;
 mod batch;
 mod classifier;
@@ -39,6 +40,7 @@ mod pgd;
 mod rng;
 
 pub use any::{AnyAttack, AttackConfig};
+pub use apgd::{Apgd, ApgdConfig};
 pub use attack::Attack;
 pub use classifier::Classifier;
 pub use cw::{CwL2, CwL2Config};

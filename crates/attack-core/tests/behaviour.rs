@@ -37,6 +37,7 @@ fn all_attacks(norm: Norm, eps: f64) -> Vec<AttackConfig> {
         AttackConfig::MiFgsm(MiFgsmConfig::new(t).with_steps(5)),
     ];
     if norm != Norm::L1 {
+        v.push(AttackConfig::Apgd(ApgdConfig::new(t).with_steps(6)));
         v.push(AttackConfig::DeepFool(
             DeepFoolConfig::new()
                 .with_norm(norm)

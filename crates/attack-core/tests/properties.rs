@@ -73,9 +73,15 @@ fn attack_config(
                 .with_steps(Some(steps))
                 .with_options(options),
         ),
-        3 => AttackConfig::Pgd(
+        // APGD has no L1 version: PGD stands in for it there.
+        3 | 5 if kind == 3 || threat.norm == Norm::L1 => AttackConfig::Pgd(
             PgdConfig::new(threat)
                 .with_steps(steps)
+                .with_options(options.with_random_start(true)),
+        ),
+        5 => AttackConfig::Apgd(
+            ApgdConfig::new(threat)
+                .with_steps(4 * steps)
                 .with_options(options.with_random_start(true)),
         ),
         _ => AttackConfig::MiFgsm(
@@ -87,13 +93,13 @@ fn attack_config(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn gradient_attacks_stay_in_ball_and_box_after_every_step(
         seed in any::<u64>(),
         norm in prop_oneof![Just(Norm::Linf), Just(Norm::L2), Just(Norm::L1)],
-        kind in 0usize..5,
+        kind in 0usize..6,
         eps_fraction in 0.0f64..1.0,
         wide_box in any::<bool>(),
         loss in prop_oneof![Just(LossKind::CrossEntropy), Just(LossKind::CwMargin), Just(LossKind::Dlr)],
@@ -115,7 +121,7 @@ proptest! {
             .with_loss(loss)
             .with_targeting(targeting)
             // More than one run needs a random start (FGSM-RS and PGD have one).
-            .with_restarts(if matches!(kind, 1 | 3) { restarts } else { 1 })
+            .with_restarts(if matches!(kind, 1 | 3 | 5) { restarts } else { 1 })
             .with_early_stop(early_stop)
             .with_seed(seed);
         let attack = attack_config(kind, ThreatModel::new(norm, eps), options, 1 + rng.below(6)).init().unwrap();

@@ -283,3 +283,40 @@ fn mi_fgsm_without_momentum_is_bim_and_momentum_changes_the_path() {
     assert_eq!(mi0, bim);
     assert_ne!(mi1, bim, "momentum had no effect on a nonlinear model");
 }
+
+#[test]
+fn apgd_reaches_the_linf_vertex_and_the_l2_kkt_point() {
+    // APGD returns the first iterate that fools the model, else its best point: with c = -3 the
+    // model cannot be fooled within these radii, so the best point must be the optimum. The CW
+    // margin is used because it is linear here: the cross-entropy of a confidently classified
+    // point is too flat in f32 to rank nearby iterates.
+    let options = AttackOptions::new()
+        .with_random_start(true)
+        .with_loss(LossKind::CwMargin);
+    for x0 in [MID, EDGE] {
+        let linf = ApgdConfig::new(ThreatModel::linf(0.1))
+            .with_steps(30)
+            .with_options(options);
+        let got = run(linf.init().unwrap(), &x0, -3.0);
+        assert_close(&got[..5], &linf_optimum(&x0, 0.1)[..5], 1e-6);
+        let l2 = ApgdConfig::new(ThreatModel::l2(0.3))
+            .with_steps(100)
+            .with_options(options);
+        let got = run(l2.init().unwrap(), &x0, -3.0);
+        // The objective ranks points only through w·δ, flat to second order around the optimum:
+        // compare the gain, not the coordinates.
+        let gain = |p: &[f64]| -> f64 {
+            p.iter()
+                .zip(&x0)
+                .zip(W)
+                .map(|((&a, &b), w)| (a - f64::from(b)) * f64::from(w))
+                .sum()
+        };
+        let best = gain(&l2_optimum(&x0, 0.3));
+        let reached = gain(&got.iter().map(|&v| f64::from(v)).collect::<Vec<_>>());
+        assert!(
+            reached >= best * (1.0 - 1e-4) && reached <= best * (1.0 + 1e-9),
+            "gain {reached} vs optimum {best}"
+        );
+    }
+}

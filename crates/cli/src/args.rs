@@ -45,7 +45,7 @@ pub enum Command {
   bulwark attack --model small-cnn --weights runs/x --attack cw-l2 --steps 100 --limit 200
   bulwark attack --model small-cnn --weights runs/x --config attack.toml   # any AttackConfig
 
-Attacks: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool. Unset step sizes and steps take each
+Attacks: fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2, deepfool. Unset step sizes and steps take each
 attack's documented default (docs/attacks.md).")]
     Attack(Box<AttackArgs>),
     /// Benchmarks (run by `cargo xtask bench`).
@@ -202,7 +202,7 @@ pub struct AttackArgs {
     /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
     #[arg(long)]
     pub weights: PathBuf,
-    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2 or deepfool.
+    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2 or deepfool.
     #[arg(long, default_value = "pgd")]
     pub attack: String,
     /// Read the whole attack configuration from a TOML or JSON file (`attack = "pgd"`, ...)

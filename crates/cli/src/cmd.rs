@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{
-    AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, FgsmConfig, LossKind,
-    MiFgsmConfig, Norm, PgdConfig, Targeting, ThreatModel,
+    ApgdConfig, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, FgsmConfig,
+    LossKind, MiFgsmConfig, Norm, PgdConfig, Targeting, ThreatModel,
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
@@ -424,6 +424,16 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
                 .with_decay(a.decay)
                 .with_options(options),
         ),
+        "apgd" | "apgd-t" => {
+            if a.attack == "apgd-t" && a.targeted.is_none() {
+                bail!("apgd-t is targeted: add --targeted random or least-likely");
+            }
+            AttackConfig::Apgd(
+                ApgdConfig::new(threat()?)
+                    .with_steps(a.steps.unwrap_or(100))
+                    .with_options(options.with_random_start(!a.no_random_start)),
+            )
+        }
         "cw-l2" | "cw" => {
             if norm != Norm::L2 && a.eps.is_some() {
                 bail!("cw-l2 measures L2 distances: use --norm l2 with --eps");
@@ -447,7 +457,7 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
                 .with_options(options.with_early_stop(false)),
         ),
         other => bail!(
-            "unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, cw-l2, deepfool"
+            "unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2, deepfool"
         ),
     })
 }

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use bulwark_attack_core::{AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel};
+use bulwark_attack_core::{
+    ApgdConfig, AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel,
+};
 use bulwark_data::{DatasetKind, ImageDataset, Split, load_split};
 use bulwark_trainer::{
     AttackContext, AttackRunOptions, BackendKind, DeviceSet, FitOptions, OptimizerKind, Schedule,
@@ -93,6 +95,30 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
         fgsm.adversarial_accuracy
     );
     assert!(fgsm.adversarial_accuracy > pgd.adversarial_accuracy);
+
+    // APGD (100 iterations, no restart) is at least as strong as PGD-40 where PGD leaves some
+    // accuracy: L-inf eps 0.1, both counting the first success.
+    let eps = ThreatModel::linf(0.1);
+    let first_success = AttackOptions::new()
+        .with_random_start(true)
+        .with_early_stop(true);
+    let pgd_small = AttackConfig::Pgd(
+        PgdConfig::new(eps)
+            .with_steps(40)
+            .with_options(first_success),
+    );
+    let apgd = AttackConfig::Apgd(ApgdConfig::new(eps).with_options(first_success));
+    let pgd_small = attack_dataset(&model, &test, &pgd_small, &run_opts, &device).unwrap();
+    let apgd = attack_dataset(&model, &test, &apgd, &run_opts, &device).unwrap();
+    eprintln!(
+        "eps 0.1: PGD-40 {} APGD-100 {}",
+        pgd_small.adversarial_accuracy, apgd.adversarial_accuracy
+    );
+    assert!(
+        apgd.adversarial_accuracy <= pgd_small.adversarial_accuracy,
+        "APGD weaker than PGD-40"
+    );
+    assert!(apgd.max_perturbation <= 0.1 * (1.0 + 1e-6));
 
     // The outputs: a parseable summary and a real PNG grid.
     let out = tempfile::tempdir().unwrap();
