@@ -26,7 +26,7 @@ use crate::batch::{Batch, host_f32, upload};
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::geometry::{project, uniform_in_ball};
-use crate::iterative::StepObserver;
+use crate::iterative::{StepObserver, best_over_restarts};
 use crate::loss::objective;
 use crate::options::{AttackOptions, Norm, ThreatModel, check_steps};
 use crate::rng::{SplitMix64, sample_seed};
@@ -164,7 +164,7 @@ impl Apgd {
 
         let checkpoints = checkpoints(c.steps);
         let mut eta = vec![2.0 * eps; b];
-        let (mut f, mut ok, mut g) = eval(&x);
+        let (mut f, ok, mut g) = eval(&x);
         let mut best_f = f.clone();
         let mut best_x = x.clone();
         let mut found = ok.clone();
@@ -212,7 +212,7 @@ impl Apgd {
                     found_x[row(i)].copy_from_slice(&x[row(i)]);
                 }
             }
-            (f, ok, g) = (f_new, ok_new, g_new);
+            (f, g) = (f_new, g_new);
             if checkpoints.contains(&(k + 1)) {
                 let since = (k + 1 - last_ckpt) as f64;
                 for i in 0..b {
@@ -229,11 +229,9 @@ impl Apgd {
                 }
                 last_ckpt = k + 1;
                 // Samples that restarted from their best point need its gradient.
-                let (fb, okb, gb) = eval(&x);
-                (f, ok, g) = (fb, okb, gb);
+                (f, _, g) = eval(&x);
             }
         }
-        let _ = ok;
         let mut result = best_x;
         let mut objective_out = best_f;
         for i in (0..b).filter(|&i| found[i]) {
@@ -276,32 +274,10 @@ impl Attack for Apgd {
             observer(&batch.x0, &batch.x0);
             return Ok(batch.unflatten(batch.x0.clone()));
         }
-        let (b, n) = (batch.b, batch.n);
-        let mut best = batch.x0_host.clone();
-        let mut best_obj = vec![f32::NEG_INFINITY; b];
-        let mut done = vec![false; b];
-        for restart in 0..c.options.restarts {
-            let rows: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
-            if rows.is_empty() {
-                break;
-            }
-            let sub;
-            let view = if rows.len() == b {
-                &batch
-            } else {
-                sub = batch.subset(&rows);
-                &sub
-            };
-            let (adv, obj, ok) = self.single_run(view, restart as u64, observer);
-            for (j, &i) in rows.iter().enumerate() {
-                if restart == 0 || ok[j] || obj[j] > best_obj[i] {
-                    best[i * n..(i + 1) * n].copy_from_slice(&adv[j * n..(j + 1) * n]);
-                    best_obj[i] = obj[j];
-                    done[i] = ok[j];
-                }
-            }
-        }
-        Ok(batch.unflatten(upload(best, b, n, &batch.device)))
+        let best = best_over_restarts(&batch, c.options.restarts, |view, restart| {
+            self.single_run(view, restart, observer)
+        });
+        Ok(batch.unflatten(upload(best, batch.b, batch.n, &batch.device)))
     }
 }
 

@@ -47,11 +47,28 @@ pub(crate) fn run<const D: usize, C: Classifier<D> + ?Sized>(
     if spec.restarts == 1 {
         return single_run(batch, spec, 0, observer);
     }
+    let best = best_over_restarts(batch, spec.restarts, |view, restart| {
+        let adv = single_run(view, spec, restart, observer);
+        let (obj, ok) = view.judge(adv.clone(), spec.loss);
+        (host_f32(adv), obj, ok)
+    });
+    upload(best, batch.b, batch.n, &batch.device)
+}
+
+/// The restart bookkeeping shared by the iterative attacks and APGD: `run(view, restart)` attacks
+/// the rows not yet fooled and returns their flat results, objectives and successes. Per sample
+/// the first run that succeeds wins, otherwise the highest objective (the first run always
+/// counts, even with a NaN objective). Returns the flat `[B·N]` result.
+pub(crate) fn best_over_restarts<const D: usize, C: Classifier<D> + ?Sized>(
+    batch: &Batch<'_, D, C>,
+    restarts: usize,
+    mut run: impl FnMut(&Batch<'_, D, C>, u64) -> (Vec<f32>, Vec<f32>, Vec<bool>),
+) -> Vec<f32> {
     let (b, n) = (batch.b, batch.n);
     let mut best = batch.x0_host.clone();
     let mut best_obj = vec![f32::NEG_INFINITY; b];
     let mut done = vec![false; b];
-    for restart in 0..spec.restarts {
+    for restart in 0..restarts {
         let rows: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
         if rows.is_empty() {
             break;
@@ -63,12 +80,8 @@ pub(crate) fn run<const D: usize, C: Classifier<D> + ?Sized>(
             sub = batch.subset(&rows);
             &sub
         };
-        let adv = single_run(view, spec, restart as u64, observer);
-        let (obj, ok) = view.judge(adv.clone(), spec.loss);
-        let adv = host_f32(adv);
+        let (adv, obj, ok) = run(view, restart as u64);
         for (j, &i) in rows.iter().enumerate() {
-            // The first run always counts (even with a NaN objective); later runs must succeed or
-            // beat the best objective so far.
             if restart == 0 || ok[j] || obj[j] > best_obj[i] {
                 best[i * n..(i + 1) * n].copy_from_slice(&adv[j * n..(j + 1) * n]);
                 best_obj[i] = obj[j];
@@ -76,7 +89,7 @@ pub(crate) fn run<const D: usize, C: Classifier<D> + ?Sized>(
             }
         }
     }
-    upload(best, b, n, &batch.device)
+    best
 }
 
 fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
