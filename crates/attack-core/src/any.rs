@@ -14,6 +14,7 @@ use crate::iterative::StepObserver;
 use crate::mifgsm::{MiFgsm, MiFgsmConfig};
 use crate::options::{AttackOptions, Norm, ThreatModel};
 use crate::pgd::{Bim, BimConfig, Pgd, PgdConfig};
+use crate::square::{Square, SquareConfig};
 
 /// The configuration of any attack, tagged by name (`{"attack": "pgd", ...}` in JSON,
 /// `attack = "pgd"` in TOML).
@@ -30,6 +31,8 @@ pub enum AttackConfig {
     MiFgsm(MiFgsmConfig),
     /// [`Apgd`].
     Apgd(ApgdConfig),
+    /// [`Square`].
+    Square(SquareConfig),
     /// [`CwL2`].
     CwL2(CwL2Config),
     /// [`DeepFool`].
@@ -47,7 +50,7 @@ impl AttackConfig {
             return Err(bad("an attack configuration must be a table".into()));
         };
         let name = user.get("attack").and_then(|v| v.as_str()).ok_or_else(|| {
-            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, apgd, cw-l2 or deepfool)".into())
+            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, apgd, square, cw-l2 or deepfool)".into())
         })?;
         let threat = || -> Result<ThreatModel, AttackError> {
             let t = user.get("threat").ok_or_else(|| {
@@ -63,6 +66,7 @@ impl AttackConfig {
             "pgd" => AttackConfig::Pgd(PgdConfig::new(threat()?)),
             "mi-fgsm" => AttackConfig::MiFgsm(MiFgsmConfig::new(threat()?)),
             "apgd" => AttackConfig::Apgd(ApgdConfig::new(threat()?)),
+            "square" => AttackConfig::Square(SquareConfig::new(threat()?)),
             "cw-l2" => AttackConfig::CwL2(CwL2Config::new()),
             "deepfool" => AttackConfig::DeepFool(DeepFoolConfig::new()),
             other => return Err(bad(format!("unknown attack `{other}`"))),
@@ -70,6 +74,42 @@ impl AttackConfig {
         let mut base = serde_json::to_value(&default).map_err(|e| bad(e.to_string()))?;
         merge(&mut base, serde_json::Value::Object(user), "")?;
         serde_json::from_value(base).map_err(|e| bad(e.to_string()))
+    }
+
+    /// The same attack at radius `eps` (for minimal-perturbation attacks: counting only results
+    /// within `eps`).
+    pub fn with_eps(&self, eps: f64) -> Self {
+        let mut c = self.clone();
+        match &mut c {
+            AttackConfig::Fgsm(a) => a.threat.eps = eps,
+            AttackConfig::Bim(a) => a.threat.eps = eps,
+            AttackConfig::Pgd(a) => a.threat.eps = eps,
+            AttackConfig::MiFgsm(a) => a.threat.eps = eps,
+            AttackConfig::Apgd(a) => a.threat.eps = eps,
+            AttackConfig::Square(a) => a.threat.eps = eps,
+            AttackConfig::CwL2(a) => a.eps = Some(eps),
+            AttackConfig::DeepFool(a) => a.eps = Some(eps),
+        }
+        c
+    }
+
+    /// The options shared by all attacks, for editing (seed, targeting, ...).
+    pub fn options_mut(&mut self) -> &mut AttackOptions {
+        match self {
+            AttackConfig::Fgsm(a) => &mut a.options,
+            AttackConfig::Bim(a) => &mut a.options,
+            AttackConfig::Pgd(a) => &mut a.options,
+            AttackConfig::MiFgsm(a) => &mut a.options,
+            AttackConfig::Apgd(a) => &mut a.options,
+            AttackConfig::Square(a) => &mut a.options,
+            AttackConfig::CwL2(a) => &mut a.options,
+            AttackConfig::DeepFool(a) => &mut a.options,
+        }
+    }
+
+    /// True for attacks that never compute a gradient (score-based black-box attacks).
+    pub fn is_black_box(&self) -> bool {
+        matches!(self, AttackConfig::Square(_))
     }
 
     /// Validates the configuration and builds the attack.
@@ -80,6 +120,7 @@ impl AttackConfig {
             AttackConfig::Pgd(c) => AnyAttack::Pgd(c.init()?),
             AttackConfig::MiFgsm(c) => AnyAttack::MiFgsm(c.init()?),
             AttackConfig::Apgd(c) => AnyAttack::Apgd(c.init()?),
+            AttackConfig::Square(c) => AnyAttack::Square(c.init()?),
             AttackConfig::CwL2(c) => AnyAttack::CwL2(c.init()?),
             AttackConfig::DeepFool(c) => AnyAttack::DeepFool(c.init()?),
         })
@@ -99,6 +140,8 @@ pub enum AnyAttack {
     MiFgsm(MiFgsm),
     /// See [`Apgd`].
     Apgd(Apgd),
+    /// See [`Square`].
+    Square(Square),
     /// See [`CwL2`].
     CwL2(CwL2),
     /// See [`DeepFool`].
@@ -113,6 +156,7 @@ macro_rules! delegate {
             AnyAttack::Pgd($a) => $e,
             AnyAttack::MiFgsm($a) => $e,
             AnyAttack::Apgd($a) => $e,
+            AnyAttack::Square($a) => $e,
             AnyAttack::CwL2($a) => $e,
             AnyAttack::DeepFool($a) => $e,
         }

@@ -1,8 +1,8 @@
 //! APGD (Croce & Hein 2020, "Reliable evaluation of adversarial robustness with an ensemble of
-//! diverse parameter-free attacks"), L-inf and L2, with the cross-entropy, CW-margin or DLR loss,
-//! untargeted or targeted.
+//! diverse parameter-free attacks") in L-inf and L2, and L1-APGD (Croce & Hein 2021, "Mind the
+//! box"), with the cross-entropy, CW-margin or DLR loss, untargeted or targeted.
 //!
-//! The schedule, as published:
+//! The L-inf/L2 schedule, as published:
 //! - step size `η` starts at `2·eps` for every sample;
 //! - the first step is a plain projected gradient step; every later step takes
 //!   `z = P(x_k + η·s(∇f(x_k)))` (`s` = sign for L-inf, `g/‖g‖₂` for L2) and then the momentum
@@ -13,6 +13,19 @@
 //! - at each checkpoint a sample's step is halved, and its search restarts from its best point so
 //!   far, when (1) the objective increased in fewer than `ρ = 0.75` of the steps since the last
 //!   checkpoint, or (2) neither its step size nor its best objective changed since the last one.
+//!
+//! L1 (as in the authors' reference code):
+//! - step size starts at `eps` (α = 1); no momentum;
+//! - a step moves the `topk` share of coordinates with the largest `|g|` (among those the box lets
+//!   move) by `η / k` each; `topk` starts at 20 %;
+//! - every `max(⌊0.04·N⌋, 1)` iterations: `topk` becomes the best point's share of non-zero
+//!   coordinates divided by 1.5; if the best point got sparser (its count fell below 95 % of the
+//!   last checkpoint's) the step resets to `eps` and the search restarts from the best point,
+//!   otherwise the step shrinks by 1.5, never below `eps/10`;
+//! - `large_reps` (AutoAttack's L1 setting): 30 % of the iterations at `3·eps`, 30 % at `2·eps`
+//!   and the rest at `eps`, each stage starting from the previous stage's highest-objective point
+//!   projected into the smaller ball. Only the last stage's iterates are in the threat model: only
+//!   they count as successes and reach the step observer.
 //!
 //! `P` is the exact projection onto the eps-ball around the clean input ∩ the box (see
 //! `geometry`). The result per sample is the first iterate that fooled the model, else the iterate
@@ -33,9 +46,12 @@ use crate::rng::{SplitMix64, sample_seed};
 
 /// Configuration of [`Apgd`]. Defaults are the paper's: 100 iterations, momentum 0.75, ρ = 0.75,
 /// random start.
+///
+/// The random start is uniform in the ball (the reference code draws Gaussian noise, projected for
+/// L1; the schedule after the start is the same).
 #[derive(Config, Debug)]
 pub struct ApgdConfig {
-    /// Norm (`linf` or `l2`) and radius.
+    /// Norm (`linf`, `l2` or `l1`) and radius.
     pub threat: ThreatModel,
     /// Number of iterations.
     #[config(default = 100)]
@@ -46,6 +62,10 @@ pub struct ApgdConfig {
     /// Share of improving steps below which a checkpoint halves the step.
     #[config(default = 0.75)]
     pub rho: f64,
+    /// L1 only: warm-start at 3·eps and 2·eps before the last stage at eps (AutoAttack's
+    /// `use_largereps`).
+    #[config(default = false)]
+    pub large_reps: bool,
     /// Shared options (random start on by default).
     #[config(default = "AttackOptions::new().with_random_start(true)")]
     pub options: AttackOptions,
@@ -57,10 +77,10 @@ impl ApgdConfig {
         self.threat.validate()?;
         self.options.validate()?;
         check_steps(self.steps)?;
-        if self.threat.norm == Norm::L1 {
+        if self.large_reps && self.threat.norm != Norm::L1 {
             return Err(AttackError::Unsupported {
                 attack: "apgd",
-                reason: "supports the linf and l2 norms".into(),
+                reason: "large_reps is defined for the l1 norm only".into(),
             });
         }
         for (name, v) in [("momentum", self.momentum), ("rho", self.rho)] {
@@ -103,7 +123,27 @@ pub(crate) fn checkpoints(n: usize) -> Vec<usize> {
     w
 }
 
+/// What one run of the APGD loop found, per sample: the first fooling iterate (if any) and the
+/// iterate with the highest objective.
+struct Found {
+    best_x: Vec<f32>,
+    best_f: Vec<f32>,
+    found: Vec<bool>,
+    found_x: Vec<f32>,
+}
+
+/// Fraction of the L1 iterations after which the sparsity and step size adapt (every `0.04·N`).
+const L1_CHECK_EVERY: f64 = 0.04;
+/// L1: the step shrinks by this factor at a checkpoint where the sparsity did not drop...
+const L1_STEP_SHRINK: f64 = 1.5;
+/// ...but never below `eps / L1_MIN_STEP_DIVISOR`.
+const L1_MIN_STEP_DIVISOR: f64 = 10.0;
+/// L1: initial share of coordinates a step moves.
+const L1_INITIAL_TOPK: f64 = 0.2;
+
 impl Apgd {
+    /// One independent run (a restart): a random or clean start, then either the plain schedule or,
+    /// with `large_reps`, the three stages at 3·eps, 2·eps and eps.
     fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
         &self,
         batch: &Batch<'_, D, C>,
@@ -115,22 +155,93 @@ impl Apgd {
         let (lo, hi) = batch.bounds();
         let x0 = &batch.x0_host;
         let row = |i: usize| i * n..(i + 1) * n;
-        let proj =
-            |i: usize, t: &[f64], out: &mut [f32]| project(norm, &x0[row(i)], t, eps, lo, hi, out);
-
+        // Stages: (radius, iterations). The large-radius stages only warm-start the last one.
+        let stages: Vec<(f64, usize)> = if c.large_reps {
+            let first = (0.3 * c.steps as f64).ceil() as usize;
+            let last = c.steps.saturating_sub(2 * first).max(1);
+            vec![(3.0 * eps, first.max(1)), (2.0 * eps, first.max(1)), (eps, last)]
+        } else {
+            vec![(eps, c.steps)]
+        };
+        let start_eps = stages[0].0;
         let mut x = x0.clone();
         if c.options.random_start {
             for i in 0..b {
                 let mut rng = SplitMix64::new(sample_seed(c.options.seed, restart, &x0[row(i)]));
-                let delta = uniform_in_ball(norm, n, eps, &mut rng);
+                let delta = uniform_in_ball(norm, n, start_eps, &mut rng);
                 let t: Vec<f64> = x0[row(i)]
                     .iter()
                     .zip(&delta)
                     .map(|(&v, d)| f64::from(v) + d)
                     .collect();
-                proj(i, &t, &mut x[row(i)]);
+                project(norm, &x0[row(i)], &t, start_eps, lo, hi, &mut x[row(i)]);
             }
         }
+        let last = stages.len() - 1;
+        let mut result = None;
+        for (s, &(stage_eps, steps)) in stages.iter().enumerate() {
+            if s > 0 {
+                // Carry the highest-objective point into the smaller ball.
+                let prev = x.clone();
+                for i in 0..b {
+                    let t: Vec<f64> = prev[row(i)].iter().map(|&v| f64::from(v)).collect();
+                    project(norm, &x0[row(i)], &t, stage_eps, lo, hi, &mut x[row(i)]);
+                }
+            }
+            // Only the last stage's iterates are in the threat model: the observer sees those, and
+            // only they can count as successes.
+            let mut silent = |_: &Tensor<2>, _: &Tensor<2>| {};
+            let obs: &mut StepObserver<'_> = if s == last { observer } else { &mut silent };
+            let fresh = s == 0;
+            let found = self.stage(batch, x.clone(), stage_eps, steps, fresh, s == last, obs);
+            x = found.best_x.clone();
+            result = Some(found);
+        }
+        let Found {
+            best_x,
+            best_f,
+            found,
+            found_x,
+        } = result.expect("at least one stage");
+        let mut out = best_x;
+        let mut objective_out = best_f;
+        for i in (0..b).filter(|&i| found[i]) {
+            out[row(i)].copy_from_slice(&found_x[row(i)]);
+            objective_out[i] = f32::INFINITY;
+        }
+        (out, objective_out, found)
+    }
+
+    /// The APGD loop at radius `eps` for `steps` iterations from `start` (already in the ball).
+    /// `fresh` says the start is a random or clean point (L1: initial sparsity 20 %), not a point
+    /// carried from a larger stage; `track` says successes count.
+    #[allow(clippy::too_many_arguments)]
+    fn stage<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        batch: &Batch<'_, D, C>,
+        start: Vec<f32>,
+        eps: f64,
+        steps: usize,
+        fresh: bool,
+        track: bool,
+        observer: &mut StepObserver<'_>,
+    ) -> Found {
+        let c = &self.config;
+        let (b, n, norm) = (batch.b, batch.n, c.threat.norm);
+        let (lo, hi) = batch.bounds();
+        let x0 = &batch.x0_host;
+        let row = |i: usize| i * n..(i + 1) * n;
+        let proj =
+            |i: usize, t: &[f64], out: &mut [f32]| project(norm, &x0[row(i)], t, eps, lo, hi, out);
+        let l1 = norm == Norm::L1;
+        let nonzero = |x: &[f32], i: usize| -> usize {
+            x[row(i)]
+                .iter()
+                .zip(&x0[row(i)])
+                .filter(|(a, b)| a != b)
+                .count()
+        };
+        let mut x = start;
         let dev = &batch.device;
         observer(&batch.x0, &upload(x.clone(), b, n, dev));
         let eval = |x: &[f32]| -> (Vec<f32>, Vec<bool>, Vec<f32>) {
@@ -143,13 +254,32 @@ impl Apgd {
             ));
             (obj, batch.success_of(logits), host_f32(g))
         };
+        // L1: the share of coordinates a step moves, per sample, and the last checkpoint's count.
+        let mut topk: Vec<f64> = (0..b)
+            .map(|i| {
+                if fresh {
+                    L1_INITIAL_TOPK
+                } else {
+                    nonzero(&x, i) as f64 / n as f64 / L1_STEP_SHRINK
+                }
+            })
+            .collect();
+        let mut sp_old: Vec<usize> = (0..b)
+            .map(|i| if fresh { n } else { nonzero(&x, i) })
+            .collect();
         // A step of size eta[i] along the norm's steepest direction, then the projection.
-        let step = |x: &[f32], g: &[f32], eta: &[f64], out: &mut [f32]| {
+        let step = |x: &[f32], g: &[f32], eta: &[f64], topk: &[f64], out: &mut [f32]| {
             for i in 0..b {
                 let (xr, gr) = (&x[row(i)], &g[row(i)]);
                 let t: Vec<f64> = match norm {
                     Norm::L2 => crate::geometry::l2_step(xr, gr, eta[i]),
-                    _ => xr
+                    Norm::L1 => {
+                        // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
+                        let below = ((1.0 - topk[i]) * n as f64).floor().clamp(0.0, n as f64 - 1.0);
+                        let k = n - below as usize;
+                        crate::geometry::l1_step(xr, gr, eta[i], k, lo, hi)
+                    }
+                    Norm::Linf => xr
                         .iter()
                         .zip(gr)
                         .map(|(&v, &gv)| {
@@ -162,24 +292,33 @@ impl Apgd {
             }
         };
 
-        let checkpoints = checkpoints(c.steps);
-        let mut eta = vec![2.0 * eps; b];
+        let checkpoints = if l1 {
+            let every = ((L1_CHECK_EVERY * steps as f64) as usize).max(1);
+            (1..=steps / every).map(|j| j * every).collect()
+        } else {
+            checkpoints(steps)
+        };
+        let alpha = if l1 { 1.0 } else { 2.0 };
+        let mut eta = vec![alpha * eps; b];
         let (mut f, ok, mut g) = eval(&x);
         let mut best_f = f.clone();
         let mut best_x = x.clone();
-        let mut found = ok.clone();
+        let mut best_g = g.clone();
+        let mut found: Vec<bool> = ok.iter().map(|&o| o && track).collect();
         let mut found_x = x.clone();
         let (mut eta_at_ckpt, mut best_at_ckpt) = (eta.clone(), best_f.clone());
         let mut improved = vec![0usize; b];
         let mut last_ckpt = 0usize;
         let mut x_prev = x.clone();
         let mut next = vec![0f32; b * n];
-        step(&x, &g, &eta, &mut next);
-        for k in 0..c.steps {
-            if k > 0 {
+        for k in 0..steps {
+            if k == 0 || l1 {
+                // The first step, and every L1 step, is a plain projected step (L1 has no momentum).
+                step(&x, &g, &eta, &topk, &mut next);
+            } else {
                 // Momentum step from z = P(x + η·s(g)).
                 let mut z = vec![0f32; b * n];
-                step(&x, &g, &eta, &mut z);
+                step(&x, &g, &eta, &topk, &mut z);
                 for i in 0..b {
                     let t: Vec<f64> = (row(i))
                         .map(|j| {
@@ -206,14 +345,38 @@ impl Apgd {
                 if f_new[i] > best_f[i] {
                     best_f[i] = f_new[i];
                     best_x[row(i)].copy_from_slice(&x[row(i)]);
+                    best_g[row(i)].copy_from_slice(&g_new[row(i)]);
                 }
-                if ok_new[i] && !found[i] {
+                if track && ok_new[i] && !found[i] {
                     found[i] = true;
                     found_x[row(i)].copy_from_slice(&x[row(i)]);
                 }
             }
             (f, g) = (f_new, g_new);
-            if checkpoints.contains(&(k + 1)) {
+            if !checkpoints.contains(&(k + 1)) {
+                continue;
+            }
+            if l1 {
+                // Sparsity adaptation (Croce & Hein 2021): move as many coordinates as the best
+                // point uses, divided by 1.5; reset the step when the best point got sparser,
+                // otherwise shrink it.
+                for i in 0..b {
+                    let sp = nonzero(&best_x, i);
+                    let sparser = (sp as f64) < 0.95 * sp_old[i] as f64;
+                    topk[i] = sp as f64 / n as f64 / L1_STEP_SHRINK;
+                    eta[i] = if sparser {
+                        alpha * eps
+                    } else {
+                        eta[i] / L1_STEP_SHRINK
+                    }
+                    .clamp(alpha * eps / L1_MIN_STEP_DIVISOR, alpha * eps);
+                    sp_old[i] = sp;
+                    if sparser {
+                        x[row(i)].copy_from_slice(&best_x[row(i)]);
+                        g[row(i)].copy_from_slice(&best_g[row(i)]);
+                    }
+                }
+            } else {
                 let since = (k + 1 - last_ckpt) as f64;
                 for i in 0..b {
                     let too_few = (improved[i] as f64) < c.rho * since;
@@ -222,23 +385,23 @@ impl Apgd {
                     best_at_ckpt[i] = best_f[i];
                     if too_few || stalled {
                         eta[i] /= 2.0;
+                        // Restart from the best point, with its gradient.
                         x[row(i)].copy_from_slice(&best_x[row(i)]);
                         x_prev[row(i)].copy_from_slice(&best_x[row(i)]);
+                        g[row(i)].copy_from_slice(&best_g[row(i)]);
+                        f[i] = best_f[i];
                     }
                     improved[i] = 0;
                 }
                 last_ckpt = k + 1;
-                // Samples that restarted from their best point need its gradient.
-                (f, _, g) = eval(&x);
             }
         }
-        let mut result = best_x;
-        let mut objective_out = best_f;
-        for i in (0..b).filter(|&i| found[i]) {
-            result[row(i)].copy_from_slice(&found_x[row(i)]);
-            objective_out[i] = f32::INFINITY;
+        Found {
+            best_x,
+            best_f,
+            found,
+            found_x,
         }
-        (result, objective_out, found)
     }
 }
 

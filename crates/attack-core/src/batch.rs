@@ -291,6 +291,27 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
         (host_f32(obj), host_bool(ok))
     }
 
+    /// Objective and success for some rows of this batch (`x` holds one input per listed row).
+    pub(crate) fn judge_rows(
+        &self,
+        rows: &[usize],
+        x: Tensor<2>,
+        loss: LossKind,
+    ) -> (Vec<f32>, Vec<bool>) {
+        if rows.len() == self.b {
+            return self.judge(x, loss);
+        }
+        let labels = upload_int(rows.iter().map(|&i| self.labels_host[i]).collect(), &self.device);
+        let targets = self
+            .targets_host
+            .as_ref()
+            .map(|t| upload_int(rows.iter().map(|&i| t[i]).collect(), &self.device));
+        let logits = self.logits(x);
+        let obj = objective(loss, logits.clone(), &labels, targets.as_ref());
+        let ok = success(logits, &labels, targets.as_ref());
+        (host_f32(obj), host_bool(ok))
+    }
+
     /// Per-sample success of the prediction from given logits.
     pub(crate) fn success_of(&self, logits: Tensor<2>) -> Vec<bool> {
         host_bool(success(logits, &self.labels, self.targets.as_ref()))

@@ -19,7 +19,9 @@
 //!   not classes) is an [`AttackError`] naming the problem.
 //!
 //! Attacks: [`Fgsm`] (and its random-start variant, [`FgsmConfig::fast`]), [`Bim`], [`Pgd`] in
-//! L-inf, L2 and L1, [`MiFgsm`], [`CwL2`] (Carlini-Wagner) and [`DeepFool`] (L2 and L-inf).
+//! L-inf, L2 and L1, [`MiFgsm`], [`Apgd`] (L-inf, L2, L1), the score-based [`Square`] attack
+//! (L-inf, L2; forward passes only), [`CwL2`] (Carlini-Wagner) and [`DeepFool`] (L2 and L-inf).
+//! [`Evaluator`] runs a list of them as an AutoAttack-style cascade.
 //! [`AttackConfig`] names any of them, for command lines and config files.
 
 mod any;
@@ -30,6 +32,7 @@ mod classifier;
 mod cw;
 mod deepfool;
 mod error;
+mod evaluator;
 mod fgsm;
 mod geometry;
 mod iterative;
@@ -38,6 +41,8 @@ mod mifgsm;
 mod options;
 mod pgd;
 mod rng;
+pub mod sanity;
+mod square;
 
 pub use any::{AnyAttack, AttackConfig};
 pub use apgd::{Apgd, ApgdConfig};
@@ -46,8 +51,10 @@ pub use classifier::Classifier;
 pub use cw::{CwL2, CwL2Config};
 pub use deepfool::{DeepFool, DeepFoolConfig};
 pub use error::AttackError;
+pub use evaluator::{BatchOutcome, Break, Evaluator, Preset, Progress, Stage, StageRecord};
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};
 pub use options::{AttackOptions, Bounds, Crafting, LossKind, Norm, Targeting, ThreatModel};
 pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};
+pub use square::{Square, SquareConfig};

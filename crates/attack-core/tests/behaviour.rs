@@ -36,8 +36,13 @@ fn all_attacks(norm: Norm, eps: f64) -> Vec<AttackConfig> {
         ),
         AttackConfig::MiFgsm(MiFgsmConfig::new(t).with_steps(5)),
     ];
+    v.push(AttackConfig::Apgd(
+        ApgdConfig::new(t)
+            .with_steps(6)
+            .with_large_reps(norm == Norm::L1),
+    ));
     if norm != Norm::L1 {
-        v.push(AttackConfig::Apgd(ApgdConfig::new(t).with_steps(6)));
+        v.push(AttackConfig::Square(SquareConfig::new(t).with_queries(30)));
         v.push(AttackConfig::DeepFool(
             DeepFoolConfig::new()
                 .with_norm(norm)
@@ -91,7 +96,8 @@ fn zero_gradients_give_no_nan() {
                 "{} {norm}: NaN",
                 attack.name()
             );
-            if !attack.options().random_start {
+            // Square needs no gradient: it searches at random by design.
+            if !attack.options().random_start && !config.is_black_box() {
                 assert_eq!(adv, x, "{} {norm}: moved without a gradient", attack.name());
             }
         }
@@ -103,20 +109,38 @@ fn a_batch_equals_its_samples_attacked_alone_and_seeds_reproduce() {
     let dev = device();
     let model = random_linear(&mut TestRng(4), N, K, &dev);
     let (x, y) = data(5, 6);
-    for norm in [Norm::Linf, Norm::L2, Norm::L1] {
-        let attack = PgdConfig::new(ThreatModel::new(
-            norm,
-            0.2 * if norm == Norm::L1 { 5.0 } else { 1.0 },
-        ))
-        .with_steps(5)
-        .with_options(
-            AttackOptions::new()
-                .with_random_start(true)
-                .with_restarts(3)
-                .with_seed(9),
-        )
-        .init()
-        .unwrap();
+    let options = AttackOptions::new()
+        .with_random_start(true)
+        .with_restarts(3)
+        .with_seed(9);
+    let cases = [Norm::Linf, Norm::L2, Norm::L1].into_iter().flat_map(|norm| {
+        let t = ThreatModel::new(norm, 0.2 * if norm == Norm::L1 { 5.0 } else { 1.0 });
+        let mut v = vec![
+            (norm, AttackConfig::Pgd(PgdConfig::new(t).with_steps(5).with_options(options))),
+            (
+                norm,
+                AttackConfig::Apgd(
+                    ApgdConfig::new(t)
+                        .with_steps(8)
+                        .with_large_reps(norm == Norm::L1)
+                        .with_options(options),
+                ),
+            ),
+        ];
+        if norm != Norm::L1 {
+            v.push((
+                norm,
+                AttackConfig::Square(
+                    SquareConfig::new(t)
+                        .with_queries(40)
+                        .with_options(options.with_loss(LossKind::CwMargin)),
+                ),
+            ));
+        }
+        v
+    });
+    for (norm, config) in cases {
+        let attack = config.init().unwrap();
         let whole = host(
             attack
                 .perturb(&model, matrix(x.clone(), 6, N, &dev), ints(y.clone(), &dev))

@@ -73,16 +73,22 @@ fn attack_config(
                 .with_steps(Some(steps))
                 .with_options(options),
         ),
-        // APGD has no L1 version: PGD stands in for it there.
-        3 | 5 if kind == 3 || threat.norm == Norm::L1 => AttackConfig::Pgd(
+        3 => AttackConfig::Pgd(
             PgdConfig::new(threat)
                 .with_steps(steps)
                 .with_options(options.with_random_start(true)),
         ),
-        5 => AttackConfig::Apgd(
+        // Square has no L1 version: L1-APGD with the large-radius warm start stands in there.
+        5 | 6 if kind == 5 || threat.norm == Norm::L1 => AttackConfig::Apgd(
             ApgdConfig::new(threat)
                 .with_steps(4 * steps)
+                .with_large_reps(threat.norm == Norm::L1 && steps % 2 == 0)
                 .with_options(options.with_random_start(true)),
+        ),
+        6 => AttackConfig::Square(
+            SquareConfig::new(threat)
+                .with_queries(10 * steps)
+                .with_options(options),
         ),
         _ => AttackConfig::MiFgsm(
             MiFgsmConfig::new(threat)
@@ -99,7 +105,7 @@ proptest! {
     fn gradient_attacks_stay_in_ball_and_box_after_every_step(
         seed in any::<u64>(),
         norm in prop_oneof![Just(Norm::Linf), Just(Norm::L2), Just(Norm::L1)],
-        kind in 0usize..6,
+        kind in 0usize..7,
         eps_fraction in 0.0f64..1.0,
         wide_box in any::<bool>(),
         loss in prop_oneof![Just(LossKind::CrossEntropy), Just(LossKind::CwMargin), Just(LossKind::Dlr)],
@@ -121,7 +127,7 @@ proptest! {
             .with_loss(loss)
             .with_targeting(targeting)
             // More than one run needs a random start (FGSM-RS and PGD have one).
-            .with_restarts(if matches!(kind, 1 | 3 | 5) { restarts } else { 1 })
+            .with_restarts(if matches!(kind, 1 | 3 | 5 | 6) { restarts } else { 1 })
             .with_early_stop(early_stop)
             .with_seed(seed);
         let attack = attack_config(kind, ThreatModel::new(norm, eps), options, 1 + rng.below(6)).init().unwrap();

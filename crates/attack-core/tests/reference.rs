@@ -320,3 +320,38 @@ fn apgd_reaches_the_linf_vertex_and_the_l2_kkt_point() {
         );
     }
 }
+
+#[test]
+fn l1_apgd_with_an_active_box_is_near_the_greedy_optimum() {
+    // The same fractional knapsack as for PGD above; L1-APGD adapts its sparsity and step size on
+    // its own (no step size to choose), with and without the large-radius warm start.
+    let eps = 0.3;
+    let gain = |x: &[f32]| -> f64 {
+        x.iter()
+            .zip(&EDGE)
+            .zip(W)
+            .map(|((&a, &b), w)| (f64::from(a) - f64::from(b)) * f64::from(w))
+            .sum()
+    };
+    let optimum = 0.02 * 1.2 + 0.05 * 0.8 + 0.03 * 0.4 + 0.1 * 0.3 + 0.1 * 0.05;
+    for large_reps in [false, true] {
+        let apgd = ApgdConfig::new(ThreatModel::l1(eps))
+            .with_large_reps(large_reps)
+            .with_options(
+                AttackOptions::new()
+                    .with_random_start(true)
+                    .with_loss(LossKind::CwMargin),
+            )
+            .init()
+            .unwrap();
+        let got = gain(&run(apgd, &EDGE, -3.0));
+        assert!(
+            got <= optimum + 1e-6,
+            "large_reps {large_reps}: gain {got} above the optimum {optimum}"
+        );
+        assert!(
+            got >= 0.97 * optimum,
+            "large_reps {large_reps}: gain {got} far below the optimum {optimum}"
+        );
+    }
+}

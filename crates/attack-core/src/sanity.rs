@@ -1,0 +1,255 @@
+//! Sanity checks that say when a robustness number is not to be trusted (Carlini et al. 2019, "On
+//! evaluating adversarial robustness"; Athalye et al. 2018, "Obfuscated gradients"). Each check
+//! returns a [`SanityFlag`] with its evidence; reports list every flag, raised or not.
+//!
+//! The rules, and their thresholds:
+//! - `nondeterministic`: two clean forward passes of the same batch differ at all.
+//! - `probability-outputs`: at least 90 % of the rows are in [0, 1] and sum to 1 (±1e-3), or are
+//!   all ≤ 0 with a log-sum-exp of 0 (±1e-3): softmax or log-softmax outputs, not logits.
+//! - `zero-gradients`: more than 10 % of the samples have an input gradient of exactly zero
+//!   (gradient of the CW margin, which does not saturate like cross-entropy does on confident
+//!   points).
+//! - `black-box-beats-white-box`: the score-based attack broke more than 0.2 % of the evaluated
+//!   points after every gradient attack had failed on them (AutoAttack's own warning threshold).
+//! - `robust-accuracy-not-decreasing`: for two radii `e2 ≥ 2·e1 > 0`, the robust accuracy at `e2`
+//!   is not below the one at `e1` while that one is above 0.
+//! - `large-eps-not-broken`: at a radius that contains the mid-grey image around every input
+//!   (half the box width in L-inf, times `√N` in L2, times `N` in L1), more than 10 % of the
+//!   probed points survive APGD-CE. Every such point could be mapped to one constant image.
+//! - `recomputed-accuracy-differs`: the accuracy of the model on the saved worst-case inputs,
+//!   reloaded from disk, differs from the reported robust accuracy.
+//! - `outside-threat-model`: an attack returned a misclassified example outside the eps-ball or
+//!   the box (rejected, not counted, but a bug worth seeing).
+
+use burn::tensor::{Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::batch::{Batch, host_f32};
+use crate::classifier::Classifier;
+use crate::error::AttackError;
+use crate::evaluator::{argmax_rows, logits_host};
+use crate::options::{AttackOptions, Bounds, LossKind, Norm};
+
+/// Whether a check fired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FlagStatus {
+    /// Checked, nothing suspicious.
+    Ok,
+    /// Checked and fired: the robustness number may be wrong.
+    Raised,
+    /// Could not be checked in this evaluation (the evidence says why).
+    NotChecked,
+}
+
+/// The outcome of one sanity check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SanityFlag {
+    /// The check's identifier (`nondeterministic`, `zero-gradients`, ...).
+    pub check: String,
+    /// Ok, raised or not checked.
+    pub status: FlagStatus,
+    /// The numbers behind the status, in words.
+    pub evidence: String,
+}
+
+impl SanityFlag {
+    fn new(check: &str, raised: bool, evidence: String) -> Self {
+        Self {
+            check: check.into(),
+            status: if raised {
+                FlagStatus::Raised
+            } else {
+                FlagStatus::Ok
+            },
+            evidence,
+        }
+    }
+
+    /// A check this evaluation could not make.
+    pub fn not_checked(check: &str, why: &str) -> Self {
+        Self {
+            check: check.into(),
+            status: FlagStatus::NotChecked,
+            evidence: why.into(),
+        }
+    }
+
+    /// True when the check fired.
+    pub fn raised(&self) -> bool {
+        self.status == FlagStatus::Raised
+    }
+}
+
+/// `nondeterministic`: runs the clean batch twice and compares the outputs.
+pub fn check_deterministic<const D: usize, C: Classifier<D> + ?Sized>(
+    model: &C,
+    x: Tensor<D>,
+) -> SanityFlag {
+    let rows = x.dims()[0].max(1);
+    let a = logits_host(model, x.clone());
+    let b = logits_host(model, x);
+    let diff = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs())
+        .fold(0.0, |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) });
+    let k = a.len() / rows;
+    let pa = argmax_rows(&a, k);
+    let pb = argmax_rows(&b, k);
+    let changed = pa.iter().zip(&pb).filter(|(p, q)| p != q).count();
+    SanityFlag::new(
+        "nondeterministic",
+        diff > 0.0 || a.len() != b.len(),
+        format!(
+            "two clean passes over {} inputs: largest output difference {diff:.3e}, {changed} predictions changed",
+            pa.len()
+        ),
+    )
+}
+
+/// `probability-outputs`: do the outputs look like (log-)probabilities rather than logits?
+pub fn check_logits<const D: usize, C: Classifier<D> + ?Sized>(
+    model: &C,
+    x: Tensor<D>,
+) -> SanityFlag {
+    let rows = x.dims()[0];
+    let out = logits_host(model, x);
+    if rows == 0 || out.is_empty() {
+        return SanityFlag::not_checked("probability-outputs", "no inputs");
+    }
+    let k = out.len() / rows;
+    let (mut probs, mut log_probs) = (0usize, 0usize);
+    for row in out.chunks(k) {
+        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
+        if row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 1e-3 {
+            probs += 1;
+        }
+        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let lse = max
+            + row
+                .iter()
+                .map(|&v| (f64::from(v) - max).exp())
+                .sum::<f64>()
+                .ln();
+        if row.iter().all(|&v| v <= 0.0) && lse.abs() < 1e-3 {
+            log_probs += 1;
+        }
+    }
+    let share = probs.max(log_probs) as f64 / rows as f64;
+    SanityFlag::new(
+        "probability-outputs",
+        share >= 0.9,
+        format!(
+            "{probs} of {rows} output rows look like probabilities (in [0, 1], summing to 1), \
+             {log_probs} like log-probabilities; attacks need logits"
+        ),
+    )
+}
+
+/// `zero-gradients`: the share of samples whose input gradient (of the CW margin) is exactly zero.
+pub fn check_gradients<const D: usize, C: Classifier<D> + ?Sized>(
+    model: &C,
+    x: Tensor<D>,
+    labels: Tensor<1, Int>,
+    bounds: Bounds,
+) -> Result<SanityFlag, AttackError> {
+    let options = AttackOptions::new().with_bounds(bounds);
+    let batch = Batch::new(model, x, labels, None, &options)?;
+    if batch.b == 0 {
+        return Ok(SanityFlag::not_checked("zero-gradients", "no inputs"));
+    }
+    let (_, g) = batch.gradient(batch.x0.clone(), LossKind::CwMargin);
+    let g = host_f32(g);
+    let n = batch.n.max(1);
+    let zero_samples = g.chunks(n).filter(|r| r.iter().all(|&v| v == 0.0)).count();
+    let zero_values = g.iter().filter(|&&v| v == 0.0).count();
+    let share = zero_samples as f64 / batch.b as f64;
+    Ok(SanityFlag::new(
+        "zero-gradients",
+        share > 0.1,
+        format!(
+            "{zero_samples} of {} samples have an all-zero input gradient; {:.1} % of all gradient values are zero",
+            batch.b,
+            100.0 * zero_values as f64 / g.len().max(1) as f64
+        ),
+    ))
+}
+
+/// `black-box-beats-white-box`: `extra` points broken by the black-box stage after the gradient
+/// stages, out of `n` evaluated points.
+pub fn black_box_flag(extra: usize, n: usize) -> SanityFlag {
+    SanityFlag::new(
+        "black-box-beats-white-box",
+        extra as f64 > 0.002 * n as f64,
+        format!(
+            "the score-based attack broke {extra} of {n} points that every gradient attack had failed on"
+        ),
+    )
+}
+
+/// `robust-accuracy-not-decreasing`: `points` are (eps, robust count) over `n` points, any order.
+pub fn eps_trend_flag(points: &[(f64, usize)], n: usize) -> SanityFlag {
+    let mut bad = Vec::new();
+    for &(e1, r1) in points {
+        for &(e2, r2) in points {
+            if e1 > 0.0 && e2 >= 2.0 * e1 && r1 > 0 && r2 >= r1 {
+                bad.push(format!("{r1} robust at eps {e1}, {r2} at eps {e2}"));
+            }
+        }
+    }
+    if points.len() < 2 {
+        return SanityFlag::not_checked(
+            "robust-accuracy-not-decreasing",
+            "only one radius was evaluated",
+        );
+    }
+    let evidence = if bad.is_empty() {
+        format!("robust accuracy falls as eps at least doubles, over {n} points")
+    } else {
+        format!("over {n} points: {}", bad.join("; "))
+    };
+    SanityFlag::new("robust-accuracy-not-decreasing", !bad.is_empty(), evidence)
+}
+
+/// The radius that contains the mid-grey image around every input of `n` values in the box.
+pub fn large_eps(norm: Norm, bounds: Bounds, n: usize) -> f64 {
+    let half = (bounds.hi - bounds.lo) / 2.0;
+    match norm {
+        Norm::Linf => half,
+        Norm::L2 => half * (n as f64).sqrt(),
+        Norm::L1 => half * n as f64,
+    }
+}
+
+/// `large-eps-not-broken`: `robust` of `probed` points survived at radius `eps`.
+pub fn large_eps_flag(eps: f64, robust: usize, probed: usize) -> SanityFlag {
+    if probed == 0 {
+        return SanityFlag::not_checked("large-eps-not-broken", "no correctly classified point to probe");
+    }
+    SanityFlag::new(
+        "large-eps-not-broken",
+        robust as f64 > 0.1 * probed as f64,
+        format!("{robust} of {probed} probed points survived APGD-CE at eps {eps}, where robust accuracy should be near 0"),
+    )
+}
+
+/// `recomputed-accuracy-differs`: the robust count recomputed from the saved inputs.
+pub fn recompute_flag(reported: usize, recomputed: usize, n: usize) -> SanityFlag {
+    SanityFlag::new(
+        "recomputed-accuracy-differs",
+        reported != recomputed,
+        format!(
+            "{recomputed} of {n} saved worst-case inputs, reloaded from disk, are classified correctly; the evaluation reported {reported} robust"
+        ),
+    )
+}
+
+/// `outside-threat-model`: misclassified attack outputs outside the ball or the box.
+pub fn threat_flag(rejected: usize) -> SanityFlag {
+    SanityFlag::new(
+        "outside-threat-model",
+        rejected > 0,
+        format!("{rejected} misclassified attack outputs were outside the eps-ball or the box (rejected, not counted)"),
+    )
+}

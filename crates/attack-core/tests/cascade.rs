@@ -1,0 +1,207 @@
+//! The Square attack's black-box contract and the evaluator's cascade.
+
+mod common;
+
+use std::cell::Cell;
+
+use bulwark_attack_core::*;
+use burn::tensor::Tensor;
+use common::*;
+
+const N: usize = 12;
+const K: usize = 5;
+
+fn data(seed: u64, b: usize) -> (Vec<f32>, Vec<i64>) {
+    let mut rng = TestRng(seed);
+    let x = (0..b * N).map(|_| rng.uniform() as f32).collect();
+    let y = (0..b).map(|_| rng.below(K) as i64).collect();
+    (x, y)
+}
+
+/// Labels the model's own clean predictions, so that every point starts correctly classified.
+fn own_labels(model: &impl Fn(Tensor<2>) -> Tensor<2>, x: &[f32], b: usize) -> Vec<i64> {
+    let z = host(model(matrix(x.to_vec(), b, N, &device())));
+    argmax(&z, K).into_iter().map(|c| c as i64).collect()
+}
+
+#[test]
+fn square_only_calls_the_forward_pass_and_fools_a_non_robust_model() {
+    let dev = device();
+    let linear = random_linear(&mut TestRng(21), N, K, &dev);
+    let gradient_calls = Cell::new(0usize);
+    let forward_calls = Cell::new(0usize);
+    let model = |x: Tensor<2>| {
+        if x.is_require_grad() || x.is_autodiff() {
+            gradient_calls.set(gradient_calls.get() + 1);
+        }
+        forward_calls.set(forward_calls.get() + 1);
+        linear(x)
+    };
+    let b = 16;
+    let (x, _) = data(22, b);
+    let y = own_labels(&linear, &x, b);
+    for norm in [Norm::Linf, Norm::L2] {
+        let eps = if norm == Norm::Linf { 0.3 } else { 1.0 };
+        let attack = SquareConfig::new(ThreatModel::new(norm, eps))
+            .with_queries(300)
+            .init()
+            .unwrap();
+        let adv = attack
+            .perturb(&model, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev))
+            .unwrap();
+        let pred = argmax(&host(linear(adv.clone())), K);
+        let fooled = pred.iter().zip(&y).filter(|(p, l)| **p as i64 != **l).count();
+        // Same radius, white-box: PGD's success rate bounds what random search can reach here.
+        let pgd = PgdConfig::new(ThreatModel::new(norm, eps))
+            .with_steps(50)
+            .with_options(AttackOptions::new().with_loss(LossKind::CwMargin))
+            .init()
+            .unwrap();
+        let pgd_adv = pgd
+            .perturb(&linear, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev))
+            .unwrap();
+        let pgd_pred = argmax(&host(linear(pgd_adv)), K);
+        let pgd_fooled = pgd_pred.iter().zip(&y).filter(|(p, l)| **p as i64 != **l).count();
+        assert!(pgd_fooled >= b / 2, "{norm}: the model should not be robust ({pgd_fooled})");
+        assert!(
+            fooled * 10 >= pgd_fooled * 8,
+            "{norm}: Square fooled {fooled} of {b}, PGD {pgd_fooled}"
+        );
+        let d = dists(&host(adv), &x, N, if norm == Norm::Linf { 0 } else { 2 });
+        assert!(d.iter().all(|&d| d <= eps * (1.0 + 1e-6)));
+    }
+    assert!(forward_calls.get() > 2, "{} forward calls", forward_calls.get());
+    assert_eq!(gradient_calls.get(), 0, "Square asked for a gradient");
+}
+
+fn quick_stages(norm: Norm, steps: usize) -> Vec<Stage> {
+    let mut stages = Preset::Standard.stages(norm, 1);
+    for s in &mut stages {
+        match &mut s.attack {
+            AttackConfig::Apgd(a) => a.steps = steps,
+            AttackConfig::Square(a) => a.queries = 20 * steps,
+            _ => {}
+        }
+    }
+    stages
+}
+
+#[test]
+fn the_cascade_is_at_least_as_strong_as_each_stage_and_monotone_in_eps() {
+    let dev = device();
+    let mut rng = TestRng(30);
+    let mlp = random_mlp(&mut rng, N, 16, K, &dev);
+    let b = 24;
+    let (x, _) = data(31, b);
+    let y = own_labels(&mlp, &x, b);
+    for norm in [Norm::Linf, Norm::L2, Norm::L1] {
+        let scale = match norm {
+            Norm::Linf => 1.0,
+            Norm::L2 => 3.0,
+            Norm::L1 => 8.0,
+        };
+        let eps: Vec<f64> = [0.0, 0.02, 0.05, 0.1].iter().map(|e| e * scale).collect();
+        let stages = quick_stages(norm, 10);
+        let eval = Evaluator::new(norm, &eps, stages.clone(), Bounds::new()).unwrap();
+        let mut seen = Vec::new();
+        let out = eval
+            .run(&mlp, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev), &mut |p| {
+                seen.push(p.stage.to_string())
+            })
+            .unwrap();
+        assert!(out.clean_correct.iter().all(|&c| c));
+        let robust: Vec<usize> = (0..eps.len())
+            .map(|e| out.robust(e).iter().filter(|&&r| r).count())
+            .collect();
+        assert_eq!(robust[0], b, "{norm}: eps 0 must leave every correct point robust");
+        assert!(
+            robust.windows(2).all(|w| w[1] <= w[0]),
+            "{norm}: robust counts {robust:?} grow with eps"
+        );
+        assert!(robust[3] < b, "{norm}: nothing broken at the largest eps");
+        // Every break is a real, in-ball misclassification.
+        let p = match norm {
+            Norm::Linf => 0,
+            Norm::L2 => 2,
+            Norm::L1 => 1,
+        };
+        for (e, &r) in eps.iter().enumerate() {
+            let adv = &out.adversarial[e];
+            let d = dists(adv, &x, N, p);
+            let pred = argmax(&host(mlp(matrix(adv.clone(), b, N, &dev))), K);
+            for i in 0..b {
+                assert!(d[i] <= r * (1.0 + 1e-6), "{norm}: sample {i} outside eps {r}");
+                assert_eq!(out.broken[e][i].is_some(), pred[i] as i64 != y[i]);
+                assert_eq!(pred[i], out.adversarial_predictions[e][i]);
+            }
+        }
+        // The cascade is at least as strong as each of its stages run alone at the largest eps.
+        for stage in &stages {
+            let alone = Evaluator::new(norm, &eps[3..], vec![stage.clone()], Bounds::new())
+                .unwrap()
+                .run(&mlp, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev), &mut |_| {})
+                .unwrap();
+            let r = alone.robust(0).iter().filter(|&&v| v).count();
+            assert!(
+                robust[3] <= r,
+                "{norm}: cascade {} robust, {} alone {r}",
+                robust[3],
+                stage.name
+            );
+        }
+        assert!(seen.iter().any(|s| s == "apgd-t"), "{norm}: {seen:?}");
+    }
+}
+
+#[test]
+fn evaluator_settings_are_checked() {
+    let stages = Preset::Quick.stages(Norm::Linf, 0);
+    assert!(Evaluator::new(Norm::Linf, &[], stages.clone(), Bounds::new()).is_err());
+    assert!(Evaluator::new(Norm::Linf, &[-0.1], stages.clone(), Bounds::new()).is_err());
+    assert!(Evaluator::new(Norm::Linf, &[f64::NAN], stages.clone(), Bounds::new()).is_err());
+    assert!(Evaluator::new(Norm::Linf, &[0.1], vec![], Bounds::new()).is_err());
+    // A stage in another norm is refused, naming it.
+    let err = Evaluator::new(Norm::L2, &[0.1], stages.clone(), Bounds::new()).unwrap_err();
+    assert!(err.to_string().contains("apgd-ce"), "{err}");
+    // Square has no L1 version.
+    let square = Preset::Standard.stages(Norm::Linf, 0).pop().unwrap();
+    assert!(Evaluator::new(Norm::L1, &[1.0], vec![square], Bounds::new()).is_err());
+    // Radii are sorted and deduplicated.
+    let e = Evaluator::new(Norm::Linf, &[0.3, 0.1, 0.3], stages, Bounds::new()).unwrap();
+    assert_eq!(e.eps(), &[0.1, 0.3]);
+    assert_eq!(Preset::Standard.stages(Norm::L1, 0).len(), 3);
+    assert_eq!(Preset::Standard.stages(Norm::Linf, 0).len(), 4);
+}
+
+#[test]
+fn dlr_needs_enough_classes() {
+    let dev = device();
+    let three = random_linear(&mut TestRng(40), N, 3, &dev);
+    let (x, _) = data(41, 2);
+    let y = vec![0i64, 1];
+    // Untargeted DLR works with 3 classes; targeted DLR needs 4.
+    let untargeted = ApgdConfig::new(ThreatModel::linf(0.1))
+        .with_steps(2)
+        .with_options(AttackOptions::new().with_loss(LossKind::Dlr))
+        .init()
+        .unwrap();
+    assert!(untargeted
+        .perturb(&three, matrix(x.clone(), 2, N, &dev), ints(y.clone(), &dev))
+        .is_ok());
+    let targeted = ApgdConfig::new(ThreatModel::linf(0.1))
+        .with_steps(2)
+        .with_options(
+            AttackOptions::new()
+                .with_loss(LossKind::Dlr)
+                .with_targeting(Targeting::Random),
+        )
+        .init()
+        .unwrap();
+    let err = targeted
+        .perturb(&three, matrix(x, 2, N, &dev), ints(y, &dev))
+        .unwrap_err();
+    assert!(
+        matches!(err, AttackError::TooFewClasses { needed: 4, num_classes: 3, .. }),
+        "{err}"
+    );
+}
