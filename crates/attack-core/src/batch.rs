@@ -330,8 +330,9 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             Crafting::Train => self.model.logits_train_mode(xa.clone()),
         };
         let obj = objective(loss, logits.clone(), &self.labels, self.targets.as_ref());
-        // A model whose output does not depend on the input has no graph to walk back.
-        let g = if obj.is_autodiff() {
+        // A model whose output does not depend on the input (or cuts the graph, e.g. by
+        // thresholding it) has no graph to walk back: its input gradient is zero.
+        let g = if obj.is_tracked() {
             let grads = obj.sum().backward();
             xa.grad(&grads).map(|g| g.reshape([rows, self.n]))
         } else {

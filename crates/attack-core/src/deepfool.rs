@@ -163,8 +163,9 @@ impl Attack for DeepFool {
                 Crafting::Train => batch.model().logits_train_mode(xr.clone()),
             };
             let chosen = logits.clone().gather(1, picks.clone());
-            let grads = chosen.sum().backward();
-            let g = match xr.grad(&grads) {
+            let chosen = chosen.sum();
+            // A model that cuts the graph has a zero input gradient.
+            let g = match chosen.is_tracked().then(|| xr.grad(&chosen.backward())).flatten() {
                 Some(g) => host_f32(g.reshape([m * b, n])),
                 None => vec![0f32; m * b * n],
             };

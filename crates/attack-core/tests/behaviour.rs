@@ -80,10 +80,19 @@ fn eps_zero_returns_the_input() {
 #[test]
 fn zero_gradients_give_no_nan() {
     let dev = device();
-    // The logits do not depend on the input at all (but stay on its graph).
+    // The logits do not depend on the input at all (but stay on its graph)...
     let flat = |x: Tensor<2>| x.clone().slice([0..x.dims()[0], 0..K]) * 0.0 + 1.0;
+    // ...or depend on it through a threshold, which cuts the autodiff graph.
+    let thresholded = |x: Tensor<2>| {
+        let b = x.dims()[0];
+        x.greater_elem(0.5).float().slice([0..b, 0..K]) * 0.0 + 1.0
+    };
     let (x, y) = data(3, 4);
-    for norm in [Norm::Linf, Norm::L2, Norm::L1] {
+    let models: [&dyn Fn(Tensor<2>) -> Tensor<2>; 2] = [&flat, &thresholded];
+    for (norm, flat) in [Norm::Linf, Norm::L2, Norm::L1]
+        .into_iter()
+        .flat_map(|n| models.iter().map(move |m| (n, m)))
+    {
         for config in all_attacks(norm, 0.3) {
             let attack = config.init().unwrap();
             let adv = host(

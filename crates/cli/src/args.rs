@@ -31,10 +31,15 @@ pub enum Command {
   bulwark train --resume --run-dir runs/mlp-quick # continue a killed run exactly
   bulwark --backend wgpu train --model small-cnn  # needs a build with --features wgpu")]
     Train(Box<TrainArgs>),
-    /// Evaluate clean accuracy of saved weights on a test set.
+    /// Evaluate saved weights on a test set: clean accuracy, or — with --eps — robust accuracy
+    /// under an AutoAttack-style cascade with sanity checks and a report.
     #[command(after_help = "Examples:
   bulwark eval --model small-cnn --weights runs/x/model.safetensors
-  bulwark eval --model small-cnn --weights runs/x/checkpoint/model.bpk --dataset mnist --limit 1000")]
+  bulwark eval --model small-cnn --weights runs/x/checkpoint/model.bpk --dataset mnist --limit 1000
+  bulwark eval --model small-cnn --weights runs/x --preset standard --eps 0.3
+  bulwark eval --model small-cnn --weights runs/x --preset quick --eps 0.3 --eps-sweep 0,0.05,0.1,0.2
+  bulwark eval --model small-cnn --weights runs/x --norm l2 --eps 2 --attacks apgd-ce,square
+  bulwark eval --model small-cnn --weights runs/x --eps 0.3 --out runs/eval/x --resume   # after a kill")]
     Eval(EvalArgs),
     /// Attack saved weights on a test set: clean, adversarial and robust accuracy, a JSON summary
     /// and a PNG grid of clean / adversarial / amplified-perturbation images.
@@ -191,6 +196,41 @@ pub struct EvalArgs {
     /// Write the predicted class of every evaluated image to this file, one per line.
     #[arg(long)]
     pub predictions: Option<PathBuf>,
+    /// Evaluate robust accuracy at this radius (without it: clean accuracy only).
+    #[arg(long, allow_hyphen_values = true)]
+    pub eps: Option<f64>,
+    /// Threat-model norm: linf, l2 or l1.
+    #[arg(long, default_value = "linf", requires = "eps")]
+    pub norm: String,
+    /// Attack list: standard (APGD-CE, APGD-T, APGD-MT in place of FAB-T, Square) or quick
+    /// (APGD-CE, APGD-T).
+    #[arg(long, default_value = "standard", requires = "eps")]
+    pub preset: String,
+    /// A custom attack list instead of the preset: comma-separated names from the standard list
+    /// (apgd-ce, apgd-t, apgd-mt, square).
+    #[arg(long, requires = "eps")]
+    pub attacks: Option<String>,
+    /// Further radii for the robust-accuracy-against-eps curve, comma-separated.
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, requires = "eps")]
+    pub eps_sweep: Vec<f64>,
+    /// Seed of every random draw.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Images per saved chunk of a robust evaluation (the resume granularity).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+    /// Correctly classified images probed at a large radius by the sanity checks.
+    #[arg(long, default_value_t = 100)]
+    pub probe_size: usize,
+    /// Output directory of a robust evaluation (default: runs/eval/<model>-<preset>-<norm>-<eps>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the robust evaluation saved in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 /// `bulwark attack`.
@@ -202,7 +242,7 @@ pub struct AttackArgs {
     /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
     #[arg(long)]
     pub weights: PathBuf,
-    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2 or deepfool.
+    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, square, cw-l2 or deepfool.
     #[arg(long, default_value = "pgd")]
     pub attack: String,
     /// Read the whole attack configuration from a TOML or JSON file (`attack = "pgd"`, ...)
@@ -215,7 +255,7 @@ pub struct AttackArgs {
     /// Radius of the threat model (for cw-l2 and deepfool: results farther away count as failures).
     #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
-    /// Number of steps (iterations for cw-l2 and deepfool).
+    /// Number of steps (iterations for cw-l2 and deepfool, queries for square).
     #[arg(long)]
     pub steps: Option<usize>,
     /// Step size (default: each attack's rule).
@@ -224,9 +264,9 @@ pub struct AttackArgs {
     /// Restarts (per sample the first success, else the highest loss, is kept).
     #[arg(long, default_value_t = 1)]
     pub restarts: usize,
-    /// Loss: ce, cw or dlr.
-    #[arg(long, default_value = "ce")]
-    pub loss: String,
+    /// Loss: ce, cw or dlr (default: cw for square, ce otherwise).
+    #[arg(long)]
+    pub loss: Option<String>,
     /// Targeted mode: random or least-likely (default: untargeted).
     #[arg(long)]
     pub targeted: Option<String>,

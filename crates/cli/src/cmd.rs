@@ -4,15 +4,17 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{
-    ApgdConfig, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, FgsmConfig,
-    LossKind, MiFgsmConfig, Norm, PgdConfig, Targeting, ThreatModel,
+    ApgdConfig, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, Evaluator,
+    FgsmConfig, LossKind, MiFgsmConfig, Norm, PgdConfig, Preset, SquareConfig, Targeting,
+    ThreatModel,
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, BackendKind, DeviceSet, JobOptions, OptimizerKind, Schedule,
-    TrainConfig, attack_dataset, check_input_shape, evaluate, run_job, save_bpk_atomic,
-    write_atomic, write_attack_outputs,
+    AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions,
+    OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, TrainConfig, attack_dataset,
+    check_input_shape, evaluate, evaluate_robustness, run_job, save_bpk_atomic,
+    stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -338,11 +340,14 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     // Weights first: a bad file is reported before any data is fetched.
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
     let kind: DatasetKind = a.dataset.parse()?;
-    let dir = fetch(kind, &fetch_options(a.data_dir))?;
+    let dir = fetch(kind, &fetch_options(a.data_dir.clone()))?;
     let mut test = load_split(kind, Split::Test, &dir)?;
     check_input_shape(&a.model, &test, &a.dataset)?;
     if let Some(n) = a.limit {
         test = test.take(n as usize);
+    }
+    if a.eps.is_some() {
+        return robust_eval(&a, &model, &test, backend, &device);
     }
     let r = evaluate(&model, &test, a.batch_size as usize, &device);
     println!(
@@ -363,6 +368,103 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     Ok(())
 }
 
+/// FNV-1a of a file's bytes (identifies the weights a saved evaluation belongs to).
+fn file_hash(path: &Path) -> Result<String> {
+    let file = if path.is_dir() {
+        ["model.bpk", "checkpoint/model.bpk", "checkpoint.old/model.bpk"]
+            .iter()
+            .map(|c| path.join(c))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    Ok(format!("{h:016x}"))
+}
+
+fn robust_eval(
+    a: &EvalArgs,
+    model: &Model,
+    test: &bulwark_data::ImageDataset,
+    backend: BackendKind,
+    device: &Device,
+) -> Result<()> {
+    let eps = a.eps.expect("checked by the caller");
+    let norm: Norm = a.norm.parse().map_err(anyhow::Error::msg)?;
+    let preset: Preset = a.preset.parse().map_err(anyhow::Error::msg)?;
+    let mut config = RobustEvalConfig::preset(preset, norm, eps, a.seed);
+    if let Some(list) = &a.attacks {
+        config.stages = stages_from_names(list, norm, a.seed)?;
+        config.preset = None;
+    }
+    config.eps_sweep = a.eps_sweep.clone();
+    config.batch_size = a.batch_size as usize;
+    config.chunk_size = a.chunk_size as usize;
+    config.probe_size = a.probe_size;
+    // Settings are checked before any attack runs.
+    Evaluator::new(norm, &config.all_eps(), config.stages.clone(), config.bounds)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let name = config.preset.map_or("custom".to_string(), |p| p.to_string());
+        PathBuf::from("runs/eval").join(format!("{}-{name}-{norm}-{eps}", a.model))
+    });
+    let opts = RobustEvalOptions {
+        progress: !a.no_progress,
+        resume: a.resume,
+        identity: format!(
+            "{}|{}|{}|{}",
+            a.model,
+            file_hash(&a.weights)?,
+            a.dataset,
+            test.len()
+        ),
+        examples: 8,
+    };
+    let report = evaluate_robustness(model, test, &config, &opts, &out, device)?;
+    println!(
+        "{} on {} {} test images, {} eps {}: clean {:.2} %, robust {:.2} % ({}; {:.1} s)",
+        a.model,
+        report.n_examples,
+        a.dataset,
+        report.threat_model,
+        eps,
+        100.0 * report.clean_acc,
+        100.0 * report.robust_acc,
+        report.preset,
+        report.seconds
+    );
+    for stage in &report.attacks {
+        println!(
+            "  after {:<8} {:.2} %",
+            stage.name,
+            100.0 * stage.robust_acc_after
+        );
+    }
+    if report.sweep.len() > 1 {
+        for p in &report.sweep {
+            println!("  eps {:<8} robust {:.2} %", p.eps, 100.0 * p.robust_acc);
+        }
+    }
+    for flag in report.raised() {
+        println!("  WARNING {}: {}", flag.check, flag.evidence);
+    }
+    let context = EvalContext {
+        model: a.model.clone(),
+        weights: a.weights.clone(),
+        dataset: format!("{}/test", a.dataset),
+        backend: backend.to_string(),
+        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let md = write_robust_report(&out, &context, &report)?;
+    println!("report: {}", md.display());
+    Ok(())
+}
+
 /// The attack configuration the flags describe.
 fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
     if let Some(path) = &a.config {
@@ -378,7 +480,13 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
     }
     let norm: Norm = a.norm.parse().map_err(anyhow::Error::msg)?;
     let mut options = AttackOptions::new()
-        .with_loss(a.loss.parse().map_err(anyhow::Error::msg)?)
+        .with_loss(
+            a.loss
+                .as_deref()
+                .unwrap_or(if a.attack == "square" { "cw" } else { "ce" })
+                .parse()
+                .map_err(anyhow::Error::msg)?,
+        )
         .with_restarts(a.restarts)
         .with_early_stop(!a.no_early_stop)
         .with_seed(a.seed);
@@ -434,6 +542,11 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
                     .with_options(options.with_random_start(!a.no_random_start)),
             )
         }
+        "square" => AttackConfig::Square(
+            SquareConfig::new(threat()?)
+                .with_queries(a.steps.unwrap_or(5000))
+                .with_options(options),
+        ),
         "cw-l2" | "cw" => {
             if norm != Norm::L2 && a.eps.is_some() {
                 bail!("cw-l2 measures L2 distances: use --norm l2 with --eps");
@@ -457,7 +570,7 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
                 .with_options(options.with_early_stop(false)),
         ),
         other => bail!(
-            "unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2, deepfool"
+            "unknown attack `{other}`; known: fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, square, cw-l2, deepfool"
         ),
     })
 }

@@ -30,6 +30,7 @@ mod metrics;
 mod optim;
 mod plot;
 mod report;
+mod robust_eval;
 mod schedule;
 
 pub use attack_eval::{
@@ -49,4 +50,8 @@ pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
 pub use plot::{Series, line_plot_svg};
 pub use report::{ReportInputs, write_report};
+pub use robust_eval::{
+    EvalContext, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,
+    evaluate_robustness, stages_from_names, write_robust_report,
+};
 pub use schedule::Schedule;

@@ -1,0 +1,986 @@
+//! Robustness evaluation of a dataset with the attack-core [`Evaluator`]: the cascade in chunks
+//! that are saved as they finish (a killed evaluation resumes where it stopped), the sanity checks
+//! with their evidence, the worst-case inputs saved and re-checked from disk, and the report
+//! (`report.json`, `report.md`, `robust_vs_eps.svg`, `examples.png`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bulwark_attack_core::sanity::{self, SanityFlag};
+use bulwark_attack_core::{
+    ApgdConfig, Attack, AttackConfig, AttackOptions, BatchOutcome, Bounds, Break, Classifier,
+    Evaluator, LossKind, Norm, Preset, Stage, SquareConfig, ThreatModel,
+};
+use bulwark_data::{ImageDataset, epoch_batches};
+use burn::tensor::{Device, Tensor, TensorData};
+use indicatif::{ProgressBar, ProgressStyle};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::write_atomic;
+use crate::error::TrainError;
+use crate::grid::{GridImage, write_png_grid};
+use crate::plot::{Series, line_plot_svg};
+
+/// What to evaluate: threat model, radii, attack list, seed and sizes. Recorded in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RobustEvalConfig {
+    /// Threat-model norm.
+    pub norm: Norm,
+    /// The radius the headline robust accuracy is reported at.
+    pub eps: f64,
+    /// Further radii for the robust-accuracy-against-eps curve (the headline radius is added).
+    pub eps_sweep: Vec<f64>,
+    /// The preset the stages come from, if any (`None`: a custom list).
+    pub preset: Option<Preset>,
+    /// The attack list, run as a cascade.
+    pub stages: Vec<Stage>,
+    /// Seed of every random draw (recorded in each stage's options too).
+    pub seed: u64,
+    /// The valid input box.
+    pub bounds: Bounds,
+    /// Images per attack batch.
+    pub batch_size: usize,
+    /// Images per saved chunk (the resume granularity).
+    pub chunk_size: usize,
+    /// Correctly classified points probed at a large radius (and, when the list has no
+    /// black-box attack, by a Square probe).
+    pub probe_size: usize,
+    /// Queries of the Square probe.
+    pub probe_queries: usize,
+}
+
+impl RobustEvalConfig {
+    /// A preset's attack list at radius `eps` in `norm`, with the defaults: batches of 500,
+    /// chunks of 1,000, 100 probed points, a 1,000-query Square probe, the box [0, 1].
+    pub fn preset(preset: Preset, norm: Norm, eps: f64, seed: u64) -> Self {
+        Self {
+            norm,
+            eps,
+            eps_sweep: Vec::new(),
+            preset: Some(preset),
+            stages: preset.stages(norm, seed),
+            seed,
+            bounds: Bounds::new(),
+            batch_size: 500,
+            chunk_size: 1000,
+            probe_size: 100,
+            probe_queries: 1000,
+        }
+    }
+
+    /// All radii, ascending, the headline one included.
+    pub fn all_eps(&self) -> Vec<f64> {
+        let mut e = self.eps_sweep.clone();
+        e.push(self.eps);
+        e.sort_by(f64::total_cmp);
+        e.dedup();
+        e
+    }
+}
+
+/// How to run [`evaluate_robustness`].
+#[derive(Debug, Clone)]
+pub struct RobustEvalOptions {
+    /// Show progress bars.
+    pub progress: bool,
+    /// Continue the evaluation saved in the output directory (otherwise an existing one is an
+    /// error).
+    pub resume: bool,
+    /// Identifies the model and data (e.g. model name, weights hash, dataset): a saved evaluation
+    /// resumes only with the same identity and configuration.
+    pub identity: String,
+    /// Number of adversarial examples in the image grid.
+    pub examples: usize,
+}
+
+/// One stage's results at the headline radius.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageReport {
+    /// The stage's name.
+    pub name: String,
+    /// Its attack configuration at the headline radius (restarts and seed included).
+    pub attack: AttackConfig,
+    /// Target classes tried in turn, for targeted stages.
+    pub target_classes: Option<usize>,
+    /// Robust accuracy after this stage (cumulative, as AutoAttack prints it).
+    pub robust_acc_after: f64,
+    /// Points attacked (summed over target classes).
+    pub attacked: usize,
+    /// Points this stage broke.
+    pub broken: usize,
+    /// Misclassified outputs outside the threat model (not counted).
+    pub rejected: usize,
+    /// Seconds spent in this stage (this run; resumed chunks are not re-timed).
+    pub seconds: f64,
+}
+
+/// Robust accuracy at one radius.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SweepPoint {
+    /// The radius.
+    pub eps: f64,
+    /// Robust accuracy after the whole cascade.
+    pub robust_acc: f64,
+    /// Robust accuracy after each stage, in order.
+    pub robust_acc_after: Vec<f64>,
+}
+
+/// Everything an evaluation measured. Field names follow RobustBench's model cards where one
+/// exists (`clean_acc`, `threat_model`, `eps`, `n_examples`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RobustReport {
+    /// `Linf`, `L2` or `L1`, as RobustBench writes it.
+    pub threat_model: String,
+    /// The headline radius.
+    pub eps: f64,
+    /// Number of evaluated images.
+    pub n_examples: usize,
+    /// Clean accuracy.
+    pub clean_acc: f64,
+    /// Robust accuracy at `eps` after the whole cascade (per-sample worst case).
+    pub robust_acc: f64,
+    /// The preset, or `custom`.
+    pub preset: String,
+    /// Per stage, at the headline radius.
+    pub attacks: Vec<StageReport>,
+    /// Robust accuracy at every evaluated radius.
+    pub sweep: Vec<SweepPoint>,
+    /// Points broken at a smaller radius of the sweep, whose example also counts at `eps` (the
+    /// stages at `eps` did not need to attack them).
+    pub broken_at_smaller_eps: usize,
+    /// Every sanity check, raised or not, with its evidence.
+    pub flags: Vec<SanityFlag>,
+    /// The full configuration (seed and sizes).
+    pub config: RobustEvalConfig,
+    /// Wall-clock seconds of this run (a resumed run counts only its own time).
+    pub seconds: f64,
+    /// Chunks loaded from a previous run instead of computed.
+    pub resumed_chunks: usize,
+    /// The saved worst-case inputs at the headline radius.
+    pub adversarial_file: PathBuf,
+    /// Examples for the grid (not serialized).
+    #[serde(skip)]
+    pub examples: Vec<(GridImage, GridImage, usize, usize)>,
+}
+
+impl RobustReport {
+    /// The raised flags.
+    pub fn raised(&self) -> impl Iterator<Item = &SanityFlag> {
+        self.flags.iter().filter(|f| f.raised())
+    }
+}
+
+/// A chunk's saved results (`chunk-NNNNN.json`; its worst-case inputs at the headline radius are
+/// in `chunk-NNNNN.f32`, little-endian).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ChunkFile {
+    fingerprint: String,
+    start: usize,
+    len: usize,
+    clean_correct: Vec<bool>,
+    clean_predictions: Vec<usize>,
+    broken: Vec<Vec<Option<Break>>>,
+    adversarial_predictions: Vec<Vec<usize>>,
+    /// `[eps index][stage] = (attacked, broken, rejected, seconds)`.
+    stage_totals: Vec<Vec<(usize, usize, usize, f64)>>,
+}
+
+fn threat_name(norm: Norm) -> &'static str {
+    match norm {
+        Norm::Linf => "Linf",
+        Norm::L2 => "L2",
+        Norm::L1 => "L1",
+    }
+}
+
+/// A stable fingerprint of what is evaluated (FNV-1a of the configuration JSON, the identity and
+/// the number of images).
+fn fingerprint(config: &RobustEvalConfig, identity: &str, n: usize) -> String {
+    let text = format!(
+        "{}|{identity}|{n}",
+        serde_json::to_string(config).unwrap_or_default()
+    );
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    format!("{h:016x}")
+}
+
+fn bar(len: usize, show: bool, prefix: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    b.set_prefix(prefix.to_string());
+    b
+}
+
+/// Runs the cascade over every image of `data` (in order), saving each chunk to
+/// `out_dir/eval-state/` as it finishes, then the probes and checks; writes the worst-case inputs
+/// at the headline radius to `out_dir/adversarial.safetensors`. Write the report files with
+/// [`write_robust_report`].
+pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &RobustEvalConfig,
+    opts: &RobustEvalOptions,
+    out_dir: &Path,
+    device: &Device,
+) -> Result<RobustReport, TrainError> {
+    let device = device.clone().inner();
+    let all_eps = config.all_eps();
+    let evaluator = Evaluator::new(config.norm, &all_eps, config.stages.clone(), config.bounds)?;
+    if config.batch_size == 0 || config.chunk_size == 0 {
+        return Err(TrainError::Config(
+            "batch_size and chunk_size must be >= 1".into(),
+        ));
+    }
+    let main = all_eps
+        .iter()
+        .position(|&e| e == config.eps)
+        .expect("the headline eps is in the list");
+    let n = data.len();
+    let n_pixels = data.image_size();
+    let state_dir = out_dir.join("eval-state");
+    let fp = fingerprint(config, &opts.identity, n);
+    prepare_state_dir(&state_dir, &fp, opts.resume)?;
+    let started = Instant::now();
+
+    // Cheap checks on the first batch.
+    let first: Vec<usize> = (0..n.min(config.batch_size)).collect();
+    let mut flags = Vec::new();
+    if first.is_empty() {
+        return Err(TrainError::Config("the dataset is empty".into()));
+    }
+    let (x, y) = data.batch(&first, &device);
+    flags.push(sanity::check_deterministic(model, x.clone()));
+    flags.push(sanity::check_logits(model, x.clone()));
+    flags.push(sanity::check_gradients(model, x, y, config.bounds)?);
+
+    // The cascade, chunk by chunk.
+    let stages = evaluator.stages().len();
+    let chunks: Vec<(usize, usize)> = (0..n)
+        .step_by(config.chunk_size)
+        .map(|s| (s, config.chunk_size.min(n - s)))
+        .collect();
+    let progress = bar(n, opts.progress, &format!("eval {}", config.norm));
+    let mut results: Vec<ChunkFile> = Vec::with_capacity(chunks.len());
+    let mut adversarial_main: Vec<f32> = Vec::with_capacity(n * n_pixels);
+    let mut resumed = 0usize;
+    let mut robust_so_far = (0usize, 0usize);
+    for (c, &(start, len)) in chunks.iter().enumerate() {
+        let json_path = state_dir.join(format!("chunk-{c:05}.json"));
+        let bin_path = state_dir.join(format!("chunk-{c:05}.f32"));
+        if let Some((chunk, adv)) = load_chunk(&json_path, &bin_path, &fp, start, len, n_pixels) {
+            progress.inc(len as u64);
+            resumed += 1;
+            robust_so_far.0 += count_robust(&chunk, main);
+            robust_so_far.1 += len;
+            results.push(chunk);
+            adversarial_main.extend(adv);
+            continue;
+        }
+        let mut chunk = ChunkFile {
+            fingerprint: fp.clone(),
+            start,
+            len,
+            clean_correct: Vec::with_capacity(len),
+            clean_predictions: Vec::with_capacity(len),
+            broken: vec![Vec::with_capacity(len); all_eps.len()],
+            adversarial_predictions: vec![Vec::with_capacity(len); all_eps.len()],
+            stage_totals: vec![vec![(0, 0, 0, 0.0); stages]; all_eps.len()],
+        };
+        let mut adv_chunk = Vec::with_capacity(len * n_pixels);
+        for local in epoch_batches(len, config.batch_size, false, 0, 0) {
+            let indices: Vec<usize> = local.iter().map(|&i| start + i).collect();
+            let (x, y) = data.batch(&indices, &device);
+            let robust_text = if robust_so_far.1 > 0 {
+                format!(
+                    "robust {:.2} %",
+                    100.0 * robust_so_far.0 as f64 / robust_so_far.1 as f64
+                )
+            } else {
+                String::new()
+            };
+            let out: BatchOutcome = evaluator.run(model, x, y, &mut |p| {
+                let target = p
+                    .target
+                    .map(|(k, of)| format!(" target {k}/{of}"))
+                    .unwrap_or_default();
+                progress.set_message(format!(
+                    "eps {} {}{target} on {} pts  {robust_text}",
+                    p.eps, p.stage, p.attacked
+                ));
+            })?;
+            chunk.clean_correct.extend(&out.clean_correct);
+            chunk.clean_predictions.extend(&out.clean_predictions);
+            for e in 0..all_eps.len() {
+                chunk.broken[e].extend(&out.broken[e]);
+                chunk.adversarial_predictions[e].extend(&out.adversarial_predictions[e]);
+            }
+            for r in &out.records {
+                let t = &mut chunk.stage_totals[r.eps_index][r.stage];
+                t.0 += r.attacked;
+                t.1 += r.broken;
+                t.2 += r.rejected;
+                t.3 += r.seconds;
+            }
+            adv_chunk.extend_from_slice(&out.adversarial[main]);
+            let robust = out.robust(main).iter().filter(|&&r| r).count();
+            robust_so_far.0 += robust;
+            robust_so_far.1 += indices.len();
+            progress.inc(indices.len() as u64);
+        }
+        save_chunk(&json_path, &bin_path, &chunk, &adv_chunk)?;
+        results.push(chunk);
+        adversarial_main.extend(adv_chunk);
+    }
+    progress.finish_and_clear();
+
+    // Aggregates.
+    let clean_correct: Vec<bool> = results.iter().flat_map(|c| c.clean_correct.clone()).collect();
+    let broken: Vec<Vec<Option<Break>>> = (0..all_eps.len())
+        .map(|e| results.iter().flat_map(|c| c.broken[e].clone()).collect())
+        .collect();
+    let frac = |k: usize| if n == 0 { 0.0 } else { k as f64 / n as f64 };
+    let robust_count = |e: usize, upto: Option<usize>| -> usize {
+        (0..n)
+            .filter(|&i| {
+                clean_correct[i]
+                    && match broken[e][i] {
+                        None => true,
+                        Some(b) => upto.is_some_and(|s| b.eps_index == e && b.stage > s),
+                    }
+            })
+            .count()
+    };
+    let mut totals = vec![vec![(0usize, 0usize, 0usize, 0f64); stages]; all_eps.len()];
+    for chunk in &results {
+        for (e, row) in chunk.stage_totals.iter().enumerate() {
+            for (s, t) in row.iter().enumerate() {
+                let acc = &mut totals[e][s];
+                acc.0 += t.0;
+                acc.1 += t.1;
+                acc.2 += t.2;
+                acc.3 += t.3;
+            }
+        }
+    }
+    let attacks: Vec<StageReport> = evaluator
+        .stages()
+        .iter()
+        .enumerate()
+        .map(|(s, stage)| StageReport {
+            name: stage.name.clone(),
+            attack: stage.attack.with_eps(config.eps),
+            target_classes: stage.target_classes,
+            robust_acc_after: frac(robust_count(main, Some(s))),
+            attacked: totals[main][s].0,
+            broken: totals[main][s].1,
+            rejected: totals[main][s].2,
+            seconds: totals[main][s].3,
+        })
+        .collect();
+    let sweep: Vec<SweepPoint> = all_eps
+        .iter()
+        .enumerate()
+        .map(|(e, &eps)| SweepPoint {
+            eps,
+            robust_acc: frac(robust_count(e, None)),
+            robust_acc_after: (0..stages).map(|s| frac(robust_count(e, Some(s)))).collect(),
+        })
+        .collect();
+    let robust_main = robust_count(main, None);
+    let carried = broken[main]
+        .iter()
+        .filter(|b| b.is_some_and(|b| b.eps_index < main))
+        .count();
+    let clean = clean_correct.iter().filter(|&&c| c).count();
+
+    // Black-box versus white-box.
+    let black_box: Vec<bool> = evaluator
+        .stages()
+        .iter()
+        .map(|s| s.attack.is_black_box())
+        .collect();
+    let first_black = black_box.iter().position(|&b| b);
+    let robust_main_rows: Vec<usize> = (0..n)
+        .filter(|&i| clean_correct[i] && broken[main][i].is_none())
+        .collect();
+    match first_black {
+        Some(_) => {
+            let extra = broken[main]
+                .iter()
+                .filter(|b| b.is_some_and(|b| b.eps_index == main && black_box[b.stage]))
+                .count();
+            flags.push(sanity::black_box_flag(extra, n));
+        }
+        None if config.norm == Norm::L1 => flags.push(SanityFlag::not_checked(
+            "black-box-beats-white-box",
+            "no black-box attack in the list, and Square has no L1 version",
+        )),
+        None => {
+            let probe: Vec<usize> = robust_main_rows
+                .iter()
+                .copied()
+                .take(config.probe_size)
+                .collect();
+            let square = AttackConfig::Square(
+                SquareConfig::new(ThreatModel::new(config.norm, config.eps))
+                    .with_queries(config.probe_queries)
+                    .with_options(
+                        AttackOptions::new()
+                            .with_bounds(config.bounds)
+                            .with_loss(LossKind::CwMargin)
+                            .with_seed(config.seed),
+                    ),
+            );
+            if probe.is_empty() {
+                flags.push(SanityFlag::not_checked(
+                    "black-box-beats-white-box",
+                    "no black-box attack in the list, and no point left robust to probe with one",
+                ));
+            } else {
+                let extra = count_broken(model, data, &probe, &square, config, &device)?;
+                let mut flag = sanity::black_box_flag(extra, n);
+                flag.evidence = format!(
+                    "{} (a {}-query Square probe of {} points still robust after the cascade)",
+                    flag.evidence,
+                    config.probe_queries,
+                    probe.len()
+                );
+                flags.push(flag);
+            }
+        }
+    }
+
+    // Robust accuracy against eps, and at a radius where it must be near 0.
+    let large = sanity::large_eps(config.norm, config.bounds, n_pixels);
+    let probe: Vec<usize> = (0..n)
+        .filter(|&i| clean_correct[i])
+        .take(config.probe_size)
+        .collect();
+    let apgd = AttackConfig::Apgd(
+        ApgdConfig::new(ThreatModel::new(config.norm, large)).with_options(
+            AttackOptions::new()
+                .with_bounds(config.bounds)
+                .with_random_start(true)
+                .with_early_stop(true)
+                .with_seed(config.seed),
+        ),
+    );
+    let broken_large = count_broken(model, data, &probe, &apgd, config, &device)?;
+    let survived = probe.len() - broken_large;
+    flags.push(sanity::large_eps_flag(large, survived, probe.len()));
+    let points: Vec<(f64, usize)> = all_eps
+        .iter()
+        .enumerate()
+        .map(|(e, &eps)| (eps, robust_count(e, None)))
+        .collect();
+    let mut trend = sanity::eps_trend_flag(&points, n);
+    let probe_main = probe.iter().filter(|&&i| broken[main][i].is_none()).count();
+    let probe_trend = sanity::eps_trend_flag(
+        &[(config.eps, probe_main), (large, survived)],
+        probe.len(),
+    );
+    if points.len() < 2 && !probe.is_empty() {
+        // One radius: the probe's pair (headline eps, large eps) is the only evidence.
+        trend = SanityFlag {
+            evidence: format!("probe: {}", probe_trend.evidence),
+            ..probe_trend
+        };
+    } else if probe_trend.raised() {
+        trend = SanityFlag {
+            status: probe_trend.status,
+            evidence: format!("{}; probe: {}", trend.evidence, probe_trend.evidence),
+            ..trend
+        };
+    }
+    flags.push(trend);
+
+    // Re-check from disk.
+    std::fs::create_dir_all(out_dir).map_err(TrainError::io(out_dir))?;
+    let adversarial_file = out_dir.join("adversarial.safetensors");
+    let labels: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
+    save_adversarial(&adversarial_file, &adversarial_main, &labels, data)?;
+    let recomputed = recompute_correct(model, &adversarial_file, config.batch_size, &device)?;
+    flags.push(sanity::recompute_flag(robust_main, recomputed, n));
+    let rejected: usize = totals.iter().flatten().map(|t| t.2).sum();
+    flags.push(sanity::threat_flag(rejected));
+
+    // Grid: the first adversarial examples at the headline radius.
+    let mut examples = Vec::new();
+    let mut all_preds = Vec::with_capacity(n);
+    for chunk in &results {
+        all_preds.extend(chunk.adversarial_predictions[main].iter().copied());
+    }
+    for i in (0..n).filter(|&i| broken[main][i].is_some()) {
+        if examples.len() >= opts.examples {
+            break;
+        }
+        let img = |v: &[f32]| GridImage {
+            channels: data.channels,
+            height: data.height,
+            width: data.width,
+            pixels: v.to_vec(),
+        };
+        let clean_px: Vec<f32> = data.images[i * n_pixels..(i + 1) * n_pixels]
+            .iter()
+            .map(|&p| f32::from(p) / 255.0)
+            .collect();
+        examples.push((
+            img(&clean_px),
+            img(&adversarial_main[i * n_pixels..(i + 1) * n_pixels]),
+            usize::from(data.labels[i]),
+            all_preds[i],
+        ));
+    }
+
+    Ok(RobustReport {
+        threat_model: threat_name(config.norm).into(),
+        eps: config.eps,
+        n_examples: n,
+        clean_acc: frac(clean),
+        robust_acc: frac(robust_main),
+        preset: config
+            .preset
+            .map_or("custom".to_string(), |p| p.to_string()),
+        attacks,
+        sweep,
+        flags,
+        config: config.clone(),
+        broken_at_smaller_eps: carried,
+        seconds: started.elapsed().as_secs_f64(),
+        resumed_chunks: resumed,
+        adversarial_file,
+        examples,
+    })
+}
+
+fn count_robust(chunk: &ChunkFile, main: usize) -> usize {
+    chunk
+        .clean_correct
+        .iter()
+        .zip(&chunk.broken[main])
+        .filter(|(c, b)| **c && b.is_none())
+        .count()
+}
+
+/// Creates the state directory, or checks that the one there belongs to this evaluation.
+fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), TrainError> {
+    let meta = dir.join("fingerprint");
+    if dir.exists() {
+        if !resume {
+            return Err(TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: "a saved evaluation is already there; pass --resume to continue it, or \
+                         choose another output directory"
+                    .into(),
+            });
+        }
+        let found = std::fs::read_to_string(&meta).unwrap_or_default();
+        if found.trim() != fp {
+            return Err(TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "the saved evaluation is of another model, dataset or configuration \
+                     (fingerprint {} here, {fp} now); choose another output directory",
+                    if found.trim().is_empty() {
+                        "missing"
+                    } else {
+                        found.trim()
+                    }
+                ),
+            });
+        }
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    write_atomic(&meta, fp.as_bytes())
+}
+
+/// A saved chunk, if it is complete and of this evaluation; anything else is recomputed.
+fn load_chunk(
+    json: &Path,
+    bin: &Path,
+    fp: &str,
+    start: usize,
+    len: usize,
+    n_pixels: usize,
+) -> Option<(ChunkFile, Vec<f32>)> {
+    let chunk: ChunkFile = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
+    let bytes = std::fs::read(bin).ok()?;
+    let ok = chunk.fingerprint == fp
+        && chunk.start == start
+        && chunk.len == len
+        && chunk.clean_correct.len() == len
+        && chunk.broken.iter().all(|b| b.len() == len)
+        && bytes.len() == len * n_pixels * 4;
+    if !ok {
+        tracing::warn!("{}: incomplete or foreign chunk, recomputing it", json.display());
+        return None;
+    }
+    let adv = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Some((chunk, adv))
+}
+
+/// Writes the inputs first and the JSON last: a chunk counts only once both are complete.
+fn save_chunk(json: &Path, bin: &Path, chunk: &ChunkFile, adv: &[f32]) -> Result<(), TrainError> {
+    let bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    write_atomic(bin, &bytes)?;
+    let text = serde_json::to_vec(chunk)
+        .map_err(|e| TrainError::Config(format!("cannot serialize a chunk: {e}")))?;
+    write_atomic(json, &text)
+}
+
+/// Attacks the rows `rows` of `data` with `attack` and counts the misclassified results.
+fn count_broken<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    rows: &[usize],
+    attack: &AttackConfig,
+    config: &RobustEvalConfig,
+    device: &Device,
+) -> Result<usize, TrainError> {
+    let attack = attack.init()?;
+    let mut broken = 0;
+    for part in rows.chunks(config.batch_size.max(1)) {
+        let (x, y) = data.batch(part, device);
+        let labels: Vec<i64> = y.clone().try_into_vec_as::<i64>().expect("int labels");
+        let adv = attack.perturb(model, x, y)?;
+        let b = part.len();
+        let pred: Vec<i64> = model
+            .logits(adv)
+            .argmax(1)
+            .reshape([b])
+            .try_into_vec_as::<i64>()
+            .expect("argmax reads back as i64");
+        broken += pred.iter().zip(&labels).filter(|(p, l)| p != l).count();
+    }
+    Ok(broken)
+}
+
+/// `adversarial.safetensors`: `x_adv` `[N, C, H, W]` f32 (the worst case per image; the clean
+/// image where the model is robust) and `labels` `[N]` i64.
+fn save_adversarial(
+    path: &Path,
+    adv: &[f32],
+    labels: &[i64],
+    data: &ImageDataset,
+) -> Result<(), TrainError> {
+    let n = labels.len();
+    let x_bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let y_bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let err = |e: safetensors::SafeTensorError| TrainError::Image {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let x = TensorView::new(
+        Dtype::F32,
+        vec![n, data.channels, data.height, data.width],
+        &x_bytes,
+    )
+    .map_err(err)?;
+    let y = TensorView::new(Dtype::I64, vec![n], &y_bytes).map_err(err)?;
+    let bytes = safetensors::serialize([("x_adv", x), ("labels", y)], &None).map_err(err)?;
+    write_atomic(path, &bytes)
+}
+
+/// Reloads `adversarial.safetensors` and counts the inputs the model classifies correctly.
+fn recompute_correct<C: Classifier<4> + ?Sized>(
+    model: &C,
+    path: &Path,
+    batch_size: usize,
+    device: &Device,
+) -> Result<usize, TrainError> {
+    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    let bad = |reason: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(e.to_string()))?;
+    let x = st.tensor("x_adv").map_err(|e| bad(e.to_string()))?;
+    let y = st.tensor("labels").map_err(|e| bad(e.to_string()))?;
+    let shape = x.shape().to_vec();
+    if shape.len() != 4 || x.dtype() != Dtype::F32 || y.dtype() != Dtype::I64 {
+        return Err(bad("unexpected tensor layout".into()));
+    }
+    let n = shape[0];
+    let per = shape[1] * shape[2] * shape[3];
+    let xs: Vec<f32> = x
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let ys: Vec<i64> = y
+        .data()
+        .chunks_exact(8)
+        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .collect();
+    let mut correct = 0;
+    for start in (0..n).step_by(batch_size.max(1)) {
+        let b = batch_size.min(n - start);
+        let t: Tensor<4> = Tensor::from_data(
+            TensorData::new(
+                xs[start * per..(start + b) * per].to_vec(),
+                [b, shape[1], shape[2], shape[3]],
+            ),
+            device,
+        );
+        let pred: Vec<i64> = model
+            .logits(t)
+            .argmax(1)
+            .reshape([b])
+            .try_into_vec_as::<i64>()
+            .expect("argmax reads back as i64");
+        correct += pred
+            .iter()
+            .zip(&ys[start..start + b])
+            .filter(|(p, y)| p == y)
+            .count();
+    }
+    Ok(correct)
+}
+
+/// What was evaluated, recorded in the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalContext {
+    /// Zoo model name.
+    pub model: String,
+    /// Weights file.
+    pub weights: PathBuf,
+    /// Dataset and split, e.g. `mnist/test`.
+    pub dataset: String,
+    /// Backend.
+    pub backend: String,
+    /// Bulwark's version.
+    pub bulwark_version: String,
+}
+
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    #[serde(flatten)]
+    context: &'a EvalContext,
+    #[serde(flatten)]
+    report: &'a RobustReport,
+    software: BTreeMap<&'static str, String>,
+}
+
+/// Writes `report.json`, `report.md`, `robust_vs_eps.svg` and `examples.png` into `dir`
+/// (atomically). Returns the Markdown report's path.
+pub fn write_robust_report(
+    dir: &Path,
+    context: &EvalContext,
+    report: &RobustReport,
+) -> Result<PathBuf, TrainError> {
+    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    let mut software = BTreeMap::new();
+    software.insert("bulwark", context.bulwark_version.clone());
+    software.insert("burn", "0.22.1".to_string());
+    let json = serde_json::to_vec_pretty(&ReportFile {
+        context,
+        report,
+        software,
+    })
+    .map_err(|e| TrainError::Config(format!("cannot serialize the report: {e}")))?;
+    write_atomic(&dir.join("report.json"), &json)?;
+
+    let mut series = vec![Series {
+        name: "cascade".into(),
+        points: report
+            .sweep
+            .iter()
+            .map(|p| (p.eps, 100.0 * p.robust_acc))
+            .collect(),
+    }];
+    if report.sweep.len() > 1 {
+        for (s, stage) in report.attacks.iter().enumerate().take(5) {
+            series.push(Series {
+                name: format!("after {}", stage.name),
+                points: report
+                    .sweep
+                    .iter()
+                    .map(|p| (p.eps, 100.0 * p.robust_acc_after[s]))
+                    .collect(),
+            });
+        }
+    }
+    let svg = line_plot_svg(
+        &format!(
+            "{} robust accuracy, {} ({} images)",
+            context.model, report.threat_model, report.n_examples
+        ),
+        "eps",
+        "robust accuracy (%)",
+        &series,
+    );
+    write_atomic(&dir.join("robust_vs_eps.svg"), svg.as_bytes())?;
+    if !report.examples.is_empty() {
+        let rows = vec![
+            report.examples.iter().map(|e| e.0.clone()).collect(),
+            report.examples.iter().map(|e| e.1.clone()).collect(),
+            report
+                .examples
+                .iter()
+                .map(|e| GridImage::amplified_difference(&e.0, &e.1))
+                .collect::<Vec<_>>(),
+        ];
+        write_png_grid(&dir.join("examples.png"), &rows, 3)?;
+    }
+    let md = markdown(context, report);
+    let path = dir.join("report.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}
+
+fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let pct = |v: f64| format!("{:.2} %", 100.0 * v);
+    let _ = writeln!(s, "# Robustness evaluation: {} on {}\n", ctx.model, ctx.dataset);
+    let _ = writeln!(
+        s,
+        "Weights `{}`, backend {}, Bulwark {}.\n",
+        ctx.weights.display(),
+        ctx.backend,
+        ctx.bulwark_version
+    );
+    let raised: Vec<&SanityFlag> = r.raised().collect();
+    if !raised.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Warning: {} sanity check(s) raised — the robust accuracy below may be \
+             overestimated.** See the flags at the end.\n",
+            raised.len()
+        );
+    }
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| threat model | {} eps = {} |", r.threat_model, r.eps);
+    let _ = writeln!(s, "| images | {} |", r.n_examples);
+    let _ = writeln!(s, "| clean accuracy | {} |", pct(r.clean_acc));
+    let _ = writeln!(s, "| **robust accuracy** | **{}** |", pct(r.robust_acc));
+    let _ = writeln!(s, "| attacks | {} ({}) |", r.preset, names(r));
+    let _ = writeln!(s, "| seed | {} |", r.config.seed);
+    let _ = writeln!(
+        s,
+        "| time | {:.1} s{} |\n",
+        r.seconds,
+        if r.resumed_chunks > 0 {
+            format!(" (this run; {} chunks resumed)", r.resumed_chunks)
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(s, "## Cascade at eps = {}\n", r.eps);
+    let _ = writeln!(
+        s,
+        "Each attack runs only on the points still robust; robust accuracy is cumulative.{}\n",
+        if r.broken_at_smaller_eps > 0 {
+            format!(
+                " {} points were already broken at a smaller eps of the sweep (their example \
+                 lies inside this ball too) and were not attacked again.",
+                r.broken_at_smaller_eps
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(
+        s,
+        "| attack | targets | restarts | attacked | broken | robust accuracy after | seconds |\n|---|---|---|---|---|---|---|"
+    );
+    for a in &r.attacks {
+        let mut attack = a.attack.clone();
+        let restarts = attack.options_mut().restarts;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {:.1} |",
+            a.name,
+            a.target_classes.map_or("—".to_string(), |t| t.to_string()),
+            restarts,
+            a.attacked,
+            a.broken,
+            pct(a.robust_acc_after),
+            a.seconds
+        );
+    }
+    if r.sweep.len() > 1 {
+        let _ = writeln!(s, "\n## Robust accuracy against eps\n");
+        let _ = writeln!(s, "![robust accuracy against eps](robust_vs_eps.svg)\n");
+        let _ = writeln!(s, "| eps | robust accuracy |\n|---|---|");
+        for p in &r.sweep {
+            let _ = writeln!(s, "| {} | {} |", p.eps, pct(p.robust_acc));
+        }
+    }
+    let _ = writeln!(s, "\n## Sanity checks\n");
+    let _ = writeln!(s, "| check | status | evidence |\n|---|---|---|");
+    for f in &r.flags {
+        let status = match f.status {
+            bulwark_attack_core::sanity::FlagStatus::Ok => "ok",
+            bulwark_attack_core::sanity::FlagStatus::Raised => "**RAISED**",
+            bulwark_attack_core::sanity::FlagStatus::NotChecked => "not checked",
+        };
+        let _ = writeln!(s, "| {} | {status} | {} |", f.check, f.evidence);
+    }
+    if !r.examples.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Examples\n\n![clean, adversarial, perturbation](examples.png)\n\nRows: clean, \
+             adversarial, perturbation (amplified). Label → adversarial prediction: {}.",
+            r.examples
+                .iter()
+                .map(|e| format!("{}→{}", e.2, e.3))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nWorst-case inputs at eps = {}: `{}` (`x_adv`, `labels`).",
+        r.eps,
+        r.adversarial_file.display()
+    );
+    s
+}
+
+fn names(r: &RobustReport) -> String {
+    r.attacks
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Builds the cascade for the command line: a preset, or a comma-separated list of stage names
+/// (`apgd-ce`, `apgd-t`, `apgd-mt`, `square`) taken from the standard preset.
+pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage>, TrainError> {
+    let all = Preset::Standard.stages(norm, seed);
+    names
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|name| {
+            all.iter().find(|s| s.name == name).cloned().ok_or_else(|| {
+                TrainError::Config(format!(
+                    "unknown attack `{name}` for {norm}; known: {}",
+                    all.iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+        })
+        .collect()
+}
