@@ -50,7 +50,10 @@ impl AttackConfig {
             return Err(bad("an attack configuration must be a table".into()));
         };
         let name = user.get("attack").and_then(|v| v.as_str()).ok_or_else(|| {
-            bad("missing `attack` (fgsm, bim, pgd, mi-fgsm, apgd, square, cw-l2 or deepfool)".into())
+            bad(
+                "missing `attack` (fgsm, bim, pgd, mi-fgsm, apgd, square, cw-l2 or deepfool)"
+                    .into(),
+            )
         })?;
         let threat = || -> Result<ThreatModel, AttackError> {
             let t = user.get("threat").ok_or_else(|| {

@@ -132,6 +132,22 @@ struct Found {
     found_x: Vec<f32>,
 }
 
+/// Objective, success and flat input gradient for the flat rows `x` of `view`.
+fn eval_rows<const D: usize, C: Classifier<D> + ?Sized>(
+    view: &Batch<'_, D, C>,
+    x: Vec<f32>,
+    loss: crate::options::LossKind,
+) -> (Vec<f32>, Vec<bool>, Vec<f32>) {
+    let (logits, g) = view.gradient(upload(x, view.b, view.n, &view.device), loss);
+    let obj = host_f32(objective(
+        loss,
+        logits.clone(),
+        &view.labels,
+        view.targets.as_ref(),
+    ));
+    (obj, view.success_of(logits), host_f32(g))
+}
+
 /// Fraction of the L1 iterations after which the sparsity and step size adapt (every `0.04·N`).
 const L1_CHECK_EVERY: f64 = 0.04;
 /// L1: the step shrinks by this factor at a checkpoint where the sparsity did not drop...
@@ -159,7 +175,11 @@ impl Apgd {
         let stages: Vec<(f64, usize)> = if c.large_reps {
             let first = (0.3 * c.steps as f64).ceil() as usize;
             let last = c.steps.saturating_sub(2 * first).max(1);
-            vec![(3.0 * eps, first.max(1)), (2.0 * eps, first.max(1)), (eps, last)]
+            vec![
+                (3.0 * eps, first.max(1)),
+                (2.0 * eps, first.max(1)),
+                (eps, last),
+            ]
         } else {
             vec![(eps, c.steps)]
         };
@@ -244,16 +264,7 @@ impl Apgd {
         let mut x = start;
         let dev = &batch.device;
         observer(&batch.x0, &upload(x.clone(), b, n, dev));
-        let eval = |x: &[f32]| -> (Vec<f32>, Vec<bool>, Vec<f32>) {
-            let (logits, g) = batch.gradient(upload(x.to_vec(), b, n, dev), c.options.loss);
-            let obj = host_f32(objective(
-                c.options.loss,
-                logits.clone(),
-                &batch.labels,
-                batch.targets.as_ref(),
-            ));
-            (obj, batch.success_of(logits), host_f32(g))
-        };
+        let eval = |x: &[f32]| eval_rows(batch, x.to_vec(), c.options.loss);
         // L1: the share of coordinates a step moves, per sample, and the last checkpoint's count.
         let mut topk: Vec<f64> = (0..b)
             .map(|i| {
@@ -275,7 +286,9 @@ impl Apgd {
                     Norm::L2 => crate::geometry::l2_step(xr, gr, eta[i]),
                     Norm::L1 => {
                         // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
-                        let below = ((1.0 - topk[i]) * n as f64).floor().clamp(0.0, n as f64 - 1.0);
+                        let below = ((1.0 - topk[i]) * n as f64)
+                            .floor()
+                            .clamp(0.0, n as f64 - 1.0);
                         let k = n - below as usize;
                         crate::geometry::l1_step(xr, gr, eta[i], k, lo, hi)
                     }
@@ -311,6 +324,8 @@ impl Apgd {
         let mut last_ckpt = 0usize;
         let mut x_prev = x.clone();
         let mut next = vec![0f32; b * n];
+        let mut active: Vec<usize> = (0..b).collect();
+        let mut sub: Option<Batch<'_, D, C>> = None;
         for k in 0..steps {
             if k == 0 || l1 {
                 // The first step, and every L1 step, is a plain projected step (L1 has no momentum).
@@ -337,7 +352,33 @@ impl Apgd {
             }
             x_prev = std::mem::replace(&mut x, next.clone());
             observer(&batch.x0, &upload(x.clone(), b, n, dev));
-            let (f_new, ok_new, g_new) = eval(&x);
+            // With early stop, fooled samples are frozen: only the others need a gradient (the
+            // sub-batch is rebuilt only when that set changes).
+            if c.options.early_stop && track {
+                let still: Vec<usize> = (0..b).filter(|&i| !found[i]).collect();
+                if still.is_empty() {
+                    break;
+                }
+                if still.len() != active.len() {
+                    sub = (still.len() < b).then(|| batch.subset(&still));
+                    active = still;
+                }
+            }
+            let (f_new, ok_new, g_new) = match &sub {
+                None => eval(&x),
+                Some(view) => {
+                    let rows: Vec<f32> = active.iter().flat_map(|&i| x[row(i)].to_vec()).collect();
+                    let (fp, okp, gp) = eval_rows(view, rows, c.options.loss);
+                    let (mut f_full, mut ok_full, mut g_full) =
+                        (f.clone(), found.clone(), g.clone());
+                    for (j, &i) in active.iter().enumerate() {
+                        f_full[i] = fp[j];
+                        ok_full[i] = okp[j];
+                        g_full[row(i)].copy_from_slice(&gp[j * n..(j + 1) * n]);
+                    }
+                    (f_full, ok_full, g_full)
+                }
+            };
             for i in 0..b {
                 if f_new[i] > f[i] {
                     improved[i] += 1;

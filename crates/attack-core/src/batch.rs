@@ -301,7 +301,10 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
         if rows.len() == self.b {
             return self.judge(x, loss);
         }
-        let labels = upload_int(rows.iter().map(|&i| self.labels_host[i]).collect(), &self.device);
+        let labels = upload_int(
+            rows.iter().map(|&i| self.labels_host[i]).collect(),
+            &self.device,
+        );
         let targets = self
             .targets_host
             .as_ref()

@@ -165,7 +165,11 @@ impl Attack for DeepFool {
             let chosen = logits.clone().gather(1, picks.clone());
             let chosen = chosen.sum();
             // A model that cuts the graph has a zero input gradient.
-            let g = match chosen.is_tracked().then(|| xr.grad(&chosen.backward())).flatten() {
+            let g = match chosen
+                .is_tracked()
+                .then(|| xr.grad(&chosen.backward()))
+                .flatten()
+            {
                 Some(g) => host_f32(g.reshape([m * b, n])),
                 None => vec![0f32; m * b * n],
             };

@@ -59,7 +59,9 @@ impl FromStr for Preset {
         match s.to_ascii_lowercase().as_str() {
             "standard" => Ok(Preset::Standard),
             "quick" => Ok(Preset::Quick),
-            other => Err(format!("unknown preset `{other}` (expected standard or quick)")),
+            other => Err(format!(
+                "unknown preset `{other}` (expected standard or quick)"
+            )),
         }
     }
 }
@@ -266,9 +268,9 @@ impl Evaluator {
             }
             stage.attack.options_mut().bounds = bounds;
             let at = stage.attack.with_eps(sorted[sorted.len() - 1]);
-            let built = at.init().map_err(|e| {
-                AttackError::Config(format!("stage `{}`: {e}", stage.name))
-            })?;
+            let built = at
+                .init()
+                .map_err(|e| AttackError::Config(format!("stage `{}`: {e}", stage.name)))?;
             if built.norm() != norm {
                 return Err(AttackError::Config(format!(
                     "stage `{}` measures {} distances but the evaluation is in {norm}",
@@ -336,7 +338,7 @@ impl Evaluator {
             .try_into_vec_as::<f32>()
             .expect("float tensors read back as f32");
         let clean_logits = logits_host(model, x.clone());
-        let k = if b == 0 { 0 } else { clean_logits.len() / b };
+        let k = clean_logits.len().checked_div(b).unwrap_or(0);
         let clean_predictions = argmax_rows(&clean_logits, k);
         let clean_correct: Vec<bool> = clean_predictions
             .iter()
@@ -365,7 +367,10 @@ impl Evaluator {
         let mut records = Vec::new();
         for (e, &eps) in self.eps.iter().enumerate() {
             let mut br = broken.last().cloned().unwrap_or_else(|| vec![None; b]);
-            let mut adv = adversarial.last().cloned().unwrap_or_else(|| x_host.clone());
+            let mut adv = adversarial
+                .last()
+                .cloned()
+                .unwrap_or_else(|| x_host.clone());
             let mut preds = adv_pred
                 .last()
                 .cloned()
@@ -409,7 +414,8 @@ impl Evaluator {
                             &device,
                         )
                         .reshape(shape_of(rows.len()));
-                        let y_sub = int_tensor(rows.iter().map(|&i| labels_host[i]).collect(), &device);
+                        let y_sub =
+                            int_tensor(rows.iter().map(|&i| labels_host[i]).collect(), &device);
                         let targets = rank.map(|rk| {
                             int_tensor(rows.iter().map(|&i| order[i][rk] as i64).collect(), &device)
                         });

@@ -93,7 +93,10 @@ pub fn check_deterministic<const D: usize, C: Classifier<D> + ?Sized>(
         .iter()
         .zip(&b)
         .map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs())
-        .fold(0.0, |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) });
+        .fold(
+            0.0,
+            |m: f64, d| if d.is_nan() { f64::INFINITY } else { m.max(d) },
+        );
     let k = a.len() / rows;
     let pa = argmax_rows(&a, k);
     let pb = argmax_rows(&b, k);
@@ -125,7 +128,9 @@ pub fn check_logits<const D: usize, C: Classifier<D> + ?Sized>(
         if row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 1e-3 {
             probs += 1;
         }
-        let max = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+        let max = row
+            .iter()
+            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
         let lse = max
             + row
                 .iter()
@@ -225,12 +230,17 @@ pub fn large_eps(norm: Norm, bounds: Bounds, n: usize) -> f64 {
 /// `large-eps-not-broken`: `robust` of `probed` points survived at radius `eps`.
 pub fn large_eps_flag(eps: f64, robust: usize, probed: usize) -> SanityFlag {
     if probed == 0 {
-        return SanityFlag::not_checked("large-eps-not-broken", "no correctly classified point to probe");
+        return SanityFlag::not_checked(
+            "large-eps-not-broken",
+            "no correctly classified point to probe",
+        );
     }
     SanityFlag::new(
         "large-eps-not-broken",
         robust as f64 > 0.1 * probed as f64,
-        format!("{robust} of {probed} probed points survived APGD-CE at eps {eps}, where robust accuracy should be near 0"),
+        format!(
+            "{robust} of {probed} probed points survived APGD-CE at eps {eps}, where robust accuracy should be near 0"
+        ),
     )
 }
 
@@ -250,6 +260,8 @@ pub fn threat_flag(rejected: usize) -> SanityFlag {
     SanityFlag::new(
         "outside-threat-model",
         rejected > 0,
-        format!("{rejected} misclassified attack outputs were outside the eps-ball or the box (rejected, not counted)"),
+        format!(
+            "{rejected} misclassified attack outputs were outside the eps-ball or the box (rejected, not counted)"
+        ),
     )
 }

@@ -71,7 +71,11 @@ impl SquareConfig {
             return Err(crate::error::invalid("queries", 0, "must be >= 1"));
         }
         if !(self.p_init > 0.0 && self.p_init <= 1.0) {
-            return Err(crate::error::invalid("p_init", self.p_init, "must be in (0, 1]"));
+            return Err(crate::error::invalid(
+                "p_init",
+                self.p_init,
+                "must be in (0, 1]",
+            ));
         }
         Ok(Square {
             config: self.clone(),
@@ -116,8 +120,14 @@ fn eta_rect(a: usize, b: usize) -> Vec<f64> {
     }
     let (mut cx, mut cy) = ((a / 2) as i64, (b / 2) as i64);
     for k in 0..(a / 2 + 1).max(b / 2 + 1) as i64 {
-        let (r0, r1) = (cx.max(0) as usize, ((cx + 2 * k + 1).min(a as i64)).max(0) as usize);
-        let (c0, c1) = (cy.max(0) as usize, ((cy + 2 * k + 1).min(b as i64)).max(0) as usize);
+        let (r0, r1) = (
+            cx.max(0) as usize,
+            ((cx + 2 * k + 1).min(a as i64)).max(0) as usize,
+        );
+        let (c0, c1) = (
+            cy.max(0) as usize,
+            ((cy + 2 * k + 1).min(b as i64)).max(0) as usize,
+        );
         for r in r0..r1 {
             for c in c0..c1 {
                 m[r * b + c] += 1.0 / ((k + 1) * (k + 1)) as f64;
@@ -286,7 +296,7 @@ impl Square {
             None => {
                 let eps = self.config.threat.eps;
                 let mut s = side.max(3);
-                if s % 2 == 0 {
+                if s.is_multiple_of(2) {
                     s += 1;
                 }
                 let s = s.min(h.min(w));
@@ -297,9 +307,11 @@ impl Square {
                     .zip(x0)
                     .map(|(&a, &b)| f64::from(a) - f64::from(b))
                     .collect();
-                let in_w1 = |r: usize, col: usize| (vh..vh + s).contains(&r) && (vw..vw + s).contains(&col);
-                let in_w2 =
-                    |r: usize, col: usize| (vh2..vh2 + s).contains(&r) && (vw2..vw2 + s).contains(&col);
+                let in_w1 =
+                    |r: usize, col: usize| (vh..vh + s).contains(&r) && (vw..vw + s).contains(&col);
+                let in_w2 = |r: usize, col: usize| {
+                    (vh2..vh2 + s).contains(&r) && (vw2..vw2 + s).contains(&col)
+                };
                 let norm_img = delta.iter().map(|d| d * d).sum::<f64>();
                 for ch in 0..c {
                     let (mut n_w1, mut n_ws) = (0f64, 0f64);
@@ -325,7 +337,8 @@ impl Square {
                         .collect();
                     let len = new.iter().map(|v| v * v).sum::<f64>().sqrt();
                     let target = ((eps * eps - norm_img).max(0.0) / c as f64 + n_ws).sqrt();
-                    new.iter_mut().for_each(|v| *v = *v / (1e-12 + len) * target);
+                    new.iter_mut()
+                        .for_each(|v| *v = *v / (1e-12 + len) * target);
                     for r in vh2..vh2 + s {
                         for col in vw2..vw2 + s {
                             delta[shape.at(ch, r, col)] = 0.0;

@@ -122,32 +122,37 @@ fn a_batch_equals_its_samples_attacked_alone_and_seeds_reproduce() {
         .with_random_start(true)
         .with_restarts(3)
         .with_seed(9);
-    let cases = [Norm::Linf, Norm::L2, Norm::L1].into_iter().flat_map(|norm| {
-        let t = ThreatModel::new(norm, 0.2 * if norm == Norm::L1 { 5.0 } else { 1.0 });
-        let mut v = vec![
-            (norm, AttackConfig::Pgd(PgdConfig::new(t).with_steps(5).with_options(options))),
-            (
-                norm,
-                AttackConfig::Apgd(
-                    ApgdConfig::new(t)
-                        .with_steps(8)
-                        .with_large_reps(norm == Norm::L1)
-                        .with_options(options),
+    let cases = [Norm::Linf, Norm::L2, Norm::L1]
+        .into_iter()
+        .flat_map(|norm| {
+            let t = ThreatModel::new(norm, 0.2 * if norm == Norm::L1 { 5.0 } else { 1.0 });
+            let mut v = vec![
+                (
+                    norm,
+                    AttackConfig::Pgd(PgdConfig::new(t).with_steps(5).with_options(options)),
                 ),
-            ),
-        ];
-        if norm != Norm::L1 {
-            v.push((
-                norm,
-                AttackConfig::Square(
-                    SquareConfig::new(t)
-                        .with_queries(40)
-                        .with_options(options.with_loss(LossKind::CwMargin)),
+                (
+                    norm,
+                    AttackConfig::Apgd(
+                        ApgdConfig::new(t)
+                            .with_steps(8)
+                            .with_large_reps(norm == Norm::L1)
+                            .with_options(options),
+                    ),
                 ),
-            ));
-        }
-        v
-    });
+            ];
+            if norm != Norm::L1 {
+                v.push((
+                    norm,
+                    AttackConfig::Square(
+                        SquareConfig::new(t)
+                            .with_queries(40)
+                            .with_options(options.with_loss(LossKind::CwMargin)),
+                    ),
+                ));
+            }
+            v
+        });
     for (norm, config) in cases {
         let attack = config.init().unwrap();
         let whole = host(

@@ -50,7 +50,11 @@ fn square_only_calls_the_forward_pass_and_fools_a_non_robust_model() {
             .perturb(&model, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev))
             .unwrap();
         let pred = argmax(&host(linear(adv.clone())), K);
-        let fooled = pred.iter().zip(&y).filter(|(p, l)| **p as i64 != **l).count();
+        let fooled = pred
+            .iter()
+            .zip(&y)
+            .filter(|(p, l)| **p as i64 != **l)
+            .count();
         // Same radius, white-box: PGD's success rate bounds what random search can reach here.
         let pgd = PgdConfig::new(ThreatModel::new(norm, eps))
             .with_steps(50)
@@ -58,11 +62,22 @@ fn square_only_calls_the_forward_pass_and_fools_a_non_robust_model() {
             .init()
             .unwrap();
         let pgd_adv = pgd
-            .perturb(&linear, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev))
+            .perturb(
+                &linear,
+                matrix(x.clone(), b, N, &dev),
+                ints(y.clone(), &dev),
+            )
             .unwrap();
         let pgd_pred = argmax(&host(linear(pgd_adv)), K);
-        let pgd_fooled = pgd_pred.iter().zip(&y).filter(|(p, l)| **p as i64 != **l).count();
-        assert!(pgd_fooled >= b / 2, "{norm}: the model should not be robust ({pgd_fooled})");
+        let pgd_fooled = pgd_pred
+            .iter()
+            .zip(&y)
+            .filter(|(p, l)| **p as i64 != **l)
+            .count();
+        assert!(
+            pgd_fooled >= b / 2,
+            "{norm}: the model should not be robust ({pgd_fooled})"
+        );
         assert!(
             fooled * 10 >= pgd_fooled * 8,
             "{norm}: Square fooled {fooled} of {b}, PGD {pgd_fooled}"
@@ -70,7 +85,11 @@ fn square_only_calls_the_forward_pass_and_fools_a_non_robust_model() {
         let d = dists(&host(adv), &x, N, if norm == Norm::Linf { 0 } else { 2 });
         assert!(d.iter().all(|&d| d <= eps * (1.0 + 1e-6)));
     }
-    assert!(forward_calls.get() > 2, "{} forward calls", forward_calls.get());
+    assert!(
+        forward_calls.get() > 2,
+        "{} forward calls",
+        forward_calls.get()
+    );
     assert_eq!(gradient_calls.get(), 0, "Square asked for a gradient");
 }
 
@@ -105,15 +124,21 @@ fn the_cascade_is_at_least_as_strong_as_each_stage_and_monotone_in_eps() {
         let eval = Evaluator::new(norm, &eps, stages.clone(), Bounds::new()).unwrap();
         let mut seen = Vec::new();
         let out = eval
-            .run(&mlp, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev), &mut |p| {
-                seen.push(p.stage.to_string())
-            })
+            .run(
+                &mlp,
+                matrix(x.clone(), b, N, &dev),
+                ints(y.clone(), &dev),
+                &mut |p| seen.push(p.stage.to_string()),
+            )
             .unwrap();
         assert!(out.clean_correct.iter().all(|&c| c));
         let robust: Vec<usize> = (0..eps.len())
             .map(|e| out.robust(e).iter().filter(|&&r| r).count())
             .collect();
-        assert_eq!(robust[0], b, "{norm}: eps 0 must leave every correct point robust");
+        assert_eq!(
+            robust[0], b,
+            "{norm}: eps 0 must leave every correct point robust"
+        );
         assert!(
             robust.windows(2).all(|w| w[1] <= w[0]),
             "{norm}: robust counts {robust:?} grow with eps"
@@ -130,7 +155,10 @@ fn the_cascade_is_at_least_as_strong_as_each_stage_and_monotone_in_eps() {
             let d = dists(adv, &x, N, p);
             let pred = argmax(&host(mlp(matrix(adv.clone(), b, N, &dev))), K);
             for i in 0..b {
-                assert!(d[i] <= r * (1.0 + 1e-6), "{norm}: sample {i} outside eps {r}");
+                assert!(
+                    d[i] <= r * (1.0 + 1e-6),
+                    "{norm}: sample {i} outside eps {r}"
+                );
                 assert_eq!(out.broken[e][i].is_some(), pred[i] as i64 != y[i]);
                 assert_eq!(pred[i], out.adversarial_predictions[e][i]);
             }
@@ -139,7 +167,12 @@ fn the_cascade_is_at_least_as_strong_as_each_stage_and_monotone_in_eps() {
         for stage in &stages {
             let alone = Evaluator::new(norm, &eps[3..], vec![stage.clone()], Bounds::new())
                 .unwrap()
-                .run(&mlp, matrix(x.clone(), b, N, &dev), ints(y.clone(), &dev), &mut |_| {})
+                .run(
+                    &mlp,
+                    matrix(x.clone(), b, N, &dev),
+                    ints(y.clone(), &dev),
+                    &mut |_| {},
+                )
                 .unwrap();
             let r = alone.robust(0).iter().filter(|&&v| v).count();
             assert!(
@@ -185,9 +218,11 @@ fn dlr_needs_enough_classes() {
         .with_options(AttackOptions::new().with_loss(LossKind::Dlr))
         .init()
         .unwrap();
-    assert!(untargeted
-        .perturb(&three, matrix(x.clone(), 2, N, &dev), ints(y.clone(), &dev))
-        .is_ok());
+    assert!(
+        untargeted
+            .perturb(&three, matrix(x.clone(), 2, N, &dev), ints(y.clone(), &dev))
+            .is_ok()
+    );
     let targeted = ApgdConfig::new(ThreatModel::linf(0.1))
         .with_steps(2)
         .with_options(
@@ -201,7 +236,14 @@ fn dlr_needs_enough_classes() {
         .perturb(&three, matrix(x, 2, N, &dev), ints(y, &dev))
         .unwrap_err();
     assert!(
-        matches!(err, AttackError::TooFewClasses { needed: 4, num_classes: 3, .. }),
+        matches!(
+            err,
+            AttackError::TooFewClasses {
+                needed: 4,
+                num_classes: 3,
+                ..
+            }
+        ),
         "{err}"
     );
 }

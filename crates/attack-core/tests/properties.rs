@@ -82,7 +82,7 @@ fn attack_config(
         5 | 6 if kind == 5 || threat.norm == Norm::L1 => AttackConfig::Apgd(
             ApgdConfig::new(threat)
                 .with_steps(4 * steps)
-                .with_large_reps(threat.norm == Norm::L1 && steps % 2 == 0)
+                .with_large_reps(threat.norm == Norm::L1 && steps.is_multiple_of(2))
                 .with_options(options.with_random_start(true)),
         ),
         6 => AttackConfig::Square(
@@ -186,7 +186,7 @@ proptest! {
 
     /// The same property on a convolutional zoo model with image-shaped (4-D) inputs.
     #[test]
-    fn pgd_on_small_cnn_stays_in_ball_and_box(
+    fn attacks_on_small_cnn_stay_in_ball_and_box(
         seed in any::<u64>(),
         norm in prop_oneof![Just(Norm::Linf), Just(Norm::L2), Just(Norm::L1)],
         eps_fraction in 0.0f64..1.0,
@@ -197,14 +197,25 @@ proptest! {
         let (b, n) = (2, 28 * 28);
         let x = batch(&mut rng, b, n, 0.0, 1.0);
         let eps = eps_fraction * match norm { Norm::Linf => 0.3, Norm::L2 => 3.0, Norm::L1 => 15.0 };
-        let attack = PgdConfig::new(ThreatModel::new(norm, eps)).with_steps(4).init().unwrap();
-        let mut violations = Violations(Vec::new());
-        {
-            let mut check = violations.checker(norm, eps, 0.0, 1.0, n);
-            let x = matrix(x, b, n, &dev).reshape([b, 1, 28, 28]);
-            let adv = attack.run(&model, x, ints(vec![3, 7], &dev), None, &mut check).unwrap();
-            prop_assert_eq!(adv.dims(), [b, 1, 28, 28]);
+        let threat = ThreatModel::new(norm, eps);
+        // PGD, APGD and (L-inf/L2) Square, whose windows use the image layout.
+        let mut attacks = vec![
+            AttackConfig::Pgd(PgdConfig::new(threat).with_steps(4)),
+            AttackConfig::Apgd(ApgdConfig::new(threat).with_steps(4).with_large_reps(norm == Norm::L1)),
+        ];
+        if norm != Norm::L1 {
+            attacks.push(AttackConfig::Square(SquareConfig::new(threat).with_queries(40)));
         }
-        prop_assert!(violations.0.is_empty(), "{:?}", violations.0);
+        for config in attacks {
+            let attack = config.init().unwrap();
+            let mut violations = Violations(Vec::new());
+            {
+                let mut check = violations.checker(norm, eps, 0.0, 1.0, n);
+                let x = matrix(x.clone(), b, n, &dev).reshape([b, 1, 28, 28]);
+                let adv = attack.run(&model, x, ints(vec![3, 7], &dev), None, &mut check).unwrap();
+                prop_assert_eq!(adv.dims(), [b, 1, 28, 28]);
+            }
+            prop_assert!(violations.0.is_empty(), "{}: {:?}", attack.name(), violations.0);
+        }
     }
 }

@@ -40,7 +40,7 @@ pub enum Command {
   bulwark eval --model small-cnn --weights runs/x --preset quick --eps 0.3 --eps-sweep 0,0.05,0.1,0.2
   bulwark eval --model small-cnn --weights runs/x --norm l2 --eps 2 --attacks apgd-ce,square
   bulwark eval --model small-cnn --weights runs/x --eps 0.3 --out runs/eval/x --resume   # after a kill")]
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
     /// Attack saved weights on a test set: clean, adversarial and robust accuracy, a JSON summary
     /// and a PNG grid of clean / adversarial / amplified-perturbation images.
     #[command(after_help = "Examples:
@@ -211,7 +211,12 @@ pub struct EvalArgs {
     #[arg(long, requires = "eps")]
     pub attacks: Option<String>,
     /// Further radii for the robust-accuracy-against-eps curve, comma-separated.
-    #[arg(long, value_delimiter = ',', allow_hyphen_values = true, requires = "eps")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_hyphen_values = true,
+        requires = "eps"
+    )]
     pub eps_sweep: Vec<f64>,
     /// Seed of every random draw.
     #[arg(long, default_value_t = 0)]

@@ -13,8 +13,8 @@ use bulwark_models::{Model, models, torch};
 use bulwark_trainer::{
     AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions,
     OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, TrainConfig, attack_dataset,
-    check_input_shape, evaluate, evaluate_robustness, run_job, save_bpk_atomic,
-    stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
+    check_input_shape, evaluate, evaluate_robustness, run_job, save_bpk_atomic, stages_from_names,
+    write_atomic, write_attack_outputs, write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -29,7 +29,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let backend: BackendKind = cli.backend.parse()?;
     match cli.command {
         Command::Train(args) => train(*args, backend),
-        Command::Eval(args) => eval(args, backend),
+        Command::Eval(args) => eval(*args, backend),
         Command::Attack(args) => attack(*args, backend),
         Command::Bench {
             command:
@@ -337,6 +337,8 @@ fn load_weights(model: Model, path: &Path) -> Result<Model> {
 
 fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     let device: Device = backend.device()?;
+    // Robust-evaluation settings are checked before weights and data are touched.
+    let robust = robust_config(&a)?;
     // Weights first: a bad file is reported before any data is fetched.
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
     let kind: DatasetKind = a.dataset.parse()?;
@@ -346,8 +348,8 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n as usize);
     }
-    if a.eps.is_some() {
-        return robust_eval(&a, &model, &test, backend, &device);
+    if let Some(config) = robust {
+        return robust_eval(&a, config, &model, &test, backend, &device);
     }
     let r = evaluate(&model, &test, a.batch_size as usize, &device);
     println!(
@@ -371,11 +373,15 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
 /// FNV-1a of a file's bytes (identifies the weights a saved evaluation belongs to).
 fn file_hash(path: &Path) -> Result<String> {
     let file = if path.is_dir() {
-        ["model.bpk", "checkpoint/model.bpk", "checkpoint.old/model.bpk"]
-            .iter()
-            .map(|c| path.join(c))
-            .find(|p| p.is_file())
-            .unwrap_or_else(|| path.to_path_buf())
+        [
+            "model.bpk",
+            "checkpoint/model.bpk",
+            "checkpoint.old/model.bpk",
+        ]
+        .iter()
+        .map(|c| path.join(c))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| path.to_path_buf())
     } else {
         path.to_path_buf()
     };
@@ -388,14 +394,11 @@ fn file_hash(path: &Path) -> Result<String> {
     Ok(format!("{h:016x}"))
 }
 
-fn robust_eval(
-    a: &EvalArgs,
-    model: &Model,
-    test: &bulwark_data::ImageDataset,
-    backend: BackendKind,
-    device: &Device,
-) -> Result<()> {
-    let eps = a.eps.expect("checked by the caller");
+/// The robust-evaluation configuration the flags describe (`None` without `--eps`), validated.
+fn robust_config(a: &EvalArgs) -> Result<Option<RobustEvalConfig>> {
+    let Some(eps) = a.eps else {
+        return Ok(None);
+    };
     let norm: Norm = a.norm.parse().map_err(anyhow::Error::msg)?;
     let preset: Preset = a.preset.parse().map_err(anyhow::Error::msg)?;
     let mut config = RobustEvalConfig::preset(preset, norm, eps, a.seed);
@@ -407,10 +410,28 @@ fn robust_eval(
     config.batch_size = a.batch_size as usize;
     config.chunk_size = a.chunk_size as usize;
     config.probe_size = a.probe_size;
-    // Settings are checked before any attack runs.
-    Evaluator::new(norm, &config.all_eps(), config.stages.clone(), config.bounds)?;
+    Evaluator::new(
+        norm,
+        &config.all_eps(),
+        config.stages.clone(),
+        config.bounds,
+    )?;
+    Ok(Some(config))
+}
+
+fn robust_eval(
+    a: &EvalArgs,
+    config: RobustEvalConfig,
+    model: &Model,
+    test: &bulwark_data::ImageDataset,
+    backend: BackendKind,
+    device: &Device,
+) -> Result<()> {
+    let (eps, norm) = (config.eps, config.norm);
     let out = a.out.clone().unwrap_or_else(|| {
-        let name = config.preset.map_or("custom".to_string(), |p| p.to_string());
+        let name = config
+            .preset
+            .map_or("custom".to_string(), |p| p.to_string());
         PathBuf::from("runs/eval").join(format!("{}-{name}-{norm}-{eps}", a.model))
     });
     let opts = RobustEvalOptions {

@@ -186,6 +186,39 @@ fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
 }
 
 #[test]
+fn bad_evaluation_settings_are_clear_errors_before_anything_is_loaded() {
+    let base = [
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        "/nonexistent/w.safetensors",
+    ];
+    let with = |extra: &[&str]| {
+        let mut v: Vec<&str> = base.to_vec();
+        v.extend(extra);
+        fails(&v)
+    };
+    assert!(with(&["--eps", "-0.1"]).contains("`eps` = -0.1"));
+    assert!(with(&["--eps", "0.3", "--eps-sweep", "0.1,-1"]).contains("`eps` = -1"));
+    assert!(with(&["--eps", "0.3", "--preset", "full"]).contains("unknown preset `full`"));
+    let e = with(&["--eps", "0.3", "--attacks", "apgd-ce,fab-t"]);
+    assert!(
+        e.contains("unknown attack `fab-t`") && e.contains("apgd-mt"),
+        "{e}"
+    );
+    assert!(
+        with(&["--eps", "1", "--norm", "l1", "--attacks", "square"])
+            .contains("unknown attack `square`")
+    );
+    assert!(with(&["--eps", "0.3", "--norm", "l3"]).contains("unknown norm"));
+    // Radii need --eps.
+    assert!(with(&["--eps-sweep", "0.1"]).contains("--eps"));
+    // Valid settings get as far as the weights.
+    assert!(with(&["--eps", "0.3"]).contains("/nonexistent"));
+}
+
+#[test]
 fn the_attack_benchmark_writes_its_table_and_json() {
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("bench.json");
@@ -364,6 +397,62 @@ fn train_resume_eval_and_export_agree() {
     );
     assert!(summary["max_perturbation"].as_f64().unwrap() <= 0.3 + 1e-6);
     assert!(attack_out.join("examples.png").is_file());
+
+    // eval --eps: the quick cascade with a sweep, its report files, and a resume that reuses the
+    // saved chunks and reports the same numbers.
+    let eval_out = tmp.path().join("robust");
+    let args = [
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        run_s,
+        "--data-dir",
+        data,
+        "--preset",
+        "quick",
+        "--eps",
+        "0.3",
+        "--eps-sweep",
+        "0.05",
+        "--limit",
+        "60",
+        "--chunk-size",
+        "30",
+        "--probe-size",
+        "10",
+        "--no-progress",
+        "--out",
+        eval_out.to_str().unwrap(),
+    ];
+    let out = ok(&args);
+    assert!(
+        out.contains("robust") && out.contains("after apgd-t"),
+        "{out}"
+    );
+    let report = read_json(&eval_out.join("report.json"));
+    assert_eq!(report["n_examples"], 60);
+    assert_eq!(report["threat_model"], "Linf");
+    assert_eq!(report["preset"], "quick");
+    assert!(report["robust_acc"].as_f64().unwrap() < 0.05, "{report}");
+    assert_eq!(report["sweep"].as_array().unwrap().len(), 2);
+    for f in [
+        "report.md",
+        "robust_vs_eps.svg",
+        "examples.png",
+        "adversarial.safetensors",
+    ] {
+        assert!(eval_out.join(f).is_file(), "{f} missing");
+    }
+    let e = fails(&args);
+    assert!(e.contains("--resume"), "{e}");
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--resume");
+    ok(&again);
+    let resumed = read_json(&eval_out.join("report.json"));
+    assert_eq!(resumed["resumed_chunks"], 2);
+    assert_eq!(resumed["robust_acc"], report["robust_acc"]);
+    assert_eq!(resumed["sweep"], report["sweep"]);
 
     // export from the run directory (burn record) and from safetensors back to burn.
     let exported = tmp.path().join("exported.safetensors");

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bulwark_attack_core::sanity::{self, SanityFlag};
 use bulwark_attack_core::{
     ApgdConfig, Attack, AttackConfig, AttackOptions, BatchOutcome, Bounds, Break, Classifier,
-    Evaluator, LossKind, Norm, Preset, Stage, SquareConfig, ThreatModel,
+    Evaluator, LossKind, Norm, Preset, SquareConfig, Stage, ThreatModel,
 };
 use bulwark_data::{ImageDataset, epoch_batches};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -112,7 +112,7 @@ pub struct StageReport {
     pub broken: usize,
     /// Misclassified outputs outside the threat model (not counted).
     pub rejected: usize,
-    /// Seconds spent in this stage (this run; resumed chunks are not re-timed).
+    /// Seconds spent in this stage, summed over chunks (those of a resumed earlier run included).
     pub seconds: f64,
 }
 
@@ -347,7 +347,10 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     progress.finish_and_clear();
 
     // Aggregates.
-    let clean_correct: Vec<bool> = results.iter().flat_map(|c| c.clean_correct.clone()).collect();
+    let clean_correct: Vec<bool> = results
+        .iter()
+        .flat_map(|c| c.clean_correct.clone())
+        .collect();
     let broken: Vec<Vec<Option<Break>>> = (0..all_eps.len())
         .map(|e| results.iter().flat_map(|c| c.broken[e].clone()).collect())
         .collect();
@@ -396,7 +399,9 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .map(|(e, &eps)| SweepPoint {
             eps,
             robust_acc: frac(robust_count(e, None)),
-            robust_acc_after: (0..stages).map(|s| frac(robust_count(e, Some(s)))).collect(),
+            robust_acc_after: (0..stages)
+                .map(|s| frac(robust_count(e, Some(s))))
+                .collect(),
         })
         .collect();
     let robust_main = robust_count(main, None);
@@ -488,10 +493,8 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .collect();
     let mut trend = sanity::eps_trend_flag(&points, n);
     let probe_main = probe.iter().filter(|&&i| broken[main][i].is_none()).count();
-    let probe_trend = sanity::eps_trend_flag(
-        &[(config.eps, probe_main), (large, survived)],
-        probe.len(),
-    );
+    let probe_trend =
+        sanity::eps_trend_flag(&[(config.eps, probe_main), (large, survived)], probe.len());
     if points.len() < 2 && !probe.is_empty() {
         // One radius: the probe's pair (headline eps, large eps) is the only evidence.
         trend = SanityFlag {
@@ -626,7 +629,10 @@ fn load_chunk(
         && chunk.broken.iter().all(|b| b.len() == len)
         && bytes.len() == len * n_pixels * 4;
     if !ok {
-        tracing::warn!("{}: incomplete or foreign chunk, recomputing it", json.display());
+        tracing::warn!(
+            "{}: incomplete or foreign chunk, recomputing it",
+            json.display()
+        );
         return None;
     }
     let adv = bytes
@@ -849,7 +855,11 @@ fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let pct = |v: f64| format!("{:.2} %", 100.0 * v);
-    let _ = writeln!(s, "# Robustness evaluation: {} on {}\n", ctx.model, ctx.dataset);
+    let _ = writeln!(
+        s,
+        "# Robustness evaluation: {} on {}\n",
+        ctx.model, ctx.dataset
+    );
     let _ = writeln!(
         s,
         "Weights `{}`, backend {}, Bulwark {}.\n",
