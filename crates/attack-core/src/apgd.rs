@@ -11,13 +11,18 @@
 //!   `p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)` of the `N` iterations (for `N = 100`:
 //!   22, 41, 57, 70, 80, 87, 93, 99);
 //! - at each checkpoint a sample's step is halved, and its search restarts from its best point so
-//!   far, when (1) the objective increased in fewer than `ρ = 0.75` of the steps since the last
-//!   checkpoint, or (2) neither its step size nor its best objective changed since the last one.
+//!   far, when (1) the objective increased in at most `ρ = 0.75` of the steps since the last
+//!   checkpoint, or (2) its step was not halved at the last checkpoint and its best objective did
+//!   not improve since (the reference code's reading: never at the first checkpoint).
 //!
 //! L1 (as in the authors' reference code):
 //! - step size starts at `eps` (α = 1); no momentum;
-//! - a step moves the `topk` share of coordinates with the largest `|g|` (among those the box lets
-//!   move) by `η / k` each; `topk` starts at 20 %;
+//! - a step moves the `topk` share of coordinates with the largest `|g|` by `η / k` each; `topk`
+//!   starts at 20 % (with `large_reps`, every stage starts from the share of non-zero coordinates
+//!   of its start point divided by 1.5, as the reference passes each stage its start). One
+//!   deliberate difference: the top-k are chosen among the coordinates the box lets move in the
+//!   gradient's direction (the reference code ranks all coordinates, so part of its step can be
+//!   lost to the box);
 //! - every `max(⌊0.04·N⌋, 1)` iterations: `topk` becomes the best point's share of non-zero
 //!   coordinates divided by 1.5; if the best point got sparser (its count fell below 95 % of the
 //!   last checkpoint's) the step resets to `eps` and the search restarts from the best point,
@@ -82,6 +87,13 @@ impl ApgdConfig {
                 attack: "apgd",
                 reason: "large_reps is defined for the l1 norm only".into(),
             });
+        }
+        if self.large_reps && self.steps < 3 {
+            return Err(crate::error::invalid(
+                "steps",
+                self.steps,
+                "large_reps needs at least 3 (one per stage)",
+            ));
         }
         for (name, v) in [("momentum", self.momentum), ("rho", self.rho)] {
             if !(0.0..=1.0).contains(&v) {
@@ -212,7 +224,9 @@ impl Apgd {
             // only they can count as successes.
             let mut silent = |_: &Tensor<2>, _: &Tensor<2>| {};
             let obs: &mut StepObserver<'_> = if s == last { observer } else { &mut silent };
-            let fresh = s == 0;
+            // The reference code gives every large_reps stage its start point (`x_init`), so only
+            // a plain run starts with the initial sparsity.
+            let fresh = s == 0 && !c.large_reps;
             let found = self.stage(batch, x.clone(), stage_eps, steps, fresh, s == last, obs);
             x = found.best_x.clone();
             result = Some(found);
@@ -319,7 +333,7 @@ impl Apgd {
         let mut best_g = g.clone();
         let mut found: Vec<bool> = ok.iter().map(|&o| o && track).collect();
         let mut found_x = x.clone();
-        let (mut eta_at_ckpt, mut best_at_ckpt) = (eta.clone(), best_f.clone());
+        let (mut halved_last, mut best_at_ckpt) = (vec![true; b], best_f.clone());
         let mut improved = vec![0usize; b];
         let mut last_ckpt = 0usize;
         let mut x_prev = x.clone();
@@ -420,10 +434,13 @@ impl Apgd {
             } else {
                 let since = (k + 1 - last_ckpt) as f64;
                 for i in 0..b {
-                    let too_few = (improved[i] as f64) < c.rho * since;
-                    let stalled = eta_at_ckpt[i] == eta[i] && best_at_ckpt[i] == best_f[i];
-                    eta_at_ckpt[i] = eta[i];
+                    // As in the reference code: at most ρ·(steps since the last checkpoint)
+                    // increases, or no halving at the last checkpoint and no better point since
+                    // (never at the first checkpoint).
+                    let too_few = (improved[i] as f64) <= c.rho * since;
+                    let stalled = !halved_last[i] && best_at_ckpt[i] >= best_f[i];
                     best_at_ckpt[i] = best_f[i];
+                    halved_last[i] = too_few || stalled;
                     if too_few || stalled {
                         eta[i] /= 2.0;
                         // Restart from the best point, with its gradient.

@@ -30,6 +30,8 @@ pub(crate) struct Batch<'m, const D: usize, C: ?Sized> {
     pub(crate) num_classes: usize,
     crafting: Crafting,
     bounds: (f64, f64),
+    /// Success is any misclassification, also for targeted attacks.
+    any_error: bool,
 }
 
 /// Reads a float tensor back as f32.
@@ -119,6 +121,7 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             num_classes: 0,
             crafting: options.crafting,
             bounds: (lo, hi),
+            any_error: options.any_error,
         };
         if b == 0 {
             return Ok(batch);
@@ -258,6 +261,7 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             num_classes: self.num_classes,
             crafting: self.crafting,
             bounds: self.bounds,
+            any_error: self.any_error,
         }
     }
 
@@ -287,7 +291,11 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
     pub(crate) fn judge(&self, x: Tensor<2>, loss: LossKind) -> (Vec<f32>, Vec<bool>) {
         let logits = self.logits(x);
         let obj = objective(loss, logits.clone(), &self.labels, self.targets.as_ref());
-        let ok = success(logits, &self.labels, self.targets.as_ref());
+        let ok = success(
+            logits,
+            &self.labels,
+            self.success_targets(self.targets.as_ref()),
+        );
         (host_f32(obj), host_bool(ok))
     }
 
@@ -311,13 +319,25 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             .map(|t| upload_int(rows.iter().map(|&i| t[i]).collect(), &self.device));
         let logits = self.logits(x);
         let obj = objective(loss, logits.clone(), &labels, targets.as_ref());
-        let ok = success(logits, &labels, targets.as_ref());
+        let ok = success(logits, &labels, self.success_targets(targets.as_ref()));
         (host_f32(obj), host_bool(ok))
     }
 
     /// Per-sample success of the prediction from given logits.
     pub(crate) fn success_of(&self, logits: Tensor<2>) -> Vec<bool> {
-        host_bool(success(logits, &self.labels, self.targets.as_ref()))
+        host_bool(success(
+            logits,
+            &self.labels,
+            self.success_targets(self.targets.as_ref()),
+        ))
+    }
+
+    /// The targets success is judged against: none (any misclassification) with `any_error`.
+    fn success_targets<'t>(
+        &self,
+        targets: Option<&'t Tensor<1, Int>>,
+    ) -> Option<&'t Tensor<1, Int>> {
+        if self.any_error { None } else { targets }
     }
 
     /// One forward and one backward to the input: returns plain logits with inference behaviour

@@ -4,11 +4,12 @@
 //!
 //! - A point counts as robust at radius `eps` when it is classified correctly clean and no stage
 //!   found an input within `eps` (and inside the box) that the model misclassifies. The evaluator
-//!   checks every adversarial example itself — prediction, distance in f64 and box — and counts an
-//!   example outside the threat model as *rejected*, not as a success.
+//!   checks every adversarial example itself — prediction, distance in f64 (`≤ eps·(1 + 1e-12)`)
+//!   and box — and counts an example outside the threat model as *rejected*, not as a success.
 //! - Targeted stages (`target_classes = Some(k)`) attack toward each of the `k` classes with the
 //!   highest clean logits after the top one, in turn, as AutoAttack's APGD-T does; a point is
-//!   broken by any misclassification, not only by reaching the target.
+//!   broken by any misclassification, not only by reaching the target — also inside the attack
+//!   (`any_error`: the first misclassified iterate is kept and stops the sample).
 //! - Several radii: sorted ascending; a point broken at a smaller radius stays broken at every
 //!   larger one with the same example (it is inside the larger ball), so larger radii only attack
 //!   the points still robust. This reuse is valid for every attack; the converse (skipping points
@@ -105,6 +106,7 @@ impl Preset {
                         options
                             .with_loss(loss)
                             .with_targeting(targeting)
+                            .with_any_error(targeting.is_targeted())
                             .with_restarts(restarts),
                     ),
             )
@@ -259,7 +261,10 @@ impl Evaluator {
                 ));
             }
             if stage.target_classes.is_some() {
-                stage.attack.options_mut().targeting = Targeting::Given;
+                let options = stage.attack.options_mut();
+                options.targeting = Targeting::Given;
+                // Any misclassification breaks a point, also on the way to a target.
+                options.any_error = true;
             } else if stage.attack.options_mut().targeting == Targeting::Given {
                 return Err(AttackError::Config(format!(
                     "stage `{}` is targeted with given targets but has no target_classes",
@@ -331,6 +336,17 @@ impl Evaluator {
                 what: "labels",
                 got: labels_host.len(),
                 batch: b,
+            });
+        }
+        if b == 0 {
+            let e = self.eps.len();
+            return Ok(BatchOutcome {
+                clean_correct: Vec::new(),
+                clean_predictions: Vec::new(),
+                broken: vec![Vec::new(); e],
+                adversarial: vec![Vec::new(); e],
+                adversarial_predictions: vec![Vec::new(); e],
+                records: Vec::new(),
             });
         }
         let x_host: Vec<f32> = x
@@ -425,16 +441,13 @@ impl Evaluator {
                             .try_into_vec_as::<f32>()
                             .expect("float tensors read back as f32");
                         let out_pred = argmax_rows(&logits_host(model, out), k);
-                        let dist = self.norm.distances(&out_host, &xs, n);
                         for (j, &i) in rows.iter().enumerate() {
                             if out_pred[j] as i64 == labels_host[i] {
                                 continue;
                             }
                             let row = &out_host[j * n..(j + 1) * n];
-                            let in_box = row
-                                .iter()
-                                .all(|&v| f64::from(v) >= lo && f64::from(v) <= hi);
-                            if dist[j] <= eps * (1.0 + 1e-6) && in_box {
+                            let clean = &x_host[i * n..(i + 1) * n];
+                            if within_threat(self.norm, eps, (lo, hi), clean, row) {
                                 br[i] = Some(Break {
                                     stage: s,
                                     eps_index: e,
@@ -464,6 +477,25 @@ impl Evaluator {
             records,
         })
     }
+}
+
+/// Is `adv` inside the `norm` ball of radius `eps` around `clean` (the distance computed in f64,
+/// with a margin of 1e-12 relative for the rounding of that sum) and inside the box?
+pub(crate) fn within_threat(
+    norm: Norm,
+    eps: f64,
+    (lo, hi): (f64, f64),
+    clean: &[f32],
+    adv: &[f32],
+) -> bool {
+    let in_box = adv
+        .iter()
+        .all(|&v| f64::from(v) >= lo && f64::from(v) <= hi);
+    let d = norm.of(adv
+        .iter()
+        .zip(clean)
+        .map(|(&a, &c)| f64::from(a) - f64::from(c)));
+    in_box && d <= eps * (1.0 + 1e-12)
 }
 
 fn int_tensor(values: Vec<i64>, device: &burn::tensor::Device) -> Tensor<1, Int> {
@@ -496,4 +528,55 @@ pub(crate) fn argmax_rows(flat: &[f32], k: usize) -> Vec<usize> {
             best
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_threat_check_rejects_anything_outside_the_ball_or_the_box() {
+        let clean = [0.5f32, 0.5, 0.0];
+        let b = (0.0, 1.0);
+        // L-inf: exactly eps in, one f32 step beyond out.
+        assert!(within_threat(
+            Norm::Linf,
+            0.25,
+            b,
+            &clean,
+            &[0.75, 0.25, 0.25]
+        ));
+        let beyond = f32::from_bits(0.75f32.to_bits() + 1);
+        assert!(!within_threat(
+            Norm::Linf,
+            0.25,
+            b,
+            &clean,
+            &[beyond, 0.5, 0.0]
+        ));
+        // L2 and L1 on the same perturbation (0.3, 0.4, 0): norms 0.5 and 0.7.
+        let adv = [0.8f32, 0.9, 0.0];
+        let (l2, l1) = (
+            Norm::L2.of(adv
+                .iter()
+                .zip(&clean)
+                .map(|(&a, &c)| f64::from(a) - f64::from(c))),
+            Norm::L1.of(adv
+                .iter()
+                .zip(&clean)
+                .map(|(&a, &c)| f64::from(a) - f64::from(c))),
+        );
+        assert!(within_threat(Norm::L2, l2, b, &clean, &adv));
+        assert!(!within_threat(Norm::L2, l2 * (1.0 - 1e-9), b, &clean, &adv));
+        assert!(within_threat(Norm::L1, l1, b, &clean, &adv));
+        assert!(!within_threat(Norm::L1, 0.69, b, &clean, &adv));
+        // Outside the box, however close.
+        assert!(!within_threat(
+            Norm::Linf,
+            0.5,
+            b,
+            &clean,
+            &[0.5, 0.5, -1e-7]
+        ));
+    }
 }

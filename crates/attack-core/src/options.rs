@@ -222,6 +222,11 @@ pub struct AttackOptions {
     /// Inference (default) or training behaviour of the model while crafting.
     #[config(default = "Crafting::Inference")]
     pub crafting: Crafting,
+    /// Targeted attacks: count any misclassification as a success (for early stop, restarts and
+    /// the result), not only reaching the target, as AutoAttack's APGD-T does. The objective still
+    /// pulls toward the target. No effect on untargeted attacks, CW and DeepFool.
+    #[config(default = false)]
+    pub any_error: bool,
 }
 
 impl Default for AttackOptions {

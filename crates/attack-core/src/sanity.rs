@@ -11,8 +11,9 @@
 //!   points).
 //! - `black-box-beats-white-box`: the score-based attack broke more than 0.2 % of the evaluated
 //!   points after every gradient attack had failed on them (AutoAttack's own warning threshold).
-//! - `robust-accuracy-not-decreasing`: for two radii `e2 ≥ 2·e1 > 0`, the robust accuracy at `e2`
-//!   is not below the one at `e1` while that one is above 0.
+//! - `robust-accuracy-not-decreasing`: for two radii of the sweep with `e2 ≥ 2·e1 > 0` — or the
+//!   headline radius and the large radius below — the robust accuracy at `e2` is not below the one
+//!   at `e1` while that one is above 0.
 //! - `large-eps-not-broken`: at a radius that contains the mid-grey image around every input
 //!   (half the box width in L-inf, times `√N` in L2, times `N` in L1), more than 10 % of the
 //!   probed points survive APGD-CE. Every such point could be mapped to one constant image.
@@ -92,6 +93,7 @@ pub fn check_deterministic<const D: usize, C: Classifier<D> + ?Sized>(
     let diff = a
         .iter()
         .zip(&b)
+        .filter(|(p, q)| !(p.is_nan() && q.is_nan()))
         .map(|(p, q)| (f64::from(*p) - f64::from(*q)).abs())
         .fold(
             0.0,
@@ -193,24 +195,30 @@ pub fn black_box_flag(extra: usize, n: usize) -> SanityFlag {
     )
 }
 
-/// `robust-accuracy-not-decreasing`: `points` are (eps, robust count) over `n` points, any order.
-pub fn eps_trend_flag(points: &[(f64, usize)], n: usize) -> SanityFlag {
-    let mut bad = Vec::new();
+/// `robust-accuracy-not-decreasing`: `points` are (eps, robust count) over `n` points, any order;
+/// pairs with `e2 ≥ ratio·e1`, `e1 > 0` and something robust at `e1` are compared (the sweep uses
+/// a ratio of 2; the large-radius probe, which must be near 0 anyway, any larger radius: 1). Not
+/// checked when no pair qualifies.
+pub fn eps_trend_flag(points: &[(f64, usize)], n: usize, ratio: f64) -> SanityFlag {
+    let (mut compared, mut bad) = (0usize, Vec::new());
     for &(e1, r1) in points {
         for &(e2, r2) in points {
-            if e1 > 0.0 && e2 >= 2.0 * e1 && r1 > 0 && r2 >= r1 {
-                bad.push(format!("{r1} robust at eps {e1}, {r2} at eps {e2}"));
+            if e1 > 0.0 && e2 > e1 && e2 >= ratio * e1 && r1 > 0 {
+                compared += 1;
+                if r2 >= r1 {
+                    bad.push(format!("{r1} robust at eps {e1}, {r2} at eps {e2}"));
+                }
             }
         }
     }
-    if points.len() < 2 {
+    if compared == 0 {
         return SanityFlag::not_checked(
             "robust-accuracy-not-decreasing",
-            "only one radius was evaluated",
+            &format!("no two radii to compare (need e2 ≥ {ratio}·e1 > 0 with points robust at e1)"),
         );
     }
     let evidence = if bad.is_empty() {
-        format!("robust accuracy falls as eps at least doubles, over {n} points")
+        format!("robust accuracy falls in all {compared} compared pairs of radii, over {n} points")
     } else {
         format!("over {n} points: {}", bad.join("; "))
     };

@@ -6,7 +6,7 @@
 //! - **L-inf**: starts from vertical stripes (each column of each channel at `x0 ± eps`); a step
 //!   sets one random `s × s` window, per channel, to `x0 + eps` or `x0 − eps` (redrawn while the
 //!   window would not change).
-//! - **L2**: starts from a grid of `⌊h/5⌋`-sized blocks, each holding the "meta pseudo-Gaussian"
+//! - **L2**: starts from a grid of `⌊min(h, w)/5⌋`-sized blocks, each holding the "meta pseudo-Gaussian"
 //!   pattern `η(s)` (two opposite-signed halves of concentric rings weighted `1/(k+1)²`) with a
 //!   random sign, scaled to norm `eps`; a step moves the mass of one window into another random
 //!   window, with a fresh `±η(s)` added and the result rescaled so the image stays on the sphere of
@@ -205,7 +205,7 @@ impl Square {
         let mut out = vec![0f32; x0.len()];
         match self.config.threat.norm {
             Norm::L2 => {
-                let s = (h / 5).max(1);
+                let s = (h.min(w) / 5).max(1);
                 let (rows, cols) = (h / s, w / s);
                 let (sh, sw) = ((h - rows * s) / 2, (w - cols * s) / 2);
                 let mut delta = vec![0f64; x0.len()];

@@ -12,10 +12,7 @@ const N: usize = 12;
 const K: usize = 5;
 
 fn data(seed: u64, b: usize) -> (Vec<f32>, Vec<i64>) {
-    let mut rng = TestRng(seed);
-    let x = (0..b * N).map(|_| rng.uniform() as f32).collect();
-    let y = (0..b).map(|_| rng.below(K) as i64).collect();
-    (x, y)
+    random_data(seed, b, N, K)
 }
 
 /// Labels the model's own clean predictions, so that every point starts correctly classified.

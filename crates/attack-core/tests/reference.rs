@@ -149,20 +149,25 @@ fn l1_attacks_put_eps_on_the_steepest_coordinate() {
     assert_close(&run(pgd, &MID, 0.0), &want, 1e-5);
 }
 
+/// `w·(x − EDGE)`: what every objective of the linear model gains by moving from `EDGE` to `x`.
+fn edge_gain(x: &[f32]) -> f64 {
+    x.iter()
+        .zip(&EDGE)
+        .zip(W)
+        .map(|((&a, &b), w)| (f64::from(a) - f64::from(b)) * f64::from(w))
+        .sum()
+}
+
+/// The greedy (fractional knapsack) L1 optimum of `edge_gain` at eps 0.3 with the box [0, 1].
+const EDGE_L1_OPTIMUM: f64 = 0.02 * 1.2 + 0.05 * 0.8 + 0.03 * 0.4 + 0.1 * 0.3 + 0.1 * 0.05;
+
 #[test]
 fn l1_pgd_with_an_active_box_is_near_the_greedy_optimum() {
     // Greedy fill by |w| (a fractional knapsack): coordinate 3 (|w| = 1.2) can move down only
     // 0.02, coordinate 0 (0.8) up 0.05, coordinate 4 (0.4) up 0.03, coordinate 1 (0.3) down 0.1,
     // and coordinate 2 (0.05) takes the remaining 0.1 of the budget.
     let eps = 0.3;
-    let gain = |x: &[f32]| -> f64 {
-        x.iter()
-            .zip(&EDGE)
-            .zip(W)
-            .map(|((&a, &b), w)| (f64::from(a) - f64::from(b)) * f64::from(w))
-            .sum()
-    };
-    let optimum = 0.02 * 1.2 + 0.05 * 0.8 + 0.03 * 0.4 + 0.1 * 0.3 + 0.1 * 0.05;
+    let (gain, optimum) = (edge_gain, EDGE_L1_OPTIMUM);
     let step = 0.01;
     let pgd = PgdConfig::new(ThreatModel::l1(eps))
         .with_l1_sparsity(0.0)
@@ -326,14 +331,7 @@ fn l1_apgd_with_an_active_box_is_near_the_greedy_optimum() {
     // The same fractional knapsack as for PGD above; L1-APGD adapts its sparsity and step size on
     // its own (no step size to choose), with and without the large-radius warm start.
     let eps = 0.3;
-    let gain = |x: &[f32]| -> f64 {
-        x.iter()
-            .zip(&EDGE)
-            .zip(W)
-            .map(|((&a, &b), w)| (f64::from(a) - f64::from(b)) * f64::from(w))
-            .sum()
-    };
-    let optimum = 0.02 * 1.2 + 0.05 * 0.8 + 0.03 * 0.4 + 0.1 * 0.3 + 0.1 * 0.05;
+    let (gain, optimum) = (edge_gain, EDGE_L1_OPTIMUM);
     for large_reps in [false, true] {
         let apgd = ApgdConfig::new(ThreatModel::l1(eps))
             .with_large_reps(large_reps)

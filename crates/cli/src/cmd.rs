@@ -438,11 +438,10 @@ fn robust_eval(
         progress: !a.no_progress,
         resume: a.resume,
         identity: format!(
-            "{}|{}|{}|{}",
+            "{}|{}|{}|{backend}",
             a.model,
             file_hash(&a.weights)?,
-            a.dataset,
-            test.len()
+            a.dataset
         ),
         examples: 8,
     };

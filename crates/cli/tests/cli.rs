@@ -31,6 +31,20 @@ fn fails(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// `bulwark <command> --model small-cnn --weights /nonexistent/w.safetensors <extra>` must fail;
+/// returns its stderr.
+fn fails_on_missing_weights(command: &str, extra: &[&str]) -> String {
+    let mut v = vec![
+        command,
+        "--model",
+        "small-cnn",
+        "--weights",
+        "/nonexistent/w.safetensors",
+    ];
+    v.extend(extra);
+    fails(&v)
+}
+
 fn shared_mnist() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
     if dir.join("train-images-idx3-ubyte.gz").is_file() {
@@ -130,18 +144,7 @@ fn bad_weight_files_are_clear_errors() {
 
 #[test]
 fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
-    let base = [
-        "attack",
-        "--model",
-        "small-cnn",
-        "--weights",
-        "/nonexistent/w.safetensors",
-    ];
-    let with = |extra: &[&str]| {
-        let mut v: Vec<&str> = base.to_vec();
-        v.extend(extra);
-        fails(&v)
-    };
+    let with = |extra: &[&str]| fails_on_missing_weights("attack", extra);
     assert!(with(&["--attack", "pgd"]).contains("needs --eps"));
     assert!(with(&["--attack", "pgd", "--eps", "-0.1"]).contains("`eps` = -0.1"));
     assert!(with(&["--attack", "pgd", "--eps", "0.3", "--steps", "0"]).contains("`steps` = 0"));
@@ -187,18 +190,7 @@ fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
 
 #[test]
 fn bad_evaluation_settings_are_clear_errors_before_anything_is_loaded() {
-    let base = [
-        "eval",
-        "--model",
-        "small-cnn",
-        "--weights",
-        "/nonexistent/w.safetensors",
-    ];
-    let with = |extra: &[&str]| {
-        let mut v: Vec<&str> = base.to_vec();
-        v.extend(extra);
-        fails(&v)
-    };
+    let with = |extra: &[&str]| fails_on_missing_weights("eval", extra);
     assert!(with(&["--eps", "-0.1"]).contains("`eps` = -0.1"));
     assert!(with(&["--eps", "0.3", "--eps-sweep", "0.1,-1"]).contains("`eps` = -1"));
     assert!(with(&["--eps", "0.3", "--preset", "full"]).contains("unknown preset `full`"));

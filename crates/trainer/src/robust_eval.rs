@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bulwark_attack_core::sanity::{self, SanityFlag};
+use bulwark_attack_core::sanity::{self, FlagStatus, SanityFlag};
 use bulwark_attack_core::{
     ApgdConfig, Attack, AttackConfig, AttackOptions, BatchOutcome, Bounds, Break, Classifier,
     Evaluator, LossKind, Norm, Preset, SquareConfig, Stage, ThreatModel,
@@ -195,15 +195,23 @@ fn threat_name(norm: Norm) -> &'static str {
     }
 }
 
-/// A stable fingerprint of what is evaluated (FNV-1a of the configuration JSON, the identity and
-/// the number of images).
-fn fingerprint(config: &RobustEvalConfig, identity: &str, n: usize) -> String {
+/// A stable fingerprint of what is evaluated: FNV-1a over the configuration JSON, the caller's
+/// identity (model, weights, backend), this crate's version, and the images and labels.
+fn fingerprint(config: &RobustEvalConfig, identity: &str, data: &ImageDataset) -> String {
     let text = format!(
-        "{}|{identity}|{n}",
-        serde_json::to_string(config).unwrap_or_default()
+        "{}|{identity}|{}|{}x{}x{}",
+        serde_json::to_string(config).unwrap_or_default(),
+        env!("CARGO_PKG_VERSION"),
+        data.channels,
+        data.height,
+        data.width
     );
     let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in text.bytes() {
+    for b in text
+        .bytes()
+        .chain(data.images.iter().copied())
+        .chain(data.labels.iter().copied())
+    {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01B3);
     }
@@ -250,21 +258,50 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .expect("the headline eps is in the list");
     let n = data.len();
     let n_pixels = data.image_size();
-    let state_dir = out_dir.join("eval-state");
-    let fp = fingerprint(config, &opts.identity, n);
-    prepare_state_dir(&state_dir, &fp, opts.resume)?;
-    let started = Instant::now();
-
-    // Cheap checks on the first batch.
-    let first: Vec<usize> = (0..n.min(config.batch_size)).collect();
-    let mut flags = Vec::new();
-    if first.is_empty() {
+    if n == 0 {
         return Err(TrainError::Config("the dataset is empty".into()));
     }
+    // The probes' attacks, checked before anything runs or is written.
+    let large = sanity::large_eps(config.norm, config.bounds, n_pixels);
+    let probe_apgd = AttackConfig::Apgd(
+        ApgdConfig::new(ThreatModel::new(config.norm, large)).with_options(
+            AttackOptions::new()
+                .with_bounds(config.bounds)
+                .with_random_start(true)
+                .with_early_stop(true)
+                .with_seed(config.seed),
+        ),
+    );
+    probe_apgd.init()?;
+    let probe_square = (config.norm != Norm::L1).then(|| {
+        AttackConfig::Square(
+            SquareConfig::new(ThreatModel::new(config.norm, config.eps))
+                .with_queries(config.probe_queries)
+                .with_options(
+                    AttackOptions::new()
+                        .with_bounds(config.bounds)
+                        .with_loss(LossKind::CwMargin)
+                        .with_seed(config.seed),
+                ),
+        )
+    });
+    if let Some(sq) = &probe_square {
+        sq.init()?;
+    }
+    let started = Instant::now();
+
+    // Cheap checks on the first batch (before the state directory exists: a model that cannot
+    // be evaluated leaves nothing behind).
+    let first: Vec<usize> = (0..n.min(config.batch_size)).collect();
+    let mut flags = Vec::new();
     let (x, y) = data.batch(&first, &device);
     flags.push(sanity::check_deterministic(model, x.clone()));
     flags.push(sanity::check_logits(model, x.clone()));
     flags.push(sanity::check_gradients(model, x, y, config.bounds)?);
+
+    let state_dir = out_dir.join("eval-state");
+    let fp = fingerprint(config, &opts.identity, data);
+    prepare_state_dir(&state_dir, &fp, opts.resume)?;
 
     // The cascade, chunk by chunk.
     let stages = evaluator.stages().len();
@@ -280,7 +317,16 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     for (c, &(start, len)) in chunks.iter().enumerate() {
         let json_path = state_dir.join(format!("chunk-{c:05}.json"));
         let bin_path = state_dir.join(format!("chunk-{c:05}.f32"));
-        if let Some((chunk, adv)) = load_chunk(&json_path, &bin_path, &fp, start, len, n_pixels) {
+        let loaded = load_chunk(
+            &json_path,
+            &bin_path,
+            &fp,
+            start,
+            len,
+            n_pixels,
+            (all_eps.len(), stages),
+        );
+        if let Some((chunk, adv)) = loaded {
             progress.inc(len as u64);
             resumed += 1;
             robust_so_far.0 += count_robust(&chunk, main);
@@ -411,79 +457,75 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .count();
     let clean = clean_correct.iter().filter(|&&c| c).count();
 
-    // Black-box versus white-box.
+    // Black-box versus white-box: only meaningful when the black-box stages come after every
+    // gradient stage. Points a black-box stage broke at a smaller radius of the sweep count too.
     let black_box: Vec<bool> = evaluator
         .stages()
         .iter()
         .map(|s| s.attack.is_black_box())
         .collect();
-    let first_black = black_box.iter().position(|&b| b);
+    let last_white = black_box.iter().rposition(|&b| !b);
+    let black_after_white = match last_white {
+        Some(w) => black_box.iter().any(|&b| b) && black_box[..w].iter().all(|&b| !b),
+        None => false,
+    };
     let robust_main_rows: Vec<usize> = (0..n)
         .filter(|&i| clean_correct[i] && broken[main][i].is_none())
         .collect();
-    match first_black {
-        Some(_) => {
-            let extra = broken[main]
-                .iter()
-                .filter(|b| b.is_some_and(|b| b.eps_index == main && black_box[b.stage]))
-                .count();
-            flags.push(sanity::black_box_flag(extra, n));
-        }
-        None if config.norm == Norm::L1 => flags.push(SanityFlag::not_checked(
+    if black_after_white {
+        let extra = broken[main]
+            .iter()
+            .filter(|b| b.is_some_and(|b| black_box[b.stage]))
+            .count();
+        flags.push(sanity::black_box_flag(extra, n));
+    } else if black_box.iter().any(|&b| b) {
+        flags.push(SanityFlag::not_checked(
             "black-box-beats-white-box",
-            "no black-box attack in the list, and Square has no L1 version",
-        )),
-        None => {
-            let probe: Vec<usize> = robust_main_rows
-                .iter()
-                .copied()
-                .take(config.probe_size)
-                .collect();
-            let square = AttackConfig::Square(
-                SquareConfig::new(ThreatModel::new(config.norm, config.eps))
-                    .with_queries(config.probe_queries)
-                    .with_options(
-                        AttackOptions::new()
-                            .with_bounds(config.bounds)
-                            .with_loss(LossKind::CwMargin)
-                            .with_seed(config.seed),
-                    ),
-            );
-            if probe.is_empty() {
-                flags.push(SanityFlag::not_checked(
-                    "black-box-beats-white-box",
-                    "no black-box attack in the list, and no point left robust to probe with one",
-                ));
-            } else {
-                let extra = count_broken(model, data, &probe, &square, config, &device)?;
-                let mut flag = sanity::black_box_flag(extra, n);
-                flag.evidence = format!(
-                    "{} (a {}-query Square probe of {} points still robust after the cascade)",
-                    flag.evidence,
-                    config.probe_queries,
-                    probe.len()
-                );
-                flags.push(flag);
+            "the black-box attack does not run after every gradient attack in this list",
+        ));
+    } else if last_white.is_none() {
+        flags.push(SanityFlag::not_checked(
+            "black-box-beats-white-box",
+            "no gradient attack in the list",
+        ));
+    } else {
+        match &probe_square {
+            None => flags.push(SanityFlag::not_checked(
+                "black-box-beats-white-box",
+                "no black-box attack in the list, and Square has no L1 version",
+            )),
+            Some(square) => {
+                let probe: Vec<usize> = robust_main_rows
+                    .iter()
+                    .copied()
+                    .take(config.probe_size)
+                    .collect();
+                if probe.is_empty() {
+                    flags.push(SanityFlag::not_checked(
+                        "black-box-beats-white-box",
+                        "no black-box attack in the list, and no point left robust to probe with one",
+                    ));
+                } else {
+                    let extra = count_broken(model, data, &probe, square, config, &device)?;
+                    let mut flag = sanity::black_box_flag(extra, n);
+                    flag.evidence = format!(
+                        "{} (a {}-query Square probe of {} points still robust after the cascade)",
+                        flag.evidence,
+                        config.probe_queries,
+                        probe.len()
+                    );
+                    flags.push(flag);
+                }
             }
         }
     }
 
     // Robust accuracy against eps, and at a radius where it must be near 0.
-    let large = sanity::large_eps(config.norm, config.bounds, n_pixels);
     let probe: Vec<usize> = (0..n)
         .filter(|&i| clean_correct[i])
         .take(config.probe_size)
         .collect();
-    let apgd = AttackConfig::Apgd(
-        ApgdConfig::new(ThreatModel::new(config.norm, large)).with_options(
-            AttackOptions::new()
-                .with_bounds(config.bounds)
-                .with_random_start(true)
-                .with_early_stop(true)
-                .with_seed(config.seed),
-        ),
-    );
-    let broken_large = count_broken(model, data, &probe, &apgd, config, &device)?;
+    let broken_large = count_broken(model, data, &probe, &probe_apgd, config, &device)?;
     let survived = probe.len() - broken_large;
     flags.push(sanity::large_eps_flag(large, survived, probe.len()));
     let points: Vec<(f64, usize)> = all_eps
@@ -491,23 +533,28 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .enumerate()
         .map(|(e, &eps)| (eps, robust_count(e, None)))
         .collect();
-    let mut trend = sanity::eps_trend_flag(&points, n);
+    let sweep_trend = sanity::eps_trend_flag(&points, n, 2.0);
     let probe_main = probe.iter().filter(|&&i| broken[main][i].is_none()).count();
-    let probe_trend =
-        sanity::eps_trend_flag(&[(config.eps, probe_main), (large, survived)], probe.len());
-    if points.len() < 2 && !probe.is_empty() {
-        // One radius: the probe's pair (headline eps, large eps) is the only evidence.
-        trend = SanityFlag {
+    let probe_trend = sanity::eps_trend_flag(
+        &[(config.eps, probe_main), (large, survived)],
+        probe.len(),
+        1.0,
+    );
+    // Raised if either comparison fires; otherwise the sweep's verdict, else the probe's.
+    let trend = match (sweep_trend.status, probe_trend.status) {
+        (_, FlagStatus::Raised) if !sweep_trend.raised() => SanityFlag {
             evidence: format!("probe: {}", probe_trend.evidence),
             ..probe_trend
-        };
-    } else if probe_trend.raised() {
-        trend = SanityFlag {
-            status: probe_trend.status,
-            evidence: format!("{}; probe: {}", trend.evidence, probe_trend.evidence),
-            ..trend
-        };
-    }
+        },
+        (FlagStatus::NotChecked, _) => SanityFlag {
+            evidence: format!("probe: {}", probe_trend.evidence),
+            ..probe_trend
+        },
+        _ => SanityFlag {
+            evidence: format!("{}; probe: {}", sweep_trend.evidence, probe_trend.evidence),
+            ..sweep_trend
+        },
+    };
     flags.push(trend);
 
     // Re-check from disk.
@@ -619,14 +666,29 @@ fn load_chunk(
     start: usize,
     len: usize,
     n_pixels: usize,
+    shape: (usize, usize),
 ) -> Option<(ChunkFile, Vec<f32>)> {
     let chunk: ChunkFile = serde_json::from_slice(&std::fs::read(json).ok()?).ok()?;
     let bytes = std::fs::read(bin).ok()?;
+    let (radii, stages) = shape;
+    let breaks_valid = chunk.broken.iter().enumerate().all(|(e, row)| {
+        row.len() == len
+            && row
+                .iter()
+                .flatten()
+                .all(|b| b.stage < stages && b.eps_index <= e)
+    });
     let ok = chunk.fingerprint == fp
         && chunk.start == start
         && chunk.len == len
         && chunk.clean_correct.len() == len
-        && chunk.broken.iter().all(|b| b.len() == len)
+        && chunk.clean_predictions.len() == len
+        && chunk.broken.len() == radii
+        && breaks_valid
+        && chunk.adversarial_predictions.len() == radii
+        && chunk.adversarial_predictions.iter().all(|p| p.len() == len)
+        && chunk.stage_totals.len() == radii
+        && chunk.stage_totals.iter().all(|t| t.len() == stages)
         && bytes.len() == len * n_pixels * 4;
     if !ok {
         tracing::warn!(
@@ -760,20 +822,9 @@ fn recompute_correct<C: Classifier<4> + ?Sized>(
     Ok(correct)
 }
 
-/// What was evaluated, recorded in the report.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct EvalContext {
-    /// Zoo model name.
-    pub model: String,
-    /// Weights file.
-    pub weights: PathBuf,
-    /// Dataset and split, e.g. `mnist/test`.
-    pub dataset: String,
-    /// Backend.
-    pub backend: String,
-    /// Bulwark's version.
-    pub bulwark_version: String,
-}
+/// What was evaluated (model, weights, dataset, backend, version), recorded in the report: the
+/// same record as an attack run's.
+pub type EvalContext = crate::attack_eval::AttackContext;
 
 #[derive(Serialize)]
 struct ReportFile<'a> {

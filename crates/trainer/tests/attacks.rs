@@ -3,35 +3,19 @@
 //! `../shared/data/mnist` when present (train on 12,000 images, attack 500 test images), else the
 //! committed 256-image slice (train on 200, attack 56).
 
-use std::path::Path;
+mod common;
 
 use bulwark_attack_core::{
     ApgdConfig, AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel,
 };
-use bulwark_data::{DatasetKind, ImageDataset, Split, load_split};
+use bulwark_data::ImageDataset;
 use bulwark_trainer::{
     AttackContext, AttackRunOptions, BackendKind, DeviceSet, FitOptions, OptimizerKind, Schedule,
     TrainConfig, attack_dataset, fit, write_attack_outputs,
 };
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    if shared.join("train-images-idx3-ubyte.gz").is_file() {
-        let train = load_split(DatasetKind::Mnist, Split::Train, &shared)
-            .unwrap()
-            .take(13_000);
-        let (train, valid) = train.split(1_000, 0).unwrap();
-        let test = load_split(DatasetKind::Mnist, Split::Test, &shared)
-            .unwrap()
-            .take(500);
-        (train, valid, test)
-    } else {
-        eprintln!("note: ../shared/data/mnist not found; using the committed 256-image slice");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/mnist");
-        let all = load_split(DatasetKind::Mnist, Split::Test, &dir).unwrap();
-        let (train, test) = all.split(56, 1).unwrap();
-        (train.clone(), test.clone(), test)
-    }
+    common::mnist(13_000, 500)
 }
 
 #[test]

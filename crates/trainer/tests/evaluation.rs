@@ -3,14 +3,15 @@
 //! saved evaluation resuming after a kill, and the report files. Full MNIST from
 //! `../shared/data/mnist` when present, else the committed 256-image slice.
 
+mod common;
+
 use std::cell::Cell;
-use std::path::Path;
 
 use bulwark_attack_core::sanity::{FlagStatus, SanityFlag};
 use bulwark_attack_core::{
     AttackConfig, AttackOptions, Classifier, Norm, PgdConfig, Preset, ThreatModel,
 };
-use bulwark_data::{DatasetKind, ImageDataset, Split, load_split};
+use bulwark_data::ImageDataset;
 use bulwark_models::Model;
 use bulwark_trainer::{
     AttackRunOptions, BackendKind, DeviceSet, EvalContext, FitOptions, OptimizerKind,
@@ -21,23 +22,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    if shared.join("train-images-idx3-ubyte.gz").is_file() {
-        let train = load_split(DatasetKind::Mnist, Split::Train, &shared)
-            .unwrap()
-            .take(7_000);
-        let (train, valid) = train.split(1_000, 0).unwrap();
-        let test = load_split(DatasetKind::Mnist, Split::Test, &shared)
-            .unwrap()
-            .take(200);
-        (train, valid, test)
-    } else {
-        eprintln!("note: ../shared/data/mnist not found; using the committed 256-image slice");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/mnist");
-        let all = load_split(DatasetKind::Mnist, Split::Test, &dir).unwrap();
-        let (train, test) = all.split(56, 1).unwrap();
-        (train.clone(), test.clone(), test)
-    }
+    common::mnist(7_000, 200)
 }
 
 fn trained() -> (Model, ImageDataset, DeviceSet) {

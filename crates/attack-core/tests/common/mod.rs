@@ -31,6 +31,14 @@ impl TestRng {
     }
 }
 
+/// `b` random inputs of `n` values in [0, 1) and random labels below `k`.
+pub fn random_data(seed: u64, b: usize, n: usize, k: usize) -> (Vec<f32>, Vec<i64>) {
+    let mut rng = TestRng(seed);
+    let x = (0..b * n).map(|_| rng.uniform() as f32).collect();
+    let y = (0..b).map(|_| rng.below(k) as i64).collect();
+    (x, y)
+}
+
 pub fn matrix(values: Vec<f32>, rows: usize, cols: usize, dev: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(values, [rows, cols]), dev)
 }
