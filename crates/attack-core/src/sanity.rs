@@ -214,7 +214,13 @@ pub fn eps_trend_flag(points: &[(f64, usize)], n: usize, ratio: f64) -> SanityFl
     if compared == 0 {
         return SanityFlag::not_checked(
             "robust-accuracy-not-decreasing",
-            &format!("no two radii to compare (need e2 ≥ {ratio}·e1 > 0 with points robust at e1)"),
+            &if ratio > 1.0 {
+                format!(
+                    "no two radii to compare (need e2 ≥ {ratio}·e1 > 0 with points robust at e1)"
+                )
+            } else {
+                "no two radii to compare (need a larger radius than one with robust points)".into()
+            },
         );
     }
     let evidence = if bad.is_empty() {
