@@ -1,0 +1,221 @@
+//! Constraints and proximal steps, applied to the selected parameters after each optimizer step.
+//!
+//! | kind | after the step | as in |
+//! |---|---|---|
+//! | `MaxNorm { max }` | each output unit's weight vector rescaled to L2 norm `≤ max` | Keras `MaxNorm` |
+//! | `UnitNorm` | each output unit's weight vector rescaled to L2 norm 1 (a zero vector stays 0) | Keras `UnitNorm` |
+//! | `NonNeg` | negative entries set to 0 | Keras `NonNeg` |
+//! | `ProxL1 { lambda }` | soft-thresholding `sign(w)·max(|w| − lr·λ, 0)`: the proximal step of `λ·Σ|w|`, which gives exact zeros | proximal gradient / ISTA |
+//!
+//! Output units follow the layer layout as for penalties (burn's `Linear`: columns of
+//! `[inputs, outputs]`; convolutions: filters). Parameters keep their autodiff tracking and
+//! `require_grad` flag, as the optimizer leaves them, so training continues unchanged.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::tensor::Tensor;
+
+use crate::error::{RegError, invalid};
+use crate::select::{LayerKind, ParamInfo, ParamSelection, describe};
+
+/// Which constraint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConstraintKind {
+    /// Output-unit L2 norms at most `max`.
+    MaxNorm {
+        /// The bound (> 0).
+        max: f64,
+    },
+    /// Output-unit L2 norms equal to 1.
+    UnitNorm,
+    /// No negative entries.
+    NonNeg,
+    /// Soft-thresholding by `lr·lambda`.
+    ProxL1 {
+        /// The L1 strength `λ ≥ 0` (the threshold is `lr·λ`).
+        lambda: f64,
+    },
+}
+
+/// A constraint on the selected parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Constraint {
+    /// Which constraint.
+    pub kind: ConstraintKind,
+    /// The parameters it covers (default: every weight).
+    pub selection: ParamSelection,
+}
+
+impl Constraint {
+    /// `kind` on every weight.
+    pub fn new(kind: ConstraintKind) -> Self {
+        Self {
+            kind,
+            selection: ParamSelection::weights(),
+        }
+    }
+
+    /// The same constraint on another selection.
+    pub fn on(mut self, selection: ParamSelection) -> Self {
+        self.selection = selection;
+        self
+    }
+
+    /// Applies the constraint after an optimizer step taken with learning rate `lr` (used by
+    /// `ProxL1` only). Errors: bad settings, a selection that matches nothing.
+    pub fn apply<M: Module>(&self, model: M, lr: f64) -> Result<M, RegError> {
+        match self.kind {
+            ConstraintKind::MaxNorm { max } if !(max.is_finite() && max > 0.0) => {
+                return Err(invalid("max", max, "must be finite and > 0"));
+            }
+            ConstraintKind::ProxL1 { lambda } if !(lambda.is_finite() && lambda >= 0.0) => {
+                return Err(invalid("lambda", lambda, "must be finite and >= 0"));
+            }
+            _ => {}
+        }
+        if !(lr.is_finite() && lr >= 0.0) {
+            return Err(invalid("lr", lr, "must be finite and >= 0"));
+        }
+        self.selection.resolve(&model)?;
+        let mut mapper = Apply {
+            constraint: self,
+            lr,
+            stack: Vec::new(),
+        };
+        Ok(model.map(&mut mapper))
+    }
+}
+
+struct Apply<'a> {
+    constraint: &'a Constraint,
+    lr: f64,
+    stack: Vec<(String, String)>,
+}
+
+/// Rescales each output unit of `w` by `scale(norm)`.
+fn rescale_units<const D: usize>(
+    w: Tensor<D>,
+    layer: LayerKind,
+    scale: impl Fn(Tensor<2>) -> Tensor<2>,
+) -> Tensor<D> {
+    let dims = w.dims();
+    if D == 1 {
+        let v = w.reshape([1, dims[0]]);
+        let norm = v.clone().square().sum_dim(1).sqrt();
+        return (v * scale(norm)).reshape(dims);
+    }
+    match layer {
+        LayerKind::Linear if D == 2 => {
+            let m = w.reshape([dims[0], dims[1]]);
+            let norm = m.clone().square().sum_dim(0).sqrt(); // [1, outputs]
+            (m * scale(norm)).reshape(dims)
+        }
+        _ => {
+            let rest: usize = dims[1..].iter().product();
+            let m = w.reshape([dims[0], rest]);
+            let norm = m.clone().square().sum_dim(1).sqrt(); // [units, 1]
+            (m * scale(norm)).reshape(dims)
+        }
+    }
+}
+
+impl ModuleMapper for Apply<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.stack.push((name.into(), container_type.into()));
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (path, kind, layer) = describe(&self.stack);
+        let info = ParamInfo {
+            path,
+            kind,
+            layer,
+            shape: Vec::new(),
+        };
+        if !self.constraint.selection.covers(&info) {
+            return param;
+        }
+        let (constraint, lr) = (self.constraint.kind, self.lr);
+        param.map(|t| {
+            let (autodiff, require_grad) = (t.is_autodiff(), t.is_require_grad());
+            let w = t.inner();
+            let mut out = match constraint {
+                ConstraintKind::MaxNorm { max } => rescale_units(w, layer, |norm| {
+                    // min(1, max/norm); a zero norm gives +inf, clamped to 1.
+                    (norm.recip() * max).clamp_max(1.0)
+                }),
+                ConstraintKind::UnitNorm => rescale_units(w, layer, |norm| {
+                    let zero = norm.clone().equal_elem(0.0);
+                    norm.recip().mask_fill(zero, 0.0)
+                }),
+                ConstraintKind::NonNeg => w.clamp_min(0.0),
+                ConstraintKind::ProxL1 { lambda } => {
+                    let t = (lr * lambda) as f32;
+                    w.clone().sign() * (w.abs() - t).clamp_min(0.0)
+                }
+            };
+            if autodiff {
+                out = out.autodiff();
+                if require_grad {
+                    out = out.require_grad();
+                }
+            }
+            out
+        })
+    }
+}
+
+/// Share of exactly-zero entries per selected parameter: `(path, zeros, total)`.
+pub fn sparsity<M: Module>(
+    model: &M,
+    selection: &ParamSelection,
+) -> Result<Vec<(String, usize, usize)>, RegError> {
+    selection.resolve(model)?;
+    let mut v = Count {
+        selection,
+        stack: Vec::new(),
+        out: Vec::new(),
+    };
+    model.visit(&mut v);
+    Ok(v.out)
+}
+
+struct Count<'a> {
+    selection: &'a ParamSelection,
+    stack: Vec<(String, String)>,
+    out: Vec<(String, usize, usize)>,
+}
+
+impl burn::module::ModuleVisitor for Count<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.stack.push((name.into(), container_type.into()));
+    }
+
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.stack.pop();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let (path, kind, layer) = describe(&self.stack);
+        let info = ParamInfo {
+            path: path.clone(),
+            kind,
+            layer,
+            shape: Vec::new(),
+        };
+        if !self.selection.covers(&info) {
+            return;
+        }
+        // Read plain values: statistics must not touch the autodiff graph (burn#4970).
+        let values = param
+            .val()
+            .inner()
+            .try_into_vec_as::<f32>()
+            .expect("float parameters read back as f32");
+        let zeros = values.iter().filter(|&&v| v == 0.0).count();
+        self.out.push((path, zeros, values.len()));
+    }
+}

@@ -1,0 +1,203 @@
+//! Constraints hold after they are applied, touch only their selection, and leave the model
+//! trainable.
+
+use bulwark_models::Model;
+use bulwark_reg_core::*;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor};
+
+/// (path, shape, values) of every float parameter.
+struct Read(Vec<String>, Vec<bool>, Vec<(String, Vec<usize>, Vec<f64>)>);
+
+impl ModuleVisitor for Read {
+    fn enter_module(&mut self, name: &str, container: &str) {
+        self.0.push(name.into());
+        self.1.push(container.starts_with("Enum"));
+    }
+    fn exit_module(&mut self, _: &str, _: &str) {
+        self.0.pop();
+        self.1.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+        let path = self
+            .0
+            .iter()
+            .zip(&self.1)
+            .filter(|(_, e)| !**e)
+            .map(|(n, _)| n.as_str())
+            .collect::<Vec<_>>()
+            .join(".");
+        let t = p.val().inner();
+        let dims = t.dims().to_vec();
+        let v = t
+            .try_into_vec_as::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        self.2.push((path, dims, v));
+    }
+}
+
+fn read<M: Module>(m: &M) -> Vec<(String, Vec<usize>, Vec<f64>)> {
+    let mut r = Read(Vec::new(), Vec::new(), Vec::new());
+    m.visit(&mut r);
+    r.2
+}
+
+/// Output-unit L2 norms of a weight (Linear `[in, out]`: columns; conv: filters).
+fn unit_norms(shape: &[usize], w: &[f64], linear: bool) -> Vec<f64> {
+    if linear {
+        let (i, o) = (shape[0], shape[1]);
+        (0..o)
+            .map(|c| (0..i).map(|r| w[r * o + c].powi(2)).sum::<f64>().sqrt())
+            .collect()
+    } else {
+        w.chunks(w.len() / shape[0])
+            .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
+            .collect()
+    }
+}
+
+#[test]
+fn each_constraint_holds_after_it_is_applied() {
+    let dev = Device::flex().autodiff();
+    for name in ["seed-mlp", "small-cnn"] {
+        let model = Model::init_seeded(name, &dev, 11).unwrap();
+        let before = read(&model);
+        let linear = |p: &str| p.starts_with("fc");
+
+        let max = 0.5;
+        let mut binding = 0;
+        let after = read(
+            &Constraint::new(ConstraintKind::MaxNorm { max })
+                .apply(model.clone(), 0.1)
+                .unwrap(),
+        );
+        for ((path, shape, w), (_, _, w0)) in after.iter().zip(&before) {
+            if path.ends_with("bias") {
+                assert_eq!(w, w0, "{name}: {path} changed");
+                continue;
+            }
+            let (n, n0) = (
+                unit_norms(shape, w, linear(path)),
+                unit_norms(shape, w0, linear(path)),
+            );
+            for (a, b) in n.iter().zip(&n0) {
+                binding += usize::from(*b > max);
+                assert!(*a <= max * (1.0 + 1e-5), "{name} {path}: norm {a} > {max}");
+                if *b <= max {
+                    assert!(
+                        (a - b).abs() <= 1e-6 * (1.0 + b),
+                        "{name} {path}: a unit within the bound changed"
+                    );
+                }
+            }
+        }
+
+        assert!(binding > 0, "{name}: no unit was above the bound");
+
+        let after = read(
+            &Constraint::new(ConstraintKind::UnitNorm)
+                .apply(model.clone(), 0.1)
+                .unwrap(),
+        );
+        for (path, shape, w) in after.iter().filter(|(p, _, _)| p.ends_with("weight")) {
+            for a in unit_norms(shape, w, linear(path)) {
+                assert!((a - 1.0).abs() < 1e-5, "{name} {path}: unit norm {a}");
+            }
+        }
+
+        let after = read(
+            &Constraint::new(ConstraintKind::NonNeg)
+                .apply(model.clone(), 0.1)
+                .unwrap(),
+        );
+        for ((path, _, w), (_, _, w0)) in after.iter().zip(&before) {
+            for (a, b) in w.iter().zip(w0) {
+                let want = if path.ends_with("weight") {
+                    b.max(0.0)
+                } else {
+                    *b
+                };
+                assert_eq!(*a, want, "{name} {path}");
+            }
+        }
+
+        // Proximal L1: threshold lr·λ; exact zeros below it, a shift toward 0 above it.
+        let (lr, lambda) = (0.5, 0.1);
+        let t = lr * lambda;
+        let prox = Constraint::new(ConstraintKind::ProxL1 { lambda })
+            .on(ParamSelection::paths(["fc1.weight"]));
+        let sparse_model = prox.apply(model.clone(), lr).unwrap();
+        let after = read(&sparse_model);
+        let mut expected_zeros = 0;
+        for ((path, _, w), (_, _, w0)) in after.iter().zip(&before) {
+            for (a, b) in w.iter().zip(w0) {
+                if path == "fc1.weight" {
+                    if b.abs() <= t {
+                        assert_eq!(*a, 0.0, "{name}: {b} not thresholded to 0");
+                        expected_zeros += 1;
+                    } else {
+                        assert!(
+                            (a - (b - b.signum() * t)).abs() < 1e-6,
+                            "{name}: {b} -> {a}"
+                        );
+                    }
+                } else {
+                    assert_eq!(a, b, "{name}: {path} outside the selection changed");
+                }
+            }
+        }
+        assert!(
+            expected_zeros > 0,
+            "{name}: nothing fell below the threshold"
+        );
+        let report = sparsity(&sparse_model, &ParamSelection::weights()).unwrap();
+        let fc1 = report.iter().find(|r| r.0 == "fc1.weight").unwrap();
+        assert_eq!(fc1.1, expected_zeros);
+
+        // The constrained model still trains: its weights are tracked leaves with gradients.
+        let loss = Penalty::new(PenaltyKind::L2, 1.0)
+            .loss(&sparse_model)
+            .unwrap();
+        let grads = loss.backward();
+        struct HasGrad<'g>(&'g burn::tensor::Gradients, usize);
+        impl ModuleVisitor for HasGrad<'_> {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.1 += usize::from(p.val().grad(self.0).is_some());
+            }
+        }
+        let mut h = HasGrad(&grads, 0);
+        sparse_model.visit(&mut h);
+        assert!(
+            h.1 >= 2,
+            "{name}: constrained weights lost their gradient tracking"
+        );
+    }
+}
+
+#[test]
+fn bad_constraint_settings_are_refused() {
+    let m = Model::init("seed-mlp", &Device::flex()).unwrap();
+    assert!(
+        Constraint::new(ConstraintKind::MaxNorm { max: 0.0 })
+            .apply(m.clone(), 0.1)
+            .is_err()
+    );
+    assert!(
+        Constraint::new(ConstraintKind::ProxL1 { lambda: f64::NAN })
+            .apply(m.clone(), 0.1)
+            .is_err()
+    );
+    assert!(
+        Constraint::new(ConstraintKind::NonNeg)
+            .apply(m.clone(), -1.0)
+            .is_err()
+    );
+    let err = Constraint::new(ConstraintKind::NonNeg)
+        .on(ParamSelection::paths(["conv1.weight"]))
+        .apply(m, 0.1)
+        .unwrap_err();
+    assert!(err.to_string().contains("fc1.weight"), "{err}");
+}
