@@ -5,6 +5,7 @@
 //! | `MaxNorm { max }` | each output unit's weight vector rescaled to L2 norm `≤ max` | Keras `MaxNorm` |
 //! | `UnitNorm` | each output unit's weight vector rescaled to L2 norm 1 (a zero vector stays 0) | Keras `UnitNorm` |
 //! | `NonNeg` | negative entries set to 0 | Keras `NonNeg` |
+//! | `DecoupledDecay { weight_decay }` | `w ← (1 − lr·wd)·w` on the selection: AdamW-style decoupled weight decay per parameter group (coupled decay is the `L2` penalty with `λ = wd/2`, whose gradient `wd·w` joins the loss gradient) | Loshchilov & Hutter 2019 |
 //! | `ProxL1 { lambda }` | soft-thresholding `sign(w)·max(|w| − lr·λ, 0)`: the proximal step of `λ·Σ|w|`, which gives exact zeros | proximal gradient / ISTA |
 //!
 //! Output units follow the layer layout as for penalties (burn's `Linear`: columns of
@@ -29,6 +30,11 @@ pub enum ConstraintKind {
     UnitNorm,
     /// No negative entries.
     NonNeg,
+    /// Decoupled weight decay: `w ← (1 − lr·wd)·w`.
+    DecoupledDecay {
+        /// The decay `wd ≥ 0` (multiplied by the learning rate).
+        weight_decay: f64,
+    },
     /// Soft-thresholding by `lr·lambda`.
     ProxL1 {
         /// The L1 strength `λ ≥ 0` (the threshold is `lr·λ`).
@@ -61,7 +67,7 @@ impl Constraint {
     }
 
     /// Applies the constraint after an optimizer step taken with learning rate `lr` (used by
-    /// `ProxL1` only). Errors: bad settings, a selection that matches nothing.
+    /// `ProxL1` and `DecoupledDecay`). Errors: bad settings, a selection that matches nothing.
     pub fn apply<M: Module>(&self, model: M, lr: f64) -> Result<M, RegError> {
         match self.kind {
             ConstraintKind::MaxNorm { max } if !(max.is_finite() && max > 0.0) => {
@@ -69,6 +75,15 @@ impl Constraint {
             }
             ConstraintKind::ProxL1 { lambda } if !(lambda.is_finite() && lambda >= 0.0) => {
                 return Err(invalid("lambda", lambda, "must be finite and >= 0"));
+            }
+            ConstraintKind::DecoupledDecay { weight_decay }
+                if !(weight_decay.is_finite() && weight_decay >= 0.0) =>
+            {
+                return Err(invalid(
+                    "weight_decay",
+                    weight_decay,
+                    "must be finite and >= 0",
+                ));
             }
             _ => {}
         }
@@ -152,6 +167,7 @@ impl ModuleMapper for Apply<'_> {
                     norm.recip().mask_fill(zero, 0.0)
                 }),
                 ConstraintKind::NonNeg => w.clamp_min(0.0),
+                ConstraintKind::DecoupledDecay { weight_decay } => w * (1.0 - lr * weight_decay),
                 ConstraintKind::ProxL1 { lambda } => {
                     let t = (lr * lambda) as f32;
                     w.clone().sign() * (w.abs() - t).clamp_min(0.0)

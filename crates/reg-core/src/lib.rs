@@ -7,19 +7,27 @@
 //! `backward()`.
 //!
 //! [`Constraint`]s applied after an optimizer step: max-norm, unit-norm, non-negativity and the
-//! proximal L1 step (exact zeros), with a [`sparsity`] report.
+//! proximal L1 step (exact zeros), with a [`sparsity`] report; [`SpectralBound`] (spectral
+//! normalization by power iteration with persistent vectors).
+//!
+//! Label smoothing, mixup and cutmix with the soft-target cross-entropy ([`smooth_labels`],
+//! [`mix`], [`cutmix`], [`MixSampler`], [`soft_cross_entropy`]).
 //!
 //! Still to come (the regularization issue): the input-gradient penalty, coupled/decoupled weight
-//! decay per parameter group, spectral normalization, label smoothing, mixup, cutmix, DropPath,
+//! decay per parameter group, DropPath, trainer integration,
 //! the seed's examples and the trade-off sweep. (Weight decay for the optimizers is available today
 //! through `bulwark-trainer`'s configuration.)
 
 mod constraint;
 mod error;
+mod mix;
 mod penalty;
 mod select;
+mod spectral;
 
 pub use constraint::{Constraint, ConstraintKind, sparsity};
 pub use error::RegError;
+pub use mix::{CutBox, MixSampler, cutmix, mix, smooth_labels, soft_cross_entropy};
 pub use penalty::{Penalty, PenaltyKind};
 pub use select::{LayerKind, ParamInfo, ParamKind, ParamSelection, glob, parameters};
+pub use spectral::SpectralBound;

@@ -124,6 +124,23 @@ fn each_constraint_holds_after_it_is_applied() {
             }
         }
 
+        // Decoupled weight decay scales the selection by (1 − lr·wd), here the conv/linear
+        // weights but not the biases.
+        let after = read(
+            &Constraint::new(ConstraintKind::DecoupledDecay { weight_decay: 0.2 })
+                .apply(model.clone(), 0.5)
+                .unwrap(),
+        );
+        for ((path, _, w), (_, _, w0)) in after.iter().zip(&before) {
+            let f = if path.ends_with("weight") { 0.9 } else { 1.0 };
+            for (a, b) in w.iter().zip(w0) {
+                assert!(
+                    (a - f * b).abs() <= 1e-7 * (1.0 + b.abs()),
+                    "{name} {path}: {b} -> {a}"
+                );
+            }
+        }
+
         // Proximal L1: threshold lr·λ; exact zeros below it, a shift toward 0 above it.
         let (lr, lambda) = (0.5, 0.1);
         let t = lr * lambda;
@@ -200,4 +217,55 @@ fn bad_constraint_settings_are_refused() {
         .apply(m, 0.1)
         .unwrap_err();
     assert!(err.to_string().contains("fc1.weight"), "{err}");
+}
+
+/// σ_max of a row-major matrix by many power steps from a fixed start (the test's own estimate).
+fn sigma_max(a: &[f64], rows: usize, cols: usize) -> f64 {
+    let mut u = vec![1.0; rows];
+    let mut s = 0.0;
+    for _ in 0..2000 {
+        let mut v: Vec<f64> = (0..cols)
+            .map(|j| (0..rows).map(|i| a[i * cols + j] * u[i]).sum())
+            .collect();
+        let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        v.iter_mut().for_each(|x| *x /= nv);
+        u = (0..rows)
+            .map(|i| (0..cols).map(|j| a[i * cols + j] * v[j]).sum())
+            .collect();
+        s = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+        u.iter_mut().for_each(|x| *x /= s);
+    }
+    s
+}
+
+#[test]
+fn the_spectral_bound_holds_after_repeated_steps() {
+    let dev = Device::flex().autodiff();
+    let mut model = Model::init_seeded("seed-mlp", &dev, 5).unwrap();
+    let before = read(&model);
+    let mut bound = SpectralBound::new(0.5);
+    for _ in 0..30 {
+        model = bound.apply(model).unwrap();
+    }
+    let after = read(&model);
+    for ((path, shape, w), (_, _, w0)) in after.iter().zip(&before) {
+        if path.ends_with("bias") {
+            assert_eq!(w, w0);
+            continue;
+        }
+        // seed-mlp's weights are Linear: [in, out]; σ is the same for a matrix and its transpose.
+        let (s, s0) = (
+            sigma_max(w, shape[0], shape[1]),
+            sigma_max(w0, shape[0], shape[1]),
+        );
+        assert!(s0 > 0.5, "{path}: σ {s0} was already within the bound");
+        assert!(s <= 0.5 * (1.0 + 1e-3), "{path}: σ {s} > 0.5");
+        assert!(s >= 0.5 * (1.0 - 1e-2), "{path}: σ {s}, rescaled too far");
+        let estimate = bound.sigmas()[path.as_str()];
+        assert!(
+            (estimate - s).abs() < 1e-2,
+            "{path}: estimate {estimate} vs {s}"
+        );
+    }
+    assert!(SpectralBound::new(-1.0).apply(model).is_err());
 }
