@@ -13,13 +13,16 @@
 //! Label smoothing, mixup and cutmix with the soft-target cross-entropy ([`smooth_labels`],
 //! [`mix`], [`cutmix`], [`MixSampler`], [`soft_cross_entropy`]).
 //!
-//! Still to come (the regularization issue): the input-gradient penalty, coupled/decoupled weight
-//! decay per parameter group, DropPath, trainer integration,
+//! [`input_gradient_penalty`]: `‖∇ₓ ℓ‖²` by a finite difference along the normalized input
+//! gradient (burn 0.22 has no double backward).
+//!
+//! Still to come (the regularization issue): DropPath, trainer integration,
 //! the seed's examples and the trade-off sweep. (Weight decay for the optimizers is available today
 //! through `bulwark-trainer`'s configuration.)
 
 mod constraint;
 mod error;
+mod input_grad;
 mod mix;
 mod penalty;
 mod select;
@@ -27,6 +30,7 @@ mod spectral;
 
 pub use constraint::{Constraint, ConstraintKind, sparsity};
 pub use error::RegError;
+pub use input_grad::input_gradient_penalty;
 pub use mix::{CutBox, MixSampler, cutmix, mix, smooth_labels, soft_cross_entropy};
 pub use penalty::{Penalty, PenaltyKind};
 pub use select::{LayerKind, ParamInfo, ParamKind, ParamSelection, glob, parameters};
