@@ -17,7 +17,8 @@
 //! gradient (burn 0.22 has no double backward).
 //!
 //! Still to come (the regularization issue): DropPath, trainer integration,
-//! the seed's examples and the trade-off sweep. (Weight decay for the optimizers is available today
+//! the seed adversarial example and the trade-off sweep. The seed regularization example runs:
+//! `cargo run -p bulwark-reg-core --example seed_regularization`. (Weight decay for the optimizers is available today
 //! through `bulwark-trainer`'s configuration.)
 
 mod constraint;
