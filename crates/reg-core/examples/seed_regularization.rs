@@ -135,7 +135,7 @@ fn describe(model: &Model) {
     let relevant: f64 = (0..RELEVANT).map(row).sum::<f64>() / RELEVANT as f64;
     let irrelevant: f64 = (RELEVANT..INPUTS).map(row).sum::<f64>() / (INPUTS - RELEVANT) as f64;
     println!(
-        "  fc1.weight: L1 {l1:.3}, L2 {l2:.3}, {small} of {} entries below 1e-3; mean weight norm per input: relevant {relevant:.3}, irrelevant {irrelevant:.3}",
+        "  fc1.weight: Σ|w| {l1:.3}, ‖W‖_F {l2:.3}, {small} of {} entries below 1e-3; mean weight norm per input: relevant {relevant:.3}, irrelevant {irrelevant:.3}",
         all.len()
     );
 }

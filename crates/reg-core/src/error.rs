@@ -24,9 +24,9 @@ pub enum RegError {
         /// The valid range.
         reason: &'static str,
     },
-    /// A pattern cannot be parsed.
-    #[error("invalid parameter pattern `{0}`: {1}")]
-    Pattern(String, &'static str),
+    /// Inputs whose sizes disagree.
+    #[error("{0}")]
+    Shape(String),
 }
 
 pub(crate) fn invalid(

@@ -13,6 +13,10 @@
 //! `h`); too small an `h` loses precision in f32 (the difference of two nearby losses). Cost: one
 //! forward and backward for the direction plus two forwards whose graphs join the training loss.
 //! A sample with a zero input gradient contributes 0.
+//!
+//! `loss` is called three times and must compute the same function each time: no dropout and no
+//! update of BatchNorm running statistics (inference behaviour with tracked parameters), or the
+//! difference measures noise rather than slope.
 
 use burn::tensor::Tensor;
 

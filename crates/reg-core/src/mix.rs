@@ -38,8 +38,32 @@ pub fn soft_cross_entropy(logits: Tensor<2>, targets: Tensor<2>) -> Tensor<1> {
     -(log_softmax(logits, 1) * targets).sum() / b as f64
 }
 
-/// `λ·a + (1 − λ)·a[perm]` along the batch dimension.
-pub fn mix<const D: usize>(a: Tensor<D>, lambda: f64, perm: &[usize]) -> Tensor<D> {
+fn check_perm(perm: &[usize], batch: usize) -> Result<(), RegError> {
+    let mut seen = vec![false; batch];
+    let bad = perm.len() != batch
+        || perm
+            .iter()
+            .any(|&i| i >= batch || std::mem::replace(&mut seen[i], true));
+    if bad {
+        return Err(RegError::Shape(format!(
+            "{perm:?} is not a permutation of a batch of {batch}"
+        )));
+    }
+    Ok(())
+}
+
+/// `λ·a + (1 − λ)·a[perm]` along the batch dimension. Errors when `perm` is not a permutation of
+/// the batch.
+pub fn mix<const D: usize>(
+    a: Tensor<D>,
+    lambda: f64,
+    perm: &[usize],
+) -> Result<Tensor<D>, RegError> {
+    check_perm(perm, a.dims()[0])?;
+    Ok(mix_unchecked(a, lambda, perm))
+}
+
+fn mix_unchecked<const D: usize>(a: Tensor<D>, lambda: f64, perm: &[usize]) -> Tensor<D> {
     let device = a.device();
     let idx = Tensor::<1, Int>::from_data(
         TensorData::new(
@@ -67,13 +91,24 @@ pub struct CutBox {
 
 /// CutMix of images `[B, C, H, W]` and soft targets `[B, K]`: the box is taken from `x[perm]`;
 /// returns the mixed images, the mixed targets and the kept share `λ' = 1 − box area / (H·W)`.
+/// Errors when `perm` is not a permutation of the batch or the target rows differ.
 pub fn cutmix(
     x: Tensor<4>,
     targets: Tensor<2>,
     perm: &[usize],
     cut: CutBox,
-) -> (Tensor<4>, Tensor<2>, f64) {
+) -> Result<(Tensor<4>, Tensor<2>, f64), RegError> {
     let [b, c, h, w] = x.dims();
+    check_perm(perm, b)?;
+    if targets.dims()[0] != b {
+        return Err(RegError::Shape(format!(
+            "{} target rows for a batch of {b}",
+            targets.dims()[0]
+        )));
+    }
+    if h * w == 0 {
+        return Ok((x, targets, 1.0));
+    }
     let (top, bottom) = (cut.top.min(h), cut.bottom.min(h).max(cut.top.min(h)));
     let (left, right) = (cut.left.min(w), cut.right.min(w).max(cut.left.min(w)));
     let device = x.device();
@@ -97,7 +132,7 @@ pub fn cutmix(
     );
     let other = x.clone().select(0, idx);
     let mixed = x * (m.clone().neg() + 1.0) + other * m;
-    (mixed, mix(targets, kept, perm), kept)
+    Ok((mixed, mix_unchecked(targets, kept, perm), kept))
 }
 
 /// Seeded draws for mixup and cutmix: `λ ~ Beta(α, α)`, permutations and boxes.

@@ -7,14 +7,14 @@
 //! | `L2` | `λ·Σw²` | `2λ·w` |
 //! | `ElasticNet { l1_ratio: ρ }` | `λ·(ρ·Σ|w| + (1 − ρ)·Σw²)` | the mix of the two |
 //! | `GroupLasso` | `λ·Σ_g ‖w_g‖₂`, one group per output unit | `λ·w_g/‖w_g‖₂` (0 for a zero group) |
-//! | `Orthogonality` | `λ·‖A·Aᵀ − I‖²_F` on the smaller Gram matrix of `A` = weight as `[outputs, fan_in]` | `4λ·(A·Aᵀ − I)·A` |
+//! | `Orthogonality` | `λ·‖A·Aᵀ − I‖²_F` (outputs ≤ fan-in) or `λ·‖Aᵀ·A − I‖²_F` (otherwise), `A` = weight as `[outputs, fan_in]` | `4λ·(A·Aᵀ − I)·A` or `4λ·A·(Aᵀ·A − I)` |
 //!
 //! Scaling: `L2` is `λ·Σw²` as Keras' `l2(λ)` (not `λ/2·Σw²`). Its gradient `2λ·w` is what
 //! PyTorch's SGD `weight_decay = 2λ` adds; Keras' `l1_l2(l1=a, l2=b)` is `ElasticNet` with
 //! `λ = a + b`, `ρ = a/(a + b)`. Groups and `A` follow the layer's layout: burn's `Linear` stores
 //! its weight as `[inputs, outputs]` (an output unit is a column); convolutions as
 //! `[out_channels, in_channels, kh, kw]` (an output unit is a filter); other parameters use their
-//! first dimension. A group norm is computed as `√max(Σw², 1e-24)` so that an all-zero group has a
+//! first dimension; a 1-D parameter is one group. A group norm is computed as `√max(Σw², 1e-24)` so that an all-zero group has a
 //! zero gradient instead of NaN.
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -166,6 +166,9 @@ impl ModuleVisitor for Accumulate<'_> {
                 }
                 let a = unit_rows(w, layer);
                 let [units, fan_in] = a.dims();
+                if units == 0 || fan_in == 0 {
+                    return;
+                }
                 let gram = if units <= fan_in {
                     a.clone().matmul(a.transpose())
                 } else {

@@ -48,7 +48,8 @@ impl fmt::Display for ParamKind {
 pub enum LayerKind {
     /// burn's `Linear`: weight `[inputs, outputs]` (transposed with respect to PyTorch).
     Linear,
-    /// A convolution: weight `[out_channels, in_channels, ...kernel]`.
+    /// A convolution: weight `[out_channels, in_channels, ...kernel]` (transposed convolutions,
+    /// whose weight is `[in, out/groups, ...]`, count as `Other`).
     Conv,
     /// Anything else.
     Other,
@@ -226,7 +227,7 @@ pub(crate) fn describe(stack: &[(String, String)]) -> (String, ParamKind, LayerK
     };
     let layer_kind = if layer.ends_with(":Linear") {
         LayerKind::Linear
-    } else if layer.contains(":Conv") {
+    } else if layer.contains(":Conv") && !layer.contains(":ConvTranspose") {
         LayerKind::Conv
     } else {
         LayerKind::Other

@@ -17,7 +17,10 @@ use burn::tensor::Tensor;
 use crate::error::{RegError, invalid};
 use crate::select::{LayerKind, ParamInfo, ParamSelection, describe};
 
-/// Keeps the largest singular value of each selected weight at most `max`.
+/// Keeps the largest singular value of each selected weight at most `max`. Covers matrix-shaped
+/// parameters only (1-D parameters in the selection are left alone). The kept vectors are keyed by
+/// parameter path; a vector of the wrong length (another model) or one that collapsed to zero (a
+/// zero weight) starts again from a pseudo-random vector.
 #[derive(Debug, Clone)]
 pub struct SpectralBound {
     /// The bound on σ_max (> 0).
@@ -144,21 +147,71 @@ impl ModuleMapper for Mapper<'_> {
                 }
                 (o, i, a)
             } else {
-                (dims[0], values.len() / dims[0], values)
+                (
+                    dims[0],
+                    values.len().checked_div(dims[0]).unwrap_or(0),
+                    values,
+                )
             };
-            let u = vectors
-                .entry(path.clone())
-                .or_insert_with(|| vec![1.0 / (rows as f64).sqrt(); rows]);
-            let sigma = power_iteration(&a, rows, cols, u, iterations);
-            sigmas.insert(path.clone(), sigma);
-            let mut out = if sigma > max { w * (max / sigma) } else { w };
-            if autodiff {
-                out = out.autodiff();
-                if require_grad {
-                    out = out.require_grad();
+            if rows == 0 || cols == 0 {
+                return t_restore(w, autodiff, require_grad);
+            }
+            // A kept vector of another length (the same path in another model) starts over.
+            let u = vectors.entry(path.clone()).or_default();
+            if u.len() != rows {
+                *u = start_vector(&path, rows);
+            }
+            let mut sigma = power_iteration(&a, rows, cols, u, iterations);
+            if sigma == 0.0 || !sigma.is_finite() {
+                // A zero (or non-finite) vector would stay zero forever: start again from a
+                // pseudo-random one (σ stays 0 only if the matrix is 0).
+                *u = start_vector(&format!("{path}#{}", rows + cols), rows);
+                sigma = power_iteration(&a, rows, cols, u, iterations);
+                if !sigma.is_finite() {
+                    sigma = 0.0;
                 }
             }
-            out
+            if u.iter().all(|&x| x == 0.0) {
+                *u = start_vector(&path, rows);
+            }
+            sigmas.insert(path.clone(), sigma);
+            let out = if sigma > max { w * (max / sigma) } else { w };
+            t_restore(out, autodiff, require_grad)
         })
     }
+}
+
+/// Puts back the autodiff tracking and `require_grad` flag the optimizer leaves on parameters.
+fn t_restore<const D: usize>(t: Tensor<D>, autodiff: bool, require_grad: bool) -> Tensor<D> {
+    let mut t = t;
+    if autodiff {
+        t = t.autodiff();
+        if require_grad {
+            t = t.require_grad();
+        }
+    }
+    t
+}
+
+/// A unit vector of length `n` with pseudo-random entries derived from `key` (deterministic).
+fn start_vector(key: &str, n: usize) -> Vec<f64> {
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = h;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+        })
+        .collect();
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
 }

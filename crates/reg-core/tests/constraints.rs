@@ -187,10 +187,25 @@ fn each_constraint_holds_after_it_is_applied() {
         }
         let mut h = HasGrad(&grads, 0);
         sparse_model.visit(&mut h);
-        assert!(
-            h.1 >= 2,
+        let weights = ParamSelection::weights()
+            .resolve(&sparse_model)
+            .unwrap()
+            .len();
+        assert_eq!(
+            h.1, weights,
             "{name}: constrained weights lost their gradient tracking"
         );
+        // Parameter ids (which optimizer state and gradients are keyed by) are kept.
+        struct Ids(Vec<burn::module::ParamId>);
+        impl ModuleVisitor for Ids {
+            fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+                self.0.push(p.id);
+            }
+        }
+        let (mut a, mut b) = (Ids(Vec::new()), Ids(Vec::new()));
+        model.visit(&mut a);
+        sparse_model.visit(&mut b);
+        assert_eq!(a.0, b.0, "{name}: parameter ids changed");
     }
 }
 
@@ -267,5 +282,29 @@ fn the_spectral_bound_holds_after_repeated_steps() {
             "{path}: estimate {estimate} vs {s}"
         );
     }
-    assert!(SpectralBound::new(-1.0).apply(model).is_err());
+    assert!(SpectralBound::new(-1.0).apply(model.clone()).is_err());
+
+    // A zero weight must not switch the bound off for later steps, and a vector kept for a path
+    // of another shape (another model) must not be reused.
+    let zero = Constraint::new(ConstraintKind::ProxL1 { lambda: 1e6 })
+        .apply(model.clone(), 1.0)
+        .unwrap();
+    let zeros = sparsity(&zero, &ParamSelection::weights()).unwrap();
+    assert!(zeros.iter().all(|(_, z, n)| z == n), "{zeros:?}");
+    let mut fresh = SpectralBound::new(0.5);
+    let _ = fresh.apply(zero).unwrap();
+    assert!(fresh.sigmas().values().all(|&s| s == 0.0));
+    let mut again = Model::init_seeded("seed-mlp", &dev, 5).unwrap();
+    for _ in 0..30 {
+        again = fresh.apply(again).unwrap();
+    }
+    for (path, shape, w) in read(&again)
+        .iter()
+        .filter(|(p, _, _)| p.ends_with("weight"))
+    {
+        let s = sigma_max(w, shape[0], shape[1]);
+        assert!(s <= 0.5 * (1.0 + 1e-3), "{path}: σ {s} after a zero weight");
+    }
+    let cnn = Model::init_seeded("small-cnn", &dev, 5).unwrap();
+    let _ = fresh.apply(cnn).unwrap();
 }

@@ -64,7 +64,7 @@ fn mixup_and_cutmix_follow_their_definitions() {
     let xt = Tensor::<4>::from_data(TensorData::new(x.clone(), [b, c, h, w]), &dev());
     let perm = vec![2, 0, 1];
     let lambda = 0.3;
-    let mixed = host(mix(xt.clone(), lambda, &perm));
+    let mixed = host(mix(xt.clone(), lambda, &perm).unwrap());
     let per = c * h * w;
     for i in 0..b {
         for k in 0..per {
@@ -80,7 +80,11 @@ fn mixup_and_cutmix_follow_their_definitions() {
         left: 2,
         right: 5,
     };
-    let (xm, ym, kept) = cutmix(xt, targets, &perm, cut);
+    // Not a permutation of the batch: refused.
+    assert!(mix(xt.clone(), lambda, &[0, 0, 1]).is_err());
+    assert!(mix(xt.clone(), lambda, &[0, 1]).is_err());
+    assert!(cutmix(xt.clone(), targets.clone(), &[2, 1, 3], cut).is_err());
+    let (xm, ym, kept) = cutmix(xt, targets, &perm, cut).unwrap();
     assert!((kept - (1.0 - 6.0 / 20.0)).abs() < 1e-12);
     let xm = host(xm);
     for i in 0..b {
@@ -125,9 +129,16 @@ fn the_sampler_draws_beta_permutations_and_boxes() {
     sorted.sort_unstable();
     assert_eq!(sorted, (0..10).collect::<Vec<_>>());
     assert_ne!(p, (0..10).collect::<Vec<_>>());
-    let bx = s.cut_box(0.75, 28, 28);
-    assert!(bx.top <= bx.bottom && bx.bottom <= 28 && bx.left <= bx.right && bx.right <= 28);
-    assert!((bx.bottom - bx.top) <= 14 && (bx.right - bx.left) <= 14);
+    // Boxes for λ = 0.75 cover a quarter of the image (sides 14) unless clipped at a border.
+    for _ in 0..50 {
+        let bx = s.cut_box(0.75, 28, 28);
+        assert!(bx.top <= bx.bottom && bx.bottom <= 28 && bx.left <= bx.right && bx.right <= 28);
+        let (hh, ww) = (bx.bottom - bx.top, bx.right - bx.left);
+        assert!(hh <= 14 && ww <= 14, "{bx:?}");
+        if bx.top > 0 && bx.bottom < 28 && bx.left > 0 && bx.right < 28 {
+            assert_eq!((hh, ww), (14, 14), "{bx:?}");
+        }
+    }
     assert!(MixSampler::new(0.0, 1).is_err());
     // Same seed, same draws.
     let (mut a, mut b) = (
