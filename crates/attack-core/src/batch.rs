@@ -395,15 +395,13 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
 
 /// Logits that are all in [0, 1] and sum to 1 per row are almost certainly probabilities: attacks
 /// on them are weak (vanishing cross-entropy gradients), a classic evaluation bug.
+/// (The evaluator reports the same test, with its evidence, as the `probability-outputs` flag.)
 fn warn_if_probabilities(logits: &[f32], k: usize) {
-    let looks_like_probs = k > 1
-        && logits.chunks(k).all(|row| {
-            row.iter().all(|&v| (0.0..=1.0).contains(&v))
-                && (row.iter().sum::<f32>() - 1.0).abs() < 1e-3
-        });
-    if looks_like_probs {
+    let rows = logits.len() / k.max(1);
+    let (probs, log_probs) = crate::sanity::probability_rows(logits, k);
+    if k > 1 && rows > 0 && (probs == rows || log_probs == rows) {
         tracing::warn!(
-            "the model's outputs look like probabilities (each row in [0, 1], summing to 1); \
+            "the model's outputs look like (log-)probabilities (softmax or log-softmax rows); \
              attacks expect logits, and gradients through a softmax output are badly scaled"
         );
     }

@@ -124,8 +124,23 @@ pub fn check_logits<const D: usize, C: Classifier<D> + ?Sized>(
         return SanityFlag::not_checked("probability-outputs", "no inputs");
     }
     let k = out.len() / rows;
+    let (probs, log_probs) = probability_rows(&out, k);
+    let share = probs.max(log_probs) as f64 / rows as f64;
+    SanityFlag::new(
+        "probability-outputs",
+        share >= 0.9,
+        format!(
+            "{probs} of {rows} output rows look like probabilities (in [0, 1], summing to 1), \
+             {log_probs} like log-probabilities; attacks need logits"
+        ),
+    )
+}
+
+/// Rows of `out` (`k` per row) that look like probabilities (in [0, 1], summing to 1 ± 1e-3) and
+/// like log-probabilities (all ≤ 0, log-sum-exp 0 ± 1e-3).
+pub(crate) fn probability_rows(out: &[f32], k: usize) -> (usize, usize) {
     let (mut probs, mut log_probs) = (0usize, 0usize);
-    for row in out.chunks(k) {
+    for row in out.chunks(k.max(1)) {
         let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
         if row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 1e-3 {
             probs += 1;
@@ -143,15 +158,7 @@ pub fn check_logits<const D: usize, C: Classifier<D> + ?Sized>(
             log_probs += 1;
         }
     }
-    let share = probs.max(log_probs) as f64 / rows as f64;
-    SanityFlag::new(
-        "probability-outputs",
-        share >= 0.9,
-        format!(
-            "{probs} of {rows} output rows look like probabilities (in [0, 1], summing to 1), \
-             {log_probs} like log-probabilities; attacks need logits"
-        ),
-    )
+    (probs, log_probs)
 }
 
 /// `zero-gradients`: the share of samples whose input gradient (of the CW margin) is exactly zero.

@@ -16,7 +16,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 
 use crate::error::{RegError, invalid};
-use crate::select::{LayerKind, ParamInfo, ParamSelection, describe};
+use crate::select::{LayerKind, ParamSelection, PathStack, restore_tracking};
 
 /// Which constraint.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -94,7 +94,7 @@ impl Constraint {
         let mut mapper = Apply {
             constraint: self,
             lr,
-            stack: Vec::new(),
+            stack: PathStack::default(),
         };
         Ok(model.map(&mut mapper))
     }
@@ -103,7 +103,7 @@ impl Constraint {
 struct Apply<'a> {
     constraint: &'a Constraint,
     lr: f64,
-    stack: Vec<(String, String)>,
+    stack: PathStack,
 }
 
 /// Rescales each output unit of `w` by `scale(norm)`.
@@ -135,29 +135,24 @@ fn rescale_units<const D: usize>(
 
 impl ModuleMapper for Apply<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
+        self.stack.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (path, kind, layer) = describe(&self.stack);
-        let info = ParamInfo {
-            path,
-            kind,
-            layer,
-            shape: Vec::new(),
-        };
+        let info = self.stack.param();
+        let layer = info.layer;
         if !self.constraint.selection.covers(&info) {
             return param;
         }
         let (constraint, lr) = (self.constraint.kind, self.lr);
         param.map(|t| {
-            let (autodiff, require_grad) = (t.is_autodiff(), t.is_require_grad());
+            let tracking = (t.is_autodiff(), t.is_require_grad());
             let w = t.inner();
-            let mut out = match constraint {
+            let out = match constraint {
                 ConstraintKind::MaxNorm { max } => rescale_units(w, layer, |norm| {
                     // min(1, max/norm); a zero norm gives +inf, clamped to 1.
                     (norm.recip() * max).clamp_max(1.0)
@@ -173,13 +168,7 @@ impl ModuleMapper for Apply<'_> {
                     w.clone().sign() * (w.abs() - t).clamp_min(0.0)
                 }
             };
-            if autodiff {
-                out = out.autodiff();
-                if require_grad {
-                    out = out.require_grad();
-                }
-            }
-            out
+            restore_tracking(out, tracking)
         })
     }
 }
@@ -192,7 +181,7 @@ pub fn sparsity<M: Module>(
     selection.resolve(model)?;
     let mut v = Count {
         selection,
-        stack: Vec::new(),
+        stack: PathStack::default(),
         out: Vec::new(),
     };
     model.visit(&mut v);
@@ -201,27 +190,21 @@ pub fn sparsity<M: Module>(
 
 struct Count<'a> {
     selection: &'a ParamSelection,
-    stack: Vec<(String, String)>,
+    stack: PathStack,
     out: Vec<(String, usize, usize)>,
 }
 
 impl burn::module::ModuleVisitor for Count<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
+        self.stack.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (path, kind, layer) = describe(&self.stack);
-        let info = ParamInfo {
-            path: path.clone(),
-            kind,
-            layer,
-            shape: Vec::new(),
-        };
+        let info = self.stack.param();
         if !self.selection.covers(&info) {
             return;
         }
@@ -232,6 +215,6 @@ impl burn::module::ModuleVisitor for Count<'_> {
             .try_into_vec_as::<f32>()
             .expect("float parameters read back as f32");
         let zeros = values.iter().filter(|&&v| v == 0.0).count();
-        self.out.push((path, zeros, values.len()));
+        self.out.push((info.path, zeros, values.len()));
     }
 }

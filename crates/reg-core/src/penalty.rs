@@ -21,7 +21,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 
 use crate::error::{RegError, invalid};
-use crate::select::{LayerKind, ParamSelection, describe};
+use crate::select::{LayerKind, ParamSelection, PathStack};
 
 /// Which penalty.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -88,7 +88,7 @@ impl Penalty {
         self.selection.resolve(model)?;
         let mut v = Accumulate {
             penalty: self,
-            stack: Vec::new(),
+            stack: PathStack::default(),
             acc: None,
             error: None,
         };
@@ -102,7 +102,7 @@ impl Penalty {
 
 struct Accumulate<'a> {
     penalty: &'a Penalty,
-    stack: Vec<(String, String)>,
+    stack: PathStack,
     acc: Option<Tensor<1>>,
     error: Option<RegError>,
 }
@@ -124,21 +124,16 @@ fn unit_rows<const D: usize>(w: Tensor<D>, layer: LayerKind) -> Tensor<2> {
 
 impl ModuleVisitor for Accumulate<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
+        self.stack.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (path, kind, layer) = describe(&self.stack);
-        let info = crate::select::ParamInfo {
-            path: path.clone(),
-            kind,
-            layer,
-            shape: Vec::new(),
-        };
+        let info = self.stack.param();
+        let (path, layer) = (info.path.clone(), info.layer);
         if self.error.is_some() || !self.penalty.selection.covers(&info) {
             return;
         }

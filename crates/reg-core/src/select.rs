@@ -200,12 +200,49 @@ pub fn parameters<M: Module>(model: &M) -> Vec<ParamInfo> {
 
 #[derive(Default)]
 struct Collect {
-    stack: Vec<(String, String)>,
+    stack: PathStack,
     out: Vec<ParamInfo>,
 }
 
+/// Where a `ModuleVisitor` or `ModuleMapper` is in the model: the names and container types from
+/// `enter_module` / `exit_module` (burn's derive calls them for parameter fields too).
+#[derive(Debug, Default)]
+pub(crate) struct PathStack(Vec<(String, String)>);
+
+impl PathStack {
+    pub(crate) fn enter(&mut self, name: &str, container_type: &str) {
+        self.0.push((name.into(), container_type.into()));
+    }
+
+    pub(crate) fn exit(&mut self) {
+        self.0.pop();
+    }
+
+    /// Path, kind and layer of the parameter being visited (its shape left empty).
+    pub(crate) fn param(&self) -> ParamInfo {
+        let (path, kind, layer) = describe(&self.0);
+        ParamInfo {
+            path,
+            kind,
+            layer,
+            shape: Vec::new(),
+        }
+    }
+}
+
+/// Puts back the autodiff tracking and `require_grad` flag of `like` (a parameter's tensor) on
+/// `t`, computed from its plain value, as burn's optimizer does after a step.
+pub(crate) fn restore_tracking<const D: usize>(t: Tensor<D>, like: (bool, bool)) -> Tensor<D> {
+    let (autodiff, require_grad) = like;
+    match (autodiff, require_grad) {
+        (true, true) => t.autodiff().require_grad(),
+        (true, false) => t.autodiff(),
+        _ => t,
+    }
+}
+
 /// Path, kind and layer of the parameter at the top of a visitor's stack.
-pub(crate) fn describe(stack: &[(String, String)]) -> (String, ParamKind, LayerKind) {
+fn describe(stack: &[(String, String)]) -> (String, ParamKind, LayerKind) {
     let path = stack
         .iter()
         .filter(|(_, container)| !container.starts_with("Enum"))
@@ -237,20 +274,17 @@ pub(crate) fn describe(stack: &[(String, String)]) -> (String, ParamKind, LayerK
 
 impl ModuleVisitor for Collect {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
+        self.stack.exit();
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let (path, kind, layer) = describe(&self.stack);
         self.out.push(ParamInfo {
-            path,
-            kind,
-            layer,
             shape: param.lazy_shape().to_vec(),
+            ..self.stack.param()
         });
     }
 }

@@ -15,7 +15,7 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 
 use crate::error::{RegError, invalid};
-use crate::select::{LayerKind, ParamInfo, ParamSelection, describe};
+use crate::select::{LayerKind, ParamSelection, PathStack, restore_tracking};
 
 /// Keeps the largest singular value of each selected weight at most `max`. Covers matrix-shaped
 /// parameters only (1-D parameters in the selection are left alone). The kept vectors are keyed by
@@ -61,7 +61,7 @@ impl SpectralBound {
         self.selection.resolve(&model)?;
         let mut m = Mapper {
             bound: self,
-            stack: Vec::new(),
+            stack: PathStack::default(),
         };
         Ok(model.map(&mut m))
     }
@@ -69,7 +69,7 @@ impl SpectralBound {
 
 struct Mapper<'a> {
     bound: &'a mut SpectralBound,
-    stack: Vec<(String, String)>,
+    stack: PathStack,
 }
 
 /// σ_max of the row-major `rows × cols` matrix `a` by `iterations` power steps from `u`
@@ -104,21 +104,16 @@ pub(crate) fn power_iteration(
 
 impl ModuleMapper for Mapper<'_> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.into(), container_type.into()));
+        self.stack.enter(name, container_type);
     }
 
     fn exit_module(&mut self, _: &str, _: &str) {
-        self.stack.pop();
+        self.stack.exit();
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (path, kind, layer) = describe(&self.stack);
-        let info = ParamInfo {
-            path: path.clone(),
-            kind,
-            layer,
-            shape: Vec::new(),
-        };
+        let info = self.stack.param();
+        let (path, layer) = (info.path.clone(), info.layer);
         if D < 2 || !self.bound.selection.covers(&info) {
             return param;
         }
@@ -126,7 +121,7 @@ impl ModuleMapper for Mapper<'_> {
         let vectors = &mut self.bound.vectors;
         let sigmas = &mut self.bound.sigmas;
         param.map(|t| {
-            let (autodiff, require_grad) = (t.is_autodiff(), t.is_require_grad());
+            let tracking = (t.is_autodiff(), t.is_require_grad());
             let w = t.inner();
             let dims = w.dims();
             let values: Vec<f64> = w
@@ -154,7 +149,7 @@ impl ModuleMapper for Mapper<'_> {
                 )
             };
             if rows == 0 || cols == 0 {
-                return t_restore(w, autodiff, require_grad);
+                return restore_tracking(w, tracking);
             }
             // A kept vector of another length (the same path in another model) starts over.
             let u = vectors.entry(path.clone()).or_default();
@@ -176,21 +171,9 @@ impl ModuleMapper for Mapper<'_> {
             }
             sigmas.insert(path.clone(), sigma);
             let out = if sigma > max { w * (max / sigma) } else { w };
-            t_restore(out, autodiff, require_grad)
+            restore_tracking(out, tracking)
         })
     }
-}
-
-/// Puts back the autodiff tracking and `require_grad` flag the optimizer leaves on parameters.
-fn t_restore<const D: usize>(t: Tensor<D>, autodiff: bool, require_grad: bool) -> Tensor<D> {
-    let mut t = t;
-    if autodiff {
-        t = t.autodiff();
-        if require_grad {
-            t = t.require_grad();
-        }
-    }
-    t
 }
 
 /// A unit vector of length `n` with pseudo-random entries derived from `key` (deterministic).
