@@ -42,8 +42,14 @@ pub enum ConstraintKind {
     },
 }
 
-/// A constraint on the selected parameters.
-#[derive(Debug, Clone, PartialEq)]
+/// A constraint on the selected parameters. In configuration files: a flat table
+/// `{ kind = "max-norm" | "unit-norm" | "non-neg" | "decoupled-decay" | "prox-l1", max
+/// (max-norm), weight_decay (decoupled-decay), lambda (prox-l1), select }`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    try_from = "crate::file::ConstraintFile",
+    into = "crate::file::ConstraintFile"
+)]
 pub struct Constraint {
     /// Which constraint.
     pub kind: ConstraintKind,

@@ -23,6 +23,7 @@
 
 mod constraint;
 mod error;
+mod file;
 mod input_grad;
 mod mix;
 mod penalty;

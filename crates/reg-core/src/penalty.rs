@@ -41,8 +41,14 @@ pub enum PenaltyKind {
     Orthogonality,
 }
 
-/// A penalty on the selected parameters of a model.
-#[derive(Debug, Clone, PartialEq)]
+/// A penalty on the selected parameters of a model. In configuration files: a flat table
+/// `{ kind = "l1" | "l2" | "elastic-net" | "group-lasso" | "orthogonality", lambda, l1_ratio
+/// (elastic net only), select }`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(
+    try_from = "crate::file::PenaltyFile",
+    into = "crate::file::PenaltyFile"
+)]
 pub struct Penalty {
     /// Which penalty.
     pub kind: PenaltyKind,

@@ -16,11 +16,13 @@ use std::fmt;
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
+use serde::{Deserialize, Serialize};
 
 use crate::error::RegError;
 
 /// What a parameter is, as far as regularizers care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ParamKind {
     /// Weights of linear, convolutional and other layers.
     Weight,
@@ -68,8 +70,11 @@ pub struct ParamInfo {
     pub shape: Vec<usize>,
 }
 
-/// Which parameters a regularizer covers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which parameters a regularizer covers. In configuration files (serde), every field is
+/// optional and defaults to [`ParamSelection::weights`]'s: `{ include = ["conv*.weight"] }`
+/// keeps `kinds = ["weight"]`; unknown keys are errors.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ParamSelection {
     /// Path patterns a parameter must match (one of them).
     pub include: Vec<String>,

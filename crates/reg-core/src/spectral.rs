@@ -50,6 +50,18 @@ impl SpectralBound {
         &self.sigmas
     }
 
+    /// The kept power-iteration vectors per parameter path (save them with a checkpoint so that a
+    /// resumed run continues the same estimates).
+    pub fn vectors(&self) -> &HashMap<String, Vec<f64>> {
+        &self.vectors
+    }
+
+    /// Replaces the kept vectors (from [`SpectralBound::vectors`] of an earlier run). A vector of
+    /// the wrong length is reseeded on use, as for any other model.
+    pub fn set_vectors(&mut self, vectors: HashMap<String, Vec<f64>>) {
+        self.vectors = vectors;
+    }
+
     /// Estimates σ_max of each selected weight and rescales those above the bound.
     pub fn apply<M: Module>(&mut self, model: M) -> Result<M, RegError> {
         if !(self.max.is_finite() && self.max > 0.0) {

@@ -38,8 +38,67 @@ pub struct CheckpointState {
     pub config_toml: String,
     /// Metrics of every completed epoch.
     pub history: Vec<EpochMetrics>,
-    /// Best validation accuracy so far and its epoch.
+    /// Best validation metric so far (robust accuracy for adversarial methods) and its epoch.
     pub best: Option<(usize, f64)>,
+    /// Why training ended before `epochs`, once it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<StopReason>,
+    /// The spectral bound's power-iteration vectors, so that a resume continues them.
+    #[serde(default, skip_serializing_if = "std::collections::HashMap::is_empty")]
+    pub spectral_vectors: std::collections::HashMap<String, Vec<f64>>,
+}
+
+/// Why a run stopped before its last epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum StopReason {
+    /// The validation metric did not improve for `patience` epochs.
+    Patience {
+        /// The epoch after which training stopped.
+        epoch: usize,
+        /// The best epoch.
+        best_epoch: usize,
+    },
+    /// Catastrophic overfitting: robust validation accuracy collapsed while FGSM accuracy held;
+    /// the weights were rolled back to the best epoch.
+    CatastrophicOverfitting {
+        /// The epoch where the collapse was seen.
+        epoch: usize,
+        /// Robust validation accuracy at that epoch.
+        robust_acc: f64,
+        /// FGSM validation accuracy at that epoch.
+        fgsm_acc: f64,
+        /// The epoch rolled back to, and its robust validation accuracy.
+        best_epoch: usize,
+        /// Robust validation accuracy of the best epoch.
+        best_robust_acc: f64,
+    },
+}
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StopReason::Patience { epoch, best_epoch } => write!(
+                f,
+                "early stop after epoch {epoch}: no improvement since epoch {best_epoch}"
+            ),
+            StopReason::CatastrophicOverfitting {
+                epoch,
+                robust_acc,
+                fgsm_acc,
+                best_epoch,
+                best_robust_acc,
+            } => write!(
+                f,
+                "catastrophic overfitting at epoch {epoch}: PGD validation accuracy {:.2}% (best \
+                 {:.2}% at epoch {best_epoch}) while FGSM accuracy is {:.2}%; rolled back to \
+                 epoch {best_epoch}",
+                100.0 * robust_acc,
+                100.0 * best_robust_acc,
+                100.0 * fgsm_acc
+            ),
+        }
+    }
 }
 
 /// The current checkpoint format.

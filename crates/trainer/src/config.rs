@@ -5,7 +5,21 @@ use std::path::Path;
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::{Schedule, TrainError};
+use bulwark_attack_core::{Crafting, Norm};
+use bulwark_reg_core::{Constraint, Penalty};
+
+use crate::{Method, Mixing, Schedule, SpectralSpec, TrainError};
+
+/// Which weights a run ends with: those of the best validation epoch (robust validation accuracy
+/// for adversarial methods, as Rice et al. 2020 recommend) or those of the last epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// The best validation epoch's weights.
+    Best,
+    /// The last epoch's weights.
+    Last,
+}
 
 /// Which optimizer to use (burn-optim's implementations, with PyTorch's defaults where burn's
 /// differ: SGD dampening 0, Adam epsilon 1e-8).
@@ -78,6 +92,58 @@ pub struct TrainConfig {
     /// Adam/AdamW epsilon (PyTorch's default; burn's is 1e-5).
     #[config(default = 1e-8)]
     pub epsilon: f64,
+    /// Training method: standard or adversarial (`[method]` table with `kind` and its settings).
+    #[config(default = "Method::Standard")]
+    pub method: Method,
+    /// Norm of the training threat model (pgd-at, fgsm-rs, mart; free-at and trades are L-inf).
+    #[config(default = "Norm::Linf")]
+    pub norm: Norm,
+    /// Share `w` of the adversarial cross-entropy in `(1 − w)·clean + w·adversarial` (pgd-at,
+    /// fgsm-rs).
+    #[config(default = 1.0)]
+    pub adv_weight: f64,
+    /// Epochs over which the training radius ramps up linearly from 0 (0: full radius at once).
+    #[config(default = 0.0)]
+    pub eps_warmup_epochs: f64,
+    /// Model behaviour while crafting training examples: `inference` (default) or `train`.
+    #[config(default = "Crafting::Inference")]
+    pub crafting: Crafting,
+    /// Validation images attacked after every epoch (adversarial methods) for the robust
+    /// validation accuracy.
+    #[config(default = 1000)]
+    pub robust_valid_size: usize,
+    /// PGD steps of the per-epoch robust validation (step `2.5·eps/steps`, random start).
+    #[config(default = 10)]
+    pub robust_valid_steps: usize,
+    /// Stop when the validation metric has not improved for this many epochs.
+    #[config(default = "None")]
+    pub patience: Option<usize>,
+    /// Catastrophic-overfitting guard (adversarial methods): stop and roll back to the best
+    /// epoch when robust validation accuracy falls more than `overfit_drop` below its best while
+    /// FGSM accuracy is at least what it was then.
+    #[config(default = true)]
+    pub overfit_guard: bool,
+    /// The drop (absolute, as a fraction) that counts as a collapse.
+    #[config(default = 0.2)]
+    pub overfit_drop: f64,
+    /// Which weights the run ends with (and evaluates on the test set).
+    #[config(default = "Keep::Best")]
+    pub keep: Keep,
+    /// Label smoothing `ε` of every cross-entropy target (0: none).
+    #[config(default = 0.0)]
+    pub label_smoothing: f64,
+    /// Mixup or cutmix of the training batches.
+    #[config(default = "Mixing::None")]
+    pub mixing: Mixing,
+    /// Penalties added to the loss (`[[penalties]]`, see bulwark-reg-core).
+    #[config(default = "Vec::new()")]
+    pub penalties: Vec<Penalty>,
+    /// Constraints applied after every optimizer step (`[[constraints]]`).
+    #[config(default = "Vec::new()")]
+    pub constraints: Vec<Constraint>,
+    /// A spectral-norm bound applied after every optimizer step.
+    #[config(default = "None")]
+    pub spectral_bound: Option<SpectralSpec>,
 }
 
 impl TrainConfig {
@@ -159,12 +225,67 @@ impl TrainConfig {
         if self.nesterov && self.momentum == 0.0 {
             return bad("nesterov needs momentum > 0".into());
         }
-        self.schedule.validate().map_err(TrainError::Config)
+        self.schedule.validate().map_err(TrainError::Config)?;
+        self.method
+            .validate(self.norm, self.adv_weight, self.crafting)
+            .map_err(TrainError::Config)?;
+        if !(self.eps_warmup_epochs.is_finite() && self.eps_warmup_epochs >= 0.0) {
+            return bad(format!(
+                "eps_warmup_epochs must be >= 0, got {}",
+                self.eps_warmup_epochs
+            ));
+        }
+        if self.method.is_adversarial()
+            && (self.robust_valid_size == 0 || self.robust_valid_steps == 0)
+        {
+            return bad("robust_valid_size and robust_valid_steps must be at least 1 for adversarial methods".into());
+        }
+        if self.patience == Some(0) {
+            return bad(
+                "patience must be at least 1 epoch (leave it out to train every epoch)".into(),
+            );
+        }
+        if !(self.overfit_drop > 0.0 && self.overfit_drop < 1.0) {
+            return bad(format!(
+                "overfit_drop must be in (0, 1), got {}",
+                self.overfit_drop
+            ));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return bad(format!(
+                "label_smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            ));
+        }
+        match self.mixing {
+            Mixing::None => {}
+            Mixing::Mixup { alpha } | Mixing::Cutmix { alpha } => {
+                if !(alpha.is_finite() && alpha > 0.0) {
+                    return bad(format!("mixing alpha must be > 0, got {alpha}"));
+                }
+                if matches!(self.method, Method::Mart { .. } | Method::FreeAt { .. }) {
+                    return bad(format!(
+                        "mixup/cutmix do not combine with {}: its loss needs each sample's own \
+                         label (mart) or keeps a per-sample perturbation (free-at)",
+                        self.method.name()
+                    ));
+                }
+            }
+        }
+        if let Some(s) = &self.spectral_bound
+            && (!(s.max.is_finite() && s.max > 0.0) || s.iterations == 0)
+        {
+            return bad(format!(
+                "spectral_bound needs max > 0 and iterations >= 1, got max {} and {} iterations",
+                s.max, s.iterations
+            ));
+        }
+        Ok(())
     }
 }
 
 /// Top-level fields that are absent from the defaults' TOML because they default to `None`.
-const OPTIONAL_KEYS: [&str; 2] = ["train_limit", "test_limit"];
+const OPTIONAL_KEYS: [&str; 4] = ["train_limit", "test_limit", "patience", "spectral_bound"];
 
 /// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)
 /// whose kind changes: they are replaced whole, since their fields differ.

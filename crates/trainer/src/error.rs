@@ -72,6 +72,9 @@ pub enum TrainError {
         /// What went wrong.
         reason: String,
     },
+    /// A regularizer refused its settings (e.g. a selection that matches no parameter).
+    #[error(transparent)]
+    Reg(#[from] bulwark_reg_core::RegError),
     /// See [`bulwark_models::ModelError`].
     #[error(transparent)]
     Model(#[from] bulwark_models::ModelError),

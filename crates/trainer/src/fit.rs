@@ -3,15 +3,21 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use bulwark_data::{ImageDataset, epoch_batches};
+use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, PgdConfig, ThreatModel};
+use bulwark_data::{ImageDataset, SplitMix64, epoch_batches};
 use bulwark_models::Model;
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::GradientsParams;
+use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, save_bpk_atomic};
-use crate::{DeviceSet, EpochMetrics, TrainConfig, TrainError, build_optimizer, evaluate, metrics};
+use crate::adversarial::{AdvSettings, objective};
+use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
+use crate::regularize::{Regularizers, Targets};
+use crate::{
+    DeviceSet, EpochMetrics, Keep, Method, TrainConfig, TrainError, build_optimizer, evaluate,
+    metrics,
+};
 
 /// How [`fit`] runs, beyond the configuration.
 #[derive(Debug, Clone)]
@@ -30,14 +36,21 @@ pub struct FitOptions {
 /// What [`fit`] returns.
 #[derive(Debug)]
 pub struct FitOutcome {
-    /// The model after the last epoch.
+    /// The model the run ends with (inference mode): the best validation epoch's weights, or
+    /// the last epoch's with `keep = "last"`.
     pub model: Model,
     /// Metrics of every epoch, including those before a resume.
     pub history: Vec<EpochMetrics>,
-    /// Epoch (from 1) with the best validation accuracy, and that accuracy.
+    /// Epoch (from 1) with the best validation metric (robust accuracy for adversarial methods,
+    /// else clean accuracy), and its value.
     pub best: Option<(usize, f64)>,
     /// The epoch the run resumed after, if it resumed.
     pub resumed_from: Option<usize>,
+    /// Why training stopped before `epochs`, if it did.
+    pub stopped: Option<StopReason>,
+    /// Whether the run is complete (all epochs, or stopped by a rule), as opposed to interrupted
+    /// by `stop_after_epoch`.
+    pub finished: bool,
 }
 
 /// Seed for everything random in `epoch` (device RNG), derived from the run seed so that an epoch
@@ -48,13 +61,115 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
+/// Seed of one batch's random draws (attack starts, TRADES noise, mixing).
+fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+    SplitMix64::with_stream(epoch_seed(seed, epoch), batch as u64).next_u64()
+}
+
+/// Running sums of an epoch's per-batch statistics.
+#[derive(Default)]
+struct EpochSums {
+    seen: usize,
+    loss: f64,
+    clean_correct: usize,
+    clean_seen: usize,
+    adv_loss: f64,
+    adv_correct: usize,
+    adv_seen: usize,
+    penalty: f64,
+}
+
+impl EpochSums {
+    fn message(&self, rate: f64, lr: f64, eps: Option<f64>) -> String {
+        let mut m = format!("loss {:.4}", self.loss / self.seen.max(1) as f64);
+        if self.clean_seen > 0 {
+            let acc = 100.0 * self.clean_correct as f64 / self.clean_seen as f64;
+            m.push_str(&format!("  clean acc {acc:.2}%"));
+        }
+        if self.adv_seen > 0 {
+            let n = self.adv_seen as f64;
+            m.push_str(&format!(
+                "  adv loss {:.4} acc {:.2}%",
+                self.adv_loss / n,
+                100.0 * self.adv_correct as f64 / n
+            ));
+        }
+        if let Some(eps) = eps {
+            m.push_str(&format!("  eps {eps:.3}"));
+        }
+        m.push_str(&format!("  {rate:.0} img/s  lr {lr:.2e}"));
+        m
+    }
+}
+
+/// Correct predictions of plain `logits` for labels `y`.
+fn hits(logits: Tensor<2>, y: Tensor<1, Int>) -> usize {
+    logits
+        .argmax(1)
+        .flatten::<1>(0, 1)
+        .equal(y)
+        .int()
+        .sum()
+        .into_scalar::<i64>() as usize
+}
+
+/// The training radius at progress `t` epochs: linear ramp over `eps_warmup_epochs`.
+fn eps_at(cfg: &TrainConfig, t: f64) -> Option<f64> {
+    let eps = cfg.method.eps()?;
+    Some(if cfg.eps_warmup_epochs > 0.0 {
+        eps * (t / cfg.eps_warmup_epochs).min(1.0)
+    } else {
+        eps
+    })
+}
+
+/// PGD-`robust_valid_steps` and FGSM accuracy on the first `robust_valid_size` validation images
+/// at the full training radius, in inference mode.
+fn robust_validation(
+    model: &Model,
+    valid: &ImageDataset,
+    cfg: &TrainConfig,
+    eps: f64,
+    device: &Device,
+) -> Result<(f64, f64), TrainError> {
+    let n = cfg.robust_valid_size.min(valid.len());
+    let threat = ThreatModel::new(cfg.norm, eps);
+    let pgd = PgdConfig::new(threat)
+        .with_steps(cfg.robust_valid_steps)
+        .with_options(
+            AttackOptions::new()
+                .with_random_start(true)
+                .with_seed(cfg.seed),
+        )
+        .init()?;
+    let fgsm = FgsmConfig::new(threat).init()?;
+    let eval = model.valid();
+    let (mut pgd_ok, mut fgsm_ok) = (0, 0);
+    let all: Vec<usize> = (0..n).collect();
+    for indices in all.chunks(cfg.eval_batch_size) {
+        let (x, y) = valid.batch(indices, device);
+        let xa = pgd.perturb(model, x.clone(), y.clone())?;
+        pgd_ok += hits(eval.forward(xa), y.clone());
+        let xf = fgsm.perturb(model, x, y.clone())?;
+        fgsm_ok += hits(eval.forward(xf), y);
+    }
+    let n = n.max(1) as f64;
+    Ok((pgd_ok as f64 / n, fgsm_ok as f64 / n))
+}
+
 /// Trains `cfg.model` on `train`, validating on `valid` after every epoch and checkpointing
 /// atomically into `opts.run_dir`.
 ///
-/// Determinism: weights are drawn from `cfg.seed` ([`Model::init_seeded`]); batch order is a
-/// function of `(seed, epoch)`; the device is re-seeded at each epoch start for random layers
-/// (dropout). So on the CPU backends a run that is killed and resumed produces the same metrics as
-/// one that is not.
+/// The method (standard or adversarial), the regularizers and the stopping rules come from `cfg`.
+/// Adversarial methods also measure PGD and FGSM accuracy on `robust_valid_size` validation images
+/// after every epoch; the best epoch is chosen on that robust accuracy (clean accuracy for standard
+/// training), early stopping (`patience`) and the catastrophic-overfitting guard watch it, and the
+/// run ends with the best epoch's weights unless `keep = "last"`.
+///
+/// Determinism: weights are drawn from `cfg.seed` ([`Model::init_seeded`]); batch order, attack
+/// starts, TRADES noise and mixing draws are functions of `(seed, epoch, batch)`; the device is
+/// re-seeded at each epoch start for random layers (dropout). So on the CPU backends a run that is
+/// killed and resumed produces the same metrics as one that is not.
 pub fn fit(
     cfg: &TrainConfig,
     train: &ImageDataset,
@@ -75,9 +190,14 @@ pub fn fit(
     }
 
     let mut model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
+    let mut regs = Regularizers::new(cfg, train.num_classes);
+    // Selections that match nothing fail here, before any training.
+    regs.check(&model)?;
     let mut optim = build_optimizer(cfg);
     let mut history = Vec::new();
     let mut best = None;
+    let mut best_model: Option<Model> = None;
+    let mut stopped = None;
     let mut start_epoch = 0;
     let mut resumed_from = None;
 
@@ -99,6 +219,21 @@ pub fn fit(
         start_epoch = state.epoch;
         history = state.history;
         best = state.best;
+        stopped = state.stopped;
+        regs.restore_spectral(state.spectral_vectors);
+        let best_path = opts.run_dir.join("best.bpk");
+        if best.is_some() && best_path.is_file() {
+            let fresh = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
+            best_model =
+                Some(
+                    fresh
+                        .try_load_file(&best_path)
+                        .map_err(|e| TrainError::Checkpoint {
+                            path: best_path.clone(),
+                            reason: format!("best.bpk does not load: {e}"),
+                        })?,
+                );
+        }
         resumed_from = Some(start_epoch);
         tracing::info!(epoch = start_epoch, "resuming from {}", dir.display());
     }
@@ -106,63 +241,135 @@ pub fn fit(
     // were appended but before its checkpoint must not leave a duplicate line.
     metrics::write_all(&metrics_path, &history)?;
 
-    let ce = CrossEntropyLossConfig::new().init(&ad_device);
+    let settings = AdvSettings {
+        norm: cfg.norm,
+        adv_weight: cfg.adv_weight,
+        crafting: cfg.crafting,
+    };
     let total = cfg.epochs as f64;
     let last_epoch = opts.stop_after_epoch.unwrap_or(cfg.epochs).min(cfg.epochs);
-    for epoch in start_epoch..last_epoch {
+    let mut epoch = start_epoch;
+    while epoch < last_epoch && stopped.is_none() {
+        // Free-AT's perturbation, carried from one minibatch to the next within the epoch (reset
+        // at epoch start, so that a resumed run replays exactly; Shafahi et al. keep it across
+        // epochs).
+        let mut free_delta: Option<Tensor<4>> = None;
         // Under the zoo's generator lock: see `bulwark_models::seed_device`.
         bulwark_models::seed_device(&device, epoch_seed(cfg.seed, epoch));
         let batches = epoch_batches(train.len(), cfg.batch_size, true, cfg.seed, epoch);
         let n_batches = batches.len();
         let bar = progress_bar(opts.progress, n_batches, epoch + 1, cfg.epochs);
         let started = Instant::now();
-        let (mut loss_sum, mut correct, mut seen, mut lr) = (0f64, 0usize, 0usize, 0f64);
+        let mut sums = EpochSums::default();
+        let (mut lr, mut eps) = (0f64, None);
         for (b, indices) in batches.iter().enumerate() {
-            lr = cfg
-                .schedule
-                // Progress at the end of this step, so that warm-up schedules never take a
-                // zero-rate first step (as in Wong et al.'s `(i + 1) / n`).
-                .lr_at(
-                    cfg.lr,
-                    epoch as f64 + (b + 1) as f64 / n_batches as f64,
-                    total,
-                );
-            // Autodiff inputs, so that a first-layer BatchNorm/Dropout runs in training mode.
-            let (x, y) = train.batch(indices, &ad_device);
-            let logits = model.forward(x);
-            let loss = ce.forward(logits.clone(), y.clone());
-            let loss_value = loss.clone().inner().into_scalar::<f32>();
-            if !loss_value.is_finite() {
-                bar.abandon();
-                return Err(TrainError::Diverged {
-                    during: "training",
-                    epoch: epoch + 1,
-                    batch: b + 1,
-                    value: loss_value,
-                });
+            let t = epoch as f64 + (b + 1) as f64 / n_batches as f64;
+            // Progress at the end of this step, so that warm-up schedules never take a
+            // zero-rate first step (as in Wong et al.'s `(i + 1) / n`).
+            lr = cfg.schedule.lr_at(cfg.lr, t, total);
+            eps = eps_at(cfg, t);
+            let seed = batch_seed(cfg.seed, epoch, b);
+            let (x, y) = train.batch(indices, &device);
+            let targets = regs.targets(y.clone())?;
+            let diverged = |value: f32| TrainError::Diverged {
+                during: "training",
+                epoch: epoch + 1,
+                batch: b + 1,
+                value,
+            };
+            if let Method::FreeAt { replays, .. } = cfg.method {
+                let eps = eps.unwrap_or_default();
+                let mut delta = match free_delta.take() {
+                    Some(d) if d.dims() == x.dims() => d,
+                    _ => x.zeros_like(),
+                };
+                for _ in 0..replays {
+                    let xa = (x.clone() + delta.clone())
+                        .clamp(0.0, 1.0)
+                        .autodiff()
+                        .require_grad();
+                    let logits = model.forward(xa.clone());
+                    let mut loss = targets.cross_entropy(logits.clone());
+                    let adv_loss = loss.clone().inner().into_scalar::<f32>();
+                    if let Some(p) = regs.penalty(&model)? {
+                        sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>())
+                            * indices.len() as f64
+                            / replays as f64;
+                        loss = loss + p;
+                    }
+                    let value = loss.clone().inner().into_scalar::<f32>();
+                    if !value.is_finite() {
+                        bar.abandon();
+                        return Err(diverged(value));
+                    }
+                    let mut grads = loss.backward();
+                    let g = xa.grad_remove(&mut grads);
+                    let params = GradientsParams::from_grads(grads, &model);
+                    model = optim.step(lr, model, params);
+                    model = regs.after_step(model, lr)?;
+                    if let Some(g) = g {
+                        delta = (delta + g.sign() * eps).clamp(-eps, eps);
+                    }
+                    let share = indices.len() as f64 / replays as f64;
+                    sums.loss += f64::from(value) * share;
+                    sums.adv_loss += f64::from(adv_loss) * share;
+                    sums.adv_correct += hits(logits.inner(), y.clone());
+                    sums.adv_seen += indices.len();
+                }
+                free_delta = Some(delta);
+                // Clean accuracy of the batch with the updated model, for the progress line.
+                sums.clean_correct += hits(model.valid().forward(x), y);
+                sums.clean_seen += indices.len();
+            } else {
+                let draw = regs.draw(indices.len(), train.height, train.width, seed);
+                let obj = objective(
+                    &cfg.method,
+                    &model,
+                    x.clone(),
+                    &targets,
+                    draw.as_ref(),
+                    eps.unwrap_or_default(),
+                    settings,
+                    seed,
+                )?;
+                let mut loss = obj.loss;
+                if let Some(p) = regs.penalty(&model)? {
+                    sums.penalty +=
+                        f64::from(p.clone().inner().into_scalar::<f32>()) * indices.len() as f64;
+                    loss = loss + p;
+                }
+                let value = loss.clone().inner().into_scalar::<f32>();
+                if !value.is_finite() {
+                    bar.abandon();
+                    return Err(diverged(value));
+                }
+                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                model = optim.step(lr, model, grads);
+                model = regs.after_step(model, lr)?;
+                sums.loss += f64::from(value) * indices.len() as f64;
+                if let Some(adv) = obj.adv_logits {
+                    let plain = Targets {
+                        hard: y.clone(),
+                        soft: targets.soft.clone(),
+                    };
+                    sums.adv_loss +=
+                        f64::from(plain.cross_entropy(adv.clone()).into_scalar::<f32>())
+                            * indices.len() as f64;
+                    sums.adv_correct += hits(adv, y.clone());
+                    sums.adv_seen += indices.len();
+                }
+                // Clean statistics: from the objective's own clean forward when it had one,
+                // else from an inference-mode forward of the batch.
+                let clean = match obj.clean_logits {
+                    Some(c) => c,
+                    None => model.valid().forward(x),
+                };
+                sums.clean_correct += hits(clean, y);
+                sums.clean_seen += indices.len();
             }
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = optim.step(lr, model, grads);
-
-            let hits = logits
-                .inner()
-                .argmax(1)
-                .flatten::<1>(0, 1)
-                .equal(y.inner())
-                .int()
-                .sum()
-                .into_scalar::<i64>() as usize;
-            loss_sum += f64::from(loss_value) * indices.len() as f64;
-            correct += hits;
-            seen += indices.len();
-            let rate = seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4}  acc {:.2}%  {:.0} img/s  lr {:.2e}",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                rate,
-                lr
-            ));
+            sums.seen += indices.len();
+            let rate = sums.seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(sums.message(rate, lr, eps));
             bar.inc(1);
         }
         let seconds = started.elapsed().as_secs_f64();
@@ -178,30 +385,58 @@ pub fn fit(
                 value: v.loss as f32,
             });
         }
+        let robust = match cfg.method.eps() {
+            Some(full) if !valid.is_empty() => {
+                Some(robust_validation(&model, valid, cfg, full, &device)?)
+            }
+            _ => None,
+        };
+        let seen = sums.seen as f64;
         let m = EpochMetrics {
             epoch: epoch + 1,
             lr,
-            train_loss: loss_sum / seen as f64,
-            train_acc: correct as f64 / seen as f64,
+            train_loss: sums.loss / seen,
+            train_acc: sums.clean_correct as f64 / sums.clean_seen.max(1) as f64,
             valid_loss: v.loss,
             valid_acc: v.accuracy,
             seconds,
-            images_per_sec: seen as f64 / seconds.max(1e-9),
+            images_per_sec: seen / seconds.max(1e-9),
+            eps,
+            train_adv_loss: (sums.adv_seen > 0).then(|| sums.adv_loss / sums.adv_seen as f64),
+            train_adv_acc: (sums.adv_seen > 0)
+                .then(|| sums.adv_correct as f64 / sums.adv_seen as f64),
+            penalty: (!cfg.penalties.is_empty()).then(|| sums.penalty / seen),
+            valid_robust_acc: robust.map(|r| r.0),
+            valid_fgsm_acc: robust.map(|r| r.1),
         };
         tracing::info!(
-            "epoch {}/{}: train loss {:.4} acc {:.2}% | valid loss {:.4} acc {:.2}% | {:.1}s, {:.0} img/s",
+            "epoch {}/{}: train loss {:.4} acc {:.2}% | valid loss {:.4} acc {:.2}%{} | {:.1}s, {:.0} img/s",
             m.epoch,
             cfg.epochs,
             m.train_loss,
             100.0 * m.train_acc,
             m.valid_loss,
             100.0 * m.valid_acc,
+            m.valid_robust_acc
+                .map(|r| format!(" robust {:.2}%", 100.0 * r))
+                .unwrap_or_default(),
             m.seconds,
             m.images_per_sec
         );
-        if !valid.is_empty() && best.is_none_or(|(_, acc)| v.accuracy > acc) {
-            best = Some((epoch + 1, v.accuracy));
+        let metric = m.selection_metric();
+        if !valid.is_empty() && best.is_none_or(|(_, acc)| metric > acc) {
+            best = Some((epoch + 1, metric));
             save_bpk_atomic(&model, &opts.run_dir.join("best.bpk"))?;
+            best_model = Some(model.clone());
+        } else if let Some((best_epoch, best_metric)) = best {
+            stopped = stop_rule(cfg, &history, &m, best_epoch, best_metric);
+            if let Some(StopReason::CatastrophicOverfitting { .. }) = &stopped {
+                // Roll back: training ends with the best epoch's weights, whatever `keep` says.
+                model = best_model.clone().expect("a best epoch has its weights");
+            }
+            if let Some(reason) = &stopped {
+                tracing::warn!("{reason}");
+            }
         }
         history.push(m.clone());
         let state = CheckpointState {
@@ -211,17 +446,62 @@ pub fn fit(
             config_toml: cfg.to_toml(),
             history: history.clone(),
             best,
+            stopped: stopped.clone(),
+            spectral_vectors: regs.spectral_state(),
         };
         // Checkpoint first, then the log line: the checkpoint is the source of truth on resume.
         Checkpoint::save(&opts.run_dir, &model, &optim, &state)?;
         metrics::append(&metrics_path, &m)?;
+        epoch += 1;
     }
+    let finished = stopped.is_some() || history.len() >= cfg.epochs;
+    let model = match (cfg.keep, best_model) {
+        (Keep::Best, Some(b)) => b,
+        _ => model,
+    };
     Ok(FitOutcome {
         model: model.valid(),
         history,
         best,
         resumed_from,
+        stopped,
+        finished,
     })
+}
+
+/// Early stopping and the catastrophic-overfitting guard, for an epoch `m` that did not improve
+/// on the best epoch.
+fn stop_rule(
+    cfg: &TrainConfig,
+    history: &[EpochMetrics],
+    m: &EpochMetrics,
+    best_epoch: usize,
+    best_metric: f64,
+) -> Option<StopReason> {
+    if cfg.overfit_guard
+        && let (Some(robust), Some(fgsm)) = (m.valid_robust_acc, m.valid_fgsm_acc)
+    {
+        let fgsm_at_best = history
+            .iter()
+            .find(|h| h.epoch == best_epoch)
+            .and_then(|h| h.valid_fgsm_acc);
+        if best_metric - robust > cfg.overfit_drop && fgsm_at_best.is_some_and(|f| fgsm >= f) {
+            return Some(StopReason::CatastrophicOverfitting {
+                epoch: m.epoch,
+                robust_acc: robust,
+                fgsm_acc: fgsm,
+                best_epoch,
+                best_robust_acc: best_metric,
+            });
+        }
+    }
+    match cfg.patience {
+        Some(p) if m.epoch - best_epoch >= p => Some(StopReason::Patience {
+            epoch: m.epoch,
+            best_epoch,
+        }),
+        _ => None,
+    }
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
@@ -236,4 +516,92 @@ fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> Progr
     );
     bar.set_prefix(format!("epoch {epoch}/{epochs}"));
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(epoch: usize, robust: f64, fgsm: f64) -> EpochMetrics {
+        EpochMetrics {
+            epoch,
+            lr: 0.0,
+            train_loss: 0.0,
+            train_acc: 0.0,
+            valid_loss: 0.0,
+            valid_acc: 0.9,
+            seconds: 0.0,
+            images_per_sec: 0.0,
+            eps: Some(0.3),
+            train_adv_loss: None,
+            train_adv_acc: None,
+            penalty: None,
+            valid_robust_acc: Some(robust),
+            valid_fgsm_acc: Some(fgsm),
+        }
+    }
+
+    #[test]
+    fn the_overfitting_guard_fires_on_a_collapse_with_fgsm_holding() {
+        let cfg = TrainConfig::new();
+        let history = vec![epoch(1, 0.6, 0.7), epoch(2, 0.8, 0.85)];
+        // PGD collapses, FGSM rises: catastrophic overfitting, roll back to epoch 2.
+        let hit = stop_rule(&cfg, &history, &epoch(3, 0.05, 0.95), 2, 0.8);
+        assert!(matches!(
+            hit,
+            Some(StopReason::CatastrophicOverfitting {
+                epoch: 3,
+                best_epoch: 2,
+                ..
+            })
+        ));
+        // Both fall: the model got worse, not overfit to FGSM.
+        assert_eq!(
+            stop_rule(&cfg, &history, &epoch(3, 0.05, 0.3), 2, 0.8),
+            None
+        );
+        // A drop within the tolerance is noise.
+        assert_eq!(
+            stop_rule(&cfg, &history, &epoch(3, 0.65, 0.9), 2, 0.8),
+            None
+        );
+        // Switched off.
+        let off = TrainConfig::new().with_overfit_guard(false);
+        assert_eq!(
+            stop_rule(&off, &history, &epoch(3, 0.05, 0.95), 2, 0.8),
+            None
+        );
+    }
+
+    #[test]
+    fn patience_counts_epochs_since_the_best() {
+        let cfg = TrainConfig::new().with_patience(Some(2));
+        let history = vec![epoch(1, 0.5, 0.5), epoch(2, 0.6, 0.6)];
+        assert_eq!(
+            stop_rule(&cfg, &history, &epoch(3, 0.55, 0.5), 2, 0.6),
+            None
+        );
+        assert_eq!(
+            stop_rule(&cfg, &history, &epoch(4, 0.55, 0.5), 2, 0.6),
+            Some(StopReason::Patience {
+                epoch: 4,
+                best_epoch: 2
+            })
+        );
+    }
+
+    #[test]
+    fn eps_ramps_linearly_then_holds() {
+        let cfg = TrainConfig::new()
+            .with_method(Method::PgdAt {
+                eps: 0.3,
+                steps: 10,
+                step_size: None,
+                random_start: true,
+            })
+            .with_eps_warmup_epochs(2.0);
+        assert!((eps_at(&cfg, 1.0).unwrap() - 0.15).abs() < 1e-12);
+        assert_eq!(eps_at(&cfg, 2.5), Some(0.3));
+        assert_eq!(eps_at(&TrainConfig::new(), 1.0), None);
+    }
 }

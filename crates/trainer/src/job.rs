@@ -130,7 +130,7 @@ pub fn run_job(
         },
     )?;
     tracing::debug!("fit took {:.1}s", started.elapsed().as_secs_f64());
-    let stopped_early = outcome.history.len() < cfg.epochs;
+    let stopped_early = !outcome.finished;
     let weights = opts.run_dir.join("model.safetensors");
     let report = opts.run_dir.join("report.md");
     if stopped_early {

@@ -16,6 +16,7 @@
 //! - `wgpu`: GPU through wgpu (WGSL); also works on Mesa's software Vulkan, slowly.
 //! - `vulkan`, `cuda`: GPU backends passed through to burn.
 
+mod adversarial;
 mod attack_eval;
 mod backend;
 mod bench;
@@ -26,9 +27,11 @@ mod eval;
 mod fit;
 mod grid;
 mod job;
+mod method;
 mod metrics;
 mod optim;
 mod plot;
+mod regularize;
 mod report;
 mod robust_eval;
 mod schedule;
@@ -39,16 +42,18 @@ pub use attack_eval::{
 };
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchRow, attack_workloads, bench_attacks};
-pub use checkpoint::{Checkpoint, CheckpointState, save_bpk_atomic, write_atomic};
-pub use config::{OptimizerKind, TrainConfig};
+pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic, write_atomic};
+pub use config::{Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use grid::{GridImage, write_png_grid};
 pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
+pub use method::Method;
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
 pub use plot::{Series, line_plot_svg};
+pub use regularize::{Mixing, SpectralSpec};
 pub use report::{ReportInputs, write_report};
 pub use robust_eval::{
     EvalContext, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,

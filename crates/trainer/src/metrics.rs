@@ -14,9 +14,11 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Learning rate at the last step of the epoch.
     pub lr: f64,
-    /// Mean training cross-entropy over the epoch's batches (weighted by batch size).
+    /// Mean training objective over the epoch's batches (weighted by batch size): the method's
+    /// loss plus penalties (plain cross-entropy for standard training without penalties).
     pub train_loss: f64,
-    /// Training accuracy over the epoch, measured on the fly (model changing during the epoch).
+    /// Clean training accuracy over the epoch, measured on the fly (model changing during the
+    /// epoch; on the mixed inputs when mixup/cutmix is on).
     pub train_acc: f64,
     /// Validation cross-entropy (model in inference mode).
     pub valid_loss: f64,
@@ -26,6 +28,32 @@ pub struct EpochMetrics {
     pub seconds: f64,
     /// Training throughput.
     pub images_per_sec: f64,
+    /// Training radius at the end of the epoch (adversarial methods; smaller during an eps ramp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// Mean cross-entropy on the epoch's adversarial training inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_adv_loss: Option<f64>,
+    /// Accuracy on the epoch's adversarial training inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_adv_acc: Option<f64>,
+    /// Mean value of the penalties over the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub penalty: Option<f64>,
+    /// PGD accuracy on the robust validation images at the full radius (adversarial methods).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_robust_acc: Option<f64>,
+    /// FGSM accuracy on the same images (for the catastrophic-overfitting guard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_fgsm_acc: Option<f64>,
+}
+
+impl EpochMetrics {
+    /// The validation metric that selects the best epoch: robust accuracy when measured, else
+    /// clean accuracy.
+    pub fn selection_metric(&self) -> f64 {
+        self.valid_robust_acc.unwrap_or(self.valid_acc)
+    }
 }
 
 /// Rewrites `metrics.jsonl` from `history` (used when a run starts or resumes, so the log always

@@ -1,0 +1,228 @@
+//! One training batch's objective for each [`Method`]: crafting the adversarial examples with
+//! attack-core (or TRADES' own KL maximization) and the method's loss on the autodiff graph.
+//! Free-AT, which steps the optimizer inside its replays, lives in the training loop.
+
+use bulwark_attack_core::{
+    Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Norm, PgdConfig, ThreatModel,
+};
+use bulwark_data::SplitMix64;
+use bulwark_models::Model;
+use burn::module::Module;
+use burn::tensor::activation::{log_softmax, softmax};
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::regularize::{MixDraw, Targets};
+use crate::{Method, TrainError};
+
+/// What the shared adversarial settings of a run say (from the config).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AdvSettings {
+    pub norm: Norm,
+    pub adv_weight: f64,
+    pub crafting: Crafting,
+}
+
+/// A batch's objective (without penalties) and the logits for the progress statistics.
+pub(crate) struct BatchObjective {
+    /// The loss to minimize, on the model's graph.
+    pub loss: Tensor<1>,
+    /// Clean logits (plain), when the objective computed them.
+    pub clean_logits: Option<Tensor<2>>,
+    /// Logits of the adversarial inputs (plain), for adversarial methods.
+    pub adv_logits: Option<Tensor<2>>,
+}
+
+/// Per-sample `KL(softmax(p) ‖ softmax(q))` as `[B, 1]`.
+pub(crate) fn kl_rows(p_logits: Tensor<2>, q_logits: Tensor<2>) -> Tensor<2> {
+    let lp = log_softmax(p_logits, 1);
+    let lq = log_softmax(q_logits, 1);
+    (lp.clone().exp() * (lp - lq)).sum_dim(1)
+}
+
+fn options(seed: u64, crafting: Crafting, random_start: bool) -> AttackOptions {
+    AttackOptions::new()
+        .with_seed(seed)
+        .with_crafting(crafting)
+        .with_random_start(random_start)
+}
+
+/// Adversarial examples for PGD-AT, FGSM-RS and MART (plain tensors in the box).
+pub(crate) fn craft(
+    method: &Method,
+    model: &Model,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    eps: f64,
+    s: AdvSettings,
+    seed: u64,
+) -> Result<Tensor<4>, TrainError> {
+    let threat = ThreatModel::new(s.norm, eps);
+    let out = match *method {
+        Method::PgdAt {
+            steps,
+            step_size,
+            random_start,
+            ..
+        } => PgdConfig::new(threat)
+            .with_steps(steps)
+            .with_step_size(step_size)
+            .with_options(options(seed, s.crafting, random_start))
+            .init()?
+            .perturb(model, x, y)?,
+        Method::Mart {
+            steps, step_size, ..
+        } => PgdConfig::new(threat)
+            .with_steps(steps)
+            .with_step_size(step_size)
+            .with_options(options(seed, s.crafting, true))
+            .init()?
+            .perturb(model, x, y)?,
+        Method::FgsmRs {
+            alpha,
+            random_start,
+            ..
+        } => FgsmConfig::new(threat)
+            .with_step_size(Some(alpha.unwrap_or(1.25 * eps)))
+            .with_options(options(seed, s.crafting, random_start))
+            .init()?
+            .perturb(model, x, y)?,
+        Method::Standard | Method::FreeAt { .. } | Method::Trades { .. } => {
+            unreachable!("craft is only called for pgd-at, fgsm-rs and mart")
+        }
+    };
+    Ok(out)
+}
+
+/// TRADES' inner maximization: `steps` signed-gradient steps on `KL(f(x) ‖ f(x'))` from
+/// `x + 0.001·N(0, I)`, projected onto the L-inf ball around `x` and the box.
+pub(crate) fn trades_craft(
+    model: &Model,
+    x: Tensor<4>,
+    eps: f64,
+    steps: usize,
+    step: f64,
+    crafting: Crafting,
+    seed: u64,
+) -> Tensor<4> {
+    let bounds = Bounds::new();
+    let forward = |t: Tensor<4>| match crafting {
+        Crafting::Inference => model.valid().forward(t),
+        Crafting::Train => model.clone().train().no_grad().forward(t),
+    };
+    let p = forward(x.clone());
+    let lp = log_softmax(p, 1);
+    let pp = lp.clone().exp();
+    let dims = x.dims();
+    let n: usize = dims.iter().product();
+    let mut rng = SplitMix64::new(seed);
+    let noise: Vec<f32> = (0..n).map(|_| 0.001 * gaussian(&mut rng) as f32).collect();
+    let noise = Tensor::<4>::from_data(TensorData::new(noise, dims), &x.device());
+    let (lo, hi) = (x.clone() - eps, x.clone() + eps);
+    let mut xa = (x.clone() + noise).clamp(bounds.lo, bounds.hi);
+    for _ in 0..steps {
+        let leaf = xa.clone().autodiff().require_grad();
+        let lq = log_softmax(forward(leaf.clone()), 1);
+        let kl = (pp.clone() * (lp.clone() - lq)).sum();
+        let g = leaf.grad(&kl.backward()).unwrap_or_else(|| xa.zeros_like());
+        xa = (xa + g.sign() * step)
+            .max_pair(lo.clone())
+            .min_pair(hi.clone())
+            .clamp(bounds.lo, bounds.hi);
+    }
+    xa
+}
+
+/// A standard normal draw (Box-Muller).
+fn gaussian(rng: &mut SplitMix64) -> f64 {
+    let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+    let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+/// The objective of `method` (not Free-AT) for the plain batch `x`, `targets` at radius `eps`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn objective(
+    method: &Method,
+    model: &Model,
+    x: Tensor<4>,
+    targets: &Targets,
+    mixing: Option<&MixDraw>,
+    eps: f64,
+    s: AdvSettings,
+    seed: u64,
+) -> Result<BatchObjective, TrainError> {
+    let mixed = |x: Tensor<4>| -> Result<(Tensor<4>, Targets), TrainError> {
+        match mixing {
+            Some(d) => d.apply(x, targets),
+            None => Ok((x, targets.clone())),
+        }
+    };
+    match *method {
+        Method::Standard => {
+            let (xm, t) = mixed(x)?;
+            let logits = model.forward(xm.autodiff());
+            Ok(BatchObjective {
+                loss: t.cross_entropy(logits.clone()),
+                clean_logits: Some(logits.inner()),
+                adv_logits: None,
+            })
+        }
+        Method::PgdAt { .. } | Method::FgsmRs { .. } => {
+            let x_adv = craft(method, model, x.clone(), targets.hard.clone(), eps, s, seed)?;
+            let (xa, t) = mixed(x_adv)?;
+            let adv = model.forward(xa.autodiff());
+            let mut loss = t.cross_entropy(adv.clone());
+            let mut clean_logits = None;
+            if s.adv_weight < 1.0 {
+                let (xc, tc) = mixed(x)?;
+                let clean = model.forward(xc.autodiff());
+                loss = loss * s.adv_weight + tc.cross_entropy(clean.clone()) * (1.0 - s.adv_weight);
+                clean_logits = Some(clean.inner());
+            }
+            Ok(BatchObjective {
+                loss,
+                clean_logits,
+                adv_logits: Some(adv.inner()),
+            })
+        }
+        Method::Trades {
+            steps,
+            step_size,
+            beta,
+            ..
+        } => {
+            let (xm, t) = mixed(x)?;
+            let step = step_size.unwrap_or(2.5 * eps / steps as f64);
+            let x_adv = trades_craft(model, xm.clone(), eps, steps, step, s.crafting, seed);
+            let b = xm.dims()[0].max(1) as f64;
+            let clean = model.forward(xm.autodiff());
+            let adv = model.forward(x_adv.autodiff());
+            let kl = kl_rows(clean.clone(), adv.clone()).sum() / b;
+            Ok(BatchObjective {
+                loss: t.cross_entropy(clean.clone()) + kl * beta,
+                clean_logits: Some(clean.inner()),
+                adv_logits: Some(adv.inner()),
+            })
+        }
+        Method::Mart { beta, .. } => {
+            let x_adv = craft(method, model, x.clone(), targets.hard.clone(), eps, s, seed)?;
+            let clean = model.forward(x.autodiff());
+            let adv = model.forward(x_adv.autodiff());
+            let [b, k] = adv.dims();
+            let onehot = targets.hard.clone().one_hot::<2>(k).float();
+            // max_{k≠y} p_k(x'): the label's entry pushed below every probability first.
+            let worst_wrong = (softmax(adv.clone(), 1) - onehot.clone() * 2.0).max_dim(1);
+            let boost = -(worst_wrong.neg() + 1.0001).log().mean();
+            let bce = targets.cross_entropy(adv.clone()) + boost;
+            let true_probs = (softmax(clean.clone(), 1) * onehot).sum_dim(1);
+            let kl = kl_rows(clean.clone(), adv.clone());
+            let robust = (kl * (true_probs.neg() + 1.000_000_1)).sum() / b.max(1) as f64;
+            Ok(BatchObjective {
+                loss: bce + robust * beta,
+                clean_logits: Some(clean.inner()),
+                adv_logits: Some(adv.inner()),
+            })
+        }
+        Method::FreeAt { .. } => unreachable!("free-at runs in the training loop"),
+    }
+}
