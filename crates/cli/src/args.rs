@@ -22,15 +22,25 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train a zoo model (standard training) and write a run directory with a report.
+    /// Train a zoo model (standard or adversarial training, with regularizers) and write a run
+    /// directory with a report.
     #[command(after_help = "Examples:
   bulwark train                                   # small-cnn on MNIST, 5 epochs, into runs/
   bulwark train --model mlp --epochs 3 --lr 1e-3 --name mlp-quick
   bulwark train --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov --schedule cosine --warmup-epochs 1
   bulwark train --config configs/mnist-small-cnn.toml
+  bulwark train --method fgsm-rs --eps 0.3 --epochs 10 --name fgsm-rs
+  bulwark train --l2 1e-4 --label-smoothing 0.1 --mixup 0.2
   bulwark train --resume --run-dir runs/mlp-quick # continue a killed run exactly
   bulwark --backend wgpu train --model small-cnn  # needs a build with --features wgpu")]
     Train(Box<TrainArgs>),
+    /// Train one model per regularization strength and tabulate and plot train, test and robust
+    /// accuracy against it. Rerun the same command to continue a killed sweep.
+    #[command(after_help = "Examples:
+  bulwark sweep --reg l2 --lambda 0,1e-5,1e-4,1e-3,1e-2 --epochs 2
+  bulwark sweep --model small-cnn --dataset mnist --reg l2 --lambda 0,1e-4,1e-3 --method fgsm-rs --eps 0.3
+  bulwark sweep --config configs/mnist-small-cnn.toml --reg label-smoothing --lambda 0,0.1,0.2")]
+    Sweep(Box<SweepArgs>),
     /// Evaluate saved weights on a test set: clean accuracy, or — with --eps — robust accuracy
     /// under an AutoAttack-style cascade with sanity checks and a report.
     #[command(after_help = "Examples:
@@ -146,6 +156,31 @@ pub struct TrainArgs {
     /// Evaluate on the first N test images only (smoke runs).
     #[arg(long)]
     pub test_limit: Option<usize>,
+    /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart (other settings at
+    /// their defaults, or from --config's [method] table).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Radius of the adversarial training method (L-inf by default).
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Label smoothing epsilon.
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Mixup with this Beta alpha.
+    #[arg(long, conflicts_with = "cutmix")]
+    pub mixup: Option<f64>,
+    /// CutMix with this Beta alpha.
+    #[arg(long)]
+    pub cutmix: Option<f64>,
+    /// L1 penalty strength on every weight (no biases or normalization layers).
+    #[arg(long)]
+    pub l1: Option<f64>,
+    /// L2 penalty strength on every weight (lambda * sum of squares).
+    #[arg(long)]
+    pub l2: Option<f64>,
+    /// Stop when the validation metric has not improved for this many epochs.
+    #[arg(long)]
+    pub patience: Option<usize>,
     /// Run name: the run directory is <runs-dir>/<name>.
     #[arg(long)]
     pub name: Option<String>,
@@ -162,6 +197,59 @@ pub struct TrainArgs {
     #[arg(long)]
     pub stop_after_epoch: Option<usize>,
     /// Directory that already holds the dataset files (else BULWARK_DATA_DIR, cache, download).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `bulwark sweep`.
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Base TOML configuration (everything but the swept regularizer); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Zoo model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset: mnist or fashion-mnist.
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Epochs per run.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// The regularizer to vary: l1, l2, group-lasso, orthogonality, weight-decay, prox-l1,
+    /// label-smoothing, mixup, cutmix.
+    #[arg(long)]
+    pub reg: String,
+    /// Comma-separated strengths (0 = without the regularizer).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required = true,
+        allow_hyphen_values = true
+    )]
+    pub lambda: Vec<f64>,
+    /// Training method of every run (adds a robust-accuracy column for adversarial methods).
+    #[arg(long)]
+    pub method: Option<String>,
+    /// Radius of the adversarial method and of the robust test evaluation.
+    #[arg(long)]
+    pub eps: Option<f64>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// PGD steps of the robust test evaluation.
+    #[arg(long, default_value_t = 20)]
+    pub robust_steps: usize,
+    /// Test images attacked for the robust column (all when not given).
+    #[arg(long)]
+    pub robust_limit: Option<usize>,
+    /// Sweep directory [default: runs/sweep-<model>-<dataset>-<reg>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Directory that already holds the dataset files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// No progress bars.

@@ -10,18 +10,20 @@ use bulwark_attack_core::{
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
+use bulwark_reg_core::{Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions,
-    OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, TrainConfig, attack_dataset,
-    check_input_shape, evaluate, evaluate_robustness, run_job, save_bpk_atomic, stages_from_names,
-    write_atomic, write_attack_outputs, write_robust_report,
+    AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions, Method,
+    Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, SweepOptions, SweepReg,
+    SweepSpec, TrainConfig, attack_dataset, check_input_shape, evaluate, evaluate_robustness,
+    run_job, run_sweep, save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs,
+    write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::args::{
     AttackArgs, BenchCommand, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand,
-    TrainArgs,
+    SweepArgs, TrainArgs,
 };
 
 /// Runs the parsed command line.
@@ -30,6 +32,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(*args, backend),
         Command::Eval(args) => eval(*args, backend),
+        Command::Sweep(args) => sweep(*args, backend),
         Command::Attack(args) => attack(*args, backend),
         Command::Bench {
             command:
@@ -104,6 +107,14 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             a.train_limit.is_some(),
             a.valid_size.is_some(),
             a.test_limit.is_some(),
+            a.method.is_some(),
+            a.eps.is_some(),
+            a.label_smoothing.is_some(),
+            a.mixup.is_some(),
+            a.cutmix.is_some(),
+            a.l1.is_some(),
+            a.l2.is_some(),
+            a.patience.is_some(),
         ];
         if overrides.iter().any(|&o| o) {
             bail!(
@@ -165,6 +176,24 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         if a.test_limit.is_some() {
             cfg.test_limit = a.test_limit;
         }
+        cfg.method = method_from_flags(a.method.as_deref(), a.eps, &cfg.method)?;
+        if let Some(v) = a.label_smoothing {
+            cfg.label_smoothing = v;
+        }
+        if let Some(alpha) = a.mixup {
+            cfg.mixing = Mixing::Mixup { alpha };
+        }
+        if let Some(alpha) = a.cutmix {
+            cfg.mixing = Mixing::Cutmix { alpha };
+        }
+        for (kind, lambda) in [(PenaltyKind::L1, a.l1), (PenaltyKind::L2, a.l2)] {
+            if let Some(lambda) = lambda {
+                cfg.penalties.push(Penalty::new(kind, lambda));
+            }
+        }
+        if a.patience.is_some() {
+            cfg.patience = a.patience;
+        }
         cfg.validate()?;
         run_dir = a.run_dir.clone().unwrap_or_else(|| {
             let name = a
@@ -187,6 +216,7 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             backend: backend.to_string(),
             command,
             stop_after_epoch: a.stop_after_epoch,
+            evaluate_train: false,
         },
     )?;
     if outcome.stopped_early {
@@ -214,9 +244,16 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     if let Some((epoch, acc)) = outcome.best {
         println!(
             "| {:<28} | {:>22} |",
-            "best validation accuracy",
+            if cfg.method.is_adversarial() {
+                "best robust validation acc"
+            } else {
+                "best validation accuracy"
+            },
             format!("{:.2} % (epoch {epoch})", 100.0 * acc)
         );
+    }
+    if let Some(reason) = &outcome.stopped {
+        println!("{reason}");
     }
     println!(
         "| {:<28} | {:>22} |",
@@ -237,6 +274,87 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     println!();
     println!("Report:  {}", outcome.report.display());
     println!("Weights: {} (PyTorch layout)", outcome.weights.display());
+    Ok(())
+}
+
+/// `--method`/`--eps` applied to the configured method: a new method takes its defaults; `--eps`
+/// alone changes the configured method's radius.
+fn method_from_flags(name: Option<&str>, eps: Option<f64>, current: &Method) -> Result<Method> {
+    match (name, eps) {
+        (Some(name), eps) => {
+            Method::from_name(name, eps.or(current.eps())).map_err(anyhow::Error::msg)
+        }
+        (None, Some(_)) if !current.is_adversarial() => {
+            bail!("--eps needs an adversarial --method (standard training has no radius)")
+        }
+        (None, Some(eps)) => Ok(current.with_eps(eps)),
+        (None, None) => Ok(current.clone()),
+    }
+}
+
+fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
+    let devices = DeviceSet::single(backend)?;
+    let reg: SweepReg = a.reg.parse().map_err(anyhow::Error::msg)?;
+    let mut base = match &a.config {
+        Some(p) => TrainConfig::from_toml_file(p)?,
+        None => TrainConfig::new(),
+    };
+    if let Some(v) = a.model {
+        base.model = v;
+    }
+    if let Some(v) = a.dataset {
+        base.dataset = v;
+    }
+    if let Some(v) = a.epochs {
+        base.epochs = v;
+    }
+    if a.train_limit.is_some() {
+        base.train_limit = a.train_limit;
+    }
+    base.method = method_from_flags(a.method.as_deref(), a.eps, &base.method)?;
+    base.validate()?;
+    if a.robust_steps == 0 {
+        bail!("--robust-steps must be at least 1");
+    }
+    let out = a.out.unwrap_or_else(|| {
+        PathBuf::from("runs").join(format!(
+            "sweep-{}-{}-{}",
+            base.model,
+            base.dataset,
+            reg.name()
+        ))
+    });
+    let mut job = JobOptions::new(out.clone());
+    job.progress = !a.no_progress;
+    job.fetch = fetch_options(a.data_dir);
+    job.backend = backend.to_string();
+    job.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = run_sweep(
+        &SweepSpec {
+            base,
+            reg,
+            values: a.lambda,
+            robust_steps: a.robust_steps,
+            robust_limit: a.robust_limit,
+        },
+        &devices,
+        &SweepOptions {
+            out_dir: out.clone(),
+            job,
+        },
+    )?;
+    println!();
+    print!(
+        "{}",
+        std::fs::read_to_string(out.join("sweep.md")).context("reading sweep.md")?
+    );
+    println!();
+    println!(
+        "Sweep of {} runs: {} (table), {} (plot)",
+        report.points.len(),
+        out.join("sweep.md").display(),
+        out.join("sweep.svg").display()
+    );
     Ok(())
 }
 

@@ -508,3 +508,141 @@ fn train_resume_eval_and_export_agree() {
     ]);
     assert!(e.contains("does not load into model `mlp`"), "{e}");
 }
+
+/// Adversarial training from flags and a config with a final robust evaluation: the report holds
+/// the robust numbers and links the evaluator's report; bad method settings fail up front.
+#[test]
+fn adversarial_training_writes_robust_numbers_into_the_report() {
+    let e = fails(&["train", "--method", "pgd", "--eps", "0.1"]);
+    assert!(e.contains("unknown method `pgd`"), "{e}");
+    let e = fails(&["train", "--method", "trades"]);
+    assert!(e.contains("needs a radius"), "{e}");
+    let e = fails(&["train", "--eps", "0.1"]);
+    assert!(e.contains("adversarial --method"), "{e}");
+    let e = fails(&[
+        "train", "--mixup", "0.2", "--method", "mart", "--eps", "0.1",
+    ]);
+    assert!(e.contains("do not combine with mart"), "{e}");
+    let Some(data) = shared_mnist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("adv.toml");
+    std::fs::write(
+        &cfg,
+        r#"
+epochs = 1
+batch_size = 64
+train_limit = 2500
+valid_size = 500
+test_limit = 300
+robust_valid_size = 200
+lr = 0.003
+label_smoothing = 0.1
+
+[method]
+kind = "fgsm-rs"
+eps = 0.1
+
+[[penalties]]
+kind = "l2"
+lambda = 1e-5
+
+[final_eval]
+pgd_steps = 10
+pgd_restarts = 2
+preset = "quick"
+eps_sweep = [0.05]
+"#,
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let out = ok(&[
+        "train",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+        "--no-progress",
+    ]);
+    assert!(out.contains("best robust validation acc"), "{out}");
+    let report = read_json(&run.join("report.json"));
+    assert_eq!(report["method"], "fgsm-rs");
+    let pgd = report["robust_test"]["robust_accuracy"].as_f64().unwrap();
+    let quick = report["robust_eval"]["robust_acc"].as_f64().unwrap();
+    let clean = report["clean_acc"].as_f64().unwrap();
+    assert_eq!(report["robust_test"]["n"], 300);
+    // The evaluator is at least as strong as PGD-10, and both below clean accuracy.
+    assert!(quick <= pgd + 1e-9 && pgd <= clean, "{quick} {pgd} {clean}");
+    assert!(
+        pgd > 0.3,
+        "one epoch of fgsm-rs at eps 0.1 should resist PGD somewhat: {pgd}"
+    );
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(
+        md.contains("eval/report.md") && md.contains("PGD-10, 2 restart(s)"),
+        "{md}"
+    );
+    assert!(run.join("eval/report.json").is_file() && run.join("eval/robust_vs_eps.svg").is_file());
+    let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let m: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert!(
+        m["valid_robust_acc"].as_f64().is_some() && m["penalty"].as_f64().is_some(),
+        "{m}"
+    );
+}
+
+/// A sweep trains one run per value, writes its table and plot, and a second invocation reuses the
+/// finished runs instead of training again.
+#[test]
+fn a_sweep_tabulates_each_strength_and_continues_instead_of_retraining() {
+    let e = fails(&["sweep", "--reg", "l3", "--lambda", "0,1"]);
+    assert!(e.contains("unknown regularizer `l3`"), "{e}");
+    let e = fails(&["sweep", "--reg", "l2", "--lambda", "0,-1"]);
+    assert!(e.contains(">= 0"), "{e}");
+    let Some(data) = shared_mnist() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let out_dir = tmp.path().join("sweep");
+    let args = [
+        "sweep",
+        "--reg",
+        "l2",
+        "--lambda",
+        "0,0.01",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "15000",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--out",
+        out_dir.to_str().unwrap(),
+        "--no-progress",
+    ];
+    let out = ok(&args);
+    assert!(out.contains("| l2 | train acc | test acc |"), "{out}");
+    let sweep = read_json(&out_dir.join("sweep.json"));
+    let points = sweep["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for p in points {
+        assert!(
+            p["train_acc"].as_f64().unwrap() > 0.8 && p["robust_acc"].is_null(),
+            "{p}"
+        );
+    }
+    assert!(out_dir.join("sweep.svg").is_file() && out_dir.join("l2-0.01/report.md").is_file());
+    let finished = std::fs::metadata(out_dir.join("l2-0/model.bpk"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    ok(&args);
+    let again = std::fs::metadata(out_dir.join("l2-0/model.bpk"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(finished, again, "a finished run was trained again");
+    assert_eq!(
+        read_json(&out_dir.join("sweep.json"))["points"],
+        sweep["points"]
+    );
+}

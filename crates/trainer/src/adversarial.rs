@@ -81,6 +81,20 @@ pub(crate) fn craft(
             alpha,
             random_start,
             ..
+        } if s.norm == Norm::Linf => fgsm_rs_linf(
+            model,
+            x,
+            y,
+            eps,
+            alpha.unwrap_or(1.25 * eps),
+            random_start,
+            s.crafting,
+            seed,
+        ),
+        Method::FgsmRs {
+            alpha,
+            random_start,
+            ..
         } => FgsmConfig::new(threat)
             .with_step_size(Some(alpha.unwrap_or(1.25 * eps)))
             .with_options(options(seed, s.crafting, random_start))
@@ -91,6 +105,62 @@ pub(crate) fn craft(
         }
     };
     Ok(out)
+}
+
+/// The model's logits while crafting: inference behaviour, or training behaviour with untracked
+/// parameters.
+fn crafting_forward(model: &Model, crafting: Crafting, x: Tensor<4>) -> Tensor<2> {
+    match crafting {
+        Crafting::Inference => model.valid().forward(x),
+        Crafting::Train => model.clone().train().no_grad().forward(x),
+    }
+}
+
+/// FGSM-RS exactly as Wong, Rice & Kolter's code: `δ ~ U(−eps, eps)` (0 without a random start),
+/// the gradient taken at the *unclipped* start `x + δ`, `δ ← clip(δ + α·sign(g), −eps, eps)`, and
+/// the example `clip(x + δ, 0, 1)`. Clipping the start into the box first (as attack-core's
+/// general FGSM does) leaves most MNIST background pixels at exactly 0 and, on MNIST at eps 0.3,
+/// led to catastrophic overfitting in our runs.
+#[allow(clippy::too_many_arguments)]
+fn fgsm_rs_linf(
+    model: &Model,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    eps: f64,
+    alpha: f64,
+    random_start: bool,
+    crafting: Crafting,
+    seed: u64,
+) -> Tensor<4> {
+    let bounds = Bounds::new();
+    let dims = x.dims();
+    let delta = if random_start {
+        let n: usize = dims.iter().product();
+        let mut rng = SplitMix64::new(seed);
+        let u: Vec<f32> = (0..n)
+            .map(|_| ((2.0 * unit(&mut rng) - 1.0) * eps) as f32)
+            .collect();
+        Tensor::<4>::from_data(TensorData::new(u, dims), &x.device())
+    } else {
+        x.zeros_like()
+    };
+    let leaf = (x.clone() + delta.clone()).autodiff().require_grad();
+    let loss = burn::nn::loss::CrossEntropyLossConfig::new()
+        .init(&leaf.device())
+        .forward(
+            crafting_forward(model, crafting, leaf.clone()),
+            y.autodiff(),
+        );
+    let g = leaf
+        .grad(&loss.backward())
+        .unwrap_or_else(|| x.zeros_like());
+    let delta = (delta + g.sign() * alpha).clamp(-eps, eps);
+    (x + delta).clamp(bounds.lo, bounds.hi)
+}
+
+/// A uniform draw in [0, 1).
+fn unit(rng: &mut SplitMix64) -> f64 {
+    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// TRADES' inner maximization: `steps` signed-gradient steps on `KL(f(x) ‖ f(x'))` from
@@ -105,10 +175,7 @@ pub(crate) fn trades_craft(
     seed: u64,
 ) -> Tensor<4> {
     let bounds = Bounds::new();
-    let forward = |t: Tensor<4>| match crafting {
-        Crafting::Inference => model.valid().forward(t),
-        Crafting::Train => model.clone().train().no_grad().forward(t),
-    };
+    let forward = |t: Tensor<4>| crafting_forward(model, crafting, t);
     let p = forward(x.clone());
     let lp = log_softmax(p, 1);
     let pp = lp.clone().exp();
@@ -134,8 +201,8 @@ pub(crate) fn trades_craft(
 
 /// A standard normal draw (Box-Muller).
 fn gaussian(rng: &mut SplitMix64) -> f64 {
-    let u1 = ((rng.next_u64() >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-    let u2 = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let u1 = unit(rng) + 0.5 / (1u64 << 53) as f64;
+    let u2 = unit(rng);
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
@@ -224,5 +291,123 @@ pub(crate) fn objective(
             })
         }
         Method::FreeAt { .. } => unreachable!("free-at runs in the training loop"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Device;
+
+    fn setup() -> (Model, Tensor<4>, Tensor<1, Int>) {
+        let device = Device::flex();
+        let model = Model::init_seeded("small-cnn", &device.clone().autodiff(), 1).unwrap();
+        // Mostly-black images with a few bright pixels, like MNIST: both box faces are active.
+        let n = 4 * 28 * 28;
+        let v: Vec<f32> = (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    1.0
+                } else if i % 11 == 0 {
+                    0.5
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v, [4, 1, 28, 28]), &device);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 3, 5, 9], [4]), &device);
+        (model, x, y)
+    }
+
+    fn check_ball_and_box(x: &Tensor<4>, xa: &Tensor<4>, eps: f64) {
+        let a = x.clone().try_into_vec_as::<f32>().unwrap();
+        let b = xa.clone().try_into_vec_as::<f32>().unwrap();
+        for (p, q) in a.iter().zip(&b) {
+            assert!((0.0..=1.0).contains(q), "outside the box: {q}");
+            assert!(
+                f64::from((q - p).abs()) <= eps + 1e-6,
+                "outside the ball: {p} -> {q}"
+            );
+        }
+    }
+
+    #[test]
+    fn fgsm_rs_and_trades_examples_stay_in_the_ball_and_box() {
+        let (model, x, y) = setup();
+        for (eps, alpha, rs) in [(0.3, 0.375, true), (0.1, 0.125, true), (0.3, 0.3, false)] {
+            let xa = fgsm_rs_linf(
+                &model,
+                x.clone(),
+                y.clone(),
+                eps,
+                alpha,
+                rs,
+                Crafting::Inference,
+                5,
+            );
+            check_ball_and_box(&x, &xa, eps);
+            // A step larger than eps from a start inside the ball ends on the ball's faces
+            // wherever the box allows.
+            let moved = (xa - x.clone()).abs().max().into_scalar::<f32>();
+            assert!((f64::from(moved) - eps).abs() < 1e-6, "{moved}");
+        }
+        let xt = trades_craft(&model, x.clone(), 0.3, 5, 0.1, Crafting::Inference, 5);
+        check_ball_and_box(&x, &xt, 0.3);
+        // Same seed, same example; another seed, another start.
+        let a = fgsm_rs_linf(
+            &model,
+            x.clone(),
+            y.clone(),
+            0.3,
+            0.375,
+            true,
+            Crafting::Inference,
+            5,
+        );
+        let b = fgsm_rs_linf(
+            &model,
+            x.clone(),
+            y.clone(),
+            0.3,
+            0.375,
+            true,
+            Crafting::Inference,
+            5,
+        );
+        let c = fgsm_rs_linf(
+            &model,
+            x.clone(),
+            y.clone(),
+            0.3,
+            0.375,
+            true,
+            Crafting::Inference,
+            6,
+        );
+        let v = |t: Tensor<4>| t.try_into_vec_as::<f32>().unwrap();
+        assert_eq!(v(a.clone()), v(b));
+        assert_ne!(v(a), v(c));
+    }
+
+    #[test]
+    fn kl_rows_is_zero_for_equal_outputs_and_matches_a_hand_computation() {
+        let device = Device::flex();
+        let p = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 1.0, 2.0], [2, 2]),
+            &device,
+        );
+        let q = Tensor::<2>::from_data(
+            TensorData::new(vec![0.0f32, 0.0, 2.0, 1.0], [2, 2]),
+            &device,
+        );
+        let kl = kl_rows(p, q).try_into_vec_as::<f32>().unwrap();
+        assert!(kl[0].abs() < 1e-7);
+        // softmax(1, 2) = (a, b); KL((a, b) ‖ (b, a)) = (b − a)·ln(b/a).
+        let (a, b) = (1.0 / (1.0 + 1f64.exp()), 1f64.exp() / (1.0 + 1f64.exp()));
+        assert!(
+            (f64::from(kl[1]) - (b - a) * (b / a).ln()).abs() < 1e-6,
+            "{kl:?}"
+        );
     }
 }

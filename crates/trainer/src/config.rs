@@ -5,10 +5,53 @@ use std::path::Path;
 use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
-use bulwark_attack_core::{Crafting, Norm};
+use bulwark_attack_core::{Crafting, Norm, Preset};
 use bulwark_reg_core::{Constraint, Penalty};
 
 use crate::{Method, Mixing, Schedule, SpectralSpec, TrainError};
+
+/// Robustness evaluation of the final model on the test set, after training (part of the run's
+/// report). Radius and norm default to the training method's.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FinalEval {
+    /// Radius (default: the method's; required for standard training when anything is on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    /// PGD steps of a PGD-with-restarts evaluation (0: none); step `2.5·eps/steps`, random
+    /// starts, early stop per sample.
+    pub pgd_steps: usize,
+    /// PGD restarts.
+    pub pgd_restarts: usize,
+    /// Evaluator preset (`quick` or `standard`, see docs/evaluation.md); none when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preset: Option<Preset>,
+    /// Further radii for the evaluator's robust-accuracy-against-eps curve.
+    pub eps_sweep: Vec<f64>,
+    /// Evaluate only the first N test images (all when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+impl Default for FinalEval {
+    fn default() -> Self {
+        Self {
+            eps: None,
+            pgd_steps: 0,
+            pgd_restarts: 1,
+            preset: None,
+            eps_sweep: Vec::new(),
+            limit: None,
+        }
+    }
+}
+
+impl FinalEval {
+    /// Whether any robust evaluation is configured.
+    pub fn is_on(&self) -> bool {
+        self.pgd_steps > 0 || self.preset.is_some()
+    }
+}
 
 /// Which weights a run ends with: those of the best validation epoch (robust validation accuracy
 /// for adversarial methods, as Rice et al. 2020 recommend) or those of the last epoch.
@@ -144,6 +187,16 @@ pub struct TrainConfig {
     /// A spectral-norm bound applied after every optimizer step.
     #[config(default = "None")]
     pub spectral_bound: Option<SpectralSpec>,
+    /// Robustness evaluation of the final model on the test set (`[final_eval]`).
+    #[config(default = "FinalEval::default()")]
+    pub final_eval: FinalEval,
+}
+
+impl TrainConfig {
+    /// The radius of the final robust evaluation: `final_eval.eps`, else the method's.
+    pub fn final_eps(&self) -> Option<f64> {
+        self.final_eval.eps.or(self.method.eps())
+    }
 }
 
 impl TrainConfig {
@@ -270,6 +323,30 @@ impl TrainConfig {
                         self.method.name()
                     ));
                 }
+            }
+        }
+        let fe = &self.final_eval;
+        if fe.is_on() {
+            match self.final_eps() {
+                Some(eps) if eps.is_finite() && eps > 0.0 => {}
+                Some(eps) => return bad(format!("final_eval eps must be > 0, got {eps}")),
+                None => {
+                    return bad(
+                        "final_eval needs an eps with standard training (final_eval.eps)".into(),
+                    );
+                }
+            }
+            if fe.pgd_restarts == 0 {
+                return bad("final_eval pgd_restarts must be at least 1".into());
+            }
+            if fe.eps_sweep.iter().any(|e| !(e.is_finite() && *e >= 0.0)) {
+                return bad(format!(
+                    "final_eval eps_sweep must hold radii >= 0, got {:?}",
+                    fe.eps_sweep
+                ));
+            }
+            if fe.limit == Some(0) {
+                return bad("final_eval limit must be at least 1".into());
             }
         }
         if let Some(s) = &self.spectral_bound

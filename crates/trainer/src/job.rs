@@ -1,15 +1,21 @@
 //! The whole training job: data, split, training, test evaluation, exports and report.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
 use bulwark_models::{model_info, torch};
 
 use crate::checkpoint::{save_bpk_atomic, write_atomic};
+use bulwark_attack_core::{AttackConfig, AttackOptions, PgdConfig, ThreatModel};
+use bulwark_models::Model;
+use burn::tensor::Device;
+
 use crate::{
-    Checkpoint, DeviceSet, EpochMetrics, EvalResult, FitOptions, ReportInputs, TrainConfig,
-    TrainError, evaluate, fit, write_report,
+    AttackRunOptions, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext, EvalResult,
+    FitOptions, ReportInputs, RobustEvalConfig, RobustEvalOptions, RobustReport, StopReason,
+    TrainConfig, TrainError, attack_dataset, evaluate, evaluate_robustness, fit, write_report,
+    write_robust_report,
 };
 
 /// Options of [`run_job`] besides the configuration.
@@ -29,6 +35,25 @@ pub struct JobOptions {
     pub command: String,
     /// See [`FitOptions::stop_after_epoch`].
     pub stop_after_epoch: Option<usize>,
+    /// Also measure the final model's accuracy on the training images (inference mode).
+    pub evaluate_train: bool,
+}
+
+impl JobOptions {
+    /// Options for a run in `run_dir` with everything else at its default (progress bars on,
+    /// dataset from the environment's fetch settings, no extra evaluations).
+    pub fn new(run_dir: PathBuf) -> Self {
+        Self {
+            run_dir,
+            resume: false,
+            progress: true,
+            fetch: FetchOptions::from_env(),
+            backend: String::new(),
+            command: String::new(),
+            stop_after_epoch: None,
+            evaluate_train: false,
+        }
+    }
 }
 
 /// What [`run_job`] produced.
@@ -48,6 +73,14 @@ pub struct JobOutcome {
     pub weights: PathBuf,
     /// Whether training stopped early because of `stop_after_epoch`.
     pub stopped_early: bool,
+    /// Why training ended before its last epoch (early stopping, overfitting guard).
+    pub stopped: Option<StopReason>,
+    /// Accuracy on the training images, when asked for.
+    pub train_eval: Option<EvalResult>,
+    /// PGD-with-restarts test accuracy (`final_eval.pgd_steps`).
+    pub robust_test: Option<AttackSummary>,
+    /// The evaluator's result (`final_eval.preset`); its report is in `<run_dir>/eval/`.
+    pub robust_eval: Option<RobustReport>,
 }
 
 /// Fails unless the dataset's images have the shape the model takes.
@@ -142,11 +175,20 @@ pub fn run_job(
             report,
             weights,
             stopped_early,
+            stopped: outcome.stopped,
+            train_eval: None,
+            robust_test: None,
+            robust_eval: None,
         });
     }
     let device = devices.main().clone().inner();
     let test_result = evaluate(&outcome.model, &test, cfg.eval_batch_size, &device);
+    let train_eval = opts
+        .evaluate_train
+        .then(|| evaluate(&outcome.model, &train, cfg.eval_batch_size, &device));
     torch::save_safetensors(&outcome.model, &weights)?;
+    let (robust_test, robust_eval) =
+        final_evaluation(cfg, &outcome.model, &test, &weights, opts, &device)?;
     save_bpk_atomic(&outcome.model, &opts.run_dir.join("model.bpk"))?;
     let report = write_report(
         &opts.run_dir,
@@ -170,6 +212,9 @@ pub fn run_job(
             n_valid: valid.len(),
             train_seconds: outcome.history.iter().map(|m| m.seconds).sum(),
             resumed_from: outcome.resumed_from,
+            stopped: outcome.stopped.clone(),
+            robust_test: robust_test.clone(),
+            robust_eval: robust_eval.clone(),
         },
     )?;
     Ok(JobOutcome {
@@ -180,5 +225,101 @@ pub fn run_job(
         report,
         weights,
         stopped_early,
+        stopped: outcome.stopped,
+        train_eval,
+        robust_test,
+        robust_eval,
     })
+}
+
+/// The configured robust evaluations of the final model (`final_eval`): PGD with restarts, and
+/// the evaluator's preset into `<run_dir>/eval/` (resumed when a killed job left its state).
+fn final_evaluation(
+    cfg: &TrainConfig,
+    model: &Model,
+    test: &ImageDataset,
+    weights: &Path,
+    opts: &JobOptions,
+    device: &Device,
+) -> Result<(Option<AttackSummary>, Option<RobustReport>), TrainError> {
+    let fe = &cfg.final_eval;
+    let Some(eps) = cfg.final_eps().filter(|_| fe.is_on()) else {
+        return Ok((None, None));
+    };
+    let data = match fe.limit {
+        Some(n) => test.take(n),
+        None => test.clone(),
+    };
+    let robust_test = if fe.pgd_steps > 0 {
+        let attack = AttackConfig::Pgd(
+            PgdConfig::new(ThreatModel::new(cfg.norm, eps))
+                .with_steps(fe.pgd_steps)
+                .with_options(
+                    AttackOptions::new()
+                        .with_random_start(true)
+                        .with_restarts(fe.pgd_restarts)
+                        .with_early_stop(true)
+                        .with_seed(cfg.seed),
+                ),
+        );
+        tracing::info!(
+            "PGD-{} with {} restart(s) at eps {eps} on {} test images",
+            fe.pgd_steps,
+            fe.pgd_restarts,
+            data.len()
+        );
+        Some(attack_dataset(
+            model,
+            &data,
+            &attack,
+            &AttackRunOptions {
+                batch_size: cfg.eval_batch_size,
+                progress: opts.progress,
+                examples: 0,
+            },
+            device,
+        )?)
+    } else {
+        None
+    };
+    let robust_eval = match fe.preset {
+        Some(preset) => {
+            let mut rc = RobustEvalConfig::preset(preset, cfg.norm, eps, cfg.seed);
+            rc.eps_sweep = fe.eps_sweep.clone();
+            let dir = opts.run_dir.join("eval");
+            tracing::info!(
+                "evaluator preset `{preset:?}` at eps {eps} on {} test images into {}",
+                data.len(),
+                dir.display()
+            );
+            let report = evaluate_robustness(
+                model,
+                &data,
+                &rc,
+                &RobustEvalOptions {
+                    progress: opts.progress,
+                    resume: dir.join("eval-state").is_dir(),
+                    // The weights are a function of the configuration (deterministic training).
+                    identity: format!("{}|{}|{}", cfg.model, cfg.dataset, cfg.to_toml()),
+                    examples: 16,
+                },
+                &dir,
+                device,
+            )?;
+            write_robust_report(
+                &dir,
+                &EvalContext {
+                    model: cfg.model.clone(),
+                    weights: weights.to_path_buf(),
+                    dataset: format!("{}/test", cfg.dataset),
+                    backend: opts.backend.clone(),
+                    bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+                },
+                &report,
+            )?;
+            Some(report)
+        }
+        None => None,
+    };
+    Ok((robust_test, robust_eval))
 }

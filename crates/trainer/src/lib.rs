@@ -35,6 +35,7 @@ mod regularize;
 mod report;
 mod robust_eval;
 mod schedule;
+mod sweep;
 
 pub use attack_eval::{
     AttackContext, AttackExample, AttackRunOptions, AttackSummary, attack_dataset,
@@ -43,7 +44,7 @@ pub use attack_eval::{
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchRow, attack_workloads, bench_attacks};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic, write_atomic};
-pub use config::{Keep, OptimizerKind, TrainConfig};
+pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
@@ -52,7 +53,7 @@ pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
 pub use method::Method;
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
-pub use plot::{Series, line_plot_svg};
+pub use plot::{Series, labelled_plot_svg, line_plot_svg};
 pub use regularize::{Mixing, SpectralSpec};
 pub use report::{ReportInputs, write_report};
 pub use robust_eval::{
@@ -60,3 +61,4 @@ pub use robust_eval::{
     evaluate_robustness, stages_from_names, write_robust_report,
 };
 pub use schedule::Schedule;
+pub use sweep::{SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep};

@@ -101,6 +101,24 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method name.
+    pub const NAMES: &'static str = "standard, pgd-at, fgsm-rs, free-at, trades, mart";
+
+    /// The method called `name` at radius `eps`, every other setting at its default.
+    pub fn from_name(name: &str, eps: Option<f64>) -> Result<Method, String> {
+        if !Self::NAMES.split(", ").any(|n| n == name) {
+            return Err(format!("unknown method `{name}`; known: {}", Self::NAMES));
+        }
+        if name == "standard" {
+            return Ok(Method::Standard);
+        }
+        let eps = eps.ok_or_else(|| format!("method `{name}` needs a radius (--eps)"))?;
+        let mut table = toml::Table::new();
+        table.insert("kind".into(), name.into());
+        table.insert("eps".into(), eps.into());
+        table.try_into().map_err(|e: toml::de::Error| e.to_string())
+    }
+
     /// The name used in configs and reports.
     pub fn name(&self) -> &'static str {
         match self {
@@ -243,6 +261,35 @@ mod tests {
         assert!(e.to_string().contains("unknown field `step`"), "{e}");
         let e = toml::from_str::<Method>("kind = \"trades\"").unwrap_err();
         assert!(e.to_string().contains("missing field `eps`"), "{e}");
+    }
+
+    #[test]
+    fn methods_by_name_take_their_defaults() {
+        assert_eq!(
+            Method::from_name("fgsm-rs", Some(0.3)).unwrap(),
+            Method::FgsmRs {
+                eps: 0.3,
+                alpha: None,
+                random_start: true
+            }
+        );
+        assert_eq!(
+            Method::from_name("standard", None).unwrap(),
+            Method::Standard
+        );
+        assert!(
+            Method::from_name("trades", None)
+                .unwrap_err()
+                .contains("--eps")
+        );
+        assert!(
+            Method::from_name("pgd", Some(0.3))
+                .unwrap_err()
+                .contains("known:")
+        );
+        for name in Method::NAMES.split(", ") {
+            assert_eq!(Method::from_name(name, Some(0.1)).unwrap().name(), name);
+        }
     }
 
     #[test]

@@ -41,6 +41,29 @@ fn ticks(lo: f64, hi: f64, target: usize, min_step: f64) -> Vec<f64> {
 
 /// Renders the series as a standalone SVG document (640x400).
 pub fn line_plot_svg(title: &str, x_label: &str, y_label: &str, series: &[Series]) -> String {
+    plot_svg(title, x_label, y_label, series, None)
+}
+
+/// Like [`line_plot_svg`], with the x-axis ticks given as `(position, label)` pairs: for
+/// categorical axes such as a regularization strength `0, 1e-5, 1e-4, ...` drawn at equal
+/// spacing.
+pub fn labelled_plot_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_ticks: &[(f64, String)],
+    series: &[Series],
+) -> String {
+    plot_svg(title, x_label, y_label, series, Some(x_ticks))
+}
+
+fn plot_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    x_ticks: Option<&[(f64, String)]>,
+) -> String {
     let (w, h) = (640.0, 400.0);
     let (left, right, top, bottom) = (70.0, 150.0, 40.0, 50.0);
     let pts = series.iter().flat_map(|s| s.points.iter().copied());
@@ -76,14 +99,21 @@ pub fn line_plot_svg(title: &str, x_label: &str, y_label: &str, series: &[Series
         (left + w - right) / 2.0,
         escape(title)
     );
-    for t in ticks(x0, x1, 8, if integer_x { 1.0 } else { 0.0 }) {
+    let x_ticks: Vec<(f64, String)> = match x_ticks {
+        Some(given) => given.to_vec(),
+        None => ticks(x0, x1, 8, if integer_x { 1.0 } else { 0.0 })
+            .into_iter()
+            .map(|t| (t, fmt_tick(t)))
+            .collect(),
+    };
+    for (t, label) in x_ticks {
         let x = px(t);
         let _ = writeln!(
             s,
             r##"<line x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{}" stroke="#eee"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
             h - bottom,
             h - bottom + 16.0,
-            fmt_tick(t)
+            escape(&label)
         );
     }
     for t in ticks(y0, y1, 6, 0.0) {

@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::checkpoint::write_atomic;
-use crate::{EpochMetrics, EvalResult, Series, TrainConfig, TrainError, line_plot_svg};
+use crate::{
+    AttackSummary, EpochMetrics, EvalResult, RobustReport, Series, StopReason, TrainConfig,
+    TrainError, line_plot_svg,
+};
 
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +39,13 @@ pub struct ReportInputs {
     pub train_seconds: f64,
     /// The epoch a resume continued from, if any.
     pub resumed_from: Option<usize>,
+    /// Why training ended before its last epoch, if it did.
+    pub stopped: Option<StopReason>,
+    /// PGD-with-restarts test accuracy of the final model, when measured.
+    pub robust_test: Option<AttackSummary>,
+    /// The evaluator's result, when run (its own report is in `eval/`).
+    #[serde(skip)]
+    pub robust_eval: Option<RobustReport>,
 }
 
 /// Writes `report.md`, `report.json`, `accuracy.svg` and `loss.svg` into `run_dir`; returns the
@@ -44,20 +54,32 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     let epochs = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
         r.history.iter().map(|m| (m.epoch as f64, f(m))).collect()
     };
+    let mut acc_series = vec![
+        Series {
+            name: "train".into(),
+            points: epochs(|m| 100.0 * m.train_acc),
+        },
+        Series {
+            name: "validation".into(),
+            points: epochs(|m| 100.0 * m.valid_acc),
+        },
+    ];
+    let adversarial = r.history.iter().any(|m| m.valid_robust_acc.is_some());
+    if adversarial {
+        acc_series.push(Series {
+            name: "train (adversarial)".into(),
+            points: epochs(|m| 100.0 * m.train_adv_acc.unwrap_or(f64::NAN)),
+        });
+        acc_series.push(Series {
+            name: "validation (PGD)".into(),
+            points: epochs(|m| 100.0 * m.valid_robust_acc.unwrap_or(f64::NAN)),
+        });
+    }
     let acc_svg = line_plot_svg(
         &format!("{} on {}: accuracy", r.config.model, r.config.dataset),
         "epoch",
         "accuracy (%)",
-        &[
-            Series {
-                name: "train".into(),
-                points: epochs(|m| 100.0 * m.train_acc),
-            },
-            Series {
-                name: "validation".into(),
-                points: epochs(|m| 100.0 * m.valid_acc),
-            },
-        ],
+        &acc_series,
     );
     let loss_svg = line_plot_svg(
         &format!("{} on {}: cross-entropy", r.config.model, r.config.dataset),
@@ -84,8 +106,25 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         "dataset": r.config.dataset,
         "backend": r.backend,
         "data_source": r.data_source,
-        "threat_model": "none (clean training)",
+        "method": r.config.method.name(),
+        "threat_model": match r.config.method.eps() {
+            Some(eps) => format!("{:?} eps {eps} (training)", r.config.norm),
+            None => "none (clean training)".to_string(),
+        },
         "clean_acc": r.test.accuracy,
+        "robust_test": r.robust_test,
+        "robust_eval": r.robust_eval.as_ref().map(|e| serde_json::json!({
+            "report": "eval/report.json",
+            "preset": e.preset,
+            "threat_model": e.threat_model,
+            "eps": e.eps,
+            "n_examples": e.n_examples,
+            "clean_acc": e.clean_acc,
+            "robust_acc": e.robust_acc,
+            "sweep": e.sweep,
+            "flags_raised": e.raised().map(|f| f.check.clone()).collect::<Vec<_>>(),
+        })),
+        "stopped": r.stopped,
         "test": r.test,
         "best_valid": r.best.map(|(epoch, acc)| serde_json::json!({"epoch": epoch, "accuracy": acc})),
         "n_train": r.n_train,
@@ -121,12 +160,47 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         r.test.n
     );
     let _ = writeln!(md, "| test cross-entropy | {:.4} |", r.test.loss);
-    if let Some((epoch, acc)) = r.best {
+    if let Some(a) = &r.robust_test {
+        let restarts = match &a.config {
+            bulwark_attack_core::AttackConfig::Pgd(p) => {
+                format!("PGD-{}, {} restart(s)", p.steps, p.options.restarts)
+            }
+            _ => a.attack.clone(),
+        };
         let _ = writeln!(
             md,
-            "| best validation accuracy | {:.2} % (epoch {epoch}) |",
-            100.0 * acc
+            "| robust test accuracy ({restarts}, eps {}, {} images) | **{:.2} %** |",
+            a.eps.unwrap_or_default(),
+            a.n,
+            100.0 * a.robust_accuracy
         );
+    }
+    if let Some(e) = &r.robust_eval {
+        let raised: Vec<String> = e.raised().map(|f| f.check.clone()).collect();
+        let _ = writeln!(
+            md,
+            "| robust test accuracy (evaluator `{}`, {}, {} images) | **{:.2} %** — [eval/report.md](eval/report.md); sanity flags raised: {} |",
+            e.preset,
+            e.threat_model,
+            e.n_examples,
+            100.0 * e.robust_acc,
+            if raised.is_empty() {
+                "none".to_string()
+            } else {
+                raised.join(", ")
+            }
+        );
+    }
+    if let Some((epoch, acc)) = r.best {
+        let what = if adversarial {
+            "best robust validation accuracy (PGD)"
+        } else {
+            "best validation accuracy"
+        };
+        let _ = writeln!(md, "| {what} | {:.2} % (epoch {epoch}) |", 100.0 * acc);
+    }
+    if let Some(reason) = &r.stopped {
+        let _ = writeln!(md, "| stopped early | {reason} |");
     }
     let _ = writeln!(
         md,
@@ -142,27 +216,56 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     if let Some(e) = r.resumed_from {
         let _ = writeln!(md, "| resumed | after epoch {e} |");
     }
-    let _ = writeln!(
-        md,
-        "\nThis run trains without adversarial examples and measures clean accuracy only.\n"
-    );
+    if adversarial {
+        let _ = writeln!(
+            md,
+            "\nMethod `{}`; the weights are those of the {} epoch. Robust validation accuracy is \
+             PGD-{} on {} validation images at the training radius: a training signal, not an \
+             evaluation (use `bulwark eval --eps` for that).\n",
+            c.method.name(),
+            match c.keep {
+                crate::Keep::Best => "best robust-validation",
+                crate::Keep::Last => "last",
+            },
+            c.robust_valid_steps,
+            c.robust_valid_size.min(r.n_valid)
+        );
+    } else {
+        let _ = writeln!(md, "\nThis run trains without adversarial examples.\n");
+    }
+    if let Some(e) = &r.robust_eval
+        && !e.sweep.is_empty()
+    {
+        let _ = writeln!(md, "## Robust accuracy against eps\n");
+        let _ = writeln!(md, "| eps | robust accuracy |\n|---|---|");
+        for p in &e.sweep {
+            let _ = writeln!(md, "| {} | {:.2} % |", p.eps, 100.0 * p.robust_acc);
+        }
+        let _ = writeln!(
+            md,
+            "\n![robust accuracy against eps](eval/robust_vs_eps.svg)\n"
+        );
+    }
     let _ = writeln!(md, "## Training curves\n");
     let _ = writeln!(md, "![accuracy](accuracy.svg)\n\n![loss](loss.svg)\n");
     let _ = writeln!(md, "## Epochs\n");
     let _ = writeln!(
         md,
-        "| epoch | lr | train loss | train acc | valid loss | valid acc | seconds | img/s |\n|---|---|---|---|---|---|---|---|"
+        "| epoch | lr | train loss | train acc | train adv acc | valid loss | valid acc | valid PGD acc | seconds | img/s |\n|---|---|---|---|---|---|---|---|---|---|"
     );
+    let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.2} %", 100.0 * v));
     for m in &r.history {
         let _ = writeln!(
             md,
-            "| {} | {:.2e} | {:.4} | {:.2} % | {:.4} | {:.2} % | {:.1} | {:.0} |",
+            "| {} | {:.2e} | {:.4} | {:.2} % | {} | {:.4} | {:.2} % | {} | {:.1} | {:.0} |",
             m.epoch,
             m.lr,
             m.train_loss,
             100.0 * m.train_acc,
+            pct(m.train_adv_acc),
             m.valid_loss,
             100.0 * m.valid_acc,
+            pct(m.valid_robust_acc),
             m.seconds,
             m.images_per_sec
         );
