@@ -281,6 +281,14 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
 /// alone changes the configured method's radius.
 fn method_from_flags(name: Option<&str>, eps: Option<f64>, current: &Method) -> Result<Method> {
     match (name, eps) {
+        (Some("standard"), Some(_)) => {
+            bail!("--eps needs an adversarial --method (standard training has no radius)")
+        }
+        // The configured method's own settings stay when the flag names the same kind.
+        (Some(name), eps) if name == current.name() => Ok(match eps {
+            Some(eps) => current.with_eps(eps),
+            None => current.clone(),
+        }),
         (Some(name), eps) => {
             Method::from_name(name, eps.or(current.eps())).map_err(anyhow::Error::msg)
         }
@@ -313,12 +321,16 @@ fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
     }
     base.method = method_from_flags(a.method.as_deref(), a.eps, &base.method)?;
     base.validate()?;
-    if a.robust_steps == 0 {
+    if a.robust_steps == 0 && base.method.is_adversarial() {
         bail!("--robust-steps must be at least 1");
     }
     let out = a.out.unwrap_or_else(|| {
+        let method = match base.method.eps() {
+            Some(eps) => format!("-{}-eps{eps}", base.method.name()),
+            None => String::new(),
+        };
         PathBuf::from("runs").join(format!(
-            "sweep-{}-{}-{}",
+            "sweep-{}-{}-{}{method}",
             base.model,
             base.dataset,
             reg.name()

@@ -72,9 +72,8 @@ impl Constraint {
         self
     }
 
-    /// Applies the constraint after an optimizer step taken with learning rate `lr` (used by
-    /// `ProxL1` and `DecoupledDecay`). Errors: bad settings, a selection that matches nothing.
-    pub fn apply<M: Module>(&self, model: M, lr: f64) -> Result<M, RegError> {
+    /// Checks the settings (not the selection, which needs a model).
+    pub fn validate(&self) -> Result<(), RegError> {
         match self.kind {
             ConstraintKind::MaxNorm { max } if !(max.is_finite() && max > 0.0) => {
                 return Err(invalid("max", max, "must be finite and > 0"));
@@ -93,6 +92,13 @@ impl Constraint {
             }
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Applies the constraint after an optimizer step taken with learning rate `lr` (used by
+    /// `ProxL1` and `DecoupledDecay`). Errors: bad settings, a selection that matches nothing.
+    pub fn apply<M: Module>(&self, model: M, lr: f64) -> Result<M, RegError> {
+        self.validate()?;
         if !(lr.is_finite() && lr >= 0.0) {
             return Err(invalid("lr", lr, "must be finite and >= 0"));
         }

@@ -16,10 +16,10 @@
 //! [`input_gradient_penalty`]: `‖∇ₓ ℓ‖²` by a finite difference along the normalized input
 //! gradient (burn 0.22 has no double backward).
 //!
-//! Still to come (the regularization issue): DropPath, trainer integration,
-//! the seed adversarial example and the trade-off sweep. The seed regularization example runs:
-//! `cargo run -p bulwark-reg-core --example seed_regularization`. (Weight decay for the optimizers is available today
-//! through `bulwark-trainer`'s configuration.)
+//! Penalties and constraints also have a flat configuration-file form (serde): `bulwark-trainer`
+//! reads `[[penalties]]` and `[[constraints]]` tables with them and applies every regularizer with
+//! every training method. The seed's regularization example runs with
+//! `cargo run -p bulwark-reg-core --example seed_regularization`; see docs/regularization.md.
 
 mod constraint;
 mod error;

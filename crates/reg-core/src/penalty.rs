@@ -74,7 +74,8 @@ impl Penalty {
         self
     }
 
-    fn validate(&self) -> Result<(), RegError> {
+    /// Checks the settings (not the selection, which needs a model).
+    pub fn validate(&self) -> Result<(), RegError> {
         if !self.lambda.is_finite() || self.lambda < 0.0 {
             return Err(invalid("lambda", self.lambda, "must be finite and >= 0"));
         }

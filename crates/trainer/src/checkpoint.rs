@@ -102,7 +102,7 @@ impl std::fmt::Display for StopReason {
 }
 
 /// The current checkpoint format.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// Reading and writing checkpoint directories.
 pub struct Checkpoint;
@@ -175,12 +175,15 @@ impl Checkpoint {
         }
     }
 
-    /// Saves model, optimizer and state as `run_dir/checkpoint/`, atomically (see module docs).
+    /// Saves model, optimizer, state and the best epoch's weights (`best.bpk`, when there is a
+    /// best epoch) as `run_dir/checkpoint/`, atomically (see module docs): the best weights and the
+    /// state naming their epoch always belong together.
     pub fn save(
         run_dir: &Path,
         model: &Model,
         optim: &ModuleOptimizer,
         state: &CheckpointState,
+        best: Option<&Model>,
     ) -> Result<PathBuf, TrainError> {
         let tmp = run_dir.join("checkpoint.tmp");
         let cur = run_dir.join("checkpoint");
@@ -207,6 +210,9 @@ impl Checkpoint {
                 reason: format!("writing optim.bpk: {e}"),
             })?;
         sync_file(&optim_path)?;
+        if let Some(best) = best {
+            save_bpk_atomic(best, &tmp.join("best.bpk"))?;
+        }
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&tmp.join("state.json"), &json)?;
         sync_dir(&tmp)?;
@@ -243,12 +249,35 @@ impl Checkpoint {
             return Err(TrainError::Checkpoint {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "format version {} is not supported (this build reads {FORMAT})",
+                    "format version {} is not supported (this build reads {FORMAT}); checkpoints \
+                     of version 1 predate adversarial training and cannot be continued — start \
+                     the run again",
                     state.format
                 ),
             });
         }
         Ok(state)
+    }
+
+    /// The best epoch's weights saved with the checkpoint in `dir`, loaded into `model` (a freshly
+    /// built model of the run's architecture); an error when the state names a best epoch but the
+    /// file is missing or does not load.
+    pub fn load_best(
+        dir: &Path,
+        state: &CheckpointState,
+        model: Model,
+    ) -> Result<Option<Model>, TrainError> {
+        if state.best.is_none() {
+            return Ok(None);
+        }
+        let path = dir.join("best.bpk");
+        model
+            .try_load_file(&path)
+            .map(Some)
+            .map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("best.bpk (the best epoch's weights) does not load: {e}"),
+            })
     }
 
     /// Loads a checkpoint into `model` (a freshly built model of the expected architecture, on

@@ -349,6 +349,21 @@ impl TrainConfig {
                 return bad("final_eval limit must be at least 1".into());
             }
         }
+        for p in &self.penalties {
+            p.validate()
+                .map_err(|e| TrainError::Config(format!("penalty `{:?}`: {e}", p.kind)))?;
+        }
+        for c in &self.constraints {
+            c.validate()
+                .map_err(|e| TrainError::Config(format!("constraint `{:?}`: {e}", c.kind)))?;
+        }
+        if self.method.is_adversarial() && self.eps_warmup_epochs > self.epochs as f64 {
+            return bad(format!(
+                "eps_warmup_epochs ({}) is longer than training ({} epochs): the radius would never \
+                 reach eps",
+                self.eps_warmup_epochs, self.epochs
+            ));
+        }
         if let Some(s) = &self.spectral_bound
             && (!(s.max.is_finite() && s.max > 0.0) || s.iterations == 0)
         {

@@ -216,24 +216,13 @@ pub fn fit(
             });
         }
         (model, optim) = (m, o);
+        let fresh = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
+        best_model = Checkpoint::load_best(&dir, &state, fresh)?;
         start_epoch = state.epoch;
         history = state.history;
         best = state.best;
         stopped = state.stopped;
         regs.restore_spectral(state.spectral_vectors);
-        let best_path = opts.run_dir.join("best.bpk");
-        if best.is_some() && best_path.is_file() {
-            let fresh = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
-            best_model =
-                Some(
-                    fresh
-                        .try_load_file(&best_path)
-                        .map_err(|e| TrainError::Checkpoint {
-                            path: best_path.clone(),
-                            reason: format!("best.bpk does not load: {e}"),
-                        })?,
-                );
-        }
         resumed_from = Some(start_epoch);
         tracing::info!(epoch = start_epoch, "resuming from {}", dir.display());
     }
@@ -284,13 +273,18 @@ pub fn fit(
                     _ => x.zeros_like(),
                 };
                 for _ in 0..replays {
-                    let xa = (x.clone() + delta.clone())
-                        .clamp(0.0, 1.0)
-                        .autodiff()
-                        .require_grad();
-                    let logits = model.forward(xa.clone());
+                    // The gradient is taken with respect to δ through the box clip, so that δ
+                    // does not move where the clip is active (as in the reference code).
+                    let leaf = delta.clone().autodiff().require_grad();
+                    let xa = (x.clone().autodiff() + leaf.clone()).clamp(0.0, 1.0);
+                    let logits = model.forward(xa);
                     let mut loss = targets.cross_entropy(logits.clone());
-                    let adv_loss = loss.clone().inner().into_scalar::<f32>();
+                    let adv_loss = Targets {
+                        hard: y.clone(),
+                        soft: None,
+                    }
+                    .cross_entropy(logits.clone().inner())
+                    .into_scalar::<f32>();
                     if let Some(p) = regs.penalty(&model)? {
                         sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>())
                             * indices.len() as f64
@@ -303,7 +297,7 @@ pub fn fit(
                         return Err(diverged(value));
                     }
                     let mut grads = loss.backward();
-                    let g = xa.grad_remove(&mut grads);
+                    let g = leaf.grad_remove(&mut grads);
                     let params = GradientsParams::from_grads(grads, &model);
                     model = optim.step(lr, model, params);
                     model = regs.after_step(model, lr)?;
@@ -347,10 +341,12 @@ pub fn fit(
                 model = optim.step(lr, model, grads);
                 model = regs.after_step(model, lr)?;
                 sums.loss += f64::from(value) * indices.len() as f64;
-                if let Some(adv) = obj.adv_logits {
+                // Adversarial statistics against the hard labels; not measured under mixing (the
+                // adversarial inputs are mixed, their labels are not one class).
+                if let Some(adv) = obj.adv_logits.filter(|_| draw.is_none()) {
                     let plain = Targets {
                         hard: y.clone(),
-                        soft: targets.soft.clone(),
+                        soft: None,
                     };
                     sums.adv_loss +=
                         f64::from(plain.cross_entropy(adv.clone()).into_scalar::<f32>())
@@ -424,15 +420,17 @@ pub fn fit(
             m.images_per_sec
         );
         let metric = m.selection_metric();
-        if !valid.is_empty() && best.is_none_or(|(_, acc)| metric > acc) {
+        let improved = !valid.is_empty() && best.is_none_or(|(_, acc)| metric > acc);
+        if improved {
             best = Some((epoch + 1, metric));
-            save_bpk_atomic(&model, &opts.run_dir.join("best.bpk"))?;
             best_model = Some(model.clone());
         } else if let Some((best_epoch, best_metric)) = best {
             stopped = stop_rule(cfg, &history, &m, best_epoch, best_metric);
-            if let Some(StopReason::CatastrophicOverfitting { .. }) = &stopped {
+            if let Some(StopReason::CatastrophicOverfitting { .. }) = &stopped
+                && let Some(b) = &best_model
+            {
                 // Roll back: training ends with the best epoch's weights, whatever `keep` says.
-                model = best_model.clone().expect("a best epoch has its weights");
+                model = b.clone();
             }
             if let Some(reason) = &stopped {
                 tracing::warn!("{reason}");
@@ -450,7 +448,11 @@ pub fn fit(
             spectral_vectors: regs.spectral_state(),
         };
         // Checkpoint first, then the log line: the checkpoint is the source of truth on resume.
-        Checkpoint::save(&opts.run_dir, &model, &optim, &state)?;
+        Checkpoint::save(&opts.run_dir, &model, &optim, &state, best_model.as_ref())?;
+        if improved {
+            // A copy for users next to the run's other outputs; resume reads the checkpoint's.
+            save_bpk_atomic(&model, &opts.run_dir.join("best.bpk"))?;
+        }
         metrics::append(&metrics_path, &m)?;
         epoch += 1;
     }

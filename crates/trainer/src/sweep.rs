@@ -72,6 +72,7 @@ impl SweepReg {
         }
         let mut cfg = base.clone();
         if value == 0.0 {
+            cfg.validate()?;
             return Ok(cfg);
         }
         let penalty = |kind| Penalty::new(kind, value);
@@ -232,7 +233,23 @@ pub fn run_sweep(
         }
         let mut job = opts.job.clone();
         job.run_dir = run_dir.clone();
-        job.resume = Checkpoint::find(&run_dir).is_some();
+        job.resume = match Checkpoint::find(&run_dir) {
+            Some(dir) => {
+                let state = Checkpoint::read_state(&dir)?;
+                if state.config_toml != cfg.to_toml() {
+                    return Err(TrainError::Checkpoint {
+                        path: dir,
+                        reason: format!(
+                            "{} holds a run with another configuration (an earlier sweep with \
+                             other settings); sweep into another directory (--out) or remove it",
+                            run_dir.display()
+                        ),
+                    });
+                }
+                true
+            }
+            None => false,
+        };
         job.evaluate_train = true;
         job.stop_after_epoch = None;
         tracing::info!(
@@ -306,9 +323,10 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
             points: at(&|p| Some(p.test_acc)),
         },
     ];
+    let eps = spec.base.final_eps().unwrap_or_default();
     if r.points.iter().any(|p| p.robust_acc.is_some()) {
         series.push(Series {
-            name: "test, PGD".into(),
+            name: format!("test, PGD-{} eps {eps}", spec.robust_steps),
             points: at(&|p| p.robust_acc),
         });
     }
@@ -343,17 +361,12 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
         r.reg.name()
     );
     let robust = r.points.iter().any(|p| p.robust_acc.is_some());
-    let eps = spec.base.method.eps();
     let _ = writeln!(
         md,
         "| {} | train acc | test acc |{} epochs | train s | run |\n|---|---|---|{}---|---|---|",
         r.reg.name(),
         if robust {
-            format!(
-                " PGD-{} acc (eps {}) |",
-                spec.robust_steps,
-                eps.unwrap_or_default()
-            )
+            format!(" PGD-{} acc (eps {eps}) |", spec.robust_steps)
         } else {
             String::new()
         },
@@ -366,9 +379,11 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
             value_label(p.value),
             100.0 * p.train_acc,
             100.0 * p.test_acc,
-            p.robust_acc
-                .map(|a| format!(" {:.2} % |", 100.0 * a))
-                .unwrap_or_default(),
+            match (robust, p.robust_acc) {
+                (true, Some(a)) => format!(" {:.2} % |", 100.0 * a),
+                (true, None) => " – |".to_string(),
+                (false, _) => String::new(),
+            },
             p.epochs,
             p.train_seconds,
             p.run_dir.display()
