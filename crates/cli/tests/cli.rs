@@ -546,6 +546,11 @@ eps = 0.1
 kind = "l2"
 lambda = 1e-5
 
+[[constraints]]
+kind = "prox-l1"
+lambda = 0.3
+select = { include = ["fc1.weight"] }
+
 [final_eval]
 pgd_steps = 10
 pgd_restarts = 2
@@ -584,6 +589,16 @@ eps_sweep = [0.05]
         "{md}"
     );
     assert!(run.join("eval/report.json").is_file() && run.join("eval/robust_vs_eps.svg").is_file());
+    // Proximal L1 on fc1.weight: the report counts its exact zeros; other weights have none.
+    let sparsity = report["sparsity"].as_array().unwrap();
+    let share = |name: &str| {
+        sparsity.iter().find(|e| e["param"] == name).unwrap()["share"]
+            .as_f64()
+            .unwrap()
+    };
+    assert!(share("fc1.weight") > 0.05, "{sparsity:?}");
+    assert_eq!(share("conv1.weight"), 0.0);
+    assert!(md.contains("## Sparsity"), "{md}");
     let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let m: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
     assert!(

@@ -9,6 +9,7 @@ use bulwark_models::{model_info, torch};
 use crate::checkpoint::{save_bpk_atomic, write_atomic};
 use bulwark_attack_core::{AttackConfig, AttackOptions, PgdConfig, ThreatModel};
 use bulwark_models::Model;
+use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
 use crate::{
@@ -189,6 +190,21 @@ pub fn run_job(
     torch::save_safetensors(&outcome.model, &weights)?;
     let (robust_test, robust_eval) =
         final_evaluation(cfg, &outcome.model, &test, &weights, opts, &device)?;
+    // Exact zeros per weight, for runs whose regularizers make them (L1-type penalties, prox-l1).
+    let sparsity = if cfg.penalties.iter().any(|p| {
+        matches!(
+            p.kind,
+            PenaltyKind::L1 | PenaltyKind::ElasticNet { .. } | PenaltyKind::GroupLasso
+        )
+    }) || cfg
+        .constraints
+        .iter()
+        .any(|c| matches!(c.kind, ConstraintKind::ProxL1 { .. }))
+    {
+        Some(sparsity(&outcome.model, &ParamSelection::weights())?)
+    } else {
+        None
+    };
     save_bpk_atomic(&outcome.model, &opts.run_dir.join("model.bpk"))?;
     let report = write_report(
         &opts.run_dir,
@@ -215,6 +231,7 @@ pub fn run_job(
             stopped: outcome.stopped.clone(),
             robust_test: robust_test.clone(),
             robust_eval: robust_eval.clone(),
+            sparsity,
         },
     )?;
     Ok(JobOutcome {

@@ -46,6 +46,9 @@ pub struct ReportInputs {
     /// The evaluator's result, when run (its own report is in `eval/`).
     #[serde(skip)]
     pub robust_eval: Option<RobustReport>,
+    /// Exactly-zero entries per weight `(path, zeros, total)`, for runs with L1-type penalties
+    /// or proximal L1.
+    pub sparsity: Option<Vec<(String, usize, usize)>>,
 }
 
 /// Writes `report.md`, `report.json`, `accuracy.svg` and `loss.svg` into `run_dir`; returns the
@@ -125,6 +128,10 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             "flags_raised": e.raised().map(|f| f.check.clone()).collect::<Vec<_>>(),
         })),
         "stopped": r.stopped,
+        "sparsity": r.sparsity.as_ref().map(|v| v.iter().map(|(path, zeros, total)| serde_json::json!({
+            "param": path, "zeros": zeros, "total": total,
+            "share": if *total == 0 { 0.0 } else { *zeros as f64 / *total as f64 },
+        })).collect::<Vec<_>>()),
         "test": r.test,
         "best_valid": r.best.map(|(epoch, acc)| serde_json::json!({"epoch": epoch, "accuracy": acc})),
         "n_train": r.n_train,
@@ -269,6 +276,28 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             m.seconds,
             m.images_per_sec
         );
+    }
+    if let Some(sp) = &r.sparsity {
+        let _ = writeln!(
+            md,
+            "\n## Sparsity (exactly-zero weights of the final model)\n"
+        );
+        let _ = writeln!(
+            md,
+            "| weight | zeros | entries | share |\n|---|---|---|---|"
+        );
+        for (path, zeros, total) in sp {
+            let share = if *total == 0 {
+                0.0
+            } else {
+                *zeros as f64 / *total as f64
+            };
+            let _ = writeln!(
+                md,
+                "| `{path}` | {zeros} | {total} | {:.2} % |",
+                100.0 * share
+            );
+        }
     }
     let _ = writeln!(md, "\n## Per-class test accuracy\n");
     let _ = writeln!(
