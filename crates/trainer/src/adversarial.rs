@@ -62,28 +62,30 @@ pub(crate) fn craft(
     // overfits catastrophically).
     let scale = eps / method.eps().unwrap_or(eps);
     let step_size = |s: Option<f64>| s.map(|v| v * scale);
-    let out = match *method {
+    // PGD-AT and MART (which always starts at random) share the PGD attack.
+    let pgd = match *method {
         Method::PgdAt {
             steps,
             step_size: step,
             random_start,
             ..
-        } => PgdConfig::new(threat)
-            .with_steps(steps)
-            .with_step_size(step_size(step))
-            .with_options(options(seed, s.crafting, random_start))
-            .init()?
-            .perturb(model, x, y)?,
+        } => Some((steps, step, random_start)),
         Method::Mart {
             steps,
             step_size: step,
             ..
-        } => PgdConfig::new(threat)
+        } => Some((steps, step, true)),
+        _ => None,
+    };
+    if let Some((steps, step, random_start)) = pgd {
+        return Ok(PgdConfig::new(threat)
             .with_steps(steps)
             .with_step_size(step_size(step))
-            .with_options(options(seed, s.crafting, true))
+            .with_options(options(seed, s.crafting, random_start))
             .init()?
-            .perturb(model, x, y)?,
+            .perturb(model, x, y)?);
+    }
+    let out = match *method {
         Method::FgsmRs {
             alpha,
             random_start,
@@ -107,7 +109,11 @@ pub(crate) fn craft(
             .with_options(options(seed, s.crafting, random_start))
             .init()?
             .perturb(model, x, y)?,
-        Method::Standard | Method::FreeAt { .. } | Method::Trades { .. } => {
+        Method::Standard
+        | Method::FreeAt { .. }
+        | Method::Trades { .. }
+        | Method::PgdAt { .. }
+        | Method::Mart { .. } => {
             unreachable!("craft is only called for pgd-at, fgsm-rs and mart")
         }
     };
