@@ -21,10 +21,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
-    /// The main job: train small-cnn on MNIST and write runs/<name>/report.md.
+    /// The main job: adversarially train small-cnn on MNIST (FGSM-RS, eps 0.3), evaluate it (clean,
+    /// PGD-50 with restarts, the evaluator's quick cascade) and write runs/<name>/report.md.
     /// Continue a killed run with `cargo xtask train --name <name> -- --resume`.
     Train {
-        /// Run name (default: small-cnn-mnist-<UTC timestamp>).
+        /// Run name (default: small-cnn-mnist-fgsm-rs-<UTC timestamp>).
         #[arg(long)]
         name: Option<String>,
         /// Extra arguments passed to `bulwark train` (after `--`).
@@ -72,6 +73,9 @@ fn cargo() -> Command {
     c.current_dir(root());
     c
 }
+
+/// The main job's configuration: Wong et al.'s FGSM-RS recipe with its final evaluation.
+const MAIN_JOB_CONFIG: &str = "configs/mnist-fgsm-rs-wong.toml";
 
 /// `cargo run` of the `bulwark` binary with the tasks' features; arguments go after it.
 fn bulwark() -> Command {
@@ -136,13 +140,13 @@ fn main() -> Result<()> {
             let name = match name {
                 Some(n) => n,
                 None if resume => bail!("give the --name of the run to resume"),
-                None => format!("small-cnn-mnist-{}", timestamp()),
+                None => format!("small-cnn-mnist-fgsm-rs-{}", timestamp()),
             };
             let mut cmd = bulwark();
             cmd.args(["train", "--name", &name]);
             // A resumed run uses its own config.toml.
             if !resume {
-                cmd.args(["--config", "configs/mnist-small-cnn.toml"]);
+                cmd.args(["--config", MAIN_JOB_CONFIG]);
             }
             // A machine that already holds the data (../shared/data) uses it; elsewhere the
             // fetch step downloads or takes it from the package registries.

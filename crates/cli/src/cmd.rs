@@ -265,6 +265,45 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         "test cross-entropy",
         format!("{:.4}", test.loss)
     );
+    if let Some(a) = &outcome.robust_test {
+        let restarts = match &a.config {
+            AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
+            _ => a.attack.clone(),
+        };
+        println!(
+            "| {:<28} | {:>22} |",
+            format!("robust acc, {restarts}"),
+            format!(
+                "{:.2} % at eps {}",
+                100.0 * a.robust_accuracy,
+                a.eps.unwrap_or_default()
+            )
+        );
+    }
+    if let Some(e) = &outcome.robust_eval {
+        println!(
+            "| {:<28} | {:>22} |",
+            format!("robust acc, {} cascade", e.preset),
+            format!("{:.2} % at eps {}", 100.0 * e.robust_acc, e.eps)
+        );
+        for p in e.sweep.iter().filter(|p| p.eps != e.eps) {
+            println!(
+                "| {:<28} | {:>22} |",
+                "",
+                format!("{:.2} % at eps {}", 100.0 * p.robust_acc, p.eps)
+            );
+        }
+        let raised: Vec<String> = e.raised().map(|f| f.check.clone()).collect();
+        println!(
+            "| {:<28} | {:>22} |",
+            "sanity flags raised",
+            if raised.is_empty() {
+                "none".to_string()
+            } else {
+                raised.join(", ")
+            }
+        );
+    }
     let secs: f64 = outcome.history.iter().map(|m| m.seconds).sum();
     println!(
         "| {:<28} | {:>22} |",

@@ -84,7 +84,8 @@ pub struct TrainConfig {
     /// Zoo model name (`bulwark models list`).
     #[config(default = "\"small-cnn\".to_string()")]
     pub model: String,
-    /// Dataset: `mnist` or `fashion-mnist`.
+    /// Dataset: `mnist`, `fashion-mnist`, or `cifar10` (binary version in the data directory;
+    /// it is never downloaded).
     #[config(default = "\"mnist\".to_string()")]
     pub dataset: String,
     /// Number of epochs.
@@ -232,9 +233,9 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |m: String| Err(TrainError::Config(m));
         bulwark_models::model_info(&self.model)?;
-        if self.dataset.parse::<bulwark_data::DatasetKind>().is_err() {
+        if self.dataset != "cifar10" && self.dataset.parse::<bulwark_data::DatasetKind>().is_err() {
             return bad(format!(
-                "dataset `{}` is not one of: mnist, fashion-mnist",
+                "dataset `{}` is not one of: mnist, fashion-mnist, cifar10",
                 self.dataset
             ));
         }
@@ -443,6 +444,24 @@ mod tests {
         let limited = TrainConfig::new().with_train_limit(Some(100));
         let again = TrainConfig::from_toml_str(&limited.to_toml(), Path::new("z.toml")).unwrap();
         assert_eq!(again.train_limit, Some(100));
+    }
+
+    #[test]
+    fn every_config_in_the_repository_parses_and_validates() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let cfg = TrainConfig::from_toml_file(&path)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                // A recipe round-trips through the TOML a run directory stores.
+                let again = TrainConfig::from_toml_str(&cfg.to_toml(), &path).unwrap();
+                assert_eq!(again.to_toml(), cfg.to_toml(), "{}", path.display());
+                n += 1;
+            }
+        }
+        assert!(n >= 8, "only {n} configs found in {}", dir.display());
     }
 
     #[test]

@@ -101,6 +101,27 @@ pub fn check_input_shape(
     Ok(())
 }
 
+/// The training and test splits of `dataset` (`mnist`, `fashion-mnist`, or `cifar10` from a
+/// folder the user provides), with the directory they came from.
+pub fn load_dataset(
+    dataset: &str,
+    fetch_opts: &FetchOptions,
+) -> Result<(PathBuf, ImageDataset, ImageDataset), TrainError> {
+    if dataset == "cifar10" {
+        let dir = bulwark_data::cifar::fetch_cifar10(fetch_opts)?;
+        let train = bulwark_data::cifar::load_cifar10(&dir, Split::Train)?;
+        let test = bulwark_data::cifar::load_cifar10(&dir, Split::Test)?;
+        return Ok((dir, train, test));
+    }
+    let kind: DatasetKind = dataset
+        .parse()
+        .map_err(|_| TrainError::Config(format!("unknown dataset `{dataset}`")))?;
+    let dir = fetch(kind, fetch_opts)?;
+    let train = load_split(kind, Split::Train, &dir)?;
+    let test = load_split(kind, Split::Test, &dir)?;
+    Ok((dir, train, test))
+}
+
 /// Runs the job end to end; the report is written only when training completed all epochs.
 pub fn run_job(
     cfg: &TrainConfig,
@@ -112,13 +133,7 @@ pub fn run_job(
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
     }
-    let kind: DatasetKind = cfg
-        .dataset
-        .parse()
-        .map_err(|_| TrainError::Config(format!("unknown dataset `{}`", cfg.dataset)))?;
-    let data_dir = fetch(kind, &opts.fetch)?;
-    let mut train_all = load_split(kind, Split::Train, &data_dir)?;
-    let mut test = load_split(kind, Split::Test, &data_dir)?;
+    let (data_dir, mut train_all, mut test) = load_dataset(&cfg.dataset, &opts.fetch)?;
     check_input_shape(&cfg.model, &train_all, &cfg.dataset)?;
     if let Some(n) = cfg.train_limit {
         train_all = train_all.take(n);

@@ -49,7 +49,7 @@ pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use grid::{GridImage, write_png_grid};
-pub use job::{JobOptions, JobOutcome, check_input_shape, run_job};
+pub use job::{JobOptions, JobOutcome, check_input_shape, load_dataset, run_job};
 pub use method::Method;
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
