@@ -99,7 +99,7 @@ pub struct TrainArgs {
     /// Zoo model (see `bulwark models list`).
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset: mnist or fashion-mnist.
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Epochs.
@@ -213,7 +213,7 @@ pub struct SweepArgs {
     /// Zoo model.
     #[arg(long)]
     pub model: Option<String>,
-    /// Dataset: mnist or fashion-mnist.
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[arg(long)]
     pub dataset: Option<String>,
     /// Epochs per run.
@@ -266,7 +266,7 @@ pub struct EvalArgs {
     /// Weights: PyTorch-layout `.safetensors` or burn `.bpk`.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Dataset: mnist or fashion-mnist.
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
     /// Evaluate the first N test images only.
@@ -376,7 +376,7 @@ pub struct AttackArgs {
     /// Seed for random starts and targets.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Dataset: mnist or fashion-mnist.
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[arg(long, default_value = "mnist")]
     pub dataset: String,
     /// Attack the first N test images only.

@@ -14,9 +14,9 @@ use bulwark_reg_core::{Penalty, PenaltyKind};
 use bulwark_trainer::{
     AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions, Method,
     Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, SweepOptions, SweepReg,
-    SweepSpec, TrainConfig, attack_dataset, check_input_shape, evaluate, evaluate_robustness,
-    run_job, run_sweep, save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs,
-    write_robust_report,
+    SweepSpec, TrainConfig, attack_dataset, check_input_shape, dataset_dir, evaluate,
+    evaluate_robustness, load_dataset_split, run_job, run_sweep, save_bpk_atomic,
+    stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -510,9 +510,8 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     let robust = robust_config(&a)?;
     // Weights first: a bad file is reported before any data is fetched.
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
-    let kind: DatasetKind = a.dataset.parse()?;
-    let dir = fetch(kind, &fetch_options(a.data_dir.clone()))?;
-    let mut test = load_split(kind, Split::Test, &dir)?;
+    let dir = dataset_dir(&a.dataset, &fetch_options(a.data_dir.clone()))?;
+    let mut test = load_dataset_split(&a.dataset, &dir, Split::Test)?;
     check_input_shape(&a.model, &test, &a.dataset)?;
     if let Some(n) = a.limit {
         test = test.take(n as usize);
@@ -770,9 +769,8 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     // Settings are checked before weights and data are touched.
     config.init()?;
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
-    let kind: DatasetKind = a.dataset.parse()?;
-    let dir = fetch(kind, &fetch_options(a.data_dir.clone()))?;
-    let mut test = load_split(kind, Split::Test, &dir)?;
+    let dir = dataset_dir(&a.dataset, &fetch_options(a.data_dir.clone()))?;
+    let mut test = load_dataset_split(&a.dataset, &dir, Split::Test)?;
     check_input_shape(&a.model, &test, &a.dataset)?;
     if let Some(n) = a.limit {
         test = test.take(n as usize);

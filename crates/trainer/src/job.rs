@@ -101,24 +101,43 @@ pub fn check_input_shape(
     Ok(())
 }
 
-/// The training and test splits of `dataset` (`mnist`, `fashion-mnist`, or `cifar10` from a
-/// folder the user provides), with the directory they came from.
+fn dataset_kind(dataset: &str) -> Result<DatasetKind, TrainError> {
+    dataset.parse().map_err(|_| {
+        TrainError::Config(format!(
+            "unknown dataset `{dataset}`; known: mnist, fashion-mnist, cifar10"
+        ))
+    })
+}
+
+/// The verified directory of `dataset`: `mnist` and `fashion-mnist` are fetched (see
+/// `bulwark_data::fetch`), `cifar10` is looked up in the folder the user provides.
+pub fn dataset_dir(dataset: &str, fetch_opts: &FetchOptions) -> Result<PathBuf, TrainError> {
+    if dataset == "cifar10" {
+        return Ok(bulwark_data::cifar::fetch_cifar10(fetch_opts)?);
+    }
+    Ok(fetch(dataset_kind(dataset)?, fetch_opts)?)
+}
+
+/// One split of `dataset` from the directory [`dataset_dir`] returned.
+pub fn load_dataset_split(
+    dataset: &str,
+    dir: &Path,
+    split: Split,
+) -> Result<ImageDataset, TrainError> {
+    if dataset == "cifar10" {
+        return Ok(bulwark_data::cifar::load_cifar10(dir, split)?);
+    }
+    Ok(load_split(dataset_kind(dataset)?, split, dir)?)
+}
+
+/// The training and test splits of `dataset`, with the directory they came from.
 pub fn load_dataset(
     dataset: &str,
     fetch_opts: &FetchOptions,
 ) -> Result<(PathBuf, ImageDataset, ImageDataset), TrainError> {
-    if dataset == "cifar10" {
-        let dir = bulwark_data::cifar::fetch_cifar10(fetch_opts)?;
-        let train = bulwark_data::cifar::load_cifar10(&dir, Split::Train)?;
-        let test = bulwark_data::cifar::load_cifar10(&dir, Split::Test)?;
-        return Ok((dir, train, test));
-    }
-    let kind: DatasetKind = dataset
-        .parse()
-        .map_err(|_| TrainError::Config(format!("unknown dataset `{dataset}`")))?;
-    let dir = fetch(kind, fetch_opts)?;
-    let train = load_split(kind, Split::Train, &dir)?;
-    let test = load_split(kind, Split::Test, &dir)?;
+    let dir = dataset_dir(dataset, fetch_opts)?;
+    let train = load_dataset_split(dataset, &dir, Split::Train)?;
+    let test = load_dataset_split(dataset, &dir, Split::Test)?;
     Ok((dir, train, test))
 }
 

@@ -49,7 +49,10 @@ pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use grid::{GridImage, write_png_grid};
-pub use job::{JobOptions, JobOutcome, check_input_shape, load_dataset, run_job};
+pub use job::{
+    JobOptions, JobOutcome, check_input_shape, dataset_dir, load_dataset, load_dataset_split,
+    run_job,
+};
 pub use method::Method;
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
