@@ -178,6 +178,11 @@ pub struct TrainArgs {
     /// L2 penalty strength on every weight (lambda * sum of squares).
     #[arg(long)]
     pub l2: Option<f64>,
+    /// Adversarial weight perturbation (AWP) of this relative size gamma, on every weight, with
+    /// an adversarial method (Wu et al.: 0.01 with pgd-at, 0.005 with trades). A configured
+    /// `[awp]` table keeps its other settings.
+    #[arg(long)]
+    pub awp: Option<f64>,
     /// Stop when the validation metric has not improved for this many epochs.
     #[arg(long)]
     pub patience: Option<usize>,

@@ -10,11 +10,11 @@ use bulwark_attack_core::{
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
-use bulwark_reg_core::{Penalty, PenaltyKind};
+use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, BackendKind, DeviceSet, EvalContext, JobOptions, Method,
-    Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, SweepOptions, SweepReg,
-    SweepSpec, TrainConfig, attack_dataset, check_input_shape, dataset_dir, evaluate,
+    AttackContext, AttackRunOptions, AwpSpec, BackendKind, DeviceSet, EvalContext, JobOptions,
+    Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, SweepOptions,
+    SweepReg, SweepSpec, TrainConfig, attack_dataset, check_input_shape, dataset_dir, evaluate,
     evaluate_robustness, load_dataset_split, run_job, run_sweep, save_bpk_atomic,
     stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
 };
@@ -114,6 +114,7 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             a.cutmix.is_some(),
             a.l1.is_some(),
             a.l2.is_some(),
+            a.awp.is_some(),
             a.patience.is_some(),
         ];
         if overrides.iter().any(|&o| o) {
@@ -190,6 +191,16 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             if let Some(lambda) = lambda {
                 cfg.penalties.push(Penalty::new(kind, lambda));
             }
+        }
+        if let Some(gamma) = a.awp {
+            cfg.awp = Some(match cfg.awp.take() {
+                Some(awp) => AwpSpec { gamma, ..awp },
+                None => AwpSpec {
+                    gamma,
+                    warmup_epochs: 0,
+                    select: ParamSelection::weights(),
+                },
+            });
         }
         if a.patience.is_some() {
             cfg.patience = a.patience;

@@ -523,6 +523,13 @@ fn adversarial_training_writes_robust_numbers_into_the_report() {
         "train", "--mixup", "0.2", "--method", "mart", "--eps", "0.1",
     ]);
     assert!(e.contains("do not combine with mart"), "{e}");
+    let e = fails(&["train", "--awp", "0.01"]);
+    assert!(
+        e.contains("awp is an add-on to adversarial training"),
+        "{e}"
+    );
+    let e = fails(&["train", "--awp", "2", "--method", "pgd-at", "--eps", "0.1"]);
+    assert!(e.contains("gamma") && e.contains("(0, 1]"), "{e}");
     let Some(data) = shared_mnist() else { return };
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("adv.toml");
@@ -541,6 +548,9 @@ label_smoothing = 0.1
 [method]
 kind = "fgsm-rs"
 eps = 0.1
+
+[awp]
+gamma = 0.005
 
 [[penalties]]
 kind = "l2"
@@ -573,6 +583,7 @@ eps_sweep = [0.05]
     assert!(out.contains("best robust validation acc"), "{out}");
     let report = read_json(&run.join("report.json"));
     assert_eq!(report["method"], "fgsm-rs");
+    assert_eq!(report["awp_gamma"], 0.005);
     let pgd = report["robust_test"]["robust_accuracy"].as_f64().unwrap();
     let quick = report["robust_eval"]["robust_acc"].as_f64().unwrap();
     let clean = report["clean_acc"].as_f64().unwrap();
@@ -585,7 +596,9 @@ eps_sweep = [0.05]
     );
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
     assert!(
-        md.contains("eval/report.md") && md.contains("PGD-10, 2 restart(s)"),
+        md.contains("eval/report.md")
+            && md.contains("PGD-10, 2 restart(s)")
+            && md.contains("adversarial weight perturbation (γ = 0.005, from epoch 1)"),
         "{md}"
     );
     assert!(run.join("eval/report.json").is_file() && run.join("eval/robust_vs_eps.svg").is_file());

@@ -13,6 +13,9 @@
 //! Label smoothing, mixup and cutmix with the soft-target cross-entropy ([`smooth_labels`],
 //! [`mix`], [`cutmix`], [`MixSampler`], [`soft_cross_entropy`]).
 //!
+//! [`WeightPerturbation`]: adversarial weight perturbation (AWP, Wu et al. 2020), the relative
+//! ascent step on the weights that adversarial training takes before each optimizer step.
+//!
 //! [`input_gradient_penalty`]: `‖∇ₓ ℓ‖²` by a finite difference along the normalized input
 //! gradient (burn 0.22 has no double backward).
 //!
@@ -29,6 +32,7 @@ mod mix;
 mod penalty;
 mod select;
 mod spectral;
+mod weight_perturbation;
 
 pub use constraint::{Constraint, ConstraintKind, sparsity};
 pub use error::RegError;
@@ -37,3 +41,4 @@ pub use mix::{CutBox, MixSampler, cutmix, mix, smooth_labels, soft_cross_entropy
 pub use penalty::{Penalty, PenaltyKind};
 pub use select::{LayerKind, ParamInfo, ParamKind, ParamSelection, glob, parameters};
 pub use spectral::SpectralBound;
+pub use weight_perturbation::WeightPerturbation;

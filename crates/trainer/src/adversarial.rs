@@ -221,9 +221,23 @@ fn gaussian(rng: &mut SplitMix64) -> f64 {
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
-/// The objective of `method` (not Free-AT) for the plain batch `x`, `targets` at radius `eps`.
+/// A batch's inputs after crafting (plain tensors in the box): what the method's loss is
+/// evaluated on. Kept apart from the loss so that the loss can be evaluated again at other
+/// weights on the same examples (adversarial weight perturbation).
+pub(crate) struct Prepared {
+    /// Clean inputs (mixed, under mixing).
+    clean: Tensor<4>,
+    /// Adversarial inputs, for adversarial methods (for pgd-at and fgsm-rs mixed with the same
+    /// draw as `clean`; TRADES crafts from the mixed clean inputs).
+    adv: Option<Tensor<4>>,
+    /// Targets of both (the mixed ones under mixing).
+    targets: Targets,
+}
+
+/// Crafts the inputs of `method` (not Free-AT) for the plain batch `x`, `targets` at radius
+/// `eps`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn objective(
+pub(crate) fn prepare(
     method: &Method,
     model: &Model,
     x: Tensor<4>,
@@ -232,7 +246,7 @@ pub(crate) fn objective(
     eps: f64,
     s: AdvSettings,
     seed: u64,
-) -> Result<BatchObjective, TrainError> {
+) -> Result<Prepared, TrainError> {
     let mixed = |x: Tensor<4>| -> Result<(Tensor<4>, Targets), TrainError> {
         match mixing {
             Some(d) => d.apply(x, targets),
@@ -241,71 +255,108 @@ pub(crate) fn objective(
     };
     match *method {
         Method::Standard => {
-            let (xm, t) = mixed(x)?;
-            let logits = model.forward(xm.autodiff());
-            Ok(BatchObjective {
-                loss: t.cross_entropy(logits.clone()),
-                clean_logits: Some(logits.inner()),
-                adv_logits: None,
+            let (clean, targets) = mixed(x)?;
+            Ok(Prepared {
+                clean,
+                adv: None,
+                targets,
             })
         }
-        Method::PgdAt { .. } | Method::FgsmRs { .. } => {
+        Method::PgdAt { .. } | Method::FgsmRs { .. } | Method::Mart { .. } => {
+            // MART refuses mixing (config validation), so `mixed` is the identity for it.
             let x_adv = craft(method, model, x.clone(), targets.hard.clone(), eps, s, seed)?;
-            let (xa, t) = mixed(x_adv)?;
-            let adv = model.forward(xa.autodiff());
-            let mut loss = t.cross_entropy(adv.clone());
-            let mut clean_logits = None;
-            if s.adv_weight < 1.0 {
-                let (xc, tc) = mixed(x)?;
-                let clean = model.forward(xc.autodiff());
-                loss = loss * s.adv_weight + tc.cross_entropy(clean.clone()) * (1.0 - s.adv_weight);
-                clean_logits = Some(clean.inner());
-            }
-            Ok(BatchObjective {
-                loss,
-                clean_logits,
-                adv_logits: Some(adv.inner()),
+            let (adv, _) = mixed(x_adv)?;
+            let (clean, targets) = mixed(x)?;
+            Ok(Prepared {
+                clean,
+                adv: Some(adv),
+                targets,
             })
         }
         Method::Trades {
-            steps,
-            step_size,
-            beta,
-            ..
+            steps, step_size, ..
         } => {
-            let (xm, t) = mixed(x)?;
+            let (clean, targets) = mixed(x)?;
             // Scaled with the radius during an eps ramp, as in `craft`.
             let scale = eps / method.eps().unwrap_or(eps);
             let step = step_size.map_or(2.5 * eps / steps as f64, |s| s * scale);
-            let x_adv = trades_craft(model, xm.clone(), eps, steps, step, s.crafting, seed);
-            let b = xm.dims()[0].max(1) as f64;
-            let clean = model.forward(xm.autodiff());
-            let adv = model.forward(x_adv.autodiff());
+            let adv = trades_craft(model, clean.clone(), eps, steps, step, s.crafting, seed);
+            Ok(Prepared {
+                clean,
+                adv: Some(adv),
+                targets,
+            })
+        }
+        Method::FreeAt { .. } => unreachable!("free-at runs in the training loop"),
+    }
+}
+
+/// The objective of `method` (not Free-AT) on the prepared batch `p`, on `model`'s graph.
+pub(crate) fn batch_loss(
+    method: &Method,
+    model: &Model,
+    p: &Prepared,
+    s: AdvSettings,
+) -> BatchObjective {
+    let t = &p.targets;
+    let forward = |x: &Tensor<4>| model.forward(x.clone().autodiff());
+    let adv_input = || {
+        p.adv
+            .as_ref()
+            .expect("adversarial methods prepare adversarial inputs")
+    };
+    match *method {
+        Method::Standard => {
+            let logits = forward(&p.clean);
+            BatchObjective {
+                loss: t.cross_entropy(logits.clone()),
+                clean_logits: Some(logits.inner()),
+                adv_logits: None,
+            }
+        }
+        Method::PgdAt { .. } | Method::FgsmRs { .. } => {
+            let adv = forward(adv_input());
+            let mut loss = t.cross_entropy(adv.clone());
+            let mut clean_logits = None;
+            if s.adv_weight < 1.0 {
+                let clean = forward(&p.clean);
+                loss = loss * s.adv_weight + t.cross_entropy(clean.clone()) * (1.0 - s.adv_weight);
+                clean_logits = Some(clean.inner());
+            }
+            BatchObjective {
+                loss,
+                clean_logits,
+                adv_logits: Some(adv.inner()),
+            }
+        }
+        Method::Trades { beta, .. } => {
+            let clean = forward(&p.clean);
+            let adv = forward(adv_input());
+            let b = p.clean.dims()[0].max(1) as f64;
             let kl = kl_rows(clean.clone(), adv.clone()).sum() / b;
-            Ok(BatchObjective {
+            BatchObjective {
                 loss: t.cross_entropy(clean.clone()) + kl * beta,
                 clean_logits: Some(clean.inner()),
                 adv_logits: Some(adv.inner()),
-            })
+            }
         }
         Method::Mart { beta, .. } => {
-            let x_adv = craft(method, model, x.clone(), targets.hard.clone(), eps, s, seed)?;
-            let clean = model.forward(x.autodiff());
-            let adv = model.forward(x_adv.autodiff());
+            let clean = forward(&p.clean);
+            let adv = forward(adv_input());
             let [b, k] = adv.dims();
-            let onehot = targets.hard.clone().one_hot::<2>(k).float();
+            let onehot = t.hard.clone().one_hot::<2>(k).float();
             // max_{k≠y} p_k(x'): the label's entry pushed below every probability first.
             let worst_wrong = (softmax(adv.clone(), 1) - onehot.clone() * 2.0).max_dim(1);
             let boost = -(worst_wrong.neg() + 1.0001).log().mean();
-            let bce = targets.cross_entropy(adv.clone()) + boost;
+            let bce = t.cross_entropy(adv.clone()) + boost;
             let true_probs = (softmax(clean.clone(), 1) * onehot).sum_dim(1);
             let kl = kl_rows(clean.clone(), adv.clone());
             let robust = (kl * (true_probs.neg() + 1.000_000_1)).sum() / b.max(1) as f64;
-            Ok(BatchObjective {
+            BatchObjective {
                 loss: bce + robust * beta,
                 clean_logits: Some(clean.inner()),
                 adv_logits: Some(adv.inner()),
-            })
+            }
         }
         Method::FreeAt { .. } => unreachable!("free-at runs in the training loop"),
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use bulwark_attack_core::{Crafting, Norm, Preset};
 use bulwark_reg_core::{Constraint, Penalty};
 
-use crate::{Method, Mixing, Schedule, SpectralSpec, TrainError};
+use crate::{AwpSpec, Method, Mixing, Schedule, SpectralSpec, TrainError};
 
 /// Robustness evaluation of the final model on the test set, after training (part of the run's
 /// report). Radius and norm default to the training method's.
@@ -188,6 +188,9 @@ pub struct TrainConfig {
     /// A spectral-norm bound applied after every optimizer step.
     #[config(default = "None")]
     pub spectral_bound: Option<SpectralSpec>,
+    /// Adversarial weight perturbation (`[awp]`), with an adversarial method other than free-at.
+    #[config(default = "None")]
+    pub awp: Option<AwpSpec>,
     /// Robustness evaluation of the final model on the test set (`[final_eval]`).
     #[config(default = "FinalEval::default()")]
     pub final_eval: FinalEval,
@@ -358,6 +361,24 @@ impl TrainConfig {
             c.validate()
                 .map_err(|e| TrainError::Config(format!("constraint `{:?}`: {e}", c.kind)))?;
         }
+        if let Some(awp) = &self.awp {
+            if !self.method.is_adversarial() || matches!(self.method, Method::FreeAt { .. }) {
+                return bad(format!(
+                    "awp is an add-on to adversarial training (pgd-at, fgsm-rs, trades, mart), \
+                     not to {}",
+                    self.method.name()
+                ));
+            }
+            awp.perturbation()
+                .validate()
+                .map_err(|e| TrainError::Config(format!("awp: {e}")))?;
+            if awp.warmup_epochs >= self.epochs {
+                return bad(format!(
+                    "awp warmup_epochs ({}) leaves no epoch with AWP in {} epochs",
+                    awp.warmup_epochs, self.epochs
+                ));
+            }
+        }
         if self.method.is_adversarial() && self.eps_warmup_epochs > self.epochs as f64 {
             return bad(format!(
                 "eps_warmup_epochs ({}) is longer than training ({} epochs): the radius would never \
@@ -378,7 +399,13 @@ impl TrainConfig {
 }
 
 /// Top-level fields that are absent from the defaults' TOML because they default to `None`.
-const OPTIONAL_KEYS: [&str; 4] = ["train_limit", "test_limit", "patience", "spectral_bound"];
+const OPTIONAL_KEYS: [&str; 5] = [
+    "train_limit",
+    "test_limit",
+    "patience",
+    "spectral_bound",
+    "awp",
+];
 
 /// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)
 /// whose kind changes: they are replaced whole, since their fields differ.
@@ -410,6 +437,7 @@ fn merge(base: &mut toml::Table, user: toml::Table, prefix: &str) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_reg_core::ParamSelection;
 
     #[test]
     fn empty_toml_gives_defaults() {
@@ -474,5 +502,33 @@ mod tests {
         assert!(e.to_string().contains("unknown model `resnet`"), "{e}");
         let e = TrainConfig::from_toml_str("epochs = [", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("c.toml"), "{e}");
+    }
+
+    #[test]
+    fn awp_parses_and_is_refused_where_it_does_not_apply() {
+        let pgd = "epochs = 3\n[method]\nkind = \"pgd-at\"\neps = 0.3\n";
+        let c =
+            |extra: &str| TrainConfig::from_toml_str(&format!("{pgd}{extra}"), Path::new("c.toml"));
+        let cfg = c("[awp]\ngamma = 0.01\nwarmup_epochs = 1\n").unwrap();
+        let awp = cfg.awp.as_ref().unwrap();
+        assert_eq!((awp.gamma, awp.warmup_epochs), (0.01, 1));
+        assert!(!awp.active(0) && awp.active(1));
+        assert_eq!(awp.select, ParamSelection::weights());
+        let back = TrainConfig::from_toml_str(&cfg.to_toml(), Path::new("c.toml")).unwrap();
+        assert_eq!(back.awp, cfg.awp);
+        for (extra, needle) in [
+            ("[awp]\ngama = 0.01\n", "gama"),
+            ("[awp]\ngamma = 0.0\n", "(0, 1]"),
+            (
+                "[awp]\ngamma = 0.01\nwarmup_epochs = 3\n",
+                "leaves no epoch",
+            ),
+        ] {
+            let e = c(extra).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
+        let e =
+            TrainConfig::from_toml_str("[awp]\ngamma = 0.01\n", Path::new("c.toml")).unwrap_err();
+        assert!(e.to_string().contains("not to standard"), "{e}");
     }
 }

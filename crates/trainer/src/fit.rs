@@ -11,7 +11,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::adversarial::{AdvSettings, objective};
+use crate::adversarial::{AdvSettings, batch_loss, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::regularize::{Regularizers, Targets};
 use crate::{
@@ -193,6 +193,11 @@ pub fn fit(
     let mut regs = Regularizers::new(cfg, train.num_classes);
     // Selections that match nothing fail here, before any training.
     regs.check(&model)?;
+    if let Some(awp) = &cfg.awp {
+        awp.select
+            .resolve(&model)
+            .map_err(|e| TrainError::Config(format!("awp: {e}")))?;
+    }
     let mut optim = build_optimizer(cfg);
     let mut history = Vec::new();
     let mut best = None;
@@ -316,7 +321,7 @@ pub fn fit(
                 sums.clean_seen += indices.len();
             } else {
                 let draw = regs.draw(indices.len(), train.height, train.width, seed);
-                let obj = objective(
+                let prepared = prepare(
                     &cfg.method,
                     &model,
                     x.clone(),
@@ -326,8 +331,21 @@ pub fn fit(
                     settings,
                     seed,
                 )?;
+                // AWP: the loss is taken at weights moved up its own gradient (on the same
+                // examples); the gradient there steps the unperturbed model (same parameter ids).
+                let at = match cfg.awp.as_ref().filter(|a| a.active(epoch)) {
+                    Some(awp) => {
+                        let ascent = batch_loss(&cfg.method, &model, &prepared, settings).loss;
+                        let grads = GradientsParams::from_grads(ascent.backward(), &model);
+                        awp.perturbation()
+                            .perturb(model.clone(), &grads)
+                            .map_err(|e| TrainError::Config(format!("awp: {e}")))?
+                    }
+                    None => model.clone(),
+                };
+                let obj = batch_loss(&cfg.method, &at, &prepared, settings);
                 let mut loss = obj.loss;
-                if let Some(p) = regs.penalty(&model)? {
+                if let Some(p) = regs.penalty(&at)? {
                     sums.penalty +=
                         f64::from(p.clone().inner().into_scalar::<f32>()) * indices.len() as f64;
                     loss = loss + p;
@@ -337,7 +355,7 @@ pub fn fit(
                     bar.abandon();
                     return Err(diverged(value));
                 }
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
+                let grads = GradientsParams::from_grads(loss.backward(), &at);
                 model = optim.step(lr, model, grads);
                 model = regs.after_step(model, lr)?;
                 sums.loss += f64::from(value) * indices.len() as f64;

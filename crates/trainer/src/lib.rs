@@ -57,7 +57,7 @@ pub use method::Method;
 pub use metrics::EpochMetrics;
 pub use optim::build_optimizer;
 pub use plot::{Series, labelled_plot_svg, line_plot_svg};
-pub use regularize::{Mixing, SpectralSpec};
+pub use regularize::{AwpSpec, Mixing, SpectralSpec};
 pub use report::{ReportInputs, write_report};
 pub use robust_eval::{
     EvalContext, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,

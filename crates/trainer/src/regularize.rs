@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use bulwark_data::SplitMix64;
 use bulwark_models::Model;
 use bulwark_reg_core::{
-    Constraint, MixSampler, ParamSelection, Penalty, SpectralBound, cutmix, mix, smooth_labels,
-    soft_cross_entropy,
+    Constraint, MixSampler, ParamSelection, Penalty, SpectralBound, WeightPerturbation, cutmix,
+    mix, smooth_labels, soft_cross_entropy,
 };
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -52,6 +52,34 @@ pub struct SpectralSpec {
 
 fn one() -> usize {
     1
+}
+
+/// Adversarial weight perturbation (AWP, Wu et al. 2020; see
+/// `bulwark_reg_core::WeightPerturbation`), an add-on to the adversarial methods: each step's
+/// loss gradient is taken at weights moved by `gamma`·‖w‖ along the loss gradient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwpSpec {
+    /// Relative size γ in (0, 1] (Wu et al.: 0.01 with PGD-AT, 0.005 with TRADES).
+    pub gamma: f64,
+    /// Epochs trained without it first (default 0).
+    #[serde(default)]
+    pub warmup_epochs: usize,
+    /// The perturbed weights (default: every weight).
+    #[serde(default)]
+    pub select: ParamSelection,
+}
+
+impl AwpSpec {
+    /// The reg-core settings.
+    pub fn perturbation(&self) -> WeightPerturbation {
+        WeightPerturbation::new(self.gamma).with_selection(self.select.clone())
+    }
+
+    /// Whether AWP is on in `epoch` (0-based).
+    pub fn active(&self, epoch: usize) -> bool {
+        epoch >= self.warmup_epochs
+    }
 }
 
 /// Training targets of a batch: the hard labels, and soft targets when smoothing or mixing.

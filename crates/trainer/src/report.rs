@@ -110,6 +110,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         "backend": r.backend,
         "data_source": r.data_source,
         "method": r.config.method.name(),
+        "awp_gamma": r.config.awp.as_ref().map(|a| a.gamma),
         "threat_model": match r.config.method.eps() {
             Some(eps) => format!("{:?} eps {eps} (training)", r.config.norm),
             None => "none (clean training)".to_string(),
@@ -226,10 +227,18 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     if adversarial {
         let _ = writeln!(
             md,
-            "\nMethod `{}`; the weights are those of the {} epoch. Robust validation accuracy is \
+            "\nMethod `{}`{}; the weights are those of the {} epoch. Robust validation accuracy is \
              PGD-{} on {} validation images at the training radius: a training signal, not an \
              evaluation (use `bulwark eval --eps` for that).\n",
             c.method.name(),
+            match &c.awp {
+                Some(a) => format!(
+                    " with adversarial weight perturbation (γ = {}, from epoch {})",
+                    a.gamma,
+                    a.warmup_epochs + 1
+                ),
+                None => String::new(),
+            },
             match c.keep {
                 crate::Keep::Best => "best robust-validation",
                 crate::Keep::Last => "last",

@@ -10,8 +10,8 @@ use bulwark_data::ImageDataset;
 use bulwark_models::Model;
 use bulwark_reg_core::{Constraint, ConstraintKind, ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    BackendKind, DeviceSet, EpochMetrics, FitOptions, FitOutcome, Method, Mixing, OptimizerKind,
-    Schedule, SpectralSpec, StopReason, TrainConfig, TrainError, fit,
+    AwpSpec, BackendKind, DeviceSet, EpochMetrics, FitOptions, FitOutcome, Method, Mixing,
+    OptimizerKind, Schedule, SpectralSpec, StopReason, TrainConfig, TrainError, fit,
 };
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
@@ -103,11 +103,36 @@ fn every_adversarial_method_buys_robustness_that_standard_training_lacks() {
         },
     ];
     eprintln!("standard: PGD-20 {floor:.3}");
-    for method in methods {
-        let name = method.name();
-        let out = train(&base(2).with_method(method), &tr, &valid);
+    let pgd_at = methods[0].clone();
+    // AWP on PGD-AT: still robust, and a different training path. (Wu et al.'s 0.01 keeps this
+    // small model at its initial plateau for these two epochs; 0.005 trains.)
+    let awp = AwpSpec {
+        gamma: 0.005,
+        warmup_epochs: 0,
+        select: ParamSelection::weights(),
+    };
+    let setups = methods
+        .into_iter()
+        .map(|m| base(2).with_method(m))
+        .chain([base(2).with_method(pgd_at).with_awp(Some(awp))]);
+    let mut pgd_at_weights = None;
+    for cfg in setups {
+        let name = match cfg.awp {
+            Some(_) => format!("{} + awp", cfg.method.name()),
+            None => cfg.method.name().to_string(),
+        };
+        let out = train(&cfg, &tr, &valid);
         let last = out.history.last().unwrap();
         let robust = pgd_accuracy(&out.model, &test, eps);
+        match (&cfg.method, &cfg.awp) {
+            (Method::PgdAt { .. }, None) => pgd_at_weights = Some(weights(&out.model)),
+            (_, Some(_)) => assert_ne!(
+                pgd_at_weights.as_ref(),
+                Some(&weights(&out.model)),
+                "AWP must change what PGD-AT learns"
+            ),
+            _ => {}
+        }
         eprintln!(
             "{name}: clean valid {:.3}, robust valid {:?}, fgsm valid {:?}, adv train acc {:?}, PGD-20 test {robust:.3}",
             last.valid_acc, last.valid_robust_acc, last.valid_fgsm_acc, last.train_adv_acc
@@ -266,7 +291,13 @@ fn adversarial_training_with_regularizers_resumes_exactly() {
                 beta: 6.0,
             })
             .with_mixing(Mixing::Cutmix { alpha: 1.0 })
-            .with_label_smoothing(0.1),
+            .with_label_smoothing(0.1)
+            // AWP from the second epoch: the resumed epochs run with it.
+            .with_awp(Some(AwpSpec {
+                gamma: 0.005,
+                warmup_epochs: 1,
+                select: ParamSelection::weights(),
+            })),
         base(3).with_method(Method::FreeAt {
             eps: 0.1,
             replays: 2,
