@@ -7,7 +7,9 @@ use bulwark_attack_core::{
 };
 use bulwark_data::SplitMix64;
 use bulwark_models::Model;
+use bulwark_reg_core::WeightPerturbation;
 use burn::module::Module;
+use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
 
@@ -362,6 +364,25 @@ pub(crate) fn batch_loss(
     }
 }
 
+/// AWP (`bulwark_reg_core::WeightPerturbation`): `model` with its selected weights moved up the
+/// gradient of the method's own loss on the prepared batch `p`. The ascent pass runs on a proxy
+/// with its own BatchNorm running statistics (`valid().train()` gives fresh buffers; the reference
+/// code keeps a proxy model for the same reason), so that only the training pass at the perturbed
+/// weights updates the model's statistics. Parameter ids are kept.
+pub(crate) fn perturbed_weights(
+    method: &Method,
+    model: &Model,
+    p: &Prepared,
+    s: AdvSettings,
+    awp: &WeightPerturbation,
+) -> Result<Model, TrainError> {
+    let proxy = model.valid().train();
+    let ascent = batch_loss(method, &proxy, p, s).loss;
+    let grads = GradientsParams::from_grads(ascent.backward(), &proxy);
+    awp.perturb(model.clone(), &grads)
+        .map_err(|e| TrainError::Config(format!("awp: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,5 +498,60 @@ mod tests {
             (f64::from(kl[1]) - (b - a) * (b / a).ln()).abs() < 1e-6,
             "{kl:?}"
         );
+    }
+
+    /// Every one-dimensional float of the model (biases, BatchNorm scales and running statistics).
+    fn buffers(model: &Model) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor for Collect {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                if D == 1 {
+                    self.0
+                        .extend(p.val().inner().try_into_vec_as::<f32>().unwrap());
+                }
+            }
+        }
+        let mut c = Collect(Vec::new());
+        // `valid()` first: running statistics updated in training passes are synced into the
+        // value a visitor reads only then.
+        model.valid().visit(&mut c);
+        c.0
+    }
+
+    #[test]
+    fn the_awp_ascent_leaves_batchnorm_statistics_alone() {
+        let plain = Device::flex();
+        let model = Model::init_seeded("preact-resnet18", &plain.clone().autodiff(), 2).unwrap();
+        let n = 2 * 3 * 32 * 32;
+        let v: Vec<f32> = (0..n).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v, [2, 3, 32, 32]), &plain);
+        let y = Tensor::<1, Int>::from_data(TensorData::new(vec![1i64, 7], [2]), &plain);
+        let targets = Targets {
+            hard: y,
+            soft: None,
+        };
+        let method = Method::PgdAt {
+            eps: 8.0 / 255.0,
+            steps: 1,
+            step_size: None,
+            random_start: true,
+        };
+        let s = AdvSettings {
+            norm: Norm::Linf,
+            adv_weight: 1.0,
+            crafting: Crafting::Inference,
+        };
+        let p = prepare(&method, &model, x, &targets, None, 8.0 / 255.0, s, 5).unwrap();
+        let before = buffers(&model);
+        let at = perturbed_weights(&method, &model, &p, s, &WeightPerturbation::new(0.01)).unwrap();
+        assert_eq!(
+            before,
+            buffers(&model),
+            "the ascent pass moved the model's buffers"
+        );
+        // The training pass at the perturbed weights does update them (shared with `at`): the
+        // comparison above can fail.
+        let _ = batch_loss(&method, &at, &p, s);
+        assert_ne!(before, buffers(&model));
     }
 }

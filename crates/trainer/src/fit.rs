@@ -11,7 +11,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::adversarial::{AdvSettings, batch_loss, prepare};
+use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::regularize::{Regularizers, Targets};
 use crate::{
@@ -334,13 +334,13 @@ pub fn fit(
                 // AWP: the loss is taken at weights moved up its own gradient (on the same
                 // examples); the gradient there steps the unperturbed model (same parameter ids).
                 let at = match cfg.awp.as_ref().filter(|a| a.active(epoch)) {
-                    Some(awp) => {
-                        let ascent = batch_loss(&cfg.method, &model, &prepared, settings).loss;
-                        let grads = GradientsParams::from_grads(ascent.backward(), &model);
-                        awp.perturbation()
-                            .perturb(model.clone(), &grads)
-                            .map_err(|e| TrainError::Config(format!("awp: {e}")))?
-                    }
+                    Some(awp) => perturbed_weights(
+                        &cfg.method,
+                        &model,
+                        &prepared,
+                        settings,
+                        &awp.perturbation(),
+                    )?,
                     None => model.clone(),
                 };
                 let obj = batch_loss(&cfg.method, &at, &prepared, settings);
