@@ -3,7 +3,8 @@
 //! - `train`: the main job (fetch MNIST, train small-cnn, evaluate on the 10,000 test images,
 //!   write `runs/<name>/` with a report).
 //! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
-//! - `bench attacks`: attack throughput per model and backend (JSON in `target/bench/`).
+//! - `bench`: attack and training-step throughput per model and backend, with GFLOP/s and the
+//!   matrix-multiply rate (JSON in `target/bench/`).
 //! - `ci`: what CI runs: format check, clippy, and the whole test suite.
 
 use std::path::{Path, PathBuf};
@@ -38,11 +39,12 @@ enum Task {
         #[arg(default_value = "mnist")]
         dataset: String,
     },
-    /// Benchmarks; `attacks`: FGSM and PGD-10 images/s per model and compiled backend, printed
-    /// and written to target/bench/attacks.json.
+    /// Benchmarks; `throughput` (also called `attacks`): images/s and GFLOP/s of clean inference,
+    /// FGSM, PGD-10, a PGD-AT step and a training step per model and compiled backend, with the
+    /// matrix-multiply rate, printed and written to target/bench/throughput.json.
     Bench {
         /// Which benchmark.
-        #[arg(default_value = "attacks")]
+        #[arg(default_value = "throughput")]
         which: String,
         /// Extra arguments passed to `bulwark bench <which>` (after `--`).
         #[arg(last = true)]
@@ -164,12 +166,12 @@ fn main() -> Result<()> {
             run(cmd)
         }
         Task::Bench { which, extra } => {
-            if which != "attacks" {
-                bail!("unknown benchmark `{which}`; available: attacks");
+            if which != "throughput" && which != "attacks" {
+                bail!("unknown benchmark `{which}`; available: throughput");
             }
-            let json = root().join("target/bench/attacks.json");
+            let json = root().join("target/bench/throughput.json");
             let mut cmd = bulwark();
-            cmd.args(["bench", "attacks", "--json"])
+            cmd.args(["bench", "throughput", "--json"])
                 .arg(&json)
                 .args(extra);
             run(cmd)

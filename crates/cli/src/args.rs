@@ -405,9 +405,12 @@ pub struct AttackArgs {
 /// `bulwark bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// FGSM and PGD-10 (eps 0.3, step 0.01) images/s at batch 128 for mlp, small-cnn and
-    /// madry-cnn on every compiled backend (or --backend-list).
-    Attacks {
+    /// Images/s of clean inference, FGSM, PGD-10 (eps 0.3, step 0.01), a PGD-10
+    /// adversarial-training step and a plain training step at batch 128 for mlp, small-cnn and
+    /// madry-cnn, with FLOPs per image and GFLOP/s, after each backend's float32 matrix-multiply
+    /// rate, on every compiled backend (or --backend-list).
+    #[command(alias = "attacks")]
+    Throughput {
         /// Timed repeats per workload (after one warm-up run).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
         repeats: u64,
@@ -417,6 +420,13 @@ pub enum BenchCommand {
         /// Comma-separated models.
         #[arg(long, default_value = "mlp,small-cnn,madry-cnn")]
         models: String,
+        /// Comma-separated workloads: clean, fgsm, pgd-10, pgd-at-step, train-step.
+        #[arg(long, default_value = "clean,fgsm,pgd-10,pgd-at-step,train-step")]
+        workloads: String,
+        /// Size n of the n x n float32 matrix multiply that measures the backend's peak rate
+        /// (0: skip).
+        #[arg(long, default_value_t = 4096)]
+        matmul: u64,
         /// Comma-separated backends (default: all compiled in).
         #[arg(long)]
         backend_list: Option<String>,

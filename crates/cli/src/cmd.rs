@@ -12,11 +12,11 @@ use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, AwpSpec, BackendKind, DeviceSet, EvalContext, JobOptions,
-    Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule, SweepOptions,
-    SweepReg, SweepSpec, TrainConfig, attack_dataset, check_input_shape, dataset_dir, evaluate,
-    evaluate_robustness, load_dataset_split, run_job, run_sweep, save_bpk_atomic,
-    stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
+    AttackContext, AttackRunOptions, AwpSpec, BackendKind, BenchPlan, DeviceSet, EvalContext,
+    JobOptions, Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule,
+    SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset, check_input_shape,
+    dataset_dir, evaluate, evaluate_robustness, load_dataset_split, run_job, run_sweep,
+    save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -36,22 +36,38 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Attack(args) => attack(*args, backend),
         Command::Bench {
             command:
-                BenchCommand::Attacks {
+                BenchCommand::Throughput {
                     repeats,
                     batch,
                     models,
+                    workloads,
+                    matmul,
                     backend_list,
                     data_dir,
                     json,
                 },
-        } => bench(
-            repeats as usize,
-            batch as usize,
-            &models,
-            backend_list,
-            data_dir,
-            json,
-        ),
+        } => {
+            let workloads = workloads
+                .split(',')
+                .map(|w| Workload::parse(w.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let backends: Vec<BackendKind> = match backend_list {
+                Some(list) => list
+                    .split(',')
+                    .map(|b| b.trim().parse())
+                    .collect::<Result<_, _>>()?,
+                None => BackendKind::compiled(),
+            };
+            let plan = BenchPlan {
+                models: models.split(',').map(|m| m.trim().to_string()).collect(),
+                backends,
+                workloads,
+                batch: batch as usize,
+                repeats: repeats as usize,
+                matmul: matmul as usize,
+            };
+            bench(&plan, data_dir, json)
+        }
         Command::Data {
             command:
                 DataCommand::Fetch {
@@ -829,40 +845,35 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     Ok(())
 }
 
-fn bench(
-    repeats: usize,
-    batch: usize,
-    models: &str,
-    backend_list: Option<String>,
-    data_dir: Option<PathBuf>,
-    json: Option<PathBuf>,
-) -> Result<()> {
-    let backends: Vec<BackendKind> = match backend_list {
-        Some(list) => list
-            .split(',')
-            .map(|b| b.trim().parse())
-            .collect::<Result<_, _>>()?,
-        None => BackendKind::compiled(),
-    };
-    let models: Vec<&str> = models.split(',').map(str::trim).collect();
+fn bench(plan: &BenchPlan, data_dir: Option<PathBuf>, json: Option<PathBuf>) -> Result<()> {
     // Real MNIST images: the committed test slice unless a directory is given.
     let dir = data_dir.unwrap_or_else(|| PathBuf::from("crates/data/tests/fixtures/mnist"));
     let images = load_split(DatasetKind::Mnist, Split::Test, &dir)
         .with_context(|| format!("benchmark images from {}", dir.display()))?;
     println!(
-        "{:<8} {:<10} {:<7} {:>12} {:>24} {:>8}",
-        "backend", "model", "attack", "median img/s", "range (img/s)", "repeats"
+        "{:<8} {:<10} {:<12} {:>12} {:>24} {:>8} {:>12} {:>9}",
+        "backend",
+        "model",
+        "workload",
+        "median img/s",
+        "range (img/s)",
+        "repeats",
+        "FLOP/image",
+        "GFLOP/s"
     );
-    let rows = bulwark_trainer::bench_attacks(&images, &models, &backends, batch, repeats, |r| {
+    let rows = bulwark_trainer::bench_throughput(&images, plan, |r| {
+        let unit = if r.model == "-" { " (matmuls/s)" } else { "" };
         println!(
-            "{:<8} {:<10} {:<7} {:>12.1} {:>11.1} – {:<10.1} {:>8}",
+            "{:<8} {:<10} {:<12} {:>12.1} {:>11.1} – {:<10.1} {:>8} {:>12.3e} {:>9.1}{unit}",
             r.backend,
             r.model,
             r.workload,
             r.median_images_per_second,
             r.min_images_per_second,
             r.max_images_per_second,
-            r.repeats
+            r.repeats,
+            r.flops_per_image,
+            r.gflops_per_second,
         );
     })?;
     if let Some(path) = json {

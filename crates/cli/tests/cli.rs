@@ -211,18 +211,22 @@ fn bad_evaluation_settings_are_clear_errors_before_anything_is_loaded() {
 }
 
 #[test]
-fn the_attack_benchmark_writes_its_table_and_json() {
+fn the_throughput_benchmark_writes_its_table_and_json() {
+    let e = fails(&["bench", "throughput", "--workloads", "pgd-20"]);
+    assert!(e.contains("unknown workload `pgd-20`"), "{e}");
     let tmp = tempfile::tempdir().unwrap();
     let json = tmp.path().join("bench.json");
     let out = ok(&[
         "bench",
-        "attacks",
+        "throughput",
         "--repeats",
         "1",
         "--batch",
         "16",
         "--models",
         "mlp",
+        "--matmul",
+        "128",
         "--backend-list",
         "flex",
         "--data-dir",
@@ -230,14 +234,40 @@ fn the_attack_benchmark_writes_its_table_and_json() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(out.contains("pgd-10"), "{out}");
+    assert!(
+        out.contains("pgd-at-step") && out.contains("matmul-128"),
+        "{out}"
+    );
     let rows = read_json(&json);
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    for row in rows {
+    // The matrix multiply, then five workloads.
+    assert_eq!(rows.len(), 6);
+    assert_eq!(rows[0]["workload"], "matmul-128");
+    for row in &rows[1..] {
         assert_eq!(row["model"], "mlp");
         assert!(row["median_images_per_second"].as_f64().unwrap() > 0.0);
+        assert!(row["gflops_per_second"].as_f64().unwrap() > 0.0);
     }
+    // The old name still runs the same benchmark.
+    let out = ok(&[
+        "bench",
+        "attacks",
+        "--repeats",
+        "1",
+        "--batch",
+        "4",
+        "--models",
+        "mlp",
+        "--workloads",
+        "fgsm",
+        "--matmul",
+        "0",
+        "--backend-list",
+        "flex",
+        "--data-dir",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist"),
+    ]);
+    assert!(out.contains("fgsm") && !out.contains("matmul"), "{out}");
 }
 
 #[test]

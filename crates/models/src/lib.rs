@@ -16,8 +16,10 @@
 //! Models take images in the valid box `[0, 1]`; any input normalization lives inside the model.
 //! Weights load from and save to safetensors files in PyTorch's layout ([`torch`]), with the
 //! tensor names of the equivalent PyTorch definitions written out in `docs/models.md`.
+//! [`forward_flops`] gives each model's analytic FLOP count per image (for throughput reports).
 
 mod error;
+mod flops;
 mod madry_cnn;
 mod mlp;
 mod preact_resnet;
@@ -27,6 +29,7 @@ pub mod torch;
 mod zoo;
 
 pub use error::ModelError;
+pub use flops::forward_flops;
 pub use madry_cnn::{MadryCnn, MadryCnnConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};

@@ -422,6 +422,7 @@ pub fn fit(
             penalty: (!cfg.penalties.is_empty()).then(|| sums.penalty / seen),
             valid_robust_acc: robust.map(|r| r.0),
             valid_fgsm_acc: robust.map(|r| r.1),
+            rss_mib: metrics::resident_mib(),
         };
         tracing::info!(
             "epoch {}/{}: train loss {:.4} acc {:.2}% | valid loss {:.4} acc {:.2}%{} | {:.1}s, {:.0} img/s",
@@ -558,6 +559,7 @@ mod tests {
             penalty: None,
             valid_robust_acc: Some(robust),
             valid_fgsm_acc: Some(fgsm),
+            rss_mib: None,
         }
     }
 

@@ -42,7 +42,7 @@ pub use attack_eval::{
     write_attack_outputs,
 };
 pub use backend::{BackendKind, DeviceSet};
-pub use bench::{BenchRow, attack_workloads, bench_attacks};
+pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic, write_atomic};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
@@ -54,7 +54,7 @@ pub use job::{
     run_job,
 };
 pub use method::Method;
-pub use metrics::EpochMetrics;
+pub use metrics::{EpochMetrics, resident_mib};
 pub use optim::build_optimizer;
 pub use plot::{Series, labelled_plot_svg, line_plot_svg};
 pub use regularize::{AwpSpec, Mixing, SpectralSpec};

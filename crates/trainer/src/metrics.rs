@@ -46,6 +46,19 @@ pub struct EpochMetrics {
     /// FGSM accuracy on the same images (for the catastrophic-overfitting guard).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_fgsm_acc: Option<f64>,
+    /// Resident memory of the process at the end of the epoch, MiB (Linux; a leak shows as
+    /// growth from epoch to epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_mib: Option<f64>,
+}
+
+/// The process's resident memory in MiB (`VmRSS` of `/proc/self/status`; `None` where there is
+/// no such file).
+pub fn resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 impl EpochMetrics {
@@ -76,4 +89,18 @@ pub(crate) fn append(path: &Path, m: &EpochMetrics) -> Result<(), TrainError> {
         .map_err(TrainError::io(path))?;
     let line = serde_json::to_string(m).expect("metrics serialize");
     writeln!(f, "{line}").map_err(TrainError::io(path))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn resident_memory_counts_a_touched_block() {
+        // 64 MiB written, so resident: the process holds at least that much (in MiB, not KiB or
+        // bytes). Other tests running alongside only add to it.
+        let block = vec![1u8; 64 << 20];
+        let rss = super::resident_mib().unwrap();
+        assert!(block.iter().step_by(4096).all(|&b| b == 1));
+        assert!((64.0..1e6).contains(&rss), "{rss}");
+    }
 }

@@ -267,13 +267,13 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     let _ = writeln!(md, "## Epochs\n");
     let _ = writeln!(
         md,
-        "| epoch | lr | train loss | train acc | train adv acc | valid loss | valid acc | valid PGD acc | seconds | img/s |\n|---|---|---|---|---|---|---|---|---|---|"
+        "| epoch | lr | train loss | train acc | train adv acc | valid loss | valid acc | valid PGD acc | seconds | img/s | RSS (MiB) |\n|---|---|---|---|---|---|---|---|---|---|---|"
     );
     let pct = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{:.2} %", 100.0 * v));
     for m in &r.history {
         let _ = writeln!(
             md,
-            "| {} | {:.2e} | {:.4} | {:.2} % | {} | {:.4} | {:.2} % | {} | {:.1} | {:.0} |",
+            "| {} | {:.2e} | {:.4} | {:.2} % | {} | {:.4} | {:.2} % | {} | {:.1} | {:.0} | {} |",
             m.epoch,
             m.lr,
             m.train_loss,
@@ -283,7 +283,8 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             100.0 * m.valid_acc,
             pct(m.valid_robust_acc),
             m.seconds,
-            m.images_per_sec
+            m.images_per_sec,
+            m.rss_mib.map_or("–".to_string(), |v| format!("{v:.0}"))
         );
     }
     if let Some(sp) = &r.sparsity {

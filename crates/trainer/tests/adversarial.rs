@@ -173,7 +173,7 @@ fn comparable(h: &[EpochMetrics]) -> Vec<String> {
     h.iter()
         .map(|m| {
             let mut m = m.clone();
-            (m.seconds, m.images_per_sec) = (0.0, 0.0);
+            (m.seconds, m.images_per_sec, m.rss_mib) = (0.0, 0.0, None);
             serde_json::to_string(&m).unwrap()
         })
         .collect()
