@@ -46,6 +46,10 @@ enum Task {
         /// Which benchmark.
         #[arg(default_value = "throughput")]
         which: String,
+        /// Extra Cargo features of bulwark-cli to build the benchmark with, comma-separated
+        /// (e.g. `x86-v4`, `wgpu`), on top of the default backends.
+        #[arg(long)]
+        features: Option<String>,
         /// Extra arguments passed to `bulwark bench <which>` (after `--`).
         #[arg(last = true)]
         extra: Vec<String>,
@@ -81,16 +85,22 @@ const MAIN_JOB_CONFIG: &str = "configs/mnist-fgsm-rs-wong.toml";
 
 /// `cargo run` of the `bulwark` binary with the tasks' features; arguments go after it.
 fn bulwark() -> Command {
+    bulwark_with(None)
+}
+
+/// `cargo run` of the CLI with the default features plus `extra` (comma-separated CLI features).
+fn bulwark_with(extra: Option<&str>) -> Command {
+    let features = match extra {
+        Some(f) if !f.trim().is_empty() => f
+            .split(',')
+            .map(|f| format!("bulwark-cli/{}", f.trim()))
+            .fold(FEATURES.to_string(), |acc, f| acc + "," + &f),
+        _ => FEATURES.to_string(),
+    };
     let mut c = cargo();
-    c.args([
-        "run",
-        "--quiet",
-        "-p",
-        "bulwark-cli",
-        "--features",
-        FEATURES,
-        "--",
-    ]);
+    c.args(["run", "--quiet", "-p", "bulwark-cli", "--features"])
+        .arg(features)
+        .arg("--");
     c
 }
 
@@ -165,12 +175,16 @@ fn main() -> Result<()> {
             cmd.args(["data", "fetch", &dataset]);
             run(cmd)
         }
-        Task::Bench { which, extra } => {
+        Task::Bench {
+            which,
+            features,
+            extra,
+        } => {
             if which != "throughput" && which != "attacks" {
                 bail!("unknown benchmark `{which}`; available: throughput");
             }
             let json = root().join("target/bench/throughput.json");
-            let mut cmd = bulwark();
+            let mut cmd = bulwark_with(features.as_deref());
             cmd.args(["bench", "throughput", "--json"])
                 .arg(&json)
                 .args(extra);
