@@ -1,0 +1,345 @@
+//! The 2D convolution and max pooling of the backend under test against their definitions,
+//! computed directly on the host: convolution forward, input gradient, weight gradient and bias
+//! gradient (summed in f64), max pooling values and input gradient. The flex backend runs patched
+//! kernels for these (vendor/burn-flex); the convolution geometries cover stride, padding,
+//! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows (two im2col
+//! strategies) and a batch that splits into uneven chunks.
+
+use burn::tensor::module::{conv2d, max_pool2d};
+use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
+use burn::tensor::{Device, Tensor, TensorData};
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    b: usize,
+    cin: usize,
+    h: usize,
+    w: usize,
+    cout: usize,
+    k: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 2],
+    dilation: [usize; 2],
+    groups: usize,
+}
+
+impl Case {
+    fn out(&self) -> [usize; 2] {
+        let o = |i: usize, size: usize| {
+            (size + 2 * self.pad[i] - self.dilation[i] * (self.k[i] - 1) - 1) / self.stride[i] + 1
+        };
+        [o(0, self.h), o(1, self.w)]
+    }
+}
+
+/// Deterministic values in [-1, 1) (a linear congruential sequence).
+fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
+        })
+        .collect()
+}
+
+struct Reference {
+    out: Vec<f64>,
+    dx: Vec<f64>,
+    dw: Vec<f64>,
+    db: Vec<f64>,
+}
+
+/// Forward output, and the gradients of `sum(out * r)`, by the definition.
+fn reference(c: &Case, x: &[f32], w: &[f32], bias: &[f32], r: &[f32]) -> Reference {
+    let [ho, wo] = c.out();
+    let (cpg, cog) = (c.cin / c.groups, c.cout / c.groups);
+    let mut out = vec![0f64; c.b * c.cout * ho * wo];
+    let mut dx = vec![0f64; x.len()];
+    let mut dw = vec![0f64; w.len()];
+    let mut db = vec![0f64; c.cout];
+    for b in 0..c.b {
+        for co in 0..c.cout {
+            let g = co / cog;
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let o = ((b * c.cout + co) * ho + oh) * wo + ow;
+                    let mut acc = f64::from(bias[co]);
+                    let ro = f64::from(r[o]);
+                    db[co] += ro;
+                    for ci in 0..cpg {
+                        let cin = g * cpg + ci;
+                        for ky in 0..c.k[0] {
+                            for kx in 0..c.k[1] {
+                                let ih = (oh * c.stride[0] + ky * c.dilation[0]) as isize
+                                    - c.pad[0] as isize;
+                                let iw = (ow * c.stride[1] + kx * c.dilation[1]) as isize
+                                    - c.pad[1] as isize;
+                                if ih < 0 || iw < 0 || ih >= c.h as isize || iw >= c.w as isize {
+                                    continue;
+                                }
+                                let xi =
+                                    ((b * c.cin + cin) * c.h + ih as usize) * c.w + iw as usize;
+                                let wi = ((co * cpg + ci) * c.k[0] + ky) * c.k[1] + kx;
+                                acc += f64::from(x[xi]) * f64::from(w[wi]);
+                                dx[xi] += ro * f64::from(w[wi]);
+                                dw[wi] += ro * f64::from(x[xi]);
+                            }
+                        }
+                    }
+                    out[o] = acc;
+                }
+            }
+        }
+    }
+    Reference { out, dx, dw, db }
+}
+
+fn assert_close(what: &str, c: &Case, got: &[f32], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{what} length for {c:?}");
+    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= 1e-4 * scale,
+            "{what}[{i}] = {g}, expected {w} for {c:?}"
+        );
+    }
+}
+
+fn check(c: Case) {
+    let device = Device::default();
+    let [ho, wo] = c.out();
+    let x = values(c.b * c.cin * c.h * c.w, 1);
+    let w = values(c.cout * (c.cin / c.groups) * c.k[0] * c.k[1], 2);
+    let bias = values(c.cout, 3);
+    let r = values(c.b * c.cout * ho * wo, 4);
+    let want = reference(&c, &x, &w, &bias, &r);
+
+    let t4 = |v: &[f32], dims: [usize; 4]| {
+        Tensor::<4>::from_data(TensorData::new(v.to_vec(), dims), &device)
+            .autodiff()
+            .require_grad()
+    };
+    let xa = t4(&x, [c.b, c.cin, c.h, c.w]);
+    let wa = t4(&w, [c.cout, c.cin / c.groups, c.k[0], c.k[1]]);
+    let ba = Tensor::<1>::from_data(TensorData::new(bias.clone(), [c.cout]), &device)
+        .autodiff()
+        .require_grad();
+    let options = ConvOptions::new(c.stride, c.pad, c.dilation, c.groups);
+    let out = conv2d(xa.clone(), wa.clone(), Some(ba.clone()), options);
+    assert_eq!(out.dims(), [c.b, c.cout, ho, wo], "output shape for {c:?}");
+    let weights =
+        Tensor::<4>::from_data(TensorData::new(r, [c.b, c.cout, ho, wo]), &device).autodiff();
+    let grads = (out.clone() * weights).sum().backward();
+    let host = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
+
+    assert_close("output", &c, &host(out.inner()), &want.out);
+    let dx = xa.grad(&grads).expect("input gradient");
+    assert_close("input gradient", &c, &host(dx), &want.dx);
+    let dw = wa.grad(&grads).expect("weight gradient");
+    assert_close("weight gradient", &c, &host(dw), &want.dw);
+    let db = ba.grad(&grads).expect("bias gradient");
+    assert_close(
+        "bias gradient",
+        &c,
+        &db.into_data().try_to_vec::<f32>().unwrap(),
+        &want.db,
+    );
+}
+
+const BASE: Case = Case {
+    b: 3,
+    cin: 2,
+    h: 7,
+    w: 6,
+    cout: 4,
+    k: [3, 2],
+    stride: [1, 1],
+    pad: [1, 0],
+    dilation: [1, 1],
+    groups: 1,
+};
+
+#[test]
+fn stride_one_with_padding_and_a_non_square_kernel() {
+    check(BASE);
+}
+
+#[test]
+fn stride_two_like_the_small_cnn() {
+    // small-cnn's first layer (1 -> 16, 4x4, stride 2, padding 1) at a reduced size.
+    check(Case {
+        b: 5,
+        cin: 1,
+        h: 10,
+        w: 10,
+        cout: 3,
+        k: [4, 4],
+        stride: [2, 2],
+        pad: [1, 1],
+        ..BASE
+    });
+}
+
+#[test]
+fn long_rows_with_stride_one_like_the_madry_cnn() {
+    // Output rows of 16 or more pixels at stride 1 are moved as whole segments (the other
+    // geometries here go through a per-pixel table).
+    check(Case {
+        h: 6,
+        w: 21,
+        cout: 3,
+        k: [5, 5],
+        pad: [2, 2],
+        ..BASE
+    });
+    check(Case {
+        h: 5,
+        w: 20,
+        k: [3, 3],
+        stride: [2, 1],
+        pad: [1, 1],
+        dilation: [1, 2],
+        ..BASE
+    });
+}
+
+#[test]
+fn dilation_and_unequal_strides() {
+    check(Case {
+        h: 9,
+        w: 8,
+        k: [3, 3],
+        stride: [2, 1],
+        pad: [2, 1],
+        dilation: [2, 3],
+        ..BASE
+    });
+}
+
+#[test]
+fn two_groups() {
+    check(Case {
+        cin: 4,
+        cout: 6,
+        groups: 2,
+        ..BASE
+    });
+}
+
+#[test]
+fn a_pointwise_kernel_with_stride() {
+    check(Case {
+        k: [1, 1],
+        stride: [2, 2],
+        pad: [0, 0],
+        ..BASE
+    });
+}
+
+#[test]
+fn padding_wider_than_the_kernel_reach() {
+    check(Case {
+        h: 3,
+        w: 2,
+        k: [2, 2],
+        pad: [3, 2],
+        stride: [3, 2],
+        ..BASE
+    });
+}
+
+#[test]
+fn a_batch_that_splits_into_uneven_chunks() {
+    // Many samples of a 9x9 map: the kernels process the batch in chunks of several samples,
+    // the last one shorter.
+    check(Case {
+        b: 37,
+        cin: 3,
+        h: 9,
+        w: 9,
+        cout: 5,
+        k: [5, 5],
+        pad: [2, 2],
+        ..BASE
+    });
+}
+
+/// Max pooling without padding (the patched fast path) and with padding (flex's general path):
+/// values, and the input gradient of `sum(out * r)`, which goes to the first maximum of each
+/// window in scan order.
+#[test]
+fn max_pooling_values_and_gradient() {
+    let device = Device::default();
+    // (kernel, stride, padding): 2x2/2 as in madry-cnn on an odd size (last row and column
+    // dropped), overlapping 3x3/2 windows, and a padded window.
+    for (k, s, p) in [(2, 2, 0), (3, 2, 0), (3, 1, 1)] {
+        let (b, c, h, w) = (2, 3, 7, 9);
+        // Quantized values so that windows hold ties.
+        let x: Vec<f32> = values(b * c * h * w, 5)
+            .iter()
+            .map(|v| (v * 4.0).round())
+            .collect();
+        let ho = (h + 2 * p - k) / s + 1;
+        let wo = (w + 2 * p - k) / s + 1;
+        let r = values(b * c * ho * wo, 6);
+        let mut want_out = vec![0f32; r.len()];
+        let mut want_dx = vec![0f32; x.len()];
+        for plane in 0..b * c {
+            for oh in 0..ho {
+                for ow in 0..wo {
+                    let mut best: Option<(f32, usize)> = None;
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let (ih, iw) = (
+                                (oh * s + ky) as isize - p as isize,
+                                (ow * s + kx) as isize - p as isize,
+                            );
+                            if ih < 0 || iw < 0 || ih >= h as isize || iw >= w as isize {
+                                continue;
+                            }
+                            let i = plane * h * w + ih as usize * w + iw as usize;
+                            if best.is_none_or(|(v, _)| x[i] > v) {
+                                best = Some((x[i], i));
+                            }
+                        }
+                    }
+                    let (v, i) = best.expect("every window overlaps the input");
+                    let o = (plane * ho + oh) * wo + ow;
+                    want_out[o] = v;
+                    want_dx[i] += r[o];
+                }
+            }
+        }
+        let xa = Tensor::<4>::from_data(TensorData::new(x, [b, c, h, w]), &device)
+            .autodiff()
+            .require_grad();
+        let options = MaxPoolOptions::new([k, k])
+            .with_stride([s, s])
+            .with_padding([p, p]);
+        let out = max_pool2d(xa.clone(), options);
+        let rt = Tensor::<4>::from_data(TensorData::new(r, [b, c, ho, wo]), &device).autodiff();
+        let grads = (out.clone() * rt).sum().backward();
+        let got_out = out.inner().into_data().try_to_vec::<f32>().unwrap();
+        let got_dx = xa
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert_eq!(
+            got_out, want_out,
+            "values, kernel {k} stride {s} padding {p}"
+        );
+        for (i, (g, w)) in got_dx.iter().zip(&want_dx).enumerate() {
+            assert!(
+                (g - w).abs() < 1e-5,
+                "gradient[{i}] = {g}, expected {w} (kernel {k} stride {s} padding {p})"
+            );
+        }
+    }
+}
