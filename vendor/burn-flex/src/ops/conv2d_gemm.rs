@@ -143,9 +143,10 @@ fn threads() -> usize {
 /// Scratch buffers returned by finished chunks, for the next ones. Their
 /// contents are stale: callers overwrite every element they read. Reusing them
 /// saves allocating and zeroing megabytes per convolution. (A process-wide
-/// pool, not a `thread_local!`: adding a thread-local to this crate halved the
-/// speed of gemm's own thread-local packing buffers, matmul included, in a
-/// measured build.)
+/// pool, not a `thread_local!`: a build with a thread-local here ran every gemm
+/// call in the process 2.4x slower, plain matmul included, reproduced with
+/// alternating builds; the cause was not pinned down (gemm keeps its packing
+/// buffers in thread-locals of its own).)
 #[cfg(feature = "std")]
 static SCRATCH: std::sync::Mutex<Vec<Vec<f64>>> = std::sync::Mutex::new(Vec::new());
 /// Buffers kept in the pool, and the largest one kept (in f64 words).
