@@ -2,8 +2,8 @@
 //! computed directly on the host: convolution forward, input gradient, weight gradient and bias
 //! gradient (summed in f64), max pooling values and input gradient. The flex backend runs patched
 //! kernels for these (vendor/burn-flex); the convolution geometries cover stride, padding,
-//! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows (two im2col
-//! strategies) and a batch that splits into uneven chunks.
+//! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows, and a batch
+//! that splits into uneven chunks; max pooling covers ties, NaN and infinities.
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
@@ -342,4 +342,43 @@ fn max_pooling_values_and_gradient() {
             );
         }
     }
+}
+
+#[test]
+fn max_pooling_propagates_nan_and_handles_infinities() {
+    let device = Device::default();
+    // Three 2x2 windows of one 2x6 plane: a NaN among numbers, +inf next to -inf, and a tie of
+    // -0.0 with 0.0 (the first in scan order wins).
+    let nan = f32::NAN;
+    let (inf, ninf) = (f32::INFINITY, f32::NEG_INFINITY);
+    let x = vec![
+        1.0, nan, ninf, 2.0, -0.0, -1.0, //
+        3.0, 2.0, inf, 1.0, 0.0, -2.0,
+    ];
+    let xa = Tensor::<4>::from_data(TensorData::new(x, [1, 1, 2, 6]), &device)
+        .autodiff()
+        .require_grad();
+    let out = max_pool2d(xa.clone(), MaxPoolOptions::new([2, 2]).with_stride([2, 2]));
+    let grads = out.clone().sum().backward();
+    let got = out.inner().into_data().try_to_vec::<f32>().unwrap();
+    assert!(
+        got[0].is_nan(),
+        "a window with a NaN pools to NaN, got {}",
+        got[0]
+    );
+    assert_eq!(got[1], inf);
+    assert_eq!(
+        got[2].to_bits(),
+        (-0.0f32).to_bits(),
+        "the first of tied zeros"
+    );
+    let dx = xa
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    // The gradient goes to the NaN, to +inf and to the first zero.
+    let hot: Vec<usize> = (0..dx.len()).filter(|&i| dx[i] != 0.0).collect();
+    assert_eq!(hot, vec![1, 4, 8]);
 }

@@ -10,7 +10,8 @@
 //! the columns of several samples at once (`[K, nb·P]`, rows `(c, ky, kx)`,
 //! columns `(sample, oh, ow)`), so the gemm sees n in the hundreds or
 //! thousands; chunks run in parallel on rayon's pool; im2col and its adjoint
-//! (col2im) move whole output rows, contiguous when the stride is 1.
+//! (col2im) go through the stride phases of each zero-padded input plane,
+//! where every kernel tap reads contiguous output rows (see [`phase_side`]).
 //!
 //! All three passes share [`Geom`] and [`im2col`]; the input gradient is the
 //! exact adjoint of the forward (same column layout, gemm with the transposed
@@ -227,180 +228,202 @@ fn valid_range(
     (lo, hi.clamp(lo, out))
 }
 
-/// Calls `f(row, sample, oh, ih, ow_lo, ow_hi, iw0)` for every row
-/// `(c, ky, kx)` of group `g`, sample of the chunk and output row `oh`;
-/// `ih` is `None` where the kernel row falls into the padding.
-#[inline(always)]
-fn for_each_segment(
-    g: &Geom,
-    nb: usize,
-    mut f: impl FnMut(usize, usize, usize, Option<usize>, usize, usize, usize),
-) {
+/// Side of the stride phases of one zero-padded input plane: `(hq, wq)`.
+///
+/// Phase `(py, px)` holds the padded plane's pixels `(i·sh + py, j·sw + px)`
+/// for `i < hq`, `j < wq`. Output pixel `(oh, ow)` under kernel tap
+/// `(ky, kx)` reads padded pixel `(oh·sh + ky·dh, ow·sw + kx·dw)`, which is
+/// element `(oh + ky·dh / sh, ow + kx·dw / sw)` of phase
+/// `(ky·dh % sh, kx·dw % sw)`: for every tap and output row, the `wo` pixels
+/// read are **contiguous** in one phase, whatever the stride, dilation and
+/// padding. So im2col is a run of short copies with no bounds arithmetic,
+/// and col2im a run of short vector adds.
+fn phase_side(g: &Geom) -> (usize, usize) {
     let [sh, sw] = g.stride;
-    let [ph, pw] = g.pad;
     let [dh, dw] = g.dilation;
-    let mut row = 0;
-    for c in 0..g.cpg() {
-        for ky in 0..g.kh {
-            for kx in 0..g.kw {
-                let (lo, hi) = valid_range(kx * dw, pw, sw, g.w, g.wo);
-                let iw0 = (lo * sw + kx * dw).saturating_sub(pw);
-                for s in 0..nb {
-                    for oh in 0..g.ho {
-                        let ih = (oh * sh + ky * dh).checked_sub(ph).filter(|&ih| ih < g.h);
-                        let src = ih.map(|ih| c * g.h * g.w + ih * g.w);
-                        f(row, s, oh, src, lo, hi, iw0);
-                    }
-                }
-                row += 1;
-            }
-        }
-    }
+    (
+        g.ho + (g.kh.max(1) - 1) * dh / sh,
+        g.wo + (g.kw.max(1) - 1) * dw / sw,
+    )
 }
 
-/// Columns `[K, nb·P]` of group `grp` for the samples `x` (a chunk of whole
-/// samples, NCHW).
-fn im2col<T: Real>(g: &Geom, grp: usize, x: &[T], nb: usize, col: &mut [T]) {
-    if use_rows(g) {
-        im2col_rows(g, grp, x, nb, col);
-    } else {
-        im2col_table(g, grp, x, nb, col, &tap_table(g));
-    }
+/// Elements of all stride phases of one plane.
+fn phase_len(g: &Geom) -> usize {
+    let (hq, wq) = phase_side(g);
+    g.stride[0] * g.stride[1] * hq * wq
 }
 
-/// The adjoint of [`im2col`]: adds the columns of group `grp` into `dx`
-/// (a chunk of whole samples, NCHW).
-fn col2im<T: Real>(g: &Geom, grp: usize, col: &[T], nb: usize, dx: &mut [T]) {
-    if use_rows(g) {
-        col2im_rows(g, grp, col, nb, dx);
-    } else {
-        col2im_table(g, grp, col, nb, dx, &tap_table(g));
-    }
-}
-
-/// Whole output rows are worth moving as segments when they are contiguous in
-/// the input (stride 1) and long; short or strided rows go through a table.
-fn use_rows(g: &Geom) -> bool {
-    (g.stride[1] == 1 && g.wo >= 16) || g.h * g.w >= PAD as usize
-}
-
-/// Marks a tap that falls into the padding.
-const PAD: u32 = u32::MAX;
-
-/// For every kernel tap `(ky, kx)` and output pixel `(oh, ow)`: the offset of
-/// the input pixel it reads within one channel plane, or [`PAD`].
-fn tap_table(g: &Geom) -> Vec<u32> {
+/// For every tap `(ky, kx)`, row by row: the offset of its first read in the
+/// phase buffer.
+fn tap_offsets(g: &Geom) -> Vec<usize> {
     let [sh, sw] = g.stride;
-    let [ph, pw] = g.pad;
     let [dh, dw] = g.dilation;
-    let mut table = Vec::with_capacity(g.kh * g.kw * g.p());
+    let (hq, wq) = phase_side(g);
+    let mut offsets = Vec::with_capacity(g.kh * g.kw);
     for ky in 0..g.kh {
         for kx in 0..g.kw {
-            for oh in 0..g.ho {
-                let ih = (oh * sh + ky * dh).checked_sub(ph).filter(|&i| i < g.h);
-                for ow in 0..g.wo {
-                    let iw = (ow * sw + kx * dw).checked_sub(pw).filter(|&i| i < g.w);
-                    table.push(match (ih, iw) {
-                        (Some(ih), Some(iw)) => (ih * g.w + iw) as u32,
-                        _ => PAD,
-                    });
-                }
-            }
+            let (oy, ox) = (ky * dh, kx * dw);
+            offsets.push(((oy % sh) * sw + ox % sw) * hq * wq + (oy / sh) * wq + ox / sw);
         }
     }
-    table
+    offsets
 }
 
-fn im2col_table<T: Real>(g: &Geom, grp: usize, x: &[T], nb: usize, col: &mut [T], table: &[u32]) {
-    let (p, plane, taps) = (g.p(), g.h * g.w, g.kh * g.kw);
-    let n = nb * p;
-    let sample = g.cin * plane;
-    for c in 0..g.cpg() {
-        let channel = (grp * g.cpg() + c) * plane;
-        for tap in 0..taps {
-            let row = (c * taps + tap) * n;
-            let t = &table[tap * p..(tap + 1) * p];
-            for s in 0..nb {
-                let src = &x[s * sample + channel..s * sample + channel + plane];
-                let dst = &mut col[row + s * p..row + (s + 1) * p];
-                for (d, &i) in dst.iter_mut().zip(t) {
-                    *d = if i == PAD { T::ZERO } else { src[i as usize] };
-                }
+/// Calls `f(phase_row, plane_row, lo, hi)` for every row of every phase:
+/// `phase_row` is the row's offset in the phase buffer, `plane_row` the
+/// offset of input row `ih` in the plane (`None` in the padding), and
+/// phase columns `[lo, hi)` read input columns `lo·sw + px - pw ..` (step
+/// `sw`); the other columns are padding.
+fn for_each_phase_row(g: &Geom, mut f: impl FnMut(usize, Option<usize>, usize, usize, usize)) {
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.pad;
+    let (hq, wq) = phase_side(g);
+    for py in 0..sh {
+        for px in 0..sw {
+            let base = (py * sw + px) * hq * wq;
+            let (lo, hi) = valid_range(px, pw, sw, g.w, wq);
+            // First input column read (only meaningful when lo < hi).
+            let iw0 = (lo * sw + px).saturating_sub(pw);
+            for i in 0..hq {
+                let ih = (i * sh + py).checked_sub(ph).filter(|&ih| ih < g.h);
+                f(base + i * wq, ih.map(|ih| ih * g.w), lo, hi, iw0);
             }
         }
     }
 }
 
-fn col2im_table<T: Real>(g: &Geom, grp: usize, col: &[T], nb: usize, dx: &mut [T], table: &[u32]) {
-    let (p, plane, taps) = (g.p(), g.h * g.w, g.kh * g.kw);
-    let n = nb * p;
-    let sample = g.cin * plane;
-    for s in 0..nb {
-        for c in 0..g.cpg() {
-            let channel = s * sample + (grp * g.cpg() + c) * plane;
-            let dst = &mut dx[channel..channel + plane];
-            for tap in 0..taps {
-                let row = (c * taps + tap) * n + s * p;
-                let t = &table[tap * p..(tap + 1) * p];
-                for (&i, &v) in t.iter().zip(&col[row..row + p]) {
-                    if i != PAD {
-                        dst[i as usize] += v;
-                    }
-                }
-            }
-        }
-    }
-}
-
-fn im2col_rows<T: Real>(g: &Geom, grp: usize, x: &[T], nb: usize, col: &mut [T]) {
-    let n = nb * g.p();
-    let sample = g.cin * g.h * g.w;
-    let group_off = grp * g.cpg() * g.h * g.w;
+/// Splits one input plane (`h·w`) into its zero-padded stride phases.
+fn split_phases<T: Real>(g: &Geom, plane: &[T], phases: &mut [T]) {
+    let wq = phase_side(g).1;
     let sw = g.stride[1];
-    for_each_segment(g, nb, |row, s, oh, src, lo, hi, iw0| {
-        let start = row * n + s * g.p() + oh * g.wo;
-        let seg = &mut col[start..start + g.wo];
-        let Some(src) = src else {
-            seg.fill(T::ZERO);
+    for_each_phase_row(g, |at, src, lo, hi, iw0| {
+        let row = &mut phases[at..at + wq];
+        let Some(src) = src.filter(|_| lo < hi) else {
+            row.fill(T::ZERO);
             return;
         };
-        let src = &x[s * sample + group_off + src..];
-        seg[..lo].fill(T::ZERO);
-        seg[hi..].fill(T::ZERO);
-        if lo < hi && sw == 1 {
-            seg[lo..hi].copy_from_slice(&src[iw0..iw0 + (hi - lo)]);
-        } else if lo < hi {
-            let taps = src[iw0..].iter().step_by(sw);
-            for (o, &v) in seg[lo..hi].iter_mut().zip(taps) {
-                *o = v;
+        row[..lo].fill(T::ZERO);
+        row[hi..].fill(T::ZERO);
+        let src = &plane[src + iw0..];
+        if sw == 1 {
+            copy_short(&mut row[lo..hi], src);
+        } else {
+            for (d, &v) in row[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                *d = v;
             }
         }
     });
 }
 
-/// [`col2im`] by output-row segments.
-fn col2im_rows<T: Real>(g: &Geom, grp: usize, col: &[T], nb: usize, dx: &mut [T]) {
-    let n = nb * g.p();
-    let sample = g.cin * g.h * g.w;
-    let group_off = grp * g.cpg() * g.h * g.w;
+/// The adjoint of [`split_phases`]: writes the phases' input pixels back into
+/// the plane (every input pixel is in exactly one phase position or in none,
+/// when no window reads it; those are set to zero).
+fn merge_phases<T: Real>(g: &Geom, phases: &[T], plane: &mut [T]) {
     let sw = g.stride[1];
-    for_each_segment(g, nb, |row, s, oh, dst, lo, hi, iw0| {
+    plane.fill(T::ZERO);
+    for_each_phase_row(g, |at, dst, lo, hi, iw0| {
         let Some(dst) = dst.filter(|_| lo < hi) else {
             return;
         };
-        let start = row * n + s * g.p() + oh * g.wo;
-        let seg = &col[start + lo..start + hi];
-        let dst = &mut dx[s * sample + group_off + dst..];
+        let row = &phases[at + lo..at + hi];
+        let dst = &mut plane[dst + iw0..];
         if sw == 1 {
-            for (d, &v) in dst[iw0..iw0 + seg.len()].iter_mut().zip(seg) {
-                *d += v;
-            }
+            copy_short(&mut dst[..row.len()], row);
         } else {
-            for (d, &v) in dst[iw0..].iter_mut().step_by(sw).zip(seg) {
-                *d += v;
+            for (d, &v) in dst.iter_mut().step_by(sw).zip(row) {
+                *d = v;
             }
         }
     });
+}
+
+/// Columns `[K, nb·P]` of group `grp` for the samples `x` (a chunk of whole
+/// samples, NCHW): rows `(c, ky, kx)`, columns `(sample, oh, ow)`.
+fn im2col<T: Real>(g: &Geom, grp: usize, x: &[T], nb: usize, col: &mut [T]) {
+    let (p, plane, taps) = (g.p(), g.h * g.w, g.kh * g.kw);
+    let n = nb * p;
+    let wq = phase_side(g).1;
+    let mut phases = vec![T::ZERO; phase_len(g)];
+    let offsets = tap_offsets(g);
+    for c in 0..g.cpg() {
+        let channel = (grp * g.cpg() + c) * plane;
+        for s in 0..nb {
+            let at = s * g.cin * plane + channel;
+            split_phases(g, &x[at..at + plane], &mut phases);
+            for (tap, &src) in offsets.iter().enumerate() {
+                let dst = (c * taps + tap) * n + s * p;
+                if wq == g.wo {
+                    col[dst..dst + p].copy_from_slice(&phases[src..src + p]);
+                    continue;
+                }
+                for oh in 0..g.ho {
+                    let (d, s) = (dst + oh * g.wo, src + oh * wq);
+                    copy_short(&mut col[d..d + g.wo], &phases[s..s + g.wo]);
+                }
+            }
+        }
+    }
+}
+
+/// The adjoint of [`im2col`]: writes the input gradient of group `grp`'s
+/// channels into `dx` (a chunk of whole samples, NCHW) from the columns.
+fn col2im<T: Real>(g: &Geom, grp: usize, col: &[T], nb: usize, dx: &mut [T]) {
+    let (p, plane, taps) = (g.p(), g.h * g.w, g.kh * g.kw);
+    let n = nb * p;
+    let wq = phase_side(g).1;
+    let mut phases = vec![T::ZERO; phase_len(g)];
+    let offsets = tap_offsets(g);
+    for c in 0..g.cpg() {
+        let channel = (grp * g.cpg() + c) * plane;
+        for s in 0..nb {
+            phases.fill(T::ZERO);
+            for (tap, &dst) in offsets.iter().enumerate() {
+                let src = (c * taps + tap) * n + s * p;
+                for oh in 0..g.ho {
+                    let (d, s) = (dst + oh * wq, src + oh * g.wo);
+                    add_into(&mut phases[d..d + g.wo], &col[s..s + g.wo]);
+                }
+            }
+            let at = s * g.cin * plane + channel;
+            merge_phases(g, &phases, &mut dx[at..at + plane]);
+        }
+    }
+}
+
+/// `dst = src` (equal lengths) for the short rows of small feature maps,
+/// inline: `copy_from_slice` calls `memcpy`, whose call cost exceeded the copy
+/// itself on 14-element rows (7 % of a madry-cnn PGD step).
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = dst.len();
+    let src = &src[..n];
+    let mut i = 0;
+    while i + 8 <= n {
+        let d: &mut [T; 8] = (&mut dst[i..i + 8]).try_into().expect("8 elements");
+        *d = src[i..i + 8].try_into().expect("8 elements");
+        i += 8;
+    }
+    if i + 4 <= n {
+        let d: &mut [T; 4] = (&mut dst[i..i + 4]).try_into().expect("4 elements");
+        *d = src[i..i + 4].try_into().expect("4 elements");
+        i += 4;
+    }
+    if i + 2 <= n {
+        let d: &mut [T; 2] = (&mut dst[i..i + 2]).try_into().expect("2 elements");
+        *d = src[i..i + 2].try_into().expect("2 elements");
+        i += 2;
+    }
+    if i < n {
+        dst[i] = src[i];
+    }
+}
+
+/// `dst += src`, element by element (equal lengths).
+#[inline(always)]
+fn add_into<T: Real>(dst: &mut [T], src: &[T]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d += v;
+    }
 }
 
 /// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` with explicit (column, row) strides.
