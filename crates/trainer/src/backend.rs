@@ -75,27 +75,78 @@ impl BackendKind {
             }
             BackendKind::Wgpu => {
                 #[cfg(feature = "wgpu")]
-                return Ok(Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                return self.probe(|| Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
             }
             BackendKind::Vulkan => {
                 #[cfg(feature = "vulkan")]
-                return Ok(Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
+                return self.probe(|| Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
             }
             BackendKind::Cuda => {
                 #[cfg(feature = "cuda")]
-                return Ok(Device::cuda(0usize));
+                return self.probe(|| Device::cuda(0usize));
             }
         }
         Err(TrainError::BackendNotCompiled {
             name: self.name().to_string(),
             feature: self.name().to_string(),
-            compiled: Self::compiled()
-                .iter()
-                .map(|b| b.name())
-                .collect::<Vec<_>>()
-                .join(", "),
+            compiled: Self::compiled_list(),
         })
     }
+
+    fn compiled_list() -> String {
+        Self::compiled()
+            .iter()
+            .map(|b| b.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Creates a GPU device and runs one tiny operation on it. The GPU runtimes connect to the
+    /// adapter lazily and **panic** when there is none (cubecl's `AdapterUnavailable`), at the
+    /// first tensor operation, deep inside a run; probing here turns that into an error that names
+    /// the backend, before anything is written.
+    #[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+    fn probe(
+        self,
+        make: impl FnOnce() -> Device + std::panic::UnwindSafe,
+    ) -> Result<Device, TrainError> {
+        // The default hook would print the runtime's panic and backtrace before our error.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let result = std::panic::catch_unwind(|| {
+            let device = make();
+            let one = burn::tensor::Tensor::<1>::ones([1], &device).into_scalar::<f32>();
+            (device, one)
+        });
+        std::panic::set_hook(hook);
+        match result {
+            Ok((device, 1.0)) => Ok(device),
+            Ok((_, one)) => Err(TrainError::BackendUnavailable {
+                name: self.name().to_string(),
+                reason: format!("a probe that should read back 1 read back {one}"),
+                compiled: Self::compiled_list(),
+            }),
+            Err(payload) => Err(TrainError::BackendUnavailable {
+                name: self.name().to_string(),
+                reason: format!(
+                    "its runtime failed while starting ({}; the runtime's own message, if any, is \
+                     logged above)",
+                    panic_text(payload.as_ref())
+                ),
+                compiled: Self::compiled_list(),
+            }),
+        }
+    }
+}
+
+/// The message of a caught panic (a `&str` or `String` payload), else a generic text.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "its runtime panicked while starting".into())
 }
 
 impl fmt::Display for BackendKind {

@@ -16,6 +16,19 @@ pub enum TrainError {
         /// Backends this build has.
         compiled: String,
     },
+    /// A backend is compiled in but its device cannot be used here (no GPU adapter, no driver).
+    #[error(
+        "backend `{name}` is compiled in but cannot run on this machine: {reason}; pick another \
+         with --backend (compiled in: {compiled})"
+    )]
+    BackendUnavailable {
+        /// The backend asked for.
+        name: String,
+        /// What the backend reported.
+        reason: String,
+        /// Backends this build has.
+        compiled: String,
+    },
     /// An unknown backend name.
     #[error("unknown backend `{0}`; known: flex, ndarray, wgpu, vulkan, cuda")]
     UnknownBackend(String),

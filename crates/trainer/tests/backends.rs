@@ -184,3 +184,23 @@ fn a_backend_not_compiled_in_is_a_clear_error() {
     let e = "tpu".parse::<BackendKind>().unwrap_err().to_string();
     assert!(e.contains("unknown backend `tpu`"), "{e}");
 }
+
+/// A compiled-in backend either gives a working device or says clearly that it cannot run here:
+/// it never panics. (Without a GPU adapter, the GPU runtimes panic at their first operation; in a
+/// `--features wgpu` build on a machine without Vulkan this test takes the error branch.)
+#[test]
+fn a_compiled_backend_works_or_is_a_clear_error() {
+    for kind in BackendKind::compiled() {
+        match kind.device() {
+            Ok(device) => {
+                let one = burn::tensor::Tensor::<1>::ones([1], &device).into_scalar::<f32>();
+                assert_eq!(one, 1.0, "{kind}");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                let want = format!("backend `{}` is compiled in but cannot run", kind.name());
+                assert!(e.contains(&want), "{e}");
+            }
+        }
+    }
+}
