@@ -3,7 +3,8 @@
 //! gradient (summed in f64), max pooling values and input gradient. The flex backend runs patched
 //! kernels for these (vendor/burn-flex); the convolution geometries cover stride, padding,
 //! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows, and a batch
-//! that splits into uneven chunks; max pooling covers ties, NaN and infinities.
+//! that splits into uneven chunks; max pooling covers ties, NaN and infinities. `mask_where`
+//! (patched to select without branches) is checked bit for bit.
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
@@ -187,8 +188,8 @@ fn stride_two_like_the_small_cnn() {
 
 #[test]
 fn long_rows_with_stride_one_like_the_madry_cnn() {
-    // Output rows of 16 or more pixels at stride 1 are moved as whole segments (the other
-    // geometries here go through a per-pixel table).
+    // Output rows of 17 or more pixels: im2col copies them row by row (rows of 4 to 16
+    // pixels move as fixed 8- or 16-element blocks that spill into the next row).
     check(Case {
         h: 6,
         w: 21,
@@ -381,4 +382,84 @@ fn max_pooling_propagates_nan_and_handles_infinities() {
     // The gradient goes to the NaN, to +inf and to the first zero.
     let hot: Vec<usize> = (0..dx.len()).filter(|&i| dx[i] != 0.0).collect();
     assert_eq!(hot, vec![1, 4, 8]);
+}
+
+/// `mask_where` (also behind `max_pair` / `min_pair`, hence behind every L-inf projection) takes
+/// each element from `value` where the mask is set and keeps it elsewhere, bit for bit: NaN
+/// payloads and signed zeros survive. A length that is no multiple of any vector width, on
+/// float (4-byte) and int (8-byte) elements.
+#[test]
+fn mask_where_selects_each_element_bit_for_bit() {
+    let device = Device::default();
+    let n = 1037;
+    let noise = values(2 * n, 7);
+    let specials = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
+    let t: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 97 == 3 {
+                specials[i % 5]
+            } else {
+                noise[i]
+            }
+        })
+        .collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| {
+            if i % 89 == 5 {
+                specials[(i + 2) % 5]
+            } else {
+                noise[n + i]
+            }
+        })
+        .collect();
+    // A mask that follows the data, as a projection's does.
+    let m: Vec<bool> = (0..n).map(|i| noise[i] < noise[n + i]).collect();
+    let want: Vec<u32> = (0..n)
+        .map(|i| if m[i] { v[i] } else { t[i] }.to_bits())
+        .collect();
+    let mask = Tensor::<1, burn::tensor::Bool>::from_data(TensorData::new(m.clone(), [n]), &device);
+    let got = Tensor::<1>::from_data(TensorData::new(t, [n]), &device).mask_where(
+        mask.clone(),
+        Tensor::from_data(TensorData::new(v, [n]), &device),
+    );
+    let got: Vec<u32> = got
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32")
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    assert_eq!(got, want, "f32 mask_where");
+
+    // 8-byte elements: f64 (bit for bit again).
+    let t64: Vec<f64> = (0..n).map(|i| f64::from(noise[i]) * 1e-300).collect();
+    let v64: Vec<f64> = (0..n).map(|i| -f64::from(noise[n + i])).collect();
+    let want: Vec<u64> = (0..n)
+        .map(|i| if m[i] { v64[i] } else { t64[i] }.to_bits())
+        .collect();
+    let f64_opts = (&device, burn::tensor::DType::F64);
+    let got = Tensor::<1>::from_data(TensorData::new(t64, [n]), f64_opts).mask_where(
+        mask.clone(),
+        Tensor::from_data(TensorData::new(v64, [n]), f64_opts),
+    );
+    let got: Vec<u64> = got
+        .into_data()
+        .try_to_vec::<f64>()
+        .expect("f64")
+        .iter()
+        .map(|x| x.to_bits())
+        .collect();
+    assert_eq!(got, want, "f64 mask_where");
+
+    // Integers (the default int type).
+    let ti: Vec<i32> = (0..n as i32).map(|i| i * 3 - 1000).collect();
+    let vi: Vec<i32> = (0..n as i32).map(|i| -(i * 7) + i32::MAX / 2).collect();
+    let want: Vec<i32> = (0..n).map(|i| if m[i] { vi[i] } else { ti[i] }).collect();
+    let got = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(ti, [n]), &device)
+        .mask_where(mask, Tensor::from_data(TensorData::new(vi, [n]), &device));
+    assert_eq!(
+        got.into_data().try_to_vec::<i32>().expect("i32"),
+        want,
+        "int mask_where"
+    );
 }
