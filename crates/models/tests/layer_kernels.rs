@@ -4,7 +4,7 @@
 //! kernels for these (vendor/burn-flex); the convolution geometries cover stride, padding,
 //! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows, and a batch
 //! that splits into uneven chunks; max pooling covers ties, NaN and infinities. `mask_where`
-//! (patched to select without branches) is checked bit for bit.
+//! (patched to select without branches) is checked bit for bit, and `sign` on special values.
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
@@ -461,5 +461,41 @@ fn mask_where_selects_each_element_bit_for_bit() {
         got.into_data().try_to_vec::<i32>().expect("i32"),
         want,
         "int mask_where"
+    );
+}
+
+/// `sign` (patched to compare instead of calling `copysign`): NaN and both zeros give 0,
+/// infinities and subnormals their sign, on f32 and f64.
+#[test]
+fn sign_of_specials() {
+    let device = Device::default();
+    let x = [
+        f32::NAN,
+        -0.0,
+        0.0,
+        3.5,
+        -2.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-45,
+        -1e-45,
+    ];
+    let want = [0.0, 0.0, 0.0, 1.0, -1.0, 1.0, -1.0, 1.0, -1.0];
+    let got = Tensor::<1>::from_data(TensorData::new(x.to_vec(), [x.len()]), &device).sign();
+    let got = got.into_data().try_to_vec::<f32>().expect("f32");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&got), bits(&want), "f32 sign");
+    let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+    let got = Tensor::<1>::from_data(
+        TensorData::new(x64, [x.len()]),
+        (&device, burn::tensor::DType::F64),
+    )
+    .sign();
+    let got = got.into_data().try_to_vec::<f64>().expect("f64");
+    let want64: Vec<f64> = want.iter().map(|&v| f64::from(v)).collect();
+    assert_eq!(got, want64, "f64 sign");
+    assert!(
+        got.iter().all(|v| v.to_bits() != (-0.0f64).to_bits()),
+        "no negative zero"
     );
 }
