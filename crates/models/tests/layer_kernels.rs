@@ -499,3 +499,30 @@ fn sign_of_specials() {
         "no negative zero"
     );
 }
+
+/// Elementwise passes over at least 64k elements run on rayon's pool in blocks (patched): every
+/// element of a tensor that is no multiple of the block size, unique (in place) or shared (fresh
+/// output), for a unary op (ReLU), a binary op without a SIMD kernel (atan2) and one with (add).
+#[test]
+fn large_elementwise_passes_cover_every_element() {
+    let device = Device::default();
+    let n = 200_003;
+    let a = values(n, 11);
+    let b = values(n, 12);
+    let t = |v: &[f32]| Tensor::<1>::from_data(TensorData::new(v.to_vec(), [n]), &device);
+    let host = |x: Tensor<1>| x.into_data().try_to_vec::<f32>().expect("f32");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+
+    let want: Vec<f32> = a.iter().map(|&x| if x > 0.0 { x } else { 0.0 }).collect();
+    let shared = t(&a);
+    let fresh = burn::tensor::activation::relu(shared.clone());
+    assert_eq!(bits(&host(fresh)), bits(&want), "relu, fresh output");
+    assert_eq!(host(shared.clone()), a, "relu left its shared input alone");
+    let in_place = burn::tensor::activation::relu(t(&a));
+    assert_eq!(bits(&host(in_place)), bits(&want), "relu, in place");
+
+    let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| x.atan2(y)).collect();
+    assert_eq!(bits(&host(t(&a).atan2(t(&b)))), bits(&want), "atan2");
+    let want: Vec<f32> = a.iter().zip(&b).map(|(&x, &y)| x + y).collect();
+    assert_eq!(bits(&host(t(&a) + t(&b))), bits(&want), "add");
+}
