@@ -5,10 +5,19 @@
 //! dilation, groups, non-square kernels, a 1x1 kernel, short and long output rows, and a batch
 //! that splits into uneven chunks; max pooling covers ties, NaN and infinities. `mask_where`
 //! (patched to select without branches) is checked bit for bit, and `sign` on special values.
+//!
+//! Every convolution case runs twice, on flex's two f32 paths: the direct AVX-512 kernels (where
+//! the CPU has AVX-512F and the geometry suits them: one group, 16 or more output channels, a
+//! reduction of 64 or more; the input gradient at stride 1 with 16 or more input channels) and
+//! batch-chunked im2col + gemm. The cases named `direct_*` have geometries the direct kernels take.
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
+use std::sync::Mutex;
+
+/// The direct-kernel switch is process-wide: convolution checks take turns.
+static PATHS: Mutex<()> = Mutex::new(());
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -111,7 +120,18 @@ fn assert_close(what: &str, c: &Case, got: &[f32], want: &[f64]) {
     }
 }
 
+/// Checks a case on both convolution paths (see the module documentation).
 fn check(c: Case) {
+    let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    for direct in [true, false] {
+        burn_flex::set_conv2d_direct(direct);
+        check_path(c, direct);
+    }
+    burn_flex::set_conv2d_direct(true);
+}
+
+fn check_path(c: Case, direct: bool) {
+    let what = |name: &str| format!("{name} ({} path)", if direct { "direct" } else { "gemm" });
     let device = Device::default();
     let [ho, wo] = c.out();
     let x = values(c.b * c.cin * c.h * c.w, 1);
@@ -138,14 +158,14 @@ fn check(c: Case) {
     let grads = (out.clone() * weights).sum().backward();
     let host = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
 
-    assert_close("output", &c, &host(out.inner()), &want.out);
+    assert_close(&what("output"), &c, &host(out.inner()), &want.out);
     let dx = xa.grad(&grads).expect("input gradient");
-    assert_close("input gradient", &c, &host(dx), &want.dx);
+    assert_close(&what("input gradient"), &c, &host(dx), &want.dx);
     let dw = wa.grad(&grads).expect("weight gradient");
-    assert_close("weight gradient", &c, &host(dw), &want.dw);
+    assert_close(&what("weight gradient"), &c, &host(dw), &want.dw);
     let db = ba.grad(&grads).expect("bias gradient");
     assert_close(
-        "bias gradient",
+        &what("bias gradient"),
         &c,
         &db.into_data().try_to_vec::<f32>().unwrap(),
         &want.db,
@@ -268,6 +288,107 @@ fn a_batch_that_splits_into_uneven_chunks() {
         pad: [2, 2],
         ..BASE
     });
+}
+
+#[test]
+fn direct_like_the_madry_cnn_with_a_partial_channel_block() {
+    // 5x5, padding 2, stride 1; 40 output channels run as a 32- and a 16-channel block (8 of
+    // them padding); rows of 9 pixels split into panels of 5 and 4. The input gradient has 18
+    // output channels (one block, 14 of them padding) and a reduction of 40·25.
+    check(Case {
+        b: 3,
+        cin: 18,
+        h: 9,
+        w: 9,
+        cout: 40,
+        k: [5, 5],
+        pad: [2, 2],
+        ..BASE
+    });
+}
+
+#[test]
+fn direct_strided_like_the_small_cnn() {
+    // small-cnn's second layer (16 -> 32, 4x4, stride 2, padding 1) at full size: the forward
+    // reads the stride phases; the input gradient (stride 2) takes the gemm path.
+    check(Case {
+        b: 2,
+        cin: 16,
+        h: 14,
+        w: 14,
+        cout: 32,
+        k: [4, 4],
+        stride: [2, 2],
+        pad: [1, 1],
+        ..BASE
+    });
+}
+
+#[test]
+fn direct_dilation_unequal_padding_and_short_rows() {
+    // Dilation 2 with padding below its reach (the input gradient pads by 3 and 2); a non-square
+    // kernel; output rows of 3 to 9 pixels and of 17 (one panel, or two or three of near-equal
+    // widths).
+    for w in [5, 6, 7, 8, 9, 10, 11, 19] {
+        check(Case {
+            b: 2,
+            cin: 16,
+            h: 6,
+            w,
+            cout: 17,
+            k: [3, 2],
+            pad: [1, 0],
+            dilation: [2, 2],
+            ..BASE
+        });
+    }
+}
+
+#[test]
+fn direct_unequal_strides_with_dilation() {
+    check(Case {
+        b: 2,
+        cin: 8,
+        h: 9,
+        w: 12,
+        cout: 24,
+        k: [3, 3],
+        stride: [2, 1],
+        pad: [2, 1],
+        dilation: [2, 3],
+        ..BASE
+    });
+}
+
+#[test]
+fn direct_forward_with_unequal_strides() {
+    // Strides 3 and 2 on a 5x4 kernel: the forward reads six stride phases of the input.
+    check(Case {
+        b: 2,
+        cin: 16,
+        h: 11,
+        w: 13,
+        cout: 40,
+        k: [5, 4],
+        stride: [3, 2],
+        pad: [2, 1],
+        ..BASE
+    });
+}
+
+#[test]
+fn direct_kernels_follow_the_cpu_and_the_switch() {
+    let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    burn_flex::set_conv2d_direct(false);
+    assert!(!burn_flex::conv2d_direct_active());
+    burn_flex::set_conv2d_direct(true);
+    #[cfg(target_arch = "x86_64")]
+    assert_eq!(
+        burn_flex::conv2d_direct_active(),
+        std::arch::is_x86_feature_detected!("avx512f")
+    );
+    #[cfg(not(target_arch = "x86_64"))]
+    assert!(!burn_flex::conv2d_direct_active());
 }
 
 /// Max pooling without padding (the patched fast path) and with padding (flex's general path):

@@ -30,6 +30,8 @@ use core::mem::MaybeUninit;
 
 use crate::{FlexTensor, Layout};
 
+pub(crate) mod direct;
+
 /// The element types with a gemm path here (half types go through f32).
 pub(crate) trait Real:
     burn_std::Element
@@ -668,6 +670,17 @@ pub(crate) fn conv2d<T: Real>(
     let bias: Option<&[T]> = bias.as_ref().map(|b| b.storage());
     let x: &[T] = x.storage();
     let w: &[T] = weight.storage();
+    if T::DTYPE == DType::F32 && direct::active() && direct::suits(&g) {
+        let (x, w): (&[f32], &[f32]) = (bytemuck::cast_slice(x), bytemuck::cast_slice(w));
+        let bias: Option<&[f32]> = bias.map(bytemuck::cast_slice);
+        let k = g.k();
+        let packed = direct::pack(g.cout, k, |co, kk| w[co * k + kk]);
+        let mut out = Box::new_uninit_slice(g.b * g.cout * g.p());
+        direct::conv(&g, x, &packed, bias, &mut out);
+        // SAFETY: `direct::conv` writes every element of `out`.
+        let out = unsafe { out.assume_init() }.into_vec();
+        return tensor(out, vec![g.b, g.cout, g.ho, g.wo]);
+    }
 
     let (p, k, cg) = (g.p(), g.k(), g.cout_g());
     let nb = g.chunk(core::mem::size_of::<T>());
@@ -713,6 +726,11 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     let g = Geom::new(x_dims, &wd, [dyd[2], dyd[3]], options);
     let w: &[T] = weight.storage();
     let dy: &[T] = dy.storage();
+    if T::DTYPE == DType::F32 {
+        if let Some(dx) = x_backward_direct(&g, bytemuck::cast_slice(w), bytemuck::cast_slice(dy)) {
+            return tensor(dx, x_dims.to_vec());
+        }
+    }
 
     let (p, k, cg) = (g.p(), g.k(), g.cout_g());
     let nb = g.chunk(core::mem::size_of::<T>());
@@ -735,6 +753,51 @@ pub(crate) fn conv2d_x_backward<T: Real>(
     // SAFETY: `col2im` initialized every plane of every sample (`merge_phases`).
     let dx = unsafe { dx.assume_init() }.into_vec();
     tensor(dx, x_dims.to_vec())
+}
+
+/// The input gradient of a stride-1 convolution as a direct convolution:
+/// `dx[c, ih, iw] = Σ dy[co, ih - p' + fy·dh, iw - p' + fx·dw] · w[co, c, kh-1-fy, kw-1-fx]`
+/// over `(co, fy, fx)`, with `p' = (k - 1)·d - pad` and `dy` zero outside
+/// its `ho × wo`: a convolution of `dy` (`cout` channels in, `cin` out) with
+/// the kernel flipped and its channel axes swapped. `None` where the direct
+/// kernel is off or does not suit (strides, groups, fewer than 16 input
+/// channels, padding beyond the kernel's reach). (A strided input gradient
+/// as one direct convolution per stride phase of the input was measured on
+/// small-cnn's second layer and gave nothing: splitting the output gradient
+/// into padded planes once per phase cost what the kernel saved.)
+fn x_backward_direct(g: &Geom, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
+    if g.stride != [1, 1] || !direct::active() {
+        return None;
+    }
+    let reach = |i: usize, k: usize| (k.max(1) - 1) * g.dilation[i];
+    let pad = [
+        reach(0, g.kh).checked_sub(g.pad[0])?,
+        reach(1, g.kw).checked_sub(g.pad[1])?,
+    ];
+    let t = Geom {
+        cin: g.cout,
+        h: g.ho,
+        w: g.wo,
+        cout: g.cin,
+        pad,
+        ho: g.h,
+        wo: g.w,
+        ..*g
+    };
+    if !direct::suits(&t) {
+        return None;
+    }
+    let (taps, kw) = (g.kh * g.kw, g.kw);
+    // Reduction index of the transposed problem: (co, fy, fx).
+    let packed = direct::pack(t.cout, t.k(), |c, kk| {
+        let (co, tap) = (kk / taps, kk % taps);
+        let (ky, kx) = (g.kh - 1 - tap / kw, kw - 1 - tap % kw);
+        w[((co * g.cin + c) * g.kh + ky) * kw + kx]
+    });
+    let mut dx = Box::new_uninit_slice(g.b * g.cin * g.h * g.w);
+    direct::conv(&t, dy, &packed, None, &mut dx);
+    // SAFETY: `direct::conv` writes every element of `dx`.
+    Some(unsafe { dx.assume_init() }.into_vec())
 }
 
 /// Gradient of a 2D convolution with respect to its weight `[cout, cin / groups, kh, kw]`.
