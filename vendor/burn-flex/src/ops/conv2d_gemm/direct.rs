@@ -15,8 +15,8 @@
 //! channel block (two vectors, packed once per call) and broadcasts the
 //! panel's input pixels, which for every tap are contiguous in one stride
 //! phase of the zero-padded input (the layout of [`super::phase_side`]).
-//! There is no column matrix and no packing of activations; the kernel runs
-//! near the FMA units' peak (14 independent FMAs per 9 loads).
+//! There is no column matrix and no packing of activations; the FMA units,
+//! not the loads, bound the kernel (14 independent FMAs per 9 loads).
 //!
 //! The kernel needs AVX-512F, detected at run time; elsewhere (other CPUs, no
 //! `std`, or [`set_enabled`]`(false)`) the callers keep the im2col + gemm path.
@@ -49,7 +49,7 @@ static SWITCH: AtomicU8 = AtomicU8::new(UNSET);
 /// Turns the direct kernels on or off for the whole process (they are on by
 /// default where the CPU has AVX-512F, unless the environment variable
 /// `BURN_FLEX_CONV_DIRECT` is `0`). Both paths compute the same convolution
-/// (in a different summation order); the switch exists to compare them.
+/// (the sums may round differently); the switch exists to compare them.
 pub fn set_enabled(on: bool) {
     SWITCH.store(if on { ON } else { OFF }, Ordering::Relaxed);
 }
