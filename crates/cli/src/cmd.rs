@@ -806,6 +806,7 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         batch_size: a.batch_size as usize,
         progress: !a.no_progress,
         examples: 8,
+        state: None,
     };
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
     let threat = match summary.eps {

@@ -632,6 +632,15 @@ eps_sweep = [0.05]
         "{md}"
     );
     assert!(run.join("eval/report.json").is_file() && run.join("eval/robust_vs_eps.svg").is_file());
+    // The final PGD saved its batches for a resume: together they cover the 300 test images.
+    let state = read_json(&run.join("final-pgd-state.json"));
+    let covered: u64 = state["batches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["len"].as_u64().unwrap())
+        .sum();
+    assert_eq!(covered, 300, "{state}");
     // Proximal L1 on fc1.weight: the report counts its exact zeros; other weights have none.
     let sparsity = report["sparsity"].as_array().unwrap();
     let share = |name: &str| {

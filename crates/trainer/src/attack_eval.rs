@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::write_atomic;
 use crate::error::TrainError;
 use crate::grid::{GridImage, write_png_grid};
+use crate::robust_eval::data_fingerprint;
 
 /// How to run [`attack_dataset`].
 #[derive(Debug, Clone)]
@@ -24,7 +25,79 @@ pub struct AttackRunOptions {
     /// Show a progress bar.
     pub progress: bool,
     /// Number of examples kept for the image grid (the first ones the attack fooled, then others).
+    /// A resumed run keeps examples from the batches it attacks itself.
     pub examples: usize,
+    /// Where to save each finished batch's counts, so that a killed run resumes where it stopped
+    /// (`None`: nothing is saved).
+    pub state: Option<AttackState>,
+}
+
+/// A file of finished batches ([`AttackRunOptions::state`]). Batches recorded there by a run of
+/// the same attack configuration, batch size, images, labels and `identity` are not attacked
+/// again; a file of anything else, or one that does not parse, is ignored with a warning and
+/// rewritten. The summary of a resumed run is the one an uninterrupted run gives (the counts are
+/// summed batch by batch in both).
+#[derive(Debug, Clone)]
+pub struct AttackState {
+    /// The JSON file, rewritten atomically after each batch.
+    pub path: PathBuf,
+    /// What else the result depends on and the data does not show (model, weights).
+    pub identity: String,
+}
+
+/// The counts of one finished batch, as saved in the state file.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+struct BatchTally {
+    start: usize,
+    len: usize,
+    clean_ok: usize,
+    adv_ok: usize,
+    robust_ok: usize,
+    fooled: usize,
+    max_perturbation: f64,
+    sum_fooled_perturbation: f64,
+    seconds: f64,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct StateFile {
+    fingerprint: String,
+    batches: Vec<BatchTally>,
+}
+
+impl AttackState {
+    /// The batches saved for this run, or none (with a warning when the file is unusable).
+    fn load(&self, fingerprint: &str) -> Vec<BatchTally> {
+        let Ok(bytes) = std::fs::read(&self.path) else {
+            return Vec::new();
+        };
+        match serde_json::from_slice::<StateFile>(&bytes) {
+            Ok(file) if file.fingerprint == fingerprint => file.batches,
+            Ok(_) => {
+                tracing::warn!(
+                    "{}: saved batches of another attack, model or dataset; attacking every batch",
+                    self.path.display()
+                );
+                Vec::new()
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "{}: unreadable ({e}); attacking every batch",
+                    self.path.display()
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn save(&self, fingerprint: &str, batches: &[BatchTally]) -> Result<(), TrainError> {
+        let json = serde_json::to_vec(&StateFile {
+            fingerprint: fingerprint.to_string(),
+            batches: batches.to_vec(),
+        })
+        .map_err(|e| TrainError::Config(format!("cannot serialize the attack state: {e}")))?;
+        write_atomic(&self.path, &json)
+    }
 }
 
 /// One kept example: clean and adversarial image with the label and both predictions.
@@ -69,10 +142,14 @@ pub struct AttackSummary {
     pub max_perturbation: f64,
     /// Mean perturbation of the images the attack fooled (same norm), if any.
     pub mean_perturbation_fooled: Option<f64>,
-    /// Wall-clock seconds of the attack loop.
+    /// Wall-clock seconds of the attack loop (those of batches resumed from a state file
+    /// included).
     pub seconds: f64,
     /// Attacked images per second.
     pub images_per_second: f64,
+    /// Batches taken from the state file instead of attacked ([`AttackRunOptions::state`]).
+    #[serde(default)]
+    pub resumed_batches: usize,
     /// Examples for the grid (not serialized).
     #[serde(skip)]
     pub examples: Vec<AttackExample>,
@@ -120,12 +197,48 @@ pub fn attack_dataset(
     } else {
         ProgressBar::hidden()
     };
-    let (mut clean_ok, mut adv_ok, mut robust_ok, mut fooled) = (0usize, 0usize, 0usize, 0usize);
-    let (mut max_pert, mut sum_fooled_pert) = (0f64, 0f64);
+    let batch_size = opts.batch_size.max(1);
+    let fingerprint = opts.state.as_ref().map(|state| {
+        let text = format!(
+            "{}|{}|{batch_size}",
+            serde_json::to_string(config).unwrap_or_default(),
+            state.identity
+        );
+        data_fingerprint(&text, data)
+    });
+    let saved = match (&opts.state, &fingerprint) {
+        (Some(state), Some(fp)) => state.load(fp),
+        _ => Vec::new(),
+    };
+    let mut tallies: Vec<BatchTally> = Vec::new();
     let mut examples: Vec<AttackExample> = Vec::new();
     let mut others: Vec<AttackExample> = Vec::new();
-    let start = Instant::now();
-    for indices in epoch_batches(data.len(), opts.batch_size.max(1), false, 0, 0) {
+    let mut resumed_batches = 0;
+    for (b, indices) in epoch_batches(data.len(), batch_size, false, 0, 0)
+        .into_iter()
+        .enumerate()
+    {
+        let (start, len) = (b * batch_size, indices.len());
+        if let Some(&t) = saved.get(b).filter(|t| (t.start, t.len) == (start, len)) {
+            // Counts that no batch of `len` images can give mean a damaged file: the clean-correct
+            // images are the robust ones and the fooled ones; the adversarially correct ones are
+            // the robust ones and some clean errors.
+            if t.robust_ok + t.fooled == t.clean_ok
+                && t.robust_ok <= t.adv_ok
+                && t.adv_ok + t.fooled <= len
+            {
+                tallies.push(t);
+                resumed_batches += 1;
+                bar.inc(len as u64);
+                continue;
+            }
+        }
+        let batch_start = Instant::now();
+        let mut t = BatchTally {
+            start,
+            len,
+            ..BatchTally::default()
+        };
         let (x, y) = data.batch(&indices, &device);
         let clean_pred = predictions(eval.forward(x.clone()));
         let adv = attack.perturb(model, x.clone(), y)?;
@@ -139,14 +252,14 @@ pub fn attack_dataset(
                 .iter()
                 .zip(&xs[r.clone()])
                 .map(|(&a, &b)| f64::from(a) - f64::from(b)));
-            max_pert = max_pert.max(d);
+            t.max_perturbation = t.max_perturbation.max(d);
             let (ok_c, ok_a) = (clean_pred[j] == label, adv_pred[j] == label);
-            clean_ok += usize::from(ok_c);
-            adv_ok += usize::from(ok_a);
-            robust_ok += usize::from(ok_c && ok_a);
+            t.clean_ok += usize::from(ok_c);
+            t.adv_ok += usize::from(ok_a);
+            t.robust_ok += usize::from(ok_c && ok_a);
             if ok_c && !ok_a {
-                fooled += 1;
-                sum_fooled_pert += d;
+                t.fooled += 1;
+                t.sum_fooled_perturbation += d;
             }
             let keep = if ok_c && !ok_a {
                 &mut examples
@@ -169,16 +282,32 @@ pub fn attack_dataset(
                 });
             }
         }
+        t.seconds = batch_start.elapsed().as_secs_f64();
+        tallies.push(t);
+        if let (Some(state), Some(fp)) = (&opts.state, &fingerprint) {
+            state.save(fp, &tallies)?;
+        }
         bar.inc(indices.len() as u64);
         let seen = bar.position().max(1) as f64;
+        let sum = |f: fn(&BatchTally) -> usize| tallies.iter().map(f).sum::<usize>() as f64;
         bar.set_message(format!(
             "clean {:.1} %  adversarial {:.1} %",
-            100.0 * clean_ok as f64 / seen,
-            100.0 * adv_ok as f64 / seen
+            100.0 * sum(|t| t.clean_ok) / seen,
+            100.0 * sum(|t| t.adv_ok) / seen
         ));
     }
     bar.finish_and_clear();
-    let seconds = start.elapsed().as_secs_f64();
+    // Summed batch by batch, so that a resumed run adds exactly what an uninterrupted one does.
+    let count = |f: fn(&BatchTally) -> usize| tallies.iter().map(f).sum::<usize>();
+    let (clean_ok, adv_ok, robust_ok, fooled) = (
+        count(|t| t.clean_ok),
+        count(|t| t.adv_ok),
+        count(|t| t.robust_ok),
+        count(|t| t.fooled),
+    );
+    let max_pert = tallies.iter().fold(0f64, |m, t| m.max(t.max_perturbation));
+    let sum_fooled_pert: f64 = tallies.iter().map(|t| t.sum_fooled_perturbation).sum();
+    let seconds: f64 = tallies.iter().map(|t| t.seconds).sum();
     let n = data.len();
     let frac = |k: usize, of: usize| if of == 0 { 0.0 } else { k as f64 / of as f64 };
     examples.extend(others);
@@ -201,6 +330,7 @@ pub fn attack_dataset(
         } else {
             0.0
         },
+        resumed_batches,
         examples,
     })
 }

@@ -13,10 +13,10 @@ use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
 use crate::{
-    AttackRunOptions, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext, EvalResult,
-    FitOptions, ReportInputs, RobustEvalConfig, RobustEvalOptions, RobustReport, StopReason,
-    TrainConfig, TrainError, attack_dataset, evaluate, evaluate_robustness, fit, write_report,
-    write_robust_report,
+    AttackRunOptions, AttackState, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext,
+    EvalResult, FitOptions, ReportInputs, RobustEvalConfig, RobustEvalOptions, RobustReport,
+    StopReason, TrainConfig, TrainError, attack_dataset, evaluate, evaluate_robustness, fit,
+    write_report, write_robust_report,
 };
 
 /// Options of [`run_job`] besides the configuration.
@@ -283,6 +283,10 @@ pub fn run_job(
     })
 }
 
+/// The final PGD evaluation's finished batches, in the run directory: a job killed during that
+/// evaluation resumes it from there (the evaluator's preset keeps its own state in `eval/`).
+pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
+
 /// The configured robust evaluations of the final model (`final_eval`): PGD with restarts, and
 /// the evaluator's preset into `<run_dir>/eval/` (resumed when a killed job left its state).
 fn final_evaluation(
@@ -301,6 +305,8 @@ fn final_evaluation(
         Some(n) => test.take(n),
         None => test.clone(),
     };
+    // The weights are a function of the configuration (deterministic training).
+    let identity = format!("{}|{}|{}", cfg.model, cfg.dataset, cfg.to_toml());
     let robust_test = if fe.pgd_steps > 0 {
         let attack = AttackConfig::Pgd(
             PgdConfig::new(ThreatModel::new(cfg.norm, eps))
@@ -327,6 +333,11 @@ fn final_evaluation(
                 batch_size: cfg.eval_batch_size,
                 progress: opts.progress,
                 examples: 0,
+                // A killed job's rerun skips the batches already attacked.
+                state: Some(AttackState {
+                    path: opts.run_dir.join(FINAL_PGD_STATE),
+                    identity: identity.clone(),
+                }),
             },
             device,
         )?)
@@ -350,8 +361,7 @@ fn final_evaluation(
                 &RobustEvalOptions {
                     progress: opts.progress,
                     resume: dir.join("eval-state").is_dir(),
-                    // The weights are a function of the configuration (deterministic training).
-                    identity: format!("{}|{}|{}", cfg.model, cfg.dataset, cfg.to_toml()),
+                    identity,
                     examples: 16,
                 },
                 &dir,

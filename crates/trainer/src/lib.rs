@@ -38,7 +38,7 @@ mod schedule;
 mod sweep;
 
 pub use attack_eval::{
-    AttackContext, AttackExample, AttackRunOptions, AttackSummary, attack_dataset,
+    AttackContext, AttackExample, AttackRunOptions, AttackState, AttackSummary, attack_dataset,
     write_attack_outputs,
 };
 pub use backend::{BackendKind, DeviceSet};

@@ -199,8 +199,17 @@ fn threat_name(norm: Norm) -> &'static str {
 /// identity (model, weights, backend), this crate's version, and the images and labels.
 fn fingerprint(config: &RobustEvalConfig, identity: &str, data: &ImageDataset) -> String {
     let text = format!(
-        "{}|{identity}|{}|{}x{}x{}",
-        serde_json::to_string(config).unwrap_or_default(),
+        "{}|{identity}",
+        serde_json::to_string(config).unwrap_or_default()
+    );
+    data_fingerprint(&text, data)
+}
+
+/// FNV-1a over `text`, this crate's version, the images' shape, the images and the labels: the
+/// key under which resumable evaluations save their progress.
+pub(crate) fn data_fingerprint(text: &str, data: &ImageDataset) -> String {
+    let text = format!(
+        "{text}|{}|{}x{}x{}",
         env!("CARGO_PKG_VERSION"),
         data.channels,
         data.height,

@@ -10,8 +10,8 @@ use bulwark_attack_core::{
 };
 use bulwark_data::ImageDataset;
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, BackendKind, DeviceSet, FitOptions, OptimizerKind, Schedule,
-    TrainConfig, attack_dataset, fit, write_attack_outputs,
+    AttackContext, AttackRunOptions, AttackState, BackendKind, DeviceSet, FitOptions,
+    OptimizerKind, Schedule, TrainConfig, attack_dataset, fit, write_attack_outputs,
 };
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
@@ -46,6 +46,7 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
         batch_size: 256,
         progress: false,
         examples: 8,
+        state: None,
     };
 
     // The library's PGD defaults: random start, last iterate (no early stop), 40 steps of 2.5·eps/40.
@@ -126,4 +127,111 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
     }
     let png = std::fs::read(png).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+}
+
+/// A run with a state file saves every finished batch; a rerun after a kill (here: the file cut
+/// back to its first two batches) attacks only the rest and reports what an uninterrupted run
+/// does. The saved counts are really used (a doctored one shows in the result), a batch with
+/// impossible counts is attacked again, and a state file of another run, or an unreadable one, is
+/// ignored.
+#[test]
+fn a_killed_attack_run_resumes_from_its_saved_batches() {
+    let (train, valid, test) = common::mnist(1_500, 100);
+    let cfg = TrainConfig::new()
+        .with_model("small-cnn".into())
+        .with_epochs(1)
+        .with_batch_size(50)
+        .with_seed(3);
+    let run = tempfile::tempdir().unwrap();
+    let devices = DeviceSet::single(BackendKind::Flex).unwrap();
+    let fit_opts = FitOptions {
+        run_dir: run.path().to_path_buf(),
+        resume: false,
+        progress: false,
+        stop_after_epoch: None,
+    };
+    let model = fit(&cfg, &train, &valid, &devices, &fit_opts)
+        .unwrap()
+        .model;
+    let device = devices.main().clone();
+    let pgd = AttackConfig::Pgd(
+        PgdConfig::new(ThreatModel::linf(0.1))
+            .with_steps(5)
+            .with_options(
+                AttackOptions::new()
+                    .with_random_start(true)
+                    .with_restarts(2)
+                    .with_early_stop(true),
+            ),
+    );
+    let path = run.path().join("pgd-state.json");
+    let with_state = |identity: &str| AttackRunOptions {
+        batch_size: 16,
+        progress: false,
+        examples: 0,
+        state: Some(AttackState {
+            path: path.clone(),
+            identity: identity.into(),
+        }),
+    };
+    let attack =
+        |opts: &AttackRunOptions| attack_dataset(&model, &test, &pgd, opts, &device).unwrap();
+    let counts = |s: &bulwark_trainer::AttackSummary| {
+        (
+            s.clean_accuracy,
+            s.adversarial_accuracy,
+            s.robust_accuracy,
+            s.max_perturbation,
+            s.mean_perturbation_fooled,
+        )
+    };
+    let plain = attack(&AttackRunOptions {
+        state: None,
+        ..with_state("")
+    });
+    let batches = test.len().div_ceil(16);
+
+    let first = attack(&with_state("model a"));
+    assert_eq!(counts(&first), counts(&plain));
+    assert_eq!(first.resumed_batches, 0);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(saved["batches"].as_array().unwrap().len(), batches);
+
+    // Killed after two batches.
+    let mut cut = saved.clone();
+    cut["batches"].as_array_mut().unwrap().truncate(2);
+    std::fs::write(&path, serde_json::to_vec(&cut).unwrap()).unwrap();
+    let resumed = attack(&with_state("model a"));
+    assert_eq!(resumed.resumed_batches, 2);
+    assert_eq!(counts(&resumed), counts(&plain));
+    let saved_again: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(saved_again["batches"].as_array().unwrap().len(), batches);
+
+    // The saved counts are what the result is made of: a doctored largest perturbation in the
+    // first batch comes out as the run's.
+    let mut doctored = saved.clone();
+    doctored["batches"][0]["max_perturbation"] = 0.123.into();
+    std::fs::write(&path, serde_json::to_vec(&doctored).unwrap()).unwrap();
+    let from_file = attack(&with_state("model a"));
+    assert_eq!(from_file.resumed_batches, batches);
+    assert_eq!(from_file.max_perturbation, 0.123);
+    // Counts no batch can have (more robust images than clean-correct ones): recomputed.
+    let mut damaged = saved.clone();
+    let clean_ok = damaged["batches"][1]["clean_ok"].as_u64().unwrap();
+    damaged["batches"][1]["robust_ok"] = (clean_ok + 1).into();
+    std::fs::write(&path, serde_json::to_vec(&damaged).unwrap()).unwrap();
+    let repaired = attack(&with_state("model a"));
+    assert_eq!(repaired.resumed_batches, batches - 1);
+    assert_eq!(counts(&repaired), counts(&plain));
+
+    // Another model's state, and an unreadable file: every batch is attacked again.
+    std::fs::write(&path, serde_json::to_vec(&saved).unwrap()).unwrap();
+    let other = attack(&with_state("model b"));
+    assert_eq!(other.resumed_batches, 0);
+    assert_eq!(counts(&other), counts(&plain));
+    std::fs::write(&path, b"{\"fingerprint\": \"trunc").unwrap();
+    let unreadable = attack(&with_state("model b"));
+    assert_eq!(unreadable.resumed_batches, 0);
+    assert_eq!(counts(&unreadable), counts(&plain));
 }

@@ -100,6 +100,7 @@ fn quick_preset_is_at_least_as_strong_as_pgd40_and_the_cascade_beats_each_attack
         batch_size: 200,
         progress: false,
         examples: 0,
+        state: None,
     };
     let pgd = attack_dataset(&model, &test, &pgd, &run_opts, &device).unwrap();
     let dir = tempfile::tempdir().unwrap();
