@@ -297,6 +297,14 @@ pub fn attack_dataset(
         ));
     }
     bar.finish_and_clear();
+    if let (Some(state), true) = (&opts.state, resumed_batches > 0) {
+        tracing::info!(
+            "{} of {} batches resumed from {}",
+            resumed_batches,
+            tallies.len(),
+            state.path.display()
+        );
+    }
     // Summed batch by batch, so that a resumed run adds exactly what an uninterrupted one does.
     let count = |f: fn(&BatchTally) -> usize| tallies.iter().map(f).sum::<usize>();
     let (clean_ok, adv_ok, robust_ok, fooled) = (
