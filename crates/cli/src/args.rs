@@ -394,9 +394,14 @@ pub struct AttackArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
     /// Output directory for summary.json and examples.png (default:
-    /// runs/attacks/<model>-<attack>-<norm>-<eps>).
+    /// runs/attacks/<model>-<attack>-<norm>-<eps>). While the attack runs it also holds
+    /// attack-state.json, the finished batches.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Continue an attack that was killed: the batches it finished (attack-state.json in the
+    /// output directory) are not attacked again.
+    #[arg(long)]
+    pub resume: bool,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,

@@ -4,19 +4,20 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{
-    ApgdConfig, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig, Evaluator,
-    FgsmConfig, LossKind, MiFgsmConfig, Norm, PgdConfig, Preset, SquareConfig, Targeting,
-    ThreatModel,
+    ApgdConfig, Attack, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig,
+    Evaluator, FgsmConfig, LossKind, MiFgsmConfig, Norm, PgdConfig, Preset, SquareConfig,
+    Targeting, ThreatModel,
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
 use bulwark_models::{Model, models, torch};
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, AwpSpec, BackendKind, BenchPlan, DeviceSet, EvalContext,
-    JobOptions, Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions, Schedule,
-    SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset, check_input_shape,
-    dataset_dir, evaluate, evaluate_robustness, load_dataset_split, run_job, run_sweep,
-    save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs, write_robust_report,
+    AttackContext, AttackRunOptions, AttackState, AwpSpec, BackendKind, BenchPlan, DeviceSet,
+    EvalContext, JobOptions, Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions,
+    Schedule, SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset,
+    check_input_shape, dataset_dir, evaluate, evaluate_robustness, load_dataset_split, run_job,
+    run_sweep, save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs,
+    write_robust_report,
 };
 use burn::module::Module;
 use burn::tensor::Device;
@@ -790,11 +791,33 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
     })
 }
 
+/// The file in an attack's output directory that holds its finished batches until it completes.
+const ATTACK_STATE: &str = "attack-state.json";
+
 fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     let device: Device = backend.device()?;
     let config = attack_config(&a)?;
     // Settings are checked before weights and data are touched.
-    config.init()?;
+    let checked = config.init()?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let eps = checked
+            .threat()
+            .map_or("min".to_string(), |t| format!("{}", t.eps));
+        PathBuf::from("runs/attacks").join(format!(
+            "{}-{}-{}-{eps}",
+            a.model,
+            checked.name(),
+            checked.norm()
+        ))
+    });
+    let state_path = out.join(ATTACK_STATE);
+    if state_path.exists() && !a.resume {
+        bail!(
+            "{}: an interrupted attack is saved there; pass --resume to continue it, or choose \
+             another --out",
+            state_path.display()
+        );
+    }
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
     let dir = dataset_dir(&a.dataset, &fetch_options(a.data_dir.clone()))?;
     let mut test = load_dataset_split(&a.dataset, &dir, Split::Test)?;
@@ -802,11 +825,20 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n as usize);
     }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let opts = AttackRunOptions {
         batch_size: a.batch_size as usize,
         progress: !a.no_progress,
         examples: 8,
-        state: None,
+        state: Some(AttackState {
+            path: state_path.clone(),
+            identity: format!(
+                "{}|{}|{}|{backend}",
+                a.model,
+                file_hash(&a.weights)?,
+                a.dataset
+            ),
+        }),
     };
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
     let threat = match summary.eps {
@@ -826,11 +858,6 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         summary.seconds,
         summary.images_per_second
     );
-    let out = a.out.clone().unwrap_or_else(|| {
-        let eps = summary.eps.map_or("min".to_string(), |e| format!("{e}"));
-        let norm = summary.norm.to_string();
-        PathBuf::from("runs/attacks").join(format!("{}-{}-{norm}-{eps}", a.model, summary.attack))
-    });
     let context = AttackContext {
         model: a.model.clone(),
         weights: a.weights.clone(),
@@ -839,6 +866,19 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
     };
     let (json, png) = write_attack_outputs(&out, &context, &summary)?;
+    // The attack is complete and its summary saved: a later run starts afresh.
+    match std::fs::remove_file(&state_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", state_path.display()));
+        }
+        _ => {}
+    }
+    if summary.resumed_batches > 0 {
+        println!(
+            "resumed: {} finished batch(es) from {ATTACK_STATE}",
+            summary.resumed_batches
+        );
+    }
     println!("summary: {}", json.display());
     if !summary.examples.is_empty() {
         println!("examples: {}", png.display());

@@ -389,7 +389,7 @@ fn train_resume_eval_and_export_agree() {
 
     // attack: PGD breaks the model; the summary and the example grid are written.
     let attack_out = tmp.path().join("attack");
-    let out = ok(&[
+    let attack_args = [
         "attack",
         "--model",
         "small-cnn",
@@ -408,9 +408,31 @@ fn train_resume_eval_and_export_agree() {
         "--no-progress",
         "--out",
         attack_out.to_str().unwrap(),
-    ]);
+    ];
+    let out = ok(&attack_args);
     assert!(out.contains("robust"), "{out}");
     let summary = read_json(&attack_out.join("summary.json"));
+    // A finished attack leaves no state behind; one that was killed does, and a rerun into its
+    // directory must say --resume. A state file that is not of this attack is ignored on resume
+    // (crates/trainer/tests/attacks.rs checks the resumed batches themselves), and the summary
+    // comes out the same.
+    let state = attack_out.join("attack-state.json");
+    assert!(!state.exists());
+    std::fs::write(&state, b"{\"fingerprint\": \"0\", \"batches\": []}").unwrap();
+    let e = fails(&attack_args);
+    assert!(
+        e.contains("interrupted attack") && e.contains("--resume"),
+        "{e}"
+    );
+    let resume: Vec<&str> = attack_args.iter().copied().chain(["--resume"]).collect();
+    ok(&resume);
+    assert!(!state.exists());
+    let again = read_json(&attack_out.join("summary.json"));
+    assert_eq!(
+        again["adversarial_accuracy"],
+        summary["adversarial_accuracy"]
+    );
+    assert_eq!(again["resumed_batches"], 0);
     assert_eq!(summary["n"], 200);
     assert_eq!(summary["config"]["options"]["early_stop"], true);
     assert!(
