@@ -567,6 +567,20 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
 }
 
 /// FNV-1a of a file's bytes (identifies the weights a saved evaluation belongs to).
+/// What a saved evaluation or attack of `model` with these weights depends on besides its own
+/// configuration and the data: the key `eval --resume` and `attack --resume` check.
+fn run_identity(
+    model: &str,
+    weights: &Path,
+    dataset: &str,
+    backend: BackendKind,
+) -> Result<String> {
+    Ok(format!(
+        "{model}|{}|{dataset}|{backend}",
+        file_hash(weights)?
+    ))
+}
+
 fn file_hash(path: &Path) -> Result<String> {
     let file = if path.is_dir() {
         [
@@ -633,12 +647,7 @@ fn robust_eval(
     let opts = RobustEvalOptions {
         progress: !a.no_progress,
         resume: a.resume,
-        identity: format!(
-            "{}|{}|{}|{backend}",
-            a.model,
-            file_hash(&a.weights)?,
-            a.dataset
-        ),
+        identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
         examples: 8,
     };
     let report = evaluate_robustness(model, test, &config, &opts, &out, device)?;
@@ -832,12 +841,7 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         examples: 8,
         state: Some(AttackState {
             path: state_path.clone(),
-            identity: format!(
-                "{}|{}|{}|{backend}",
-                a.model,
-                file_hash(&a.weights)?,
-                a.dataset
-            ),
+            identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
         }),
     };
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
