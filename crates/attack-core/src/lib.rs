@@ -51,7 +51,9 @@ pub use classifier::Classifier;
 pub use cw::{CwL2, CwL2Config};
 pub use deepfool::{DeepFool, DeepFoolConfig};
 pub use error::AttackError;
-pub use evaluator::{BatchOutcome, Break, Evaluator, Preset, Progress, Stage, StageRecord};
+pub use evaluator::{
+    BatchOutcome, Break, Evaluator, Preset, Progress, Stage, StageRecord, within_threat,
+};
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};

@@ -248,6 +248,74 @@ pub fn large_eps(norm: Norm, bounds: Bounds, n: usize) -> f64 {
     }
 }
 
+/// The largest distance between two inputs of `n` values in the box, in `norm`: a ball of this
+/// radius around any valid input holds every valid input.
+pub fn box_diameter(norm: Norm, bounds: Bounds, n: usize) -> f64 {
+    2.0 * large_eps(norm, bounds, n)
+}
+
+/// `eps-covers-box`: raised when a threat model's radius `eps` reaches the diameter of the box of
+/// `n` values, where the ball around every input holds every valid input: the attack may then
+/// return any image at all, and a robust accuracy at that radius measures nothing about
+/// robustness (an eps typed in the wrong units, 8 for 8/255, is the usual cause).
+///
+/// ```
+/// use bulwark_attack_core::{Bounds, Norm, sanity::eps_box_flag};
+/// assert!(eps_box_flag(Norm::Linf, 1e9, Bounds::new(), 784).raised());
+/// assert!(!eps_box_flag(Norm::Linf, 0.3, Bounds::new(), 784).raised());
+/// assert!(!eps_box_flag(Norm::L2, 2.0, Bounds::new(), 784).raised()); // diameter 28
+/// ```
+pub fn eps_box_flag(norm: Norm, eps: f64, bounds: Bounds, n: usize) -> SanityFlag {
+    let diameter = box_diameter(norm, bounds, n);
+    SanityFlag::new(
+        "eps-covers-box",
+        eps >= diameter,
+        format!(
+            "eps {eps} against the box's {norm} diameter {diameter} ({n} values in [{}, {}]){}",
+            bounds.lo,
+            bounds.hi,
+            if eps >= diameter {
+                ": the ball around each input holds every valid input, so the result says \
+                 nothing about robustness (eps in the wrong units, e.g. 8 for 8/255?)"
+            } else {
+                ""
+            }
+        ),
+    )
+}
+
+/// `cascade-above-simpler-attack`: the cascade left `cascade_robust` of `n` points robust, while
+/// `other`, a simpler attack run on the same points, left `other_robust`; `only_other` points were
+/// broken by `other` and not by the cascade. Raised when the cascade ends above the simpler
+/// attack: a stronger evaluation that reports a higher robust accuracy missed what a weaker one
+/// found (too few restarts or iterations, a model that defeats one loss, a broken gradient). The
+/// headline robust accuracy is the per-sample worst case over both either way.
+///
+/// ```
+/// use bulwark_attack_core::sanity::cascade_vs_attack_flag;
+/// assert!(cascade_vs_attack_flag("PGD-50 x10", 9169, 9118, 60, 10_000).raised());
+/// assert!(!cascade_vs_attack_flag("PGD-50 x10", 8564, 8851, 2, 10_000).raised());
+/// ```
+pub fn cascade_vs_attack_flag(
+    other: &str,
+    cascade_robust: usize,
+    other_robust: usize,
+    only_other: usize,
+    n: usize,
+) -> SanityFlag {
+    let pct = |k: usize| 100.0 * k as f64 / n.max(1) as f64;
+    SanityFlag::new(
+        "cascade-above-simpler-attack",
+        cascade_robust > other_robust,
+        format!(
+            "cascade {:.2} % vs {other} {:.2} % on the same {n} points; {only_other} point(s) \
+             broken only by {other} (both count in the headline)",
+            pct(cascade_robust),
+            pct(other_robust)
+        ),
+    )
+}
+
 /// `large-eps-not-broken`: `robust` of `probed` points survived at radius `eps`.
 pub fn large_eps_flag(eps: f64, robust: usize, probed: usize) -> SanityFlag {
     if probed == 0 {

@@ -186,8 +186,8 @@ pub struct TrainArgs {
     /// Stop when the validation metric has not improved for this many epochs.
     #[arg(long)]
     pub patience: Option<usize>,
-    /// Run name: the run directory is <runs-dir>/<name>.
-    #[arg(long)]
+    /// Run name: the run directory is <runs-dir>/<name> (a plain name: no path separators).
+    #[arg(long, conflicts_with = "run_dir")]
     pub name: Option<String>,
     /// Parent directory of runs.
     #[arg(long, default_value = "runs")]
@@ -283,11 +283,13 @@ pub struct EvalArgs {
     /// Directory that already holds the dataset files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Also write the result as JSON to this file.
-    #[arg(long)]
+    /// Also write the result as JSON to this file (clean evaluation; a robust evaluation writes
+    /// report.json into --out).
+    #[arg(long, conflicts_with = "eps")]
     pub json: Option<PathBuf>,
-    /// Write the predicted class of every evaluated image to this file, one per line.
-    #[arg(long)]
+    /// Write the predicted class of every evaluated image to this file, one per line (clean
+    /// evaluation).
+    #[arg(long, conflicts_with = "eps")]
     pub predictions: Option<PathBuf>,
     /// Evaluate robust accuracy at this radius (without it: clean accuracy only).
     #[arg(long, allow_hyphen_values = true)]
@@ -301,7 +303,7 @@ pub struct EvalArgs {
     pub preset: String,
     /// A custom attack list instead of the preset: comma-separated names from the standard list
     /// (apgd-ce, apgd-t, apgd-mt, square).
-    #[arg(long, requires = "eps")]
+    #[arg(long, requires = "eps", conflicts_with = "preset")]
     pub attacks: Option<String>,
     /// Further radii for the robust-accuracy-against-eps curve, comma-separated.
     #[arg(
@@ -324,7 +326,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the robust evaluation saved in the output directory.
-    #[arg(long)]
+    #[arg(long, requires = "eps")]
     pub resume: bool,
     /// No progress bars.
     #[arg(long)]
@@ -400,8 +402,12 @@ pub struct AttackArgs {
     pub out: Option<PathBuf>,
     /// Continue an attack that was killed: the batches it finished (attack-state.json in the
     /// output directory) are not attacked again.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace a finished attack's results in the output directory (without it, a directory
+    /// holding summary.json is refused).
+    #[arg(long)]
+    pub overwrite: bool,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -464,7 +470,8 @@ Examples:
         /// Directory that already holds the files.
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// Skip the download step (registries and local sources only).
+        /// Use only what is on this machine: the data directory and the cache (no download, no
+        /// package manager).
         #[arg(long)]
         offline: bool,
     },

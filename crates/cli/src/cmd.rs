@@ -4,28 +4,28 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{
-    ApgdConfig, Attack, AttackConfig, AttackOptions, BimConfig, CwL2Config, DeepFoolConfig,
+    ApgdConfig, Attack, AttackConfig, AttackOptions, BimConfig, Bounds, CwL2Config, DeepFoolConfig,
     Evaluator, FgsmConfig, LossKind, MiFgsmConfig, Norm, PgdConfig, Preset, SquareConfig,
     Targeting, ThreatModel,
 };
 use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
-use bulwark_models::{Model, models, torch};
+use bulwark_models::{Model, bpk, models, torch};
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
     AttackContext, AttackRunOptions, AttackState, AwpSpec, BackendKind, BenchPlan, DeviceSet,
     EvalContext, JobOptions, Method, Mixing, OptimizerKind, RobustEvalConfig, RobustEvalOptions,
-    Schedule, SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset,
+    RunLock, Schedule, SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset,
     check_input_shape, dataset_dir, evaluate, evaluate_robustness, load_dataset_split, run_job,
     run_sweep, save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs,
     write_robust_report,
 };
-use burn::module::Module;
 use burn::tensor::Device;
 
 use crate::args::{
     AttackArgs, BenchCommand, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand,
     SweepArgs, TrainArgs,
 };
+use crate::guard::{self, ATTACK_OUTPUTS, EVAL_OUTPUTS, Inputs};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -84,6 +84,52 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// What `bulwark train` writes into its run directory besides `config.toml` (checked apart).
+const TRAIN_OUTPUTS: &[&str] = &[
+    "metrics.jsonl",
+    "report.md",
+    "report.json",
+    "accuracy.svg",
+    "loss.svg",
+    "model.safetensors",
+    "model.bpk",
+    "best.bpk",
+    "final-pgd-state.json",
+    "checkpoint",
+    "checkpoint.old",
+    "checkpoint.tmp",
+    "eval",
+    "run.lock",
+];
+
+/// What `bulwark sweep` writes into its directory (plus one run directory per strength).
+const SWEEP_OUTPUTS: &[&str] = &["sweep.json", "sweep.md", "sweep.svg", "run.lock"];
+
+/// A run name as `--name` gives it: one plain path component, so that the run directory stays
+/// inside `--runs-dir` (`../x`, `a/b`, `/abs` and the empty name are refused).
+fn run_name(name: &str) -> Result<&str> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control);
+    if !plain {
+        bail!(
+            "--name {name:?} is not a plain run name: it must be non-empty, not `.` or `..`, and \
+             hold no `/`, `\\` or control characters (use --run-dir for a directory elsewhere)"
+        );
+    }
+    Ok(name)
+}
+
+/// Warns when `eps` reaches the diameter of the input box (see `sanity::eps_box_flag`).
+fn warn_eps_box(norm: Norm, eps: f64, n_values: usize, flag: &str) {
+    let check = bulwark_attack_core::sanity::eps_box_flag(norm, eps, Bounds::new(), n_values);
+    if check.raised() {
+        tracing::warn!("{flag}: {}", check.evidence);
+    }
+}
+
 fn fetch_options(data_dir: Option<PathBuf>) -> FetchOptions {
     let mut opts = FetchOptions::from_env();
     if data_dir.is_some() {
@@ -96,12 +142,24 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let devices = DeviceSet::single(backend)?;
     let run_dir;
     let cfg = if a.resume {
-        run_dir = a
-            .run_dir
-            .clone()
-            .or_else(|| a.name.as_ref().map(|n| a.runs_dir.join(n)))
-            .context("--resume needs --run-dir (or --name) of the run to continue")?;
+        run_dir = match (&a.run_dir, &a.name) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(name)) => a.runs_dir.join(run_name(name)?),
+            (None, None) => bail!("--resume needs --run-dir (or --name) of the run to continue"),
+        };
         let path = run_dir.join("config.toml");
+        if !path.is_file() {
+            // A run that has just started writes its config.toml once its data is loaded: a
+            // live process says so, rather than a missing file.
+            if run_dir.is_dir() {
+                drop(RunLock::acquire(&run_dir)?);
+            }
+            bail!(
+                "nothing to resume in {}: it holds no config.toml, so no run was started there; \
+                 start one without --resume",
+                run_dir.display()
+            );
+        }
         let overrides = [
             a.config.is_some(),
             a.model.is_some(),
@@ -223,15 +281,29 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             cfg.patience = a.patience;
         }
         cfg.validate()?;
-        run_dir = a.run_dir.clone().unwrap_or_else(|| {
-            let name = a
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("{}-{}", cfg.model, cfg.dataset));
-            a.runs_dir.join(name)
-        });
+        run_dir = match (&a.run_dir, &a.name) {
+            (Some(dir), _) => dir.clone(),
+            (None, Some(name)) => a.runs_dir.join(run_name(name)?),
+            (None, None) => a.runs_dir.join(format!("{}-{}", cfg.model, cfg.dataset)),
+        };
         cfg
     };
+    // Nothing the run writes may replace the configuration file it was given.
+    if let Some(config) = &a.config {
+        let mut inputs = Inputs::new();
+        inputs.file("the configuration file", config);
+        let config_out = run_dir.join("config.toml");
+        // The run's config.toml is left alone when it already says exactly this (see run_job).
+        let unchanged = std::fs::read_to_string(&config_out).ok() == Some(cfg.to_toml());
+        if !unchanged {
+            inputs.refuse(&config_out, "the run's config.toml")?;
+        }
+        inputs.refuse_in(&run_dir, TRAIN_OUTPUTS, "--run-dir")?;
+    }
+    if let Some(eps) = cfg.method.eps() {
+        let info = bulwark_models::model_info(&cfg.model)?;
+        warn_eps_box(cfg.norm, eps, info.input_shape.iter().product(), "--eps");
+    }
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let outcome = run_job(
         &cfg,
@@ -293,14 +365,21 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         "test cross-entropy",
         format!("{:.4}", test.loss)
     );
+    if let Some(e) = &outcome.robust_eval {
+        println!(
+            "| {:<28} | {:>22} |",
+            "robust acc, worst case",
+            format!("{:.2} % at eps {}", 100.0 * e.robust_acc, e.eps)
+        );
+    }
     if let Some(a) = &outcome.robust_test {
-        let restarts = match &a.config {
+        let name = match &a.config {
             AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
             _ => a.attack.clone(),
         };
         println!(
             "| {:<28} | {:>22} |",
-            format!("robust acc, {restarts}"),
+            format!("robust acc, {name}"),
             format!(
                 "{:.2} % at eps {}",
                 100.0 * a.robust_accuracy,
@@ -312,8 +391,15 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         println!(
             "| {:<28} | {:>22} |",
             format!("robust acc, {} cascade", e.preset),
-            format!("{:.2} % at eps {}", 100.0 * e.robust_acc, e.eps)
+            format!("{:.2} % at eps {}", 100.0 * e.cascade_robust_acc, e.eps)
         );
+        if e.probe_broken > 0 {
+            println!(
+                "| {:<28} | {:>22} |",
+                "Square probe broke",
+                format!("{} more point(s)", e.probe_broken)
+            );
+        }
         for p in e.sweep.iter().filter(|p| p.eps != e.eps) {
             println!(
                 "| {:<28} | {:>22} |",
@@ -403,6 +489,11 @@ fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
             reg.name()
         ))
     });
+    if let Some(config) = &a.config {
+        let mut inputs = Inputs::new();
+        inputs.file("the configuration file", config);
+        inputs.refuse_in(&out, SWEEP_OUTPUTS, "--out")?;
+    }
     let mut job = JobOptions::new(out.clone());
     job.progress = !a.no_progress;
     job.fetch = fetch_options(a.data_dir);
@@ -519,12 +610,7 @@ fn load_weights(model: Model, path: &Path) -> Result<Model> {
     }
     match path.extension().and_then(|e| e.to_str()) {
         Some("safetensors") => Ok(torch::load_safetensors(model, path)?),
-        Some("bpk") => {
-            let name = model.name();
-            model.try_load_file(path).map_err(|e| {
-                anyhow::anyhow!("{}: does not load into model `{name}`: {e}", path.display())
-            })
-        }
+        Some("bpk") => Ok(bpk::load_bpk(model, path)?),
         _ => bail!(
             "{}: unknown weights format; expected a .safetensors (PyTorch layout) or .bpk (burn) file",
             path.display()
@@ -544,8 +630,25 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n as usize);
     }
+    // Every output is checked against every input before the evaluation runs.
+    let mut inputs = Inputs::new();
+    inputs.weights(&a.weights).data_dir(&dir);
+    if let Some(d) = &a.data_dir {
+        inputs.data_dir(d);
+    }
     if let Some(config) = robust {
-        return robust_eval(&a, config, &model, &test, backend, &device);
+        let out = robust_out_dir(&a, &config);
+        inputs.refuse_in(&out, &EVAL_OUTPUTS, "--out")?;
+        return robust_eval(&a, config, &out, &model, &test, backend, &device);
+    }
+    if let Some(path) = &a.predictions {
+        inputs.refuse(path, "--predictions")?;
+    }
+    if let Some(path) = &a.json {
+        inputs.refuse(path, "--json")?;
+    }
+    if let (Some(p), Some(j)) = (&a.predictions, &a.json) {
+        guard::distinct((p, "--predictions"), (j, "--json"))?;
     }
     let r = evaluate(&model, &test, a.batch_size as usize, &device);
     println!(
@@ -629,26 +732,34 @@ fn robust_config(a: &EvalArgs) -> Result<Option<RobustEvalConfig>> {
     Ok(Some(config))
 }
 
+/// `--out`, or `runs/eval/<model>-<preset>-<norm>-<eps>`.
+fn robust_out_dir(a: &EvalArgs, config: &RobustEvalConfig) -> PathBuf {
+    a.out.clone().unwrap_or_else(|| {
+        let name = config
+            .preset
+            .map_or("custom".to_string(), |p| p.to_string());
+        PathBuf::from("runs/eval")
+            .join(format!("{}-{name}-{}-{}", a.model, config.norm, config.eps))
+    })
+}
+
 fn robust_eval(
     a: &EvalArgs,
     config: RobustEvalConfig,
+    out: &Path,
     model: &Model,
     test: &bulwark_data::ImageDataset,
     backend: BackendKind,
     device: &Device,
 ) -> Result<()> {
-    let (eps, norm) = (config.eps, config.norm);
-    let out = a.out.clone().unwrap_or_else(|| {
-        let name = config
-            .preset
-            .map_or("custom".to_string(), |p| p.to_string());
-        PathBuf::from("runs/eval").join(format!("{}-{name}-{norm}-{eps}", a.model))
-    });
+    let eps = config.eps;
+    let out = out.to_path_buf();
     let opts = RobustEvalOptions {
         progress: !a.no_progress,
         resume: a.resume,
         identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
         examples: 8,
+        others: Vec::new(),
     };
     let report = evaluate_robustness(model, test, &config, &opts, &out, device)?;
     println!(
@@ -668,6 +779,15 @@ fn robust_eval(
             "  after {:<8} {:.2} %",
             stage.name,
             100.0 * stage.robust_acc_after
+        );
+    }
+    if report.probe_broken > 0 {
+        println!(
+            "  the sanity checks' Square probe broke {} more point(s): robust {:.2} % is the \
+             per-sample worst case over both (cascade alone {:.2} %)",
+            report.probe_broken,
+            100.0 * report.robust_acc,
+            100.0 * report.cascade_robust_acc
         );
     }
     if report.sweep.len() > 1 {
@@ -820,11 +940,25 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         ))
     });
     let state_path = out.join(ATTACK_STATE);
-    if state_path.exists() && !a.resume {
+    if state_path.exists() && !a.resume && !a.overwrite {
         bail!(
             "{}: an interrupted attack is saved there; pass --resume to continue it, or choose \
              another --out",
             state_path.display()
+        );
+    }
+    let summary_path = out.join("summary.json");
+    if summary_path.is_file() && !a.overwrite {
+        bail!(
+            "{} holds a finished attack ({}); choose another --out, or pass --overwrite to \
+             replace it{}",
+            out.display(),
+            summary_path.display(),
+            if a.resume {
+                " (there is nothing left to resume)"
+            } else {
+                ""
+            }
         );
     }
     let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
@@ -834,7 +968,32 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     if let Some(n) = a.limit {
         test = test.take(n as usize);
     }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mut inputs = Inputs::new();
+    inputs.weights(&a.weights).data_dir(&dir);
+    if let Some(d) = &a.data_dir {
+        inputs.data_dir(d);
+    }
+    if let Some(c) = &a.config {
+        inputs.file("the attack configuration", c);
+    }
+    inputs.refuse_in(&out, &ATTACK_OUTPUTS, "--out")?;
+    if let Some(t) = checked.threat() {
+        warn_eps_box(t.norm, t.eps, test.image_size(), "--eps");
+    }
+    // One attack per output directory at a time: two would mix their saved batches.
+    let _lock = RunLock::acquire(&out)?;
+    if a.overwrite {
+        // The finished results go first, so that a killed rerun cannot leave them beside a state
+        // of the new attack; a leftover state of another attack must not be resumed either.
+        for f in [&summary_path, &state_path, &out.join("examples.png")] {
+            match std::fs::remove_file(f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", f.display()));
+                }
+                _ => {}
+            }
+        }
+    }
     let opts = AttackRunOptions {
         batch_size: a.batch_size as usize,
         progress: !a.no_progress,
@@ -895,6 +1054,9 @@ fn bench(plan: &BenchPlan, data_dir: Option<PathBuf>, json: Option<PathBuf>) -> 
     let dir = data_dir.unwrap_or_else(|| PathBuf::from("crates/data/tests/fixtures/mnist"));
     let images = load_split(DatasetKind::Mnist, Split::Test, &dir)
         .with_context(|| format!("benchmark images from {}", dir.display()))?;
+    if let Some(path) = &json {
+        Inputs::new().data_dir(&dir).refuse(path, "--json")?;
+    }
     println!(
         "{:<8} {:<10} {:<12} {:>12} {:>24} {:>8} {:>12} {:>9}",
         "backend",
@@ -934,7 +1096,9 @@ fn bench(plan: &BenchPlan, data_dir: Option<PathBuf>, json: Option<PathBuf>) -> 
 fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool) -> Result<()> {
     let mut opts = fetch_options(data_dir);
     if offline {
+        // The package registries are reached over the network too.
         opts.use_network = false;
+        opts.use_registries = false;
     }
     if dataset == "cifar10" || dataset == "cifar-10" {
         let dir = bulwark_data::cifar::fetch_cifar10(&opts)?;
@@ -982,13 +1146,17 @@ fn export(a: ExportArgs, backend: BackendKind) -> Result<()> {
             a.to.display()
         );
     }
+    if let Some(from) = &a.from {
+        Inputs::new().weights(from).refuse(&a.to, "--to")?;
+    }
     let model = match (&a.from, a.init_seed) {
         (Some(from), _) => load_weights(Model::init(&a.model, &device)?, from)?,
         (None, Some(seed)) => Model::init_seeded(&a.model, &device, seed)?,
         (None, None) => bail!("give --from or --init-seed"),
     };
     if out_ext == Some("bpk") {
-        save_bpk_atomic(&model, &a.to)?;
+        // Parameter ids numbered in order: the same weights always give the same bytes.
+        save_bpk_atomic(&bpk::with_ordinal_ids(model), &a.to)?;
     } else {
         torch::save_safetensors(&model, &a.to)?;
     }

@@ -5,6 +5,7 @@
 
 mod args;
 mod cmd;
+mod guard;
 
 use std::process::ExitCode;
 
@@ -21,10 +22,25 @@ fn main() -> ExitCode {
     match cmd::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", message(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `outer: inner: ...`, each cause once: many errors
+/// already show their cause in their own message (`path: No such file or directory`), and
+/// printing the chain as is then repeated it.
+fn message(err: &anyhow::Error) -> String {
+    let mut text = err.to_string();
+    for cause in err.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
 }
 
 fn init_logging(verbose: bool) {

@@ -19,6 +19,9 @@ pub struct ExpectedFile {
     pub name: String,
     /// Lowercase hex SHA-256 of the uncompressed content.
     pub sha256: String,
+    /// How many images or labels the file holds, when known (the official files): lets a
+    /// checksum mismatch say that a file is short or long ([`crate::diagnose`]).
+    pub items: Option<usize>,
 }
 
 /// The set of files a fetch must produce, with their digests.
@@ -77,7 +80,15 @@ impl ExpectedFiles {
             DatasetKind::Mnist => &MNIST_SHA256,
             DatasetKind::FashionMnist => &FASHION_MNIST_SHA256,
         };
-        Self::new(table)
+        let mut files = Self::new(table);
+        for f in &mut files.files {
+            f.items = Some(if f.name.starts_with("train") {
+                60_000
+            } else {
+                10_000
+            });
+        }
+        files
     }
 
     /// A table from `(canonical name, sha256 hex)` pairs.
@@ -88,6 +99,7 @@ impl ExpectedFiles {
                 .map(|(name, sha)| ExpectedFile {
                     name: name.to_string(),
                     sha256: sha.to_ascii_lowercase(),
+                    items: None,
                 })
                 .collect(),
         }

@@ -52,7 +52,7 @@ pub enum DataError {
 
     /// A file's SHA-256 (of its decompressed bytes) is not the expected one.
     #[error(
-        "{}: SHA-256 checksum mismatch (of the decompressed bytes): expected {expected}, found {actual}; the file is corrupt, truncated or not the expected dataset file",
+        "{}: {problem} (SHA-256 of the decompressed bytes {actual}, expected {expected})",
         path.display()
     )]
     Checksum {
@@ -62,6 +62,9 @@ pub enum DataError {
         expected: String,
         /// The digest that was computed.
         actual: String,
+        /// What is wrong with the file, as far as its structure tells (empty, not IDX, wrong
+        /// dimensions or count, ...; see [`crate::diagnose`]).
+        problem: String,
     },
 
     /// Files that should be in a directory are not there.

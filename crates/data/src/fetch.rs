@@ -17,8 +17,8 @@ use tracing::{info, warn};
 
 use crate::checksums::{ExpectedFile, ExpectedFiles, HashingWriter, sha256_file};
 use crate::error::{DataError, Result};
-use crate::idx::GZIP_MAGIC;
-use crate::mnist::{DatasetKind, locate};
+use crate::idx::{GZIP_MAGIC, read_maybe_gz};
+use crate::mnist::{DatasetKind, diagnose, locate};
 use crate::registry::{self, Tools};
 
 /// Default connect and read timeout for downloads.
@@ -289,10 +289,15 @@ fn use_data_dir(
         for (f, p) in expected.files.iter().zip(paths) {
             let actual = sha256_file(p)?;
             if actual != f.sha256 {
+                let problem = match read_maybe_gz(p) {
+                    Ok(bytes) => diagnose(f, &bytes),
+                    Err(e) => e.to_string(),
+                };
                 return Err(DataError::Checksum {
                     path: p.clone(),
                     expected: f.sha256.clone(),
                     actual,
+                    problem,
                 });
             }
         }
@@ -545,11 +550,17 @@ pub(crate) fn install_verified(
     let actual = out.hex_digest();
     drop(out);
     if actual != file.sha256 {
-        // `tmp` is deleted when dropped here.
+        // What the decompressed content looks like says what is wrong with it; `tmp` (at most
+        // MAX_FILE_BYTES) is deleted when dropped here.
+        let problem = match std::fs::read(tmp.path()) {
+            Ok(bytes) => diagnose(file, &bytes),
+            Err(e) => format!("the file could not be read back to diagnose it: {e}"),
+        };
         return Err(DataError::Checksum {
             path: PathBuf::from(label),
             expected: file.sha256.clone(),
             actual,
+            problem,
         });
     }
     tmp.as_file()
@@ -612,6 +623,7 @@ mod tests {
         let good = ExpectedFile {
             name: "f".into(),
             sha256: crate::checksums::sha256_hex(&content),
+            items: None,
         };
         let p = install_verified(&content[..], "mem", &good, dir.path()).unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), content);
@@ -627,6 +639,7 @@ mod tests {
         let bad = ExpectedFile {
             name: "f".into(),
             sha256: "0".repeat(64),
+            items: None,
         };
         let e = install_verified(&content[..], "mem", &bad, dir.path()).unwrap_err();
         assert!(matches!(e, DataError::Checksum { .. }), "{e}");

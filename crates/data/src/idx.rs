@@ -74,15 +74,31 @@ pub fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// Decompresses a whole gzip buffer (all members), attributing errors to `path`.
+/// The most bytes a gzip file is allowed to decompress to: the largest real dataset file is 47 MB,
+/// and a small corrupt or hostile file (a "decompression bomb") must not fill the memory.
+pub const MAX_DECOMPRESSED_BYTES: u64 = 256 << 20;
+
+/// Decompresses a whole gzip buffer (all members), attributing errors to `path`; fails beyond
+/// [`MAX_DECOMPRESSED_BYTES`].
 pub(crate) fn gunzip(bytes: &[u8], path: &Path) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(bytes.len() * 4);
+    // Capacity for a typical ratio only: a bomb grows the buffer as it goes, up to the cap.
+    let mut out = Vec::with_capacity((bytes.len() * 4).min(MAX_DECOMPRESSED_BYTES as usize));
     MultiGzDecoder::new(bytes)
+        .take(MAX_DECOMPRESSED_BYTES + 1)
         .read_to_end(&mut out)
         .map_err(|source| DataError::Gzip {
             path: path.to_path_buf(),
             source,
         })?;
+    if out.len() as u64 > MAX_DECOMPRESSED_BYTES {
+        return Err(DataError::format(
+            path.display().to_string(),
+            format!(
+                "decompresses to more than {} MiB: not a dataset file",
+                MAX_DECOMPRESSED_BYTES >> 20
+            ),
+        ));
+    }
     Ok(out)
 }
 

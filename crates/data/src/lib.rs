@@ -46,7 +46,7 @@ pub use error::{DataError, Result};
 pub use fetch::{DEFAULT_TIMEOUT, FetchOptions, canonical_urls, fetch, fetch_with};
 pub use idx::IdxArray;
 pub use mnist::{
-    DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+    DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, diagnose,
     load_split,
 };
 pub use registry::{FASHION_MNIST_DEB, MNIST_PIP_REQUIREMENT, MNIST_PIP_SHA256};

@@ -37,6 +37,16 @@ pub enum ModelError {
         /// The first mismatching tensor and how it differs.
         reason: String,
     },
+    /// burn could not read a burnpack (`.bpk`) file, or it does not fit the model.
+    #[error("{path}: does not load into model `{model}`: {reason}")]
+    Burnpack {
+        /// The file.
+        path: PathBuf,
+        /// The model that was being loaded.
+        model: String,
+        /// burn's message.
+        reason: String,
+    },
     /// A weights file holds a value that cannot be a trained weight (NaN or infinity).
     #[error("{path}: tensor `{tensor}` holds non-finite values (NaN or infinity)")]
     NonFinite {

@@ -18,6 +18,7 @@
 //! tensor names of the equivalent PyTorch definitions written out in `docs/models.md`.
 //! [`forward_flops`] gives each model's analytic FLOP count per image (for throughput reports).
 
+pub mod bpk;
 mod error;
 mod flops;
 mod madry_cnn;

@@ -217,7 +217,40 @@ pub fn to_safetensors_bytes(model: &Model) -> Vec<u8> {
         ("bulwark_model".to_string(), model.name().to_string()),
     ]
     .into();
-    safetensors::serialize(views, &Some(metadata)).expect("serializing in-memory views")
+    let bytes =
+        safetensors::serialize(views, &Some(metadata)).expect("serializing in-memory views");
+    canonical_header(bytes)
+}
+
+/// The JSON header of a safetensors file written with its keys in sorted order.
+///
+/// `safetensors::serialize` writes the `__metadata__` map in `HashMap` order, which changes from
+/// run to run, so the same tensors gave different bytes. Tensors are located by their
+/// `data_offsets`, not by the order of the header's keys, so sorting them changes nothing a reader
+/// sees; the data section is kept byte for byte.
+fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Header {
+        #[serde(
+            rename = "__metadata__",
+            default,
+            skip_serializing_if = "Option::is_none"
+        )]
+        metadata: Option<BTreeMap<String, String>>,
+        #[serde(flatten)]
+        tensors: BTreeMap<String, serde_json::Value>,
+    }
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length prefix")) as usize;
+    let header: Header =
+        serde_json::from_slice(&bytes[8..8 + n]).expect("safetensors wrote a valid header");
+    let mut json = serde_json::to_vec(&header).expect("a header of strings and numbers");
+    // The data section starts 8-byte aligned, as safetensors pads it (with spaces).
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + json.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(json.len() as u64).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    out
 }
 
 /// Writes the model to `path` as PyTorch-layout safetensors, atomically (temporary file, then

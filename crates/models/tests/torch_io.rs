@@ -282,6 +282,34 @@ fn seeded_initialization_is_reproducible_and_seed_dependent() {
     assert!(a.iter().all(|t| t.data.iter().all(|v| v.is_finite())));
 }
 
+/// The same tensors give the same bytes: the header's metadata map used to be written in hash
+/// order, which differs between maps, so two exports of one model differed.
+#[test]
+fn export_is_byte_for_byte_reproducible() {
+    let dev = device();
+    let model = Model::init_seeded("small-cnn", &dev, 4).unwrap();
+    let first = torch::to_safetensors_bytes(&model);
+    for _ in 0..24 {
+        assert!(
+            torch::to_safetensors_bytes(&model) == first,
+            "two exports differ"
+        );
+    }
+    // Still a valid file with the metadata PyTorch tools read, aligned data and the same weights.
+    let n = u64::from_le_bytes(first[..8].try_into().unwrap()) as usize;
+    assert_eq!((8 + n) % 8, 0, "the data section starts 8-byte aligned");
+    let header: serde_json::Value = serde_json::from_slice(&first[8..8 + n]).unwrap();
+    assert_eq!(header["__metadata__"]["format"], "pt");
+    assert_eq!(header["__metadata__"]["bulwark_model"], "small-cnn");
+    let back = torch::from_safetensors_bytes(
+        Model::init("small-cnn", &dev).unwrap(),
+        &first,
+        Path::new("w"),
+    )
+    .unwrap();
+    assert_eq!(torch::state_dict(&back), torch::state_dict(&model));
+}
+
 #[test]
 fn parameter_counts_match_the_architectures() {
     let dev = device();

@@ -46,7 +46,7 @@ pub struct AttackState {
 }
 
 /// The counts of one finished batch, as saved in the state file.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct BatchTally {
     start: usize,
     len: usize,
@@ -57,6 +57,10 @@ struct BatchTally {
     max_perturbation: f64,
     sum_fooled_perturbation: f64,
     seconds: f64,
+    /// Per image of the batch: classified correctly both clean and adversarially. (A state file
+    /// written before this field existed has none, and its batches are attacked again.)
+    #[serde(default)]
+    robust_rows: Vec<bool>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -95,7 +99,10 @@ impl AttackState {
             fingerprint: fingerprint.to_string(),
             batches: batches.to_vec(),
         })
-        .map_err(|e| TrainError::Config(format!("cannot serialize the attack state: {e}")))?;
+        .map_err(|e| TrainError::Serialize {
+            what: "the attack state",
+            reason: e.to_string(),
+        })?;
         write_atomic(&self.path, &json)
     }
 }
@@ -150,6 +157,10 @@ pub struct AttackSummary {
     /// Batches taken from the state file instead of attacked ([`AttackRunOptions::state`]).
     #[serde(default)]
     pub resumed_batches: usize,
+    /// Per image, in order: classified correctly both clean and adversarially. What a per-sample
+    /// worst case over several attacks combines (not serialized; `robust_accuracy` is its mean).
+    #[serde(skip)]
+    pub robust_per_sample: Vec<bool>,
     /// Examples for the grid (not serialized).
     #[serde(skip)]
     pub examples: Vec<AttackExample>,
@@ -219,15 +230,17 @@ pub fn attack_dataset(
         .enumerate()
     {
         let (start, len) = (b * batch_size, indices.len());
-        if let Some(&t) = saved.get(b).filter(|t| (t.start, t.len) == (start, len)) {
+        if let Some(t) = saved.get(b).filter(|t| (t.start, t.len) == (start, len)) {
             // Counts that no batch of `len` images can give mean a damaged file: the clean-correct
             // images are the robust ones and the fooled ones; the adversarially correct ones are
-            // the robust ones and some clean errors.
+            // the robust ones and some clean errors; the per-image flags add up to the count.
             if t.robust_ok + t.fooled == t.clean_ok
                 && t.robust_ok <= t.adv_ok
                 && t.adv_ok + t.fooled <= len
+                && t.robust_rows.len() == len
+                && t.robust_rows.iter().filter(|&&r| r).count() == t.robust_ok
             {
-                tallies.push(t);
+                tallies.push(t.clone());
                 resumed_batches += 1;
                 bar.inc(len as u64);
                 continue;
@@ -237,6 +250,7 @@ pub fn attack_dataset(
         let mut t = BatchTally {
             start,
             len,
+            robust_rows: Vec::with_capacity(len),
             ..BatchTally::default()
         };
         let (x, y) = data.batch(&indices, &device);
@@ -257,6 +271,7 @@ pub fn attack_dataset(
             t.clean_ok += usize::from(ok_c);
             t.adv_ok += usize::from(ok_a);
             t.robust_ok += usize::from(ok_c && ok_a);
+            t.robust_rows.push(ok_c && ok_a);
             if ok_c && !ok_a {
                 t.fooled += 1;
                 t.sum_fooled_perturbation += d;
@@ -339,6 +354,10 @@ pub fn attack_dataset(
             0.0
         },
         resumed_batches,
+        robust_per_sample: tallies
+            .iter()
+            .flat_map(|t| t.robust_rows.iter().copied())
+            .collect(),
         examples,
     })
 }
@@ -401,7 +420,10 @@ pub fn write_attack_outputs(
         summary,
         grid_columns,
     })
-    .map_err(|e| TrainError::Config(format!("cannot serialize the summary: {e}")))?;
+    .map_err(|e| TrainError::Serialize {
+        what: "the attack summary",
+        reason: e.to_string(),
+    })?;
     write_atomic(&json_path, &json)?;
     let png_path = dir.join("examples.png");
     let rows = vec![

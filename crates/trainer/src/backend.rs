@@ -183,7 +183,10 @@ impl DeviceSet {
     /// Wraps an explicit, non-empty list of devices.
     pub fn new(devices: Vec<Device>) -> Result<Self, TrainError> {
         if devices.is_empty() {
-            return Err(TrainError::Config("the device list is empty".into()));
+            return Err(TrainError::Settings {
+                what: "device settings",
+                problem: "the device list is empty".into(),
+            });
         }
         Ok(Self { devices })
     }

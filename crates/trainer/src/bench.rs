@@ -97,10 +97,10 @@ impl Workload {
             .find(|w| w.name() == name)
             .ok_or_else(|| {
                 let known: Vec<&str> = Self::ALL.iter().map(|w| w.name()).collect();
-                TrainError::Config(format!(
-                    "unknown workload `{name}`; known: {}",
-                    known.join(", ")
-                ))
+                TrainError::Settings {
+                    what: "benchmark settings",
+                    problem: format!("unknown workload `{name}`; known: {}", known.join(", ")),
+                }
             })
     }
 
@@ -282,7 +282,10 @@ pub fn bench_throughput(
     mut report: impl FnMut(&BenchRow),
 ) -> Result<Vec<BenchRow>, TrainError> {
     if images.is_empty() {
-        return Err(TrainError::Config("no benchmark images".into()));
+        return Err(TrainError::Settings {
+            what: "benchmark settings",
+            problem: "no benchmark images".into(),
+        });
     }
     let indices: Vec<usize> = (0..plan.batch).map(|i| i % images.len()).collect();
     let mut rows = Vec::new();
@@ -297,10 +300,13 @@ pub fn bench_throughput(
             let model = Model::init_seeded(name, &device, 0)?;
             let shape = model.info().input_shape;
             if [images.channels, images.height, images.width] != shape {
-                return Err(TrainError::Config(format!(
-                    "benchmark images ({}x{}x{}) do not fit model `{name}` (input {shape:?})",
-                    images.channels, images.height, images.width
-                )));
+                return Err(TrainError::Settings {
+                    what: "benchmark settings",
+                    problem: format!(
+                        "benchmark images ({}x{}x{}) do not fit model `{name}` (input {shape:?})",
+                        images.channels, images.height, images.width
+                    ),
+                });
             }
             let flops = forward_flops(name)? as f64;
             let (x, y) = images.batch(&indices, &device);

@@ -18,7 +18,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use bulwark_models::Model;
+use bulwark_models::{Model, bpk};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
@@ -175,6 +175,30 @@ impl Checkpoint {
         }
     }
 
+    /// The error of a resume that finds no checkpoint in `run_dir`: the run stopped before its
+    /// first epoch ended (or was never started there), so it must be started again.
+    pub fn nothing_to_resume(run_dir: &Path) -> TrainError {
+        let config = run_dir.join("config.toml");
+        let again = if config.is_file() {
+            format!(
+                " (its configuration is saved: `bulwark train --config {} --run-dir {}`)",
+                config.display(),
+                run_dir.display()
+            )
+        } else {
+            String::new()
+        };
+        TrainError::Checkpoint {
+            path: run_dir.join("checkpoint"),
+            reason: format!(
+                "nothing to resume: {} holds no checkpoint; a run saves its first one when epoch 1 \
+                 ends, so this one stopped before that or never started here. Start it again \
+                 without --resume{again}",
+                run_dir.display()
+            ),
+        }
+    }
+
     /// Saves model, optimizer, state and the best epoch's weights (`best.bpk`, when there is a
     /// best epoch) as `run_dir/checkpoint/`, atomically (see module docs): the best weights and the
     /// state naming their epoch always belong together.
@@ -270,9 +294,7 @@ impl Checkpoint {
         if state.best.is_none() {
             return Ok(None);
         }
-        let path = dir.join("best.bpk");
-        model
-            .try_load_file(&path)
+        bpk::load_bpk(model, &dir.join("best.bpk"))
             .map(Some)
             .map_err(|e| TrainError::Checkpoint {
                 path: dir.to_path_buf(),
@@ -300,12 +322,10 @@ impl Checkpoint {
             });
         }
         let model =
-            model
-                .try_load_file(dir.join("model.bpk"))
-                .map_err(|e| TrainError::Checkpoint {
-                    path: dir.to_path_buf(),
-                    reason: format!("model.bpk does not load: {e}"),
-                })?;
+            bpk::load_bpk(model, &dir.join("model.bpk")).map_err(|e| TrainError::Checkpoint {
+                path: dir.to_path_buf(),
+                reason: format!("model.bpk does not load: {e}"),
+            })?;
         let optim = optim
             .load(dir.join("optim.bpk"))
             .map_err(|e| TrainError::Checkpoint {

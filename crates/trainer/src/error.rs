@@ -35,6 +35,38 @@ pub enum TrainError {
     /// The configuration is inconsistent.
     #[error("invalid training configuration: {0}")]
     Config(String),
+    /// Settings other than the training configuration are invalid (evaluation, attack run,
+    /// benchmark, sweep, run options).
+    #[error("invalid {what}: {problem}")]
+    Settings {
+        /// Which settings: "evaluation settings", "sweep settings", ...
+        what: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The model and the data do not fit together, or the dataset is unknown.
+    #[error("{0}")]
+    Input(String),
+    /// Another process is writing into the directory (see [`crate::RunLock`]).
+    #[error(
+        "{} is in use by another process{}: wait for it to finish, or write into another directory",
+        dir.display(),
+        if holder.is_empty() { String::new() } else { format!(" ({holder})") }
+    )]
+    Busy {
+        /// The directory.
+        dir: PathBuf,
+        /// What the holder wrote into the lock file (its process id and command line).
+        holder: String,
+    },
+    /// A result could not be serialized (a bug: every result type serializes).
+    #[error("cannot serialize {what}: {reason}")]
+    Serialize {
+        /// What was being serialized.
+        what: &'static str,
+        /// The serializer's message.
+        reason: String,
+    },
     /// A configuration file could not be parsed.
     #[error("{path}: cannot parse the training configuration: {reason}")]
     ConfigFile {

@@ -14,6 +14,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::regularize::{Regularizers, Targets};
+use crate::run_lock::RunLock;
 use crate::{
     DeviceSet, EpochMetrics, Keep, Method, TrainConfig, TrainError, build_optimizer, evaluate,
     metrics,
@@ -170,6 +171,10 @@ fn robust_validation(
 /// starts, TRADES noise and mixing draws are functions of `(seed, epoch, batch)`; the device is
 /// re-seeded at each epoch start for random layers (dropout). So on the CPU backends a run that is
 /// killed and resumed produces the same metrics as one that is not.
+///
+/// The run directory is locked for the duration ([`RunLock`]): a second `fit` or
+/// [`run_job`](crate::run_job) into it, from this process or another, fails with
+/// [`TrainError::Busy`] instead of mixing two runs' files.
 pub fn fit(
     cfg: &TrainConfig,
     train: &ImageDataset,
@@ -177,7 +182,34 @@ pub fn fit(
     devices: &DeviceSet,
     opts: &FitOptions,
 ) -> Result<FitOutcome, TrainError> {
+    check_options(cfg, opts)?;
+    let _lock = RunLock::acquire(&opts.run_dir)?;
+    fit_locked(cfg, train, valid, devices, opts)
+}
+
+/// Options that cannot work, refused before anything is written.
+pub(crate) fn check_options(cfg: &TrainConfig, opts: &FitOptions) -> Result<(), TrainError> {
     cfg.validate()?;
+    if opts.stop_after_epoch == Some(0) {
+        return Err(TrainError::Settings {
+            what: "run options",
+            problem: "stop_after_epoch (--stop-after-epoch) must be at least 1: a run saves its \
+                      first checkpoint when epoch 1 ends"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// [`fit`] for a caller that already holds the run directory's [`RunLock`].
+pub(crate) fn fit_locked(
+    cfg: &TrainConfig,
+    train: &ImageDataset,
+    valid: &ImageDataset,
+    devices: &DeviceSet,
+    opts: &FitOptions,
+) -> Result<FitOutcome, TrainError> {
+    check_options(cfg, opts)?;
     if train.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
     }
@@ -207,11 +239,23 @@ pub fn fit(
     let mut resumed_from = None;
 
     if opts.resume {
-        let dir = Checkpoint::find(&opts.run_dir).ok_or_else(|| TrainError::Checkpoint {
-            path: opts.run_dir.join("checkpoint"),
-            reason: "nothing to resume: no checkpoint in the run directory".into(),
-        })?;
+        let dir = Checkpoint::find(&opts.run_dir)
+            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir))?;
         let (m, o, state) = Checkpoint::load(&dir, model, optim)?;
+        if opts
+            .stop_after_epoch
+            .is_some_and(|stop| stop <= state.epoch)
+        {
+            return Err(TrainError::Settings {
+                what: "run options",
+                problem: format!(
+                    "stop_after_epoch (--stop-after-epoch) is {}, but the run has already \
+                     completed {} epoch(s); give a later epoch, or resume without it",
+                    opts.stop_after_epoch.unwrap_or_default(),
+                    state.epoch
+                ),
+            });
+        }
         if state.config_toml != cfg.to_toml() {
             return Err(TrainError::Checkpoint {
                 path: dir,

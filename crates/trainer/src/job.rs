@@ -12,11 +12,13 @@ use bulwark_models::Model;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
+use crate::fit::{check_options, fit_locked};
+use crate::run_lock::RunLock;
 use crate::{
     AttackRunOptions, AttackState, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext,
-    EvalResult, FitOptions, ReportInputs, RobustEvalConfig, RobustEvalOptions, RobustReport,
-    StopReason, TrainConfig, TrainError, attack_dataset, evaluate, evaluate_robustness, fit,
-    write_report, write_robust_report,
+    EvalResult, FitOptions, OtherAttack, ReportInputs, RobustEvalConfig, RobustEvalOptions,
+    RobustReport, StopReason, TrainConfig, TrainError, attack_dataset, evaluate,
+    evaluate_robustness, write_report, write_robust_report,
 };
 
 /// Options of [`run_job`] besides the configuration.
@@ -93,7 +95,7 @@ pub fn check_input_shape(
     let info = model_info(model)?;
     let have = [data.channels, data.height, data.width];
     if info.input_shape != have {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::Input(format!(
             "model `{model}` takes inputs of shape {:?}, but {dataset} images are {:?}",
             info.input_shape, have
         )));
@@ -103,7 +105,7 @@ pub fn check_input_shape(
 
 fn dataset_kind(dataset: &str) -> Result<DatasetKind, TrainError> {
     dataset.parse().map_err(|_| {
-        TrainError::Config(format!(
+        TrainError::Input(format!(
             "unknown dataset `{dataset}`; known: mnist, fashion-mnist, cifar10"
         ))
     })
@@ -147,7 +149,15 @@ pub fn run_job(
     devices: &DeviceSet,
     opts: &JobOptions,
 ) -> Result<JobOutcome, TrainError> {
-    cfg.validate()?;
+    let fit_opts = FitOptions {
+        run_dir: opts.run_dir.clone(),
+        resume: opts.resume,
+        progress: opts.progress,
+        stop_after_epoch: opts.stop_after_epoch,
+    };
+    check_options(cfg, &fit_opts)?;
+    // One writer per run directory, for the whole job (training, evaluations, report).
+    let _lock = RunLock::acquire(&opts.run_dir)?;
     // Before anything is fetched or written (config.toml included).
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
@@ -169,10 +179,12 @@ pub fn run_job(
     }
     let (train, valid) = train_all.split(cfg.valid_size, cfg.seed)?;
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
-    if !opts.resume {
-        // On resume the run's own config.toml stays as it is (fit checks it against the
-        // checkpoint; a refused resume must not have replaced it).
-        write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    let config_file = opts.run_dir.join("config.toml");
+    // On resume the run's own config.toml stays as it is (fit checks it against the checkpoint;
+    // a refused resume must not have replaced it). A file that already says exactly this is left
+    // alone too: it may be the very file the configuration was read from.
+    if !opts.resume && std::fs::read_to_string(&config_file).ok() != Some(cfg.to_toml()) {
+        write_atomic(&config_file, cfg.to_toml().as_bytes())?;
     }
     tracing::info!(
         "training {} on {} ({} train / {} valid / {} test images) into {}",
@@ -185,18 +197,7 @@ pub fn run_job(
     );
 
     let started = Instant::now();
-    let outcome = fit(
-        cfg,
-        &train,
-        &valid,
-        devices,
-        &FitOptions {
-            run_dir: opts.run_dir.clone(),
-            resume: opts.resume,
-            progress: opts.progress,
-            stop_after_epoch: opts.stop_after_epoch,
-        },
-    )?;
+    let outcome = fit_locked(cfg, &train, &valid, devices, &fit_opts)?;
     tracing::debug!("fit took {:.1}s", started.elapsed().as_secs_f64());
     let stopped_early = !outcome.finished;
     let weights = opts.run_dir.join("model.safetensors");
@@ -283,6 +284,14 @@ pub fn run_job(
     })
 }
 
+/// `PGD-<steps> x<restarts>`, the name a PGD summary goes by in reports.
+pub(crate) fn pgd_name(summary: &AttackSummary) -> String {
+    match &summary.config {
+        AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
+        _ => summary.attack.clone(),
+    }
+}
+
 /// The final PGD evaluation's finished batches, in the run directory: a job killed during that
 /// evaluation resumes it from there (the evaluator's preset keeps its own state in `eval/`).
 pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
@@ -363,6 +372,14 @@ fn final_evaluation(
                     resume: dir.join("eval-state").is_dir(),
                     identity,
                     examples: 16,
+                    // PGD's breaks join the headline's per-sample worst case.
+                    others: robust_test
+                        .iter()
+                        .map(|pgd| OtherAttack {
+                            name: pgd_name(pgd),
+                            robust: pgd.robust_per_sample.clone(),
+                        })
+                        .collect(),
                 },
                 &dir,
                 device,

@@ -34,6 +34,7 @@ mod plot;
 mod regularize;
 mod report;
 mod robust_eval;
+mod run_lock;
 mod schedule;
 mod sweep;
 
@@ -60,8 +61,9 @@ pub use plot::{Series, labelled_plot_svg, line_plot_svg};
 pub use regularize::{AwpSpec, Mixing, SpectralSpec};
 pub use report::{ReportInputs, write_report};
 pub use robust_eval::{
-    EvalContext, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,
-    evaluate_robustness, stages_from_names, write_robust_report,
+    AttackAccuracy, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
+    StageReport, SweepPoint, evaluate_robustness, stages_from_names, write_robust_report,
 };
+pub use run_lock::RunLock;
 pub use schedule::Schedule;
 pub use sweep::{SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep};

@@ -51,6 +51,52 @@ pub struct ReportInputs {
     pub sparsity: Option<Vec<(String, usize, usize)>>,
 }
 
+impl ReportInputs {
+    /// The robust accuracy to quote, with what it is: the per-sample worst case over every
+    /// attack the final evaluation ran (the evaluator's report already folds PGD into it), or
+    /// PGD's alone when only PGD ran.
+    pub fn headline(&self) -> Option<(f64, String)> {
+        match (&self.robust_eval, &self.robust_test) {
+            (Some(e), _) => {
+                let mut parts: Vec<String> = e
+                    .per_attack
+                    .iter()
+                    .map(|a| {
+                        if a.name == "cascade" {
+                            format!("the `{}` cascade", e.preset)
+                        } else {
+                            a.name.clone()
+                        }
+                    })
+                    .collect();
+                if e.probe_broken > 0 {
+                    parts.push("the Square probe".into());
+                }
+                Some((
+                    e.robust_acc,
+                    format!(
+                        "{} eps {}, {} images; per-sample worst case over {}",
+                        e.threat_model,
+                        e.eps,
+                        e.n_examples,
+                        parts.join(", ")
+                    ),
+                ))
+            }
+            (None, Some(a)) => Some((
+                a.robust_accuracy,
+                format!(
+                    "{}, eps {}, {} images",
+                    crate::job::pgd_name(a),
+                    a.eps.unwrap_or_default(),
+                    a.n
+                ),
+            )),
+            (None, None) => None,
+        }
+    }
+}
+
 /// Writes `report.md`, `report.json`, `accuracy.svg` and `loss.svg` into `run_dir`; returns the
 /// path of `report.md`.
 pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainError> {
@@ -116,6 +162,8 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             None => "none (clean training)".to_string(),
         },
         "clean_acc": r.test.accuracy,
+        "robust_acc": r.headline().map(|(acc, _)| acc),
+        "robust_acc_is": r.headline().map(|(_, what)| what),
         "robust_test": r.robust_test,
         "robust_eval": r.robust_eval.as_ref().map(|e| serde_json::json!({
             "report": "eval/report.json",
@@ -125,6 +173,9 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             "n_examples": e.n_examples,
             "clean_acc": e.clean_acc,
             "robust_acc": e.robust_acc,
+            "cascade_robust_acc": e.cascade_robust_acc,
+            "per_attack": e.per_attack,
+            "probe_broken": e.probe_broken,
             "sweep": e.sweep,
             "flags_raised": e.raised().map(|f| f.check.clone()).collect::<Vec<_>>(),
         })),
@@ -168,16 +219,18 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         r.test.n
     );
     let _ = writeln!(md, "| test cross-entropy | {:.4} |", r.test.loss);
-    if let Some(a) = &r.robust_test {
-        let restarts = match &a.config {
-            bulwark_attack_core::AttackConfig::Pgd(p) => {
-                format!("PGD-{}, {} restart(s)", p.steps, p.options.restarts)
-            }
-            _ => a.attack.clone(),
-        };
+    if let Some((acc, what)) = r.headline() {
         let _ = writeln!(
             md,
-            "| robust test accuracy ({restarts}, eps {}, {} images) | **{:.2} %** |",
+            "| **robust test accuracy** ({what}) | **{:.2} %** |",
+            100.0 * acc
+        );
+    }
+    if let Some(a) = &r.robust_test {
+        let _ = writeln!(
+            md,
+            "| {} alone (eps {}, {} images) | {:.2} % |",
+            crate::job::pgd_name(a),
             a.eps.unwrap_or_default(),
             a.n,
             100.0 * a.robust_accuracy
@@ -187,17 +240,29 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         let raised: Vec<String> = e.raised().map(|f| f.check.clone()).collect();
         let _ = writeln!(
             md,
-            "| robust test accuracy (evaluator `{}`, {}, {} images) | **{:.2} %** — [eval/report.md](eval/report.md); sanity flags raised: {} |",
+            "| evaluator `{}` cascade alone ({}, {} images){} | {:.2} % — [eval/report.md](eval/report.md); sanity flags raised: {} |",
             e.preset,
             e.threat_model,
             e.n_examples,
-            100.0 * e.robust_acc,
+            if e.preset == "quick" {
+                ", a cheaper upper bound than `standard`"
+            } else {
+                ""
+            },
+            100.0 * e.cascade_robust_acc,
             if raised.is_empty() {
                 "none".to_string()
             } else {
                 raised.join(", ")
             }
         );
+        if e.probe_broken > 0 {
+            let _ = writeln!(
+                md,
+                "| Square probe of the sanity checks | broke {} more point(s) |",
+                e.probe_broken
+            );
+        }
     }
     if let Some((epoch, acc)) = r.best {
         let what = if adversarial {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use bulwark_attack_core::sanity::{self, FlagStatus, SanityFlag};
 use bulwark_attack_core::{
     ApgdConfig, Attack, AttackConfig, AttackOptions, BatchOutcome, Bounds, Break, Classifier,
-    Evaluator, LossKind, Norm, Preset, SquareConfig, Stage, ThreatModel,
+    Evaluator, LossKind, Norm, Preset, SquareConfig, Stage, ThreatModel, within_threat,
 };
 use bulwark_data::{ImageDataset, epoch_batches};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -22,6 +22,7 @@ use crate::checkpoint::write_atomic;
 use crate::error::TrainError;
 use crate::grid::{GridImage, write_png_grid};
 use crate::plot::{Series, line_plot_svg};
+use crate::run_lock::RunLock;
 
 /// What to evaluate: threat model, radii, attack list, seed and sizes. Recorded in the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +94,29 @@ pub struct RobustEvalOptions {
     pub identity: String,
     /// Number of adversarial examples in the image grid.
     pub examples: usize,
+    /// Attacks run on the same images outside the cascade (a training job's PGD with restarts):
+    /// their per-image results join the headline's per-sample worst case, their own robust
+    /// accuracies are reported beside it, and the `cascade-above-simpler-attack` check compares
+    /// the cascade with each.
+    pub others: Vec<OtherAttack>,
+}
+
+/// An attack run on the evaluated images outside the cascade ([`RobustEvalOptions::others`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OtherAttack {
+    /// Its name in the report, e.g. `PGD-50 x10`.
+    pub name: String,
+    /// Per image, in the evaluated order: classified correctly both clean and under this attack.
+    pub robust: Vec<bool>,
+}
+
+/// One attack's own robust accuracy on the evaluated images.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttackAccuracy {
+    /// The attack (`cascade`, `PGD-50 x10`, ...).
+    pub name: String,
+    /// Robust accuracy under this attack alone.
+    pub robust_acc: f64,
 }
 
 /// One stage's results at the headline radius.
@@ -139,8 +163,17 @@ pub struct RobustReport {
     pub n_examples: usize,
     /// Clean accuracy.
     pub clean_acc: f64,
-    /// Robust accuracy at `eps` after the whole cascade (per-sample worst case).
+    /// The headline: robust accuracy at `eps`, the per-sample worst case over everything run at
+    /// that radius — the cascade, the Square probe of the sanity checks and the
+    /// [`RobustEvalOptions::others`]. A point counts as robust only if no attack broke it.
     pub robust_acc: f64,
+    /// Robust accuracy after the cascade alone (per-sample worst case over its stages).
+    pub cascade_robust_acc: f64,
+    /// Each attack's own robust accuracy: the cascade, then the others; the Square probe's
+    /// extra breaks are in `probe_broken`.
+    pub per_attack: Vec<AttackAccuracy>,
+    /// Points the Square probe broke that the cascade had not (counted in `robust_acc`).
+    pub probe_broken: usize,
     /// The preset, or `custom`.
     pub preset: String,
     /// Per stage, at the headline radius.
@@ -257,9 +290,10 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     let all_eps = config.all_eps();
     let evaluator = Evaluator::new(config.norm, &all_eps, config.stages.clone(), config.bounds)?;
     if config.batch_size == 0 || config.chunk_size == 0 {
-        return Err(TrainError::Config(
-            "batch_size and chunk_size must be >= 1".into(),
-        ));
+        return Err(TrainError::Settings {
+            what: "evaluation settings",
+            problem: "batch_size and chunk_size must be >= 1".into(),
+        });
     }
     let main = all_eps
         .iter()
@@ -268,7 +302,10 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     let n = data.len();
     let n_pixels = data.image_size();
     if n == 0 {
-        return Err(TrainError::Config("the dataset is empty".into()));
+        return Err(TrainError::Settings {
+            what: "evaluation settings",
+            problem: "the dataset is empty".into(),
+        });
     }
     // The probes' attacks, checked before anything runs or is written.
     let large = sanity::large_eps(config.norm, config.bounds, n_pixels);
@@ -307,7 +344,15 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     flags.push(sanity::check_deterministic(model, x.clone()));
     flags.push(sanity::check_logits(model, x.clone()));
     flags.push(sanity::check_gradients(model, x, y, config.bounds)?);
+    flags.push(sanity::eps_box_flag(
+        config.norm,
+        config.eps,
+        config.bounds,
+        n_pixels,
+    ));
 
+    // One evaluation per output directory at a time: two would mix their chunks.
+    let _lock = RunLock::acquire(out_dir)?;
     let state_dir = out_dir.join("eval-state");
     let fp = fingerprint(config, &opts.identity, data);
     prepare_state_dir(&state_dir, &fp, opts.resume)?;
@@ -481,6 +526,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     let robust_main_rows: Vec<usize> = (0..n)
         .filter(|&i| clean_correct[i] && broken[main][i].is_none())
         .collect();
+    let mut probe_breaks: Vec<(usize, Vec<f32>)> = Vec::new();
     if black_after_white {
         let extra = broken[main]
             .iter()
@@ -498,6 +544,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
             "no gradient attack in the list",
         ));
     } else {
+        // (the probe's breaks are valid examples at `eps`: they join the headline below)
         match &probe_square {
             None => flags.push(SanityFlag::not_checked(
                 "black-box-beats-white-box",
@@ -515,8 +562,9 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
                         "no black-box attack in the list, and no point left robust to probe with one",
                     ));
                 } else {
-                    let extra = count_broken(model, data, &probe, square, config, &device)?;
-                    let mut flag = sanity::black_box_flag(extra, n);
+                    let found = broken_rows(model, data, &probe, square, config, &device)?;
+                    let mut flag = sanity::black_box_flag(found.len(), n);
+                    probe_breaks = found;
                     flag.evidence = format!(
                         "{} (a {}-query Square probe of {} points still robust after the cascade)",
                         flag.evidence,
@@ -534,7 +582,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         .filter(|&i| clean_correct[i])
         .take(config.probe_size)
         .collect();
-    let broken_large = count_broken(model, data, &probe, &probe_apgd, config, &device)?;
+    let broken_large = broken_rows(model, data, &probe, &probe_apgd, config, &device)?.len();
     let survived = probe.len() - broken_large;
     flags.push(sanity::large_eps_flag(large, survived, probe.len()));
     let points: Vec<(f64, usize)> = all_eps
@@ -566,13 +614,59 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     };
     flags.push(trend);
 
+    // The headline: a point is robust only if nothing run at `eps` broke it. The probe's examples
+    // replace the clean image in the saved worst-case inputs, so the re-check below covers them.
+    let mut robust_rows: Vec<bool> = (0..n)
+        .map(|i| clean_correct[i] && broken[main][i].is_none())
+        .collect();
+    for (i, adv) in &probe_breaks {
+        robust_rows[*i] = false;
+        adversarial_main[i * n_pixels..(i + 1) * n_pixels].copy_from_slice(adv);
+    }
+    let robust_saved = robust_rows.iter().filter(|&&r| r).count();
+    let mut per_attack = vec![AttackAccuracy {
+        name: "cascade".into(),
+        robust_acc: frac(robust_main),
+    }];
+    for other in &opts.others {
+        if other.robust.len() != n {
+            return Err(TrainError::Settings {
+                what: "evaluation settings",
+                problem: format!(
+                    "the results of `{}` cover {} images, but {n} are evaluated",
+                    other.name,
+                    other.robust.len()
+                ),
+            });
+        }
+        let own = other.robust.iter().filter(|&&r| r).count();
+        let only_other = (0..n)
+            .filter(|&i| clean_correct[i] && broken[main][i].is_none() && !other.robust[i])
+            .count();
+        flags.push(sanity::cascade_vs_attack_flag(
+            &other.name,
+            robust_main,
+            own,
+            only_other,
+            n,
+        ));
+        for (r, &o) in robust_rows.iter_mut().zip(&other.robust) {
+            *r = *r && o;
+        }
+        per_attack.push(AttackAccuracy {
+            name: other.name.clone(),
+            robust_acc: frac(own),
+        });
+    }
+    let headline = robust_rows.iter().filter(|&&r| r).count();
+
     // Re-check from disk.
     std::fs::create_dir_all(out_dir).map_err(TrainError::io(out_dir))?;
     let adversarial_file = out_dir.join("adversarial.safetensors");
     let labels: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
     save_adversarial(&adversarial_file, &adversarial_main, &labels, data)?;
     let recomputed = recompute_correct(model, &adversarial_file, config.batch_size, &device)?;
-    flags.push(sanity::recompute_flag(robust_main, recomputed, n));
+    flags.push(sanity::recompute_flag(robust_saved, recomputed, n));
     let rejected: usize = totals.iter().flatten().map(|t| t.2).sum();
     flags.push(sanity::threat_flag(rejected));
 
@@ -609,7 +703,10 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         eps: config.eps,
         n_examples: n,
         clean_acc: frac(clean),
-        robust_acc: frac(robust_main),
+        robust_acc: frac(headline),
+        cascade_robust_acc: frac(robust_main),
+        per_attack,
+        probe_broken: probe_breaks.len(),
         preset: config
             .preset
             .map_or("custom".to_string(), |p| p.to_string()),
@@ -717,34 +814,55 @@ fn load_chunk(
 fn save_chunk(json: &Path, bin: &Path, chunk: &ChunkFile, adv: &[f32]) -> Result<(), TrainError> {
     let bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
     write_atomic(bin, &bytes)?;
-    let text = serde_json::to_vec(chunk)
-        .map_err(|e| TrainError::Config(format!("cannot serialize a chunk: {e}")))?;
+    let text = serde_json::to_vec(chunk).map_err(|e| TrainError::Serialize {
+        what: "an evaluation chunk",
+        reason: e.to_string(),
+    })?;
     write_atomic(json, &text)
 }
 
-/// Attacks the rows `rows` of `data` with `attack` and counts the misclassified results.
-fn count_broken<C: Classifier<4> + ?Sized>(
+/// Attacks the rows `rows` of `data` with `attack`; returns each row whose result the model
+/// misclassifies and that lies inside the attack's threat model and the box, with that result.
+fn broken_rows<C: Classifier<4> + ?Sized>(
     model: &C,
     data: &ImageDataset,
     rows: &[usize],
     attack: &AttackConfig,
     config: &RobustEvalConfig,
     device: &Device,
-) -> Result<usize, TrainError> {
+) -> Result<Vec<(usize, Vec<f32>)>, TrainError> {
     let attack = attack.init()?;
-    let mut broken = 0;
+    let threat = attack.threat();
+    let n_pixels = data.image_size();
+    let mut broken = Vec::new();
     for part in rows.chunks(config.batch_size.max(1)) {
         let (x, y) = data.batch(part, device);
         let labels: Vec<i64> = y.clone().try_into_vec_as::<i64>().expect("int labels");
+        let clean: Vec<f32> = x.clone().try_into_vec_as::<f32>().expect("f32 images");
         let adv = attack.perturb(model, x, y)?;
         let b = part.len();
+        let adv_host: Vec<f32> = adv.clone().try_into_vec_as::<f32>().expect("f32 images");
         let pred: Vec<i64> = model
             .logits(adv)
             .argmax(1)
             .reshape([b])
             .try_into_vec_as::<i64>()
             .expect("argmax reads back as i64");
-        broken += pred.iter().zip(&labels).filter(|(p, l)| p != l).count();
+        for (j, &row) in part.iter().enumerate() {
+            let r = j * n_pixels..(j + 1) * n_pixels;
+            let inside = threat.is_none_or(|t| {
+                within_threat(
+                    t.norm,
+                    t.eps,
+                    (config.bounds.lo, config.bounds.hi),
+                    &clean[r.clone()],
+                    &adv_host[r.clone()],
+                )
+            });
+            if pred[j] != labels[j] && inside {
+                broken.push((row, adv_host[r].to_vec()));
+            }
+        }
     }
     Ok(broken)
 }
@@ -860,7 +978,10 @@ pub fn write_robust_report(
         report,
         software,
     })
-    .map_err(|e| TrainError::Config(format!("cannot serialize the report: {e}")))?;
+    .map_err(|e| TrainError::Serialize {
+        what: "the evaluation report",
+        reason: e.to_string(),
+    })?;
     write_atomic(&dir.join("report.json"), &json)?;
 
     let mut series = vec![Series {
@@ -940,8 +1061,32 @@ fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
     let _ = writeln!(s, "| threat model | {} eps = {} |", r.threat_model, r.eps);
     let _ = writeln!(s, "| images | {} |", r.n_examples);
     let _ = writeln!(s, "| clean accuracy | {} |", pct(r.clean_acc));
-    let _ = writeln!(s, "| **robust accuracy** | **{}** |", pct(r.robust_acc));
-    let _ = writeln!(s, "| attacks | {} ({}) |", r.preset, names(r));
+    let _ = writeln!(
+        s,
+        "| **robust accuracy** (per-sample worst case over every attack below) | **{}** |",
+        pct(r.robust_acc)
+    );
+    for a in &r.per_attack {
+        let what = if a.name == "cascade" {
+            format!("cascade alone ({}: {})", r.preset, names(r))
+        } else {
+            format!("{} alone", a.name)
+        };
+        let _ = writeln!(s, "| {what} | {} |", pct(a.robust_acc));
+    }
+    if r.probe_broken > 0 {
+        let _ = writeln!(
+            s,
+            "| Square probe of the sanity checks | broke {} more point(s) |",
+            r.probe_broken
+        );
+    }
+    if r.preset == "quick" {
+        let _ = writeln!(
+            s,
+            "| note | `quick` is a cheaper upper bound; `standard` is AutoAttack's composition |"
+        );
+    }
     let _ = writeln!(s, "| seed | {} |", r.config.seed);
     let _ = writeln!(
         s,
@@ -987,7 +1132,7 @@ fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
         );
     }
     if r.sweep.len() > 1 {
-        let _ = writeln!(s, "\n## Robust accuracy against eps\n");
+        let _ = writeln!(s, "\n## Robust accuracy against eps (cascade)\n");
         let _ = writeln!(s, "![robust accuracy against eps](robust_vs_eps.svg)\n");
         let _ = writeln!(s, "| eps | robust accuracy |\n|---|---|");
         for p in &r.sweep {
@@ -1042,15 +1187,19 @@ pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|name| {
-            all.iter().find(|s| s.name == name).cloned().ok_or_else(|| {
-                TrainError::Config(format!(
-                    "unknown attack `{name}` for {norm}; known: {}",
-                    all.iter()
-                        .map(|s| s.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))
-            })
+            all.iter()
+                .find(|s| s.name == name)
+                .cloned()
+                .ok_or_else(|| TrainError::Settings {
+                    what: "evaluation settings",
+                    problem: format!(
+                        "unknown attack `{name}` for {norm}; known: {}",
+                        all.iter()
+                            .map(|s| s.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                })
         })
         .collect()
 }

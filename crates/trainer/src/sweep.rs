@@ -13,6 +13,7 @@ use bulwark_reg_core::{Constraint, ConstraintKind, Penalty, PenaltyKind};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::write_atomic;
+use crate::run_lock::RunLock;
 use crate::{
     Checkpoint, DeviceSet, JobOptions, Mixing, Series, TrainConfig, TrainError, labelled_plot_svg,
     run_job,
@@ -66,9 +67,10 @@ impl SweepReg {
     /// sweep's baseline).
     pub fn apply(self, base: &TrainConfig, value: f64) -> Result<TrainConfig, TrainError> {
         if !(value.is_finite() && value >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "sweep values must be finite and >= 0, got {value}"
-            )));
+            return Err(TrainError::Settings {
+                what: "sweep settings",
+                problem: format!("sweep values must be finite and >= 0, got {value}"),
+            });
         }
         let mut cfg = base.clone();
         if value == 0.0 {
@@ -201,9 +203,10 @@ pub fn run_sweep(
     opts: &SweepOptions,
 ) -> Result<SweepReport, TrainError> {
     if spec.values.is_empty() {
-        return Err(TrainError::Config(
-            "a sweep needs at least one value".into(),
-        ));
+        return Err(TrainError::Settings {
+            what: "sweep settings",
+            problem: "a sweep needs at least one value".into(),
+        });
     }
     // Every configuration is checked before the first run starts.
     let mut base = spec.base.clone();
@@ -217,7 +220,8 @@ pub fn run_sweep(
         .iter()
         .map(|&v| spec.reg.apply(&base, v))
         .collect::<Result<_, _>>()?;
-    std::fs::create_dir_all(&opts.out_dir).map_err(TrainError::io(&opts.out_dir))?;
+    // One sweep per directory at a time (each run also locks its own sub-directory).
+    let _lock = RunLock::acquire(&opts.out_dir)?;
     let mut points = Vec::new();
     for (&value, cfg) in spec.values.iter().zip(&configs) {
         let run_dir = opts
@@ -260,10 +264,13 @@ pub fn run_sweep(
         );
         let out = run_job(cfg, devices, &job)?;
         let (Some(test), Some(train)) = (out.test, out.train_eval) else {
-            return Err(TrainError::Config(format!(
-                "{}: the run ended without its evaluation",
-                run_dir.display()
-            )));
+            return Err(TrainError::Settings {
+                what: "sweep settings",
+                problem: format!(
+                    "{}: the run ended without its evaluation",
+                    run_dir.display()
+                ),
+            });
         };
         let p = SweepPointResult {
             value,

@@ -1,7 +1,7 @@
 //! The robustness evaluation on real MNIST with a standard-trained small-cnn: the cascade against
 //! PGD-40, every sanity flag on a model built to trigger it (and quiet on the plain model), the
-//! saved evaluation resuming after a kill, and the report files. Full MNIST from
-//! `../shared/data/mnist` when present, else the committed 256-image slice.
+//! saved evaluation resuming after a kill, and the report files. On the full MNIST, obtained
+//! through the fetch chain (`common::mnist_dir`).
 
 mod common;
 
@@ -14,7 +14,7 @@ use bulwark_attack_core::{
 use bulwark_data::ImageDataset;
 use bulwark_models::Model;
 use bulwark_trainer::{
-    AttackRunOptions, BackendKind, DeviceSet, EvalContext, FitOptions, OptimizerKind,
+    AttackRunOptions, BackendKind, DeviceSet, EvalContext, FitOptions, OptimizerKind, OtherAttack,
     RobustEvalConfig, RobustEvalOptions, RobustReport, TrainConfig, attack_dataset,
     evaluate_robustness, fit, write_robust_report,
 };
@@ -29,7 +29,7 @@ fn trained() -> (Model, ImageDataset, DeviceSet) {
     let (train, valid, test) = data();
     let cfg = TrainConfig::new()
         .with_model("small-cnn".into())
-        .with_epochs(if train.len() > 1000 { 2 } else { 15 })
+        .with_epochs(2)
         .with_batch_size(50)
         .with_optimizer(OptimizerKind::Adam)
         .with_lr(2e-3)
@@ -52,6 +52,7 @@ fn options(identity: &str) -> RobustEvalOptions {
         resume: false,
         identity: identity.into(),
         examples: 8,
+        others: Vec::new(),
     }
 }
 
@@ -149,7 +150,13 @@ fn quick_preset_is_at_least_as_strong_as_pgd40_and_the_cascade_beats_each_attack
     // Robust accuracy after each stage only falls.
     let after: Vec<f64> = report.attacks.iter().map(|a| a.robust_acc_after).collect();
     assert!(after.windows(2).all(|w| w[1] <= w[0]), "{after:?}");
-    assert_eq!(*after.last().unwrap(), report.robust_acc);
+    assert_eq!(*after.last().unwrap(), report.cascade_robust_acc);
+    // The headline also counts what the sanity checks' Square probe broke.
+    let n = report.n_examples as f64;
+    assert_eq!(
+        report.robust_acc,
+        report.cascade_robust_acc - report.probe_broken as f64 / n
+    );
 }
 
 #[test]
@@ -173,7 +180,17 @@ fn every_sanity_flag_fires_on_its_model_and_stays_quiet_on_a_normal_one() {
     for f in &normal.flags {
         assert_ne!(f.status, FlagStatus::Raised, "{}: {}", f.check, f.evidence);
     }
-    assert_eq!(normal.flags.len(), 8);
+    assert_eq!(normal.flags.len(), 9);
+
+    // An eps as large as the box: every input is inside every ball.
+    eprintln!("eps covering the box");
+    let huge = run(&|x| model.logits(x), &light(1.0, &[]));
+    assert!(flag(&huge, "eps-covers-box").raised());
+    assert!(
+        flag(&huge, "eps-covers-box")
+            .evidence
+            .contains("wrong units")
+    );
 
     eprintln!("softmax output");
     let probs = run(&|x| softmax(model.logits(x), 1), &config);
@@ -335,7 +352,7 @@ fn a_killed_evaluation_resumes_with_the_same_results_and_writes_its_report() {
     }
     assert_eq!(json["threat_model"], "Linf");
     assert_eq!(json["n_examples"], 120);
-    assert_eq!(json["flags"].as_array().unwrap().len(), 8);
+    assert_eq!(json["flags"].as_array().unwrap().len(), 9);
     assert_eq!(json["config"]["seed"], 0);
     let svg = std::fs::read_to_string(dir.path().join("robust_vs_eps.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("polyline"));
@@ -343,4 +360,98 @@ fn a_killed_evaluation_resumes_with_the_same_results_and_writes_its_report() {
         let png = std::fs::read(dir.path().join("examples.png")).unwrap();
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
+}
+
+/// The headline robust accuracy is the per-sample worst case over the cascade and every other
+/// attack run on the same points, each attack's own number is reported beside it, and a cascade
+/// that ends above a simpler attack raises a flag.
+#[test]
+fn the_headline_is_the_per_sample_worst_case_over_every_attack() {
+    let (model, test, devices) = trained();
+    let device = devices.main().clone();
+    let test = test.take(60);
+    let config = light(0.05, &[]);
+    let eval = |others: Vec<OtherAttack>| {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RobustEvalOptions {
+            others,
+            ..options("headline")
+        };
+        let r = evaluate_robustness(&model, &test, &config, &opts, dir.path(), &device);
+        (r, dir)
+    };
+    let other = |name: &str, robust: Vec<bool>| OtherAttack {
+        name: name.into(),
+        robust,
+    };
+    // The standard list runs Square as a stage, so there is no probe to add.
+    let (alone, dir) = eval(vec![]);
+    let alone = alone.unwrap();
+    assert_eq!(alone.probe_broken, 0);
+    assert_eq!(alone.robust_acc, alone.cascade_robust_acc);
+    assert!(alone.robust_acc > 0.0 && alone.robust_acc < alone.clean_acc);
+    // The cascade's verdict per point, from its saved worst-case inputs.
+    let bytes = std::fs::read(&alone.adversarial_file).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let x: Vec<f32> = st
+        .tensor("x_adv")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let x = Tensor::<4>::from_data(
+        burn::tensor::TensorData::new(x, [60, 1, 28, 28]),
+        &device.clone().inner(),
+    );
+    let pred: Vec<i64> = model
+        .logits(x)
+        .argmax(1)
+        .flatten::<1>(0, 1)
+        .try_into_vec_as::<i64>()
+        .unwrap();
+    let cascade: Vec<bool> = pred
+        .iter()
+        .zip(&test.labels)
+        .map(|(&p, &l)| p == i64::from(l))
+        .collect();
+    drop(dir);
+
+    // An attack that broke every other point: the headline keeps only the points both left.
+    let every_other: Vec<bool> = (0..60).map(|i| i % 2 == 0).collect();
+    let (half, _d) = eval(vec![other("every other", every_other.clone())]);
+    let half = half.unwrap();
+    let both = (0..60).filter(|&i| cascade[i] && every_other[i]).count();
+    assert_eq!(half.robust_acc, both as f64 / 60.0);
+    assert_eq!(half.cascade_robust_acc, alone.cascade_robust_acc);
+    let names: Vec<(&str, f64)> = half
+        .per_attack
+        .iter()
+        .map(|a| (a.name.as_str(), a.robust_acc))
+        .collect();
+    assert_eq!(
+        names,
+        vec![("cascade", alone.cascade_robust_acc), ("every other", 0.5)]
+    );
+    // The cascade (above 50 %?) against an attack that leaves 50 %.
+    assert_eq!(
+        flag(&half, "cascade-above-simpler-attack").raised(),
+        alone.cascade_robust_acc > 0.5
+    );
+
+    // An attack that broke nothing changes nothing and raises nothing.
+    let (none, _d) = eval(vec![other("nothing", vec![true; 60])]);
+    let none = none.unwrap();
+    assert_eq!(none.robust_acc, alone.robust_acc);
+    assert!(!flag(&none, "cascade-above-simpler-attack").raised());
+    // One that broke everything: the headline is 0, and the cascade ended above it.
+    let (all, _d) = eval(vec![other("everything", vec![false; 60])]);
+    let all = all.unwrap();
+    assert_eq!(all.robust_acc, 0.0);
+    assert!(flag(&all, "cascade-above-simpler-attack").raised());
+
+    // Results of another set of images are refused.
+    let (wrong, _d) = eval(vec![other("short", vec![true; 59])]);
+    let e = wrong.unwrap_err().to_string();
+    assert!(e.contains("cover 59 images, but 60"), "{e}");
 }

@@ -36,20 +36,6 @@ pub fn slice_table(kind: DatasetKind) -> ExpectedFiles {
     ExpectedFiles::new(&[(T10K_IMAGES, img), (T10K_LABELS, lbl)])
 }
 
-/// The full-size datasets next to the workspace, when this checkout has them.
-pub fn shared_data() -> Option<PathBuf> {
-    let p = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data"));
-    if p.join("mnist").is_dir() {
-        Some(p)
-    } else {
-        eprintln!(
-            "note: {} not found; skipping the full-size dataset checks",
-            p.display()
-        );
-        None
-    }
-}
-
 /// Options that use nothing but what the test sets.
 pub fn isolated(cache: &Path) -> FetchOptions {
     let mut o = FetchOptions::new(cache);

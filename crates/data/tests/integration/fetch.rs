@@ -110,8 +110,12 @@ fn checksum_mismatch_in_data_dir() {
         assert!(matches!(e, DataError::Checksum { .. }), "{e}");
         let e = e.to_string();
         assert!(e.starts_with(&lp.display().to_string()), "{e}");
+        // The message names what is wrong (a label changed: the structure is fine, the content
+        // is not), and both digests.
         assert!(
-            e.contains("SHA-256 checksum mismatch") && e.contains("7b7f0b73"),
+            e.contains("a well-formed file of 256 labels, but not the expected one")
+                && e.contains("SHA-256 of the decompressed bytes")
+                && e.contains("expected 7b7f0b73"),
             "{e}"
         );
         let cached = entries(&cache.path().join(kind.name()));
@@ -206,7 +210,7 @@ fn corrupted_download_is_rejected_and_not_cached() {
     let e = e.to_string();
     assert!(
         e.contains(&format!(
-            "{}{T10K_IMAGES}.gz: SHA-256 checksum mismatch",
+            "{}{T10K_IMAGES}.gz: a well-formed file of 256 images, but not the expected one",
             opts.base_urls.as_ref().unwrap()[0]
         )),
         "{e}"

