@@ -17,7 +17,6 @@ use bulwark_trainer::{
     RunLock, Schedule, SweepOptions, SweepReg, SweepSpec, TrainConfig, Workload, attack_dataset,
     check_input_shape, dataset_dir, evaluate, evaluate_robustness, load_dataset_split, run_job,
     run_sweep, save_bpk_atomic, stages_from_names, write_atomic, write_attack_outputs,
-    write_robust_report,
 };
 use burn::tensor::Device;
 
@@ -293,8 +292,10 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         let mut inputs = Inputs::new();
         inputs.file("the configuration file", config);
         let config_out = run_dir.join("config.toml");
-        // The run's config.toml is left alone when it already says exactly this (see run_job).
-        let unchanged = std::fs::read_to_string(&config_out).ok() == Some(cfg.to_toml());
+        // The run's config.toml is left alone when it already describes this configuration
+        // (see run_job).
+        let unchanged =
+            TrainConfig::from_toml_file(&config_out).is_ok_and(|c| c.to_toml() == cfg.to_toml());
         if !unchanged {
             inputs.refuse(&config_out, "the run's config.toml")?;
         }
@@ -493,6 +494,18 @@ fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
         let mut inputs = Inputs::new();
         inputs.file("the configuration file", config);
         inputs.refuse_in(&out, SWEEP_OUTPUTS, "--out")?;
+        // Every sub-directory of a sweep is one of its runs, whose files it writes.
+        if let (Ok(c), Ok(o)) = (config.canonicalize(), out.canonicalize())
+            && c.starts_with(&o)
+            && c.parent() != Some(o.as_path())
+        {
+            bail!(
+                "refusing to sweep into {}: the configuration file {} lies in one of its run \
+                 directories, whose files the sweep writes; choose another --out",
+                out.display(),
+                config.display()
+            );
+        }
     }
     let mut job = JobOptions::new(out.clone());
     job.progress = !a.no_progress;
@@ -639,6 +652,12 @@ fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     if let Some(config) = robust {
         let out = robust_out_dir(&a, &config);
         inputs.refuse_in(&out, &EVAL_OUTPUTS, "--out")?;
+        // `<run>/eval` of a live training run is that run's own final evaluation.
+        if let Some(parent) = out.parent()
+            && parent.join(RunLock::FILE).is_file()
+        {
+            drop(RunLock::acquire(parent)?);
+        }
         return robust_eval(&a, config, &out, &model, &test, backend, &device);
     }
     if let Some(path) = &a.predictions {
@@ -760,6 +779,13 @@ fn robust_eval(
         identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
         examples: 8,
         others: Vec::new(),
+        report: Some(EvalContext {
+            model: a.model.clone(),
+            weights: a.weights.clone(),
+            dataset: format!("{}/test", a.dataset),
+            backend: backend.to_string(),
+            bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+        }),
     };
     let report = evaluate_robustness(model, test, &config, &opts, &out, device)?;
     println!(
@@ -798,15 +824,7 @@ fn robust_eval(
     for flag in report.raised() {
         println!("  WARNING {}: {}", flag.check, flag.evidence);
     }
-    let context = EvalContext {
-        model: a.model.clone(),
-        weights: a.weights.clone(),
-        dataset: format!("{}/test", a.dataset),
-        backend: backend.to_string(),
-        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
-    let md = write_robust_report(&out, &context, &report)?;
-    println!("report: {}", md.display());
+    println!("report: {}", out.join("report.md").display());
     Ok(())
 }
 
@@ -939,6 +957,9 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
             checked.norm()
         ))
     });
+    // One attack per output directory at a time: two would mix their saved batches. Taken before
+    // the directory's contents are looked at, so that what they say stays true.
+    let _lock = RunLock::acquire(&out)?;
     let state_path = out.join(ATTACK_STATE);
     if state_path.exists() && !a.resume && !a.overwrite {
         bail!(
@@ -980,8 +1001,6 @@ fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     if let Some(t) = checked.threat() {
         warn_eps_box(t.norm, t.eps, test.image_size(), "--eps");
     }
-    // One attack per output directory at a time: two would mix their saved batches.
-    let _lock = RunLock::acquire(&out)?;
     if a.overwrite {
         // The finished results go first, so that a killed rerun cannot leave them beside a state
         // of the new attack; a leftover state of another attack must not be resumed either.

@@ -138,6 +138,64 @@ fn no_output_replaces_the_weights_or_configuration_it_reads() {
     );
 }
 
+/// A training run's report and an evaluation's report share their file names: neither replaces
+/// the other.
+#[test]
+fn an_evaluation_and_a_run_do_not_replace_each_others_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = mnist_dir();
+    let run = tmp.path().join("run");
+    ok(&[
+        "train",
+        "--epochs",
+        "1",
+        "--train-limit",
+        "1500",
+        "--valid-size",
+        "500",
+        "--test-limit",
+        "100",
+        "--run-dir",
+        s(&run),
+        "--data-dir",
+        s(&data),
+        "--no-progress",
+    ]);
+    let report = std::fs::read(run.join("report.md")).unwrap();
+    let quick = [
+        "--eps",
+        "0.1",
+        "--preset",
+        "quick",
+        "--probe-size",
+        "5",
+        "--no-progress",
+    ];
+    let mut into_run = quick.to_vec();
+    into_run.extend(["--out", s(&run)]);
+    let e = fails(&eval_args(s(&run), s(&data), &into_run));
+    assert!(
+        e.contains("holds a report that is not a saved evaluation"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(run.join("report.md")).unwrap(), report);
+
+    let eval = tmp.path().join("eval");
+    let mut into_eval = quick.to_vec();
+    into_eval.extend(["--out", s(&eval)]);
+    ok(&eval_args(s(&run), s(&data), &into_eval));
+    let eval_report = std::fs::read(eval.join("report.json")).unwrap();
+    let e = fails(&["train", "--run-dir", s(&eval), "--data-dir", s(&data)]);
+    assert!(
+        e.contains("the report of an earlier run or evaluation"),
+        "{e}"
+    );
+    assert_eq!(
+        std::fs::read(eval.join("report.json")).unwrap(),
+        eval_report
+    );
+}
+
 #[test]
 fn no_output_replaces_a_dataset_file() {
     // A copy of the dataset, so that a failing guard cannot damage the shared cache.
@@ -292,6 +350,14 @@ fn one_run_directory_has_one_writer() {
             "{extra:?}: {e}"
         );
     }
+    // Its `eval/` is its own final evaluation's directory.
+    let w = weights(tmp.path());
+    let e = fails(&eval_args(
+        s(&w),
+        s(&data),
+        &["--eps", "0.1", "--out", s(&run.join("eval"))],
+    ));
+    assert!(e.contains("is in use by another process"), "{e}");
     let status = first.wait().unwrap();
     assert!(status.success(), "the first run failed: {status}");
     // Its results are whole: one metrics line per epoch, and its report.

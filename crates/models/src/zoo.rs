@@ -144,9 +144,19 @@ pub enum Model {
 impl Model {
     /// Builds the named model with its default configuration and fresh weights on `device`.
     ///
-    /// Weight initialization draws from the device's generator: seed it first
-    /// (`device.seed(s)`) for reproducible weights.
+    /// The weights are drawn from the device's generator at once, under the process-wide lock of
+    /// [`Model::init_seeded`]: burn would otherwise draw them lazily, at first use, at a moment
+    /// that could fall between another thread's seeding and its draws and change that model's
+    /// weights. Use [`Model::init_seeded`] for reproducible weights.
     pub fn init(name: &str, device: &Device) -> Result<Self, ModelError> {
+        let _guard = rng_lock();
+        let model = Self::build(name, device)?;
+        model.visit(&mut Materialize);
+        Ok(model)
+    }
+
+    /// The model with lazily initialized weights (drawn at first use).
+    fn build(name: &str, device: &Device) -> Result<Self, ModelError> {
         let info = model_info(name)?;
         Ok(match info.name {
             "seed-mlp" => Model::SeedMlp(SeedMlpConfig::new().init(device)),
@@ -168,7 +178,7 @@ impl Model {
     pub fn init_seeded(name: &str, device: &Device, seed: u64) -> Result<Self, ModelError> {
         let _guard = rng_lock();
         device.seed(seed);
-        let model = Self::init(name, device)?;
+        let model = Self::build(name, device)?;
         model.visit(&mut Materialize);
         Ok(model)
     }

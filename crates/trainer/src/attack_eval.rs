@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bulwark_attack_core::{Attack, AttackConfig, Norm};
+use bulwark_attack_core::{Attack, AttackConfig, Norm, within_threat};
 use bulwark_data::{ImageDataset, epoch_batches};
 use bulwark_models::Model;
 use burn::module::Module;
@@ -57,7 +57,10 @@ struct BatchTally {
     max_perturbation: f64,
     sum_fooled_perturbation: f64,
     seconds: f64,
-    /// Per image of the batch: classified correctly both clean and adversarially. (A state file
+    /// Misclassified outputs outside the threat model or the box: not counted as fooled.
+    #[serde(default)]
+    rejected: usize,
+    /// Per image of the batch: classified correctly clean and not fooled. (A state file
     /// written before this field existed has none, and its batches are attacked again.)
     #[serde(default)]
     robust_rows: Vec<bool>,
@@ -157,7 +160,12 @@ pub struct AttackSummary {
     /// Batches taken from the state file instead of attacked ([`AttackRunOptions::state`]).
     #[serde(default)]
     pub resumed_batches: usize,
-    /// Per image, in order: classified correctly both clean and adversarially. What a per-sample
+    /// Misclassified outputs outside the threat model or the box (the evaluator's test, distance
+    /// in f64 `≤ eps·(1 + 1e-12)`): not counted as fooled, so those images count as robust.
+    #[serde(default)]
+    pub rejected: usize,
+    /// Per image, in order: classified correctly clean, and no misclassified output inside the
+    /// threat model was found. What a per-sample
     /// worst case over several attacks combines (not serialized; `robust_accuracy` is its mean).
     #[serde(skip)]
     pub robust_per_sample: Vec<bool>,
@@ -189,6 +197,7 @@ pub fn attack_dataset(
 ) -> Result<AttackSummary, TrainError> {
     let attack = config.init()?;
     let threat = attack.threat();
+    let bounds = attack.options().bounds;
     let norm = attack.norm();
     let eval = model.valid();
     let device = device.clone().inner();
@@ -235,7 +244,7 @@ pub fn attack_dataset(
             // images are the robust ones and the fooled ones; the adversarially correct ones are
             // the robust ones and some clean errors; the per-image flags add up to the count.
             if t.robust_ok + t.fooled == t.clean_ok
-                && t.robust_ok <= t.adv_ok
+                && t.robust_ok <= t.adv_ok + t.rejected
                 && t.adv_ok + t.fooled <= len
                 && t.robust_rows.len() == len
                 && t.robust_rows.iter().filter(|&&r| r).count() == t.robust_ok
@@ -268,19 +277,28 @@ pub fn attack_dataset(
                 .map(|(&a, &b)| f64::from(a) - f64::from(b)));
             t.max_perturbation = t.max_perturbation.max(d);
             let (ok_c, ok_a) = (clean_pred[j] == label, adv_pred[j] == label);
+            // An output outside the ball or the box is not an adversarial example of this threat
+            // model: the evaluator's test, so that PGD's breaks can join its worst case.
+            let inside = threat.is_none_or(|th| {
+                within_threat(
+                    th.norm,
+                    th.eps,
+                    (bounds.lo, bounds.hi),
+                    &xs[r.clone()],
+                    &advs[r.clone()],
+                )
+            });
+            let fooled = ok_c && !ok_a && inside;
+            t.rejected += usize::from(ok_c && !ok_a && !inside);
             t.clean_ok += usize::from(ok_c);
             t.adv_ok += usize::from(ok_a);
-            t.robust_ok += usize::from(ok_c && ok_a);
-            t.robust_rows.push(ok_c && ok_a);
-            if ok_c && !ok_a {
+            t.robust_ok += usize::from(ok_c && !fooled);
+            t.robust_rows.push(ok_c && !fooled);
+            if fooled {
                 t.fooled += 1;
                 t.sum_fooled_perturbation += d;
             }
-            let keep = if ok_c && !ok_a {
-                &mut examples
-            } else {
-                &mut others
-            };
+            let keep = if fooled { &mut examples } else { &mut others };
             if keep.len() < opts.examples {
                 let img = |v: &[f32]| GridImage {
                     channels: c,
@@ -354,6 +372,7 @@ pub fn attack_dataset(
             0.0
         },
         resumed_batches,
+        rejected: count(|t| t.rejected),
         robust_per_sample: tallies
             .iter()
             .flat_map(|t| t.robust_rows.iter().copied())

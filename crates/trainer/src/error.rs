@@ -59,6 +59,17 @@ pub enum TrainError {
         /// What the holder wrote into the lock file (its process id and command line).
         holder: String,
     },
+    /// A directory holds results of something else that this run or evaluation would replace.
+    #[error(
+        "{} holds {holds}, which this would replace; choose another directory",
+        path.display()
+    )]
+    Occupied {
+        /// The file that would be replaced.
+        path: PathBuf,
+        /// What it is.
+        holds: String,
+    },
     /// A result could not be serialized (a bug: every result type serializes).
     #[error("cannot serialize {what}: {reason}")]
     Serialize {

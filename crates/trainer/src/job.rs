@@ -18,7 +18,7 @@ use crate::{
     AttackRunOptions, AttackState, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext,
     EvalResult, FitOptions, OtherAttack, ReportInputs, RobustEvalConfig, RobustEvalOptions,
     RobustReport, StopReason, TrainConfig, TrainError, attack_dataset, evaluate,
-    evaluate_robustness, write_report, write_robust_report,
+    evaluate_robustness, write_report,
 };
 
 /// Options of [`run_job`] besides the configuration.
@@ -161,6 +161,18 @@ pub fn run_job(
     // Before anything is fetched or written (config.toml included).
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
+        // A report without a checkpoint is another kind of output (an evaluation's, or a run
+        // whose checkpoint was removed): a fresh run would replace it.
+        if let Some(path) = ["report.md", "report.json"]
+            .map(|f| opts.run_dir.join(f))
+            .into_iter()
+            .find(|p| p.exists())
+        {
+            return Err(TrainError::Occupied {
+                path,
+                holds: "the report of an earlier run or evaluation".into(),
+            });
+        }
     }
     let (data_dir, mut train_all, mut test) = load_dataset(&cfg.dataset, &opts.fetch)?;
     check_input_shape(&cfg.model, &train_all, &cfg.dataset)?;
@@ -181,9 +193,12 @@ pub fn run_job(
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
     let config_file = opts.run_dir.join("config.toml");
     // On resume the run's own config.toml stays as it is (fit checks it against the checkpoint;
-    // a refused resume must not have replaced it). A file that already says exactly this is left
-    // alone too: it may be the very file the configuration was read from.
-    if !opts.resume && std::fs::read_to_string(&config_file).ok() != Some(cfg.to_toml()) {
+    // a refused resume must not have replaced it). A file that already describes this
+    // configuration is left alone too, comments and layout included: it may be the very file
+    // the configuration was read from.
+    let describes_cfg =
+        TrainConfig::from_toml_file(&config_file).is_ok_and(|c| c.to_toml() == cfg.to_toml());
+    if !opts.resume && !describes_cfg {
         write_atomic(&config_file, cfg.to_toml().as_bytes())?;
     }
     tracing::info!(
@@ -380,20 +395,16 @@ fn final_evaluation(
                             robust: pgd.robust_per_sample.clone(),
                         })
                         .collect(),
+                    report: Some(EvalContext {
+                        model: cfg.model.clone(),
+                        weights: weights.to_path_buf(),
+                        dataset: format!("{}/test", cfg.dataset),
+                        backend: opts.backend.clone(),
+                        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+                    }),
                 },
                 &dir,
                 device,
-            )?;
-            write_robust_report(
-                &dir,
-                &EvalContext {
-                    model: cfg.model.clone(),
-                    weights: weights.to_path_buf(),
-                    dataset: format!("{}/test", cfg.dataset),
-                    backend: opts.backend.clone(),
-                    bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
-                },
-                &report,
             )?;
             Some(report)
         }

@@ -317,7 +317,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     if let Some(e) = &r.robust_eval
         && !e.sweep.is_empty()
     {
-        let _ = writeln!(md, "## Robust accuracy against eps\n");
+        let _ = writeln!(md, "## Robust accuracy against eps (evaluator cascade)\n");
         let _ = writeln!(md, "| eps | robust accuracy |\n|---|---|");
         for p in &e.sweep {
             let _ = writeln!(md, "| {} | {:.2} % |", p.eps, 100.0 * p.robust_acc);

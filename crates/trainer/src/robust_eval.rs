@@ -99,6 +99,10 @@ pub struct RobustEvalOptions {
     /// accuracies are reported beside it, and the `cascade-above-simpler-attack` check compares
     /// the cascade with each.
     pub others: Vec<OtherAttack>,
+    /// When set, the report files ([`write_robust_report`]) are written into the output
+    /// directory before its lock is released, so that no other writer can come between the
+    /// evaluation and its report.
+    pub report: Option<EvalContext>,
 }
 
 /// An attack run on the evaluated images outside the cascade ([`RobustEvalOptions::others`]).
@@ -106,7 +110,8 @@ pub struct RobustEvalOptions {
 pub struct OtherAttack {
     /// Its name in the report, e.g. `PGD-50 x10`.
     pub name: String,
-    /// Per image, in the evaluated order: classified correctly both clean and under this attack.
+    /// Per image, in the evaluated order: classified correctly clean and not broken by this attack
+    /// (no misclassified example inside the threat model and the box).
     pub robust: Vec<bool>,
 }
 
@@ -307,6 +312,16 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
             problem: "the dataset is empty".into(),
         });
     }
+    if let Some(other) = opts.others.iter().find(|o| o.robust.len() != n) {
+        return Err(TrainError::Settings {
+            what: "evaluation settings",
+            problem: format!(
+                "the results of `{}` cover {} images, but {n} are evaluated",
+                other.name,
+                other.robust.len()
+            ),
+        });
+    }
     // The probes' attacks, checked before anything runs or is written.
     let large = sanity::large_eps(config.norm, config.bounds, n_pixels);
     let probe_apgd = AttackConfig::Apgd(
@@ -351,9 +366,23 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         n_pixels,
     ));
 
-    // One evaluation per output directory at a time: two would mix their chunks.
-    let _lock = RunLock::acquire(out_dir)?;
+    // One evaluation per output directory at a time: two would mix their chunks. Held until the
+    // report is written (`opts.report`).
+    let lock = RunLock::acquire(out_dir)?;
+    // A report beside no saved evaluation belongs to something else (a training run's report.md
+    // and report.json have the same names).
     let state_dir = out_dir.join("eval-state");
+    if !state_dir.is_dir()
+        && let Some(path) = ["report.md", "report.json"]
+            .map(|f| out_dir.join(f))
+            .into_iter()
+            .find(|p| p.exists())
+    {
+        return Err(TrainError::Occupied {
+            path,
+            holds: "a report that is not a saved evaluation (a training run's?)".into(),
+        });
+    }
     let fp = fingerprint(config, &opts.identity, data);
     prepare_state_dir(&state_dir, &fp, opts.resume)?;
 
@@ -629,16 +658,6 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         robust_acc: frac(robust_main),
     }];
     for other in &opts.others {
-        if other.robust.len() != n {
-            return Err(TrainError::Settings {
-                what: "evaluation settings",
-                problem: format!(
-                    "the results of `{}` cover {} images, but {n} are evaluated",
-                    other.name,
-                    other.robust.len()
-                ),
-            });
-        }
         let own = other.robust.iter().filter(|&&r| r).count();
         let only_other = (0..n)
             .filter(|&i| clean_correct[i] && broken[main][i].is_none() && !other.robust[i])
@@ -698,7 +717,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         ));
     }
 
-    Ok(RobustReport {
+    let report = RobustReport {
         threat_model: threat_name(config.norm).into(),
         eps: config.eps,
         n_examples: n,
@@ -719,7 +738,12 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         resumed_chunks: resumed,
         adversarial_file,
         examples,
-    })
+    };
+    if let Some(context) = &opts.report {
+        write_robust_report(out_dir, context, &report)?;
+    }
+    drop(lock);
+    Ok(report)
 }
 
 fn count_robust(chunk: &ChunkFile, main: usize) -> usize {

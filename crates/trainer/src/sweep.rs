@@ -277,7 +277,12 @@ pub fn run_sweep(
             run_dir: run_dir.clone(),
             train_acc: train.accuracy,
             test_acc: test.accuracy,
-            robust_acc: out.robust_test.map(|r| r.robust_accuracy),
+            // The run's headline: with an evaluator preset configured, the per-sample worst case
+            // over PGD and the cascade; else PGD's.
+            robust_acc: out
+                .robust_eval
+                .map(|e| e.robust_acc)
+                .or(out.robust_test.map(|r| r.robust_accuracy)),
             epochs: out.history.len(),
             train_seconds: out.history.iter().map(|m| m.seconds).sum(),
             config_toml: cfg.to_toml(),
@@ -331,9 +336,16 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
         },
     ];
     let eps = spec.base.final_eps().unwrap_or_default();
+    let robust_name = match spec.base.final_eval.preset {
+        Some(preset) => format!(
+            "worst case of PGD-{} and the {preset} cascade",
+            spec.robust_steps
+        ),
+        None => format!("PGD-{}", spec.robust_steps),
+    };
     if r.points.iter().any(|p| p.robust_acc.is_some()) {
         series.push(Series {
-            name: format!("test, PGD-{} eps {eps}", spec.robust_steps),
+            name: format!("test, {robust_name} eps {eps}"),
             points: at(&|p| p.robust_acc),
         });
     }
@@ -373,7 +385,7 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
         "| {} | train acc | test acc |{} epochs | train s | run |\n|---|---|---|{}---|---|---|",
         r.reg.name(),
         if robust {
-            format!(" PGD-{} acc (eps {eps}) |", spec.robust_steps)
+            format!(" {robust_name} acc (eps {eps}) |")
         } else {
             String::new()
         },
