@@ -111,7 +111,7 @@ proptest! {
 proptest! {
     #![proptest_config(config(150))]
 
-    /// A convolutional model with BatchNorm: more tensors, more layouts.
+    /// A convolutional model: more tensors, 4-D weights and transposed linear layers.
     #[test]
     fn safetensors_reader_small_cnn(m in mutation()) {
         safetensors_case("small-cnn", &m)?;
