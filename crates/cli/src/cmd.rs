@@ -374,13 +374,9 @@ fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         );
     }
     if let Some(a) = &outcome.robust_test {
-        let name = match &a.config {
-            AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
-            _ => a.attack.clone(),
-        };
         println!(
             "| {:<28} | {:>22} |",
-            format!("robust acc, {name}"),
+            format!("robust acc, {}", a.label()),
             format!(
                 "{:.2} % at eps {}",
                 100.0 * a.robust_accuracy,

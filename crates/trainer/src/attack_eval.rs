@@ -174,6 +174,17 @@ pub struct AttackSummary {
     pub examples: Vec<AttackExample>,
 }
 
+impl AttackSummary {
+    /// The name the attack goes by in reports: `PGD-<steps> x<restarts>` for PGD, else its
+    /// short name.
+    pub fn label(&self) -> String {
+        match &self.config {
+            AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
+            _ => self.attack.clone(),
+        }
+    }
+}
+
 fn predictions(logits: Tensor<2>) -> Vec<usize> {
     let b = logits.dims()[0];
     logits

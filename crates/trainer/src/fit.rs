@@ -182,6 +182,7 @@ pub fn fit(
     devices: &DeviceSet,
     opts: &FitOptions,
 ) -> Result<FitOutcome, TrainError> {
+    // Checked before the lock, which creates the run directory.
     check_options(cfg, opts)?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
     fit_locked(cfg, train, valid, devices, opts)

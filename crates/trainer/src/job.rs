@@ -299,14 +299,6 @@ pub fn run_job(
     })
 }
 
-/// `PGD-<steps> x<restarts>`, the name a PGD summary goes by in reports.
-pub(crate) fn pgd_name(summary: &AttackSummary) -> String {
-    match &summary.config {
-        AttackConfig::Pgd(p) => format!("PGD-{} x{}", p.steps, p.options.restarts),
-        _ => summary.attack.clone(),
-    }
-}
-
 /// The final PGD evaluation's finished batches, in the run directory: a job killed during that
 /// evaluation resumes it from there (the evaluator's preset keeps its own state in `eval/`).
 pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
@@ -391,7 +383,7 @@ fn final_evaluation(
                     others: robust_test
                         .iter()
                         .map(|pgd| OtherAttack {
-                            name: pgd_name(pgd),
+                            name: pgd.label(),
                             robust: pgd.robust_per_sample.clone(),
                         })
                         .collect(),

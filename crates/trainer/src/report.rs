@@ -87,7 +87,7 @@ impl ReportInputs {
                 a.robust_accuracy,
                 format!(
                     "{}, eps {}, {} images",
-                    crate::job::pgd_name(a),
+                    a.label(),
                     a.eps.unwrap_or_default(),
                     a.n
                 ),
@@ -230,7 +230,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         let _ = writeln!(
             md,
             "| {} alone (eps {}, {} images) | {:.2} % |",
-            crate::job::pgd_name(a),
+            a.label(),
             a.eps.unwrap_or_default(),
             a.n,
             100.0 * a.robust_accuracy
