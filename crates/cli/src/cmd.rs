@@ -24,7 +24,7 @@ use crate::args::{
     AttackArgs, BenchCommand, Cli, Command, DataCommand, EvalArgs, ExportArgs, ModelsCommand,
     SweepArgs, TrainArgs,
 };
-use crate::guard::{self, ATTACK_OUTPUTS, EVAL_OUTPUTS, Inputs};
+use crate::guard::{self, ATTACK_OUTPUTS, EVAL_OUTPUTS, Inputs, RUN_DIR_WEIGHTS};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
@@ -599,18 +599,20 @@ fn schedule_from_flags(a: &TrainArgs, current: Schedule) -> Result<Schedule> {
     })
 }
 
+/// The weights a run directory given as `--weights` stands for: its final `model.bpk`, else its
+/// checkpoint's (see [`RUN_DIR_WEIGHTS`]).
+fn run_dir_weights(dir: &Path) -> Option<PathBuf> {
+    RUN_DIR_WEIGHTS
+        .iter()
+        .map(|c| dir.join(c))
+        .find(|p| p.is_file())
+}
+
 /// Loads weights into a freshly built `model`, by file type.
 fn load_weights(model: Model, path: &Path) -> Result<Model> {
     if path.is_dir() {
-        for candidate in [
-            "model.bpk",
-            "checkpoint/model.bpk",
-            "checkpoint.old/model.bpk",
-        ] {
-            let p = path.join(candidate);
-            if p.is_file() {
-                return load_weights(model, &p);
-            }
+        if let Some(p) = run_dir_weights(path) {
+            return load_weights(model, &p);
         }
         bail!(
             "{}: no model.bpk or checkpoint/model.bpk in this directory",
@@ -701,15 +703,7 @@ fn run_identity(
 
 fn file_hash(path: &Path) -> Result<String> {
     let file = if path.is_dir() {
-        [
-            "model.bpk",
-            "checkpoint/model.bpk",
-            "checkpoint.old/model.bpk",
-        ]
-        .iter()
-        .map(|c| path.join(c))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| path.to_path_buf())
+        run_dir_weights(path).unwrap_or_else(|| path.to_path_buf())
     } else {
         path.to_path_buf()
     };

@@ -36,7 +36,7 @@ impl Inputs {
     /// offers (the command may read any of them).
     pub fn weights(&mut self, path: &Path) -> &mut Self {
         if path.is_dir() {
-            for name in WEIGHTS_IN_RUN_DIR {
+            for name in RUN_DIR_WEIGHTS.iter().chain(&["model.safetensors"]) {
                 self.file("the weights file", &path.join(name));
             }
             self
@@ -105,12 +105,12 @@ pub fn distinct(a: (&Path, &str), b: (&Path, &str)) -> Result<()> {
     Ok(())
 }
 
-/// The weights a run directory offers, as `load_weights` looks for them (and the exported copy).
-pub const WEIGHTS_IN_RUN_DIR: [&str; 4] = [
+/// The weights files a run directory given as `--weights` is read from, in order of preference
+/// (the guard also protects its `model.safetensors`, the exported copy).
+pub const RUN_DIR_WEIGHTS: [&str; 3] = [
     "model.bpk",
     "checkpoint/model.bpk",
     "checkpoint.old/model.bpk",
-    "model.safetensors",
 ];
 
 /// What `bulwark eval --eps` writes into its output directory.
