@@ -8,6 +8,8 @@
 //! - `ci`: what CI runs: format check, clippy, the datasets the tests need (obtained through the
 //!   project's fetch chain, as on a user's machine), and the whole test suite.
 
+mod cycles;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -55,7 +57,10 @@ enum Task {
         #[arg(last = true)]
         extra: Vec<String>,
     },
-    /// Run CI's checks: cargo fmt --check, clippy -D warnings, then obtain the datasets the tests
+    /// Module-level import cycles in every crate (a module is a source file; `a` depends on `b`
+    /// when it names `crate::b`). Fails when there is one; `ci` runs it.
+    Cycles,
+    /// Run CI's checks: the import-cycle check, cargo fmt --check, clippy -D warnings, then obtain the datasets the tests
     /// read (the project's fetch chain) and run the tests (flex + ndarray backends).
     Ci {
         /// Skip fmt and clippy (tests only).
@@ -224,8 +229,10 @@ fn main() -> Result<()> {
                 .args(extra);
             run(cmd)
         }
+        Task::Cycles => cycles::check(&root()),
         Task::Ci { tests_only } => {
             if !tests_only {
+                cycles::check(&root())?;
                 let mut fmt = cargo();
                 fmt.args(["fmt", "--all", "--", "--check"]);
                 run(fmt)?;
