@@ -108,8 +108,8 @@ fn collect(src: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()
             if module == "lib" || module == "main" {
                 continue;
             }
-            let text = fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
             out.push((module, text));
         }
     }
@@ -313,8 +313,7 @@ mod tests {
         let r = root_reexports("pub use a::{B, c::D as E};\npub use f::G;\nmod h;");
         assert_eq!(
             r,
-            [("B", "a"), ("E", "a"), ("G", "f")]
-                .map(|(n, m)| (n.to_string(), m.to_string()))
+            [("B", "a"), ("E", "a"), ("G", "f")].map(|(n, m)| (n.to_string(), m.to_string()))
         );
     }
 
@@ -325,6 +324,9 @@ mod tests {
         g.entry("b".into()).or_default().insert("a".into());
         g.entry("c".into()).or_default().insert("a".into());
         let sccs = strongly_connected(&g);
-        assert_eq!(sccs, vec![vec!["a".to_string(), "b".into()], vec!["c".into()]]);
+        assert_eq!(
+            sccs,
+            vec![vec!["a".to_string(), "b".into()], vec!["c".into()]]
+        );
     }
 }

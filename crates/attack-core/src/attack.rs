@@ -1,11 +1,16 @@
 //! The [`Attack`] trait every attack implements.
 
+use std::fmt::Debug;
+
 use burn::tensor::{Int, Tensor};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::iterative::StepObserver;
 use crate::options::{AttackOptions, Norm, ThreatModel};
+use crate::overrides::AttackOverrides;
 
 /// An adversarial attack: maps a clean batch and its labels to an adversarial batch.
 ///
@@ -62,4 +67,38 @@ pub trait Attack {
     ) -> Result<Tensor<D>, AttackError> {
         self.run(model, x, labels, Some(targets), &mut |_, _| {})
     }
+}
+
+/// An attack's configuration as the registry ([`AttackConfig`](crate::AttackConfig)) uses it:
+/// its defaults, its shared options, its radius and how it builds the attack. An attack's file
+/// implements it next to the attack; registering the attack is then one line in `registry.rs`.
+pub trait AttackSettings: Clone + Debug + Serialize + DeserializeOwned {
+    /// The attack this configuration builds.
+    type Attack: Attack + Clone + Debug;
+
+    /// True for score-based attacks that never compute a gradient.
+    const BLACK_BOX: bool = false;
+
+    /// The default configuration. Attacks with a fixed budget need `threat` and refuse `None`;
+    /// minimal-perturbation attacks ignore it (their radius is an [`AttackOverrides::eps`]).
+    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError>;
+
+    /// The options shared by all attacks, for editing.
+    fn options_mut(&mut self) -> &mut AttackOptions;
+
+    /// Sets the radius (minimal-perturbation attacks: results farther away count as failures).
+    fn set_eps(&mut self, eps: f64);
+
+    /// Applies the settings that are given; a setting the attack does not have is an error.
+    fn apply(&mut self, overrides: &AttackOverrides) -> Result<(), AttackError>;
+
+    /// Validates the configuration and builds the attack.
+    fn build(&self) -> Result<Self::Attack, AttackError>;
+}
+
+/// The error of a fixed-budget attack's [`AttackSettings::defaults`] without a threat model.
+pub(crate) fn needs_threat(attack: &str) -> AttackError {
+    AttackError::Config(format!(
+        "`{attack}` needs `threat = {{ norm = ..., eps = ... }}` (command line: --eps)"
+    ))
 }

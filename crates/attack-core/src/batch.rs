@@ -1,10 +1,11 @@
 //! One validated batch under attack: the clean inputs flattened to `[B, N]` (plain and on the host),
 //! labels, targets, and the model calls every attack makes.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor};
 
 use crate::classifier::Classifier;
 use crate::error::AttackError;
+use crate::host::{host_bool, host_f32, host_i64, probability_rows, upload, upload_int};
 use crate::loss::{check_classes, objective, success};
 use crate::options::{AttackOptions, Crafting, LossKind, Targeting};
 use crate::rng::{SplitMix64, sample_seed};
@@ -32,31 +33,6 @@ pub(crate) struct Batch<'m, const D: usize, C: ?Sized> {
     bounds: (f64, f64),
     /// Success is any misclassification, also for targeted attacks.
     any_error: bool,
-}
-
-/// Reads a float tensor back as f32.
-pub(crate) fn host_f32<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-    t.try_into_vec_as::<f32>()
-        .expect("float tensors read back as f32")
-}
-
-fn host_i64(t: Tensor<1, Int>) -> Vec<i64> {
-    t.try_into_vec_as::<i64>()
-        .expect("int tensors read back as i64")
-}
-
-fn host_bool(t: Tensor<1, burn::tensor::Bool>) -> Vec<bool> {
-    t.try_into_vec_as::<bool>()
-        .expect("bool tensors read back as bool")
-}
-
-pub(crate) fn upload(values: Vec<f32>, rows: usize, cols: usize, device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
-}
-
-fn upload_int(values: Vec<i64>, device: &Device) -> Tensor<1, Int> {
-    let n = values.len();
-    Tensor::from_data(TensorData::new(values, [n]), device)
 }
 
 impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
@@ -398,7 +374,7 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
 /// (The evaluator reports the same test, with its evidence, as the `probability-outputs` flag.)
 fn warn_if_probabilities(logits: &[f32], k: usize) {
     let rows = logits.len() / k.max(1);
-    let (probs, log_probs) = crate::sanity::probability_rows(logits, k);
+    let (probs, log_probs) = probability_rows(logits, k);
     if k > 1 && rows > 0 && (probs == rows || log_probs == rows) {
         tracing::warn!(
             "the model's outputs look like (log-)probabilities (softmax or log-softmax rows); \

@@ -1,7 +1,5 @@
 //! What an attack needs from a model: logits for a batch, in inference behaviour.
 
-use bulwark_models::Model;
-use burn::module::Module;
 use burn::tensor::Tensor;
 
 /// Anything that maps a batch of inputs `Tensor<D>` (images `[B, C, H, W]`, or vectors `[B, N]`
@@ -10,7 +8,8 @@ use burn::tensor::Tensor;
 /// Contract: [`Classifier::logits`] computes with **inference behaviour** (BatchNorm uses its
 /// running statistics and does not update them, dropout is off) and with **untracked parameters**,
 /// so that a backward pass from the logits yields the input gradient and nothing else. Attacks feed
-/// it an autodiff input that requires grad. The zoo's [`Model`] implements it through `valid()`;
+/// it an autodiff input that requires grad. Burn modules implement it by calling `self.valid().forward(x)` (the zoo's
+/// `bulwark_models::Model` does, in its own crate);
 /// closures `Fn(Tensor<D>) -> Tensor<2>` implement it as they are (they must not use tracked
 /// parameters).
 ///
@@ -34,19 +33,5 @@ where
 {
     fn logits(&self, x: Tensor<D>) -> Tensor<2> {
         self(x)
-    }
-}
-
-impl Classifier<4> for Model {
-    /// `valid()` gives plain (untracked) parameters and switches BatchNorm and dropout to
-    /// inference; it maps the parameters without copying their data.
-    fn logits(&self, x: Tensor<4>) -> Tensor<2> {
-        self.valid().forward(x)
-    }
-
-    /// Training behaviour with untracked parameters: like PyTorch's `model.train()`, BatchNorm
-    /// normalizes with the batch statistics and updates its running statistics.
-    fn logits_train_mode(&self, x: Tensor<4>) -> Tensor<2> {
-        self.clone().train().no_grad().forward(x)
     }
 }

@@ -17,13 +17,16 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::attack::Attack;
-use crate::batch::{Batch, host_f32, upload};
+use crate::attack::AttackSettings;
+use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
+use crate::host::{host_f32, upload};
 use crate::iterative::StepObserver;
 use crate::options::{
     AttackOptions, Crafting, LossKind, Norm, Targeting, ThreatModel, check_steps,
 };
+use crate::overrides::{AttackOverrides, set};
 
 /// Configuration of [`DeepFool`]. Defaults are the paper's: 50 iterations, overshoot 0.02, the 10
 /// most likely classes.
@@ -262,5 +265,39 @@ impl Attack for DeepFool {
         let adv = upload(x, b, n, &dev);
         observer(&batch.x0, &adv);
         Ok(batch.unflatten(adv))
+    }
+}
+
+impl AttackSettings for DeepFoolConfig {
+    type Attack = DeepFool;
+
+    fn defaults(_threat: Option<ThreatModel>) -> Result<Self, AttackError> {
+        Ok(Self::new())
+    }
+
+    fn options_mut(&mut self) -> &mut AttackOptions {
+        &mut self.options
+    }
+
+    fn set_eps(&mut self, eps: f64) {
+        self.eps = Some(eps);
+    }
+
+    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
+        o.refuse("deepfool", &["step_size", "decay"])?;
+        if o.norm == Some(Norm::L1) {
+            return Err(AttackError::Config(
+                "deepfool supports norm l2 or linf".into(),
+            ));
+        }
+        set(&mut self.norm, o.norm);
+        set(&mut self.steps, o.steps);
+        set(&mut self.eps, o.eps.map(Some));
+        o.apply_options(&mut self.options);
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Self::Attack, AttackError> {
+        self.init()
     }
 }

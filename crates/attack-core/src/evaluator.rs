@@ -22,12 +22,13 @@ use std::time::Instant;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::any::AttackConfig;
 use crate::apgd::ApgdConfig;
 use crate::attack::Attack;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
+use crate::host::{argmax_rows, logits_host, upload_int};
 use crate::options::{AttackOptions, Bounds, LossKind, Norm, Targeting, ThreatModel};
+use crate::registry::AttackConfig;
 use crate::square::SquareConfig;
 
 /// One attack of a cascade.
@@ -52,6 +53,11 @@ pub enum Preset {
     /// APGD-CE, then APGD-T over the 3 most likely target classes (AutoAttack uses 9): about a
     /// third of the standard list's gradient cost, no black-box stage.
     Quick,
+}
+
+impl Preset {
+    /// The names [`Preset::from_str`](std::str::FromStr) accepts, one per preset.
+    pub const NAMES: [&'static str; 2] = ["standard", "quick"];
 }
 
 impl FromStr for Preset {
@@ -431,9 +437,9 @@ impl Evaluator {
                         )
                         .reshape(shape_of(rows.len()));
                         let y_sub =
-                            int_tensor(rows.iter().map(|&i| labels_host[i]).collect(), &device);
+                            upload_int(rows.iter().map(|&i| labels_host[i]).collect(), &device);
                         let targets = rank.map(|rk| {
-                            int_tensor(rows.iter().map(|&i| order[i][rk] as i64).collect(), &device)
+                            upload_int(rows.iter().map(|&i| order[i][rk] as i64).collect(), &device)
                         });
                         let out = attack.run(model, x_sub, y_sub, targets, &mut |_, _| {})?;
                         let out_host: Vec<f32> = out
@@ -507,38 +513,6 @@ pub fn within_threat(
         .zip(clean)
         .map(|(&a, &c)| f64::from(a) - f64::from(c)));
     in_box && d <= eps * (1.0 + 1e-12)
-}
-
-fn int_tensor(values: Vec<i64>, device: &burn::tensor::Device) -> Tensor<1, Int> {
-    let n = values.len();
-    Tensor::from_data(TensorData::new(values, [n]), device)
-}
-
-/// Flat logits of a batch, inference behaviour.
-pub(crate) fn logits_host<const D: usize, C: Classifier<D> + ?Sized>(
-    model: &C,
-    x: Tensor<D>,
-) -> Vec<f32> {
-    model
-        .logits(x)
-        .inner()
-        .try_into_vec_as::<f32>()
-        .expect("float tensors read back as f32")
-}
-
-/// Index of the largest value of each row (the first on ties, like `argmax`).
-pub(crate) fn argmax_rows(flat: &[f32], k: usize) -> Vec<usize> {
-    flat.chunks(k.max(1))
-        .map(|row| {
-            let mut best = 0;
-            for (j, &v) in row.iter().enumerate() {
-                if v > row[best] {
-                    best = j;
-                }
-            }
-            best
-        })
-        .collect()
 }
 
 #[cfg(test)]

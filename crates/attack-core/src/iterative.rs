@@ -5,10 +5,11 @@
 
 use burn::tensor::{Int, Tensor};
 
-use crate::batch::{Batch, host_f32, upload};
+use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::geometry::{l1_step, l2_step, linf_bounds, project, uniform_in_ball};
+use crate::host::{host_f32, upload};
 use crate::options::{AttackOptions, LossKind, Norm, ThreatModel, check_positive, check_steps};
 use crate::rng::{SplitMix64, sample_seed};
 

@@ -24,7 +24,6 @@
 //! [`Evaluator`] runs a list of them as an AutoAttack-style cascade.
 //! [`AttackConfig`] names any of them, for command lines and config files.
 
-mod any;
 mod apgd;
 mod attack;
 mod batch;
@@ -35,18 +34,20 @@ mod error;
 mod evaluator;
 mod fgsm;
 mod geometry;
+mod host;
 mod iterative;
 mod loss;
 mod mifgsm;
 mod options;
+mod overrides;
 mod pgd;
+mod registry;
 mod rng;
 pub mod sanity;
 mod square;
 
-pub use any::{AnyAttack, AttackConfig};
 pub use apgd::{Apgd, ApgdConfig};
-pub use attack::Attack;
+pub use attack::{Attack, AttackSettings};
 pub use classifier::Classifier;
 pub use cw::{CwL2, CwL2Config};
 pub use deepfool::{DeepFool, DeepFoolConfig};
@@ -58,5 +59,7 @@ pub use fgsm::{Fgsm, FgsmConfig};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};
 pub use options::{AttackOptions, Bounds, Crafting, LossKind, Norm, Targeting, ThreatModel};
+pub use overrides::AttackOverrides;
 pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};
+pub use registry::{ATTACKS, Alias, AnyAttack, AttackConfig, AttackEntry, known_names, lookup};
 pub use square::{Square, SquareConfig};

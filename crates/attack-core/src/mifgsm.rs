@@ -8,10 +8,12 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
+use crate::attack::{AttackSettings, needs_threat};
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
 use crate::iterative::{self, DEFAULT_L1_SPARSITY, Spec, StepObserver};
 use crate::options::{AttackOptions, ThreatModel};
+use crate::overrides::{AttackOverrides, set};
 
 /// Configuration of [`MiFgsm`].
 #[derive(Config, Debug)]
@@ -94,5 +96,34 @@ impl Attack for MiFgsm {
         spec.l1_sparsity = c.l1_sparsity;
         spec.momentum = Some(c.decay);
         iterative::attack(model, x, labels, targets, &c.options, &spec, observer)
+    }
+}
+
+impl AttackSettings for MiFgsmConfig {
+    type Attack = MiFgsm;
+
+    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
+        threat.map(Self::new).ok_or_else(|| needs_threat("mi-fgsm"))
+    }
+
+    fn options_mut(&mut self) -> &mut AttackOptions {
+        &mut self.options
+    }
+
+    fn set_eps(&mut self, eps: f64) {
+        self.threat.eps = eps;
+    }
+
+    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
+        set(&mut self.steps, o.steps);
+        set(&mut self.step_size, o.step_size.map(Some));
+        set(&mut self.decay, o.decay);
+        o.apply_threat(&mut self.threat);
+        o.apply_options(&mut self.options);
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Self::Attack, AttackError> {
+        self.init()
     }
 }

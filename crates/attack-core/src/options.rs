@@ -22,6 +22,9 @@ pub enum Norm {
 }
 
 impl Norm {
+    /// The names [`Norm::from_str`](std::str::FromStr) accepts, one per norm.
+    pub const NAMES: [&'static str; 3] = ["linf", "l2", "l1"];
+
     /// The norm of one flat perturbation, computed in f64.
     pub fn of(self, delta: impl IntoIterator<Item = f64>) -> f64 {
         let it = delta.into_iter();
@@ -132,6 +135,11 @@ pub enum LossKind {
     Dlr,
 }
 
+impl LossKind {
+    /// The names [`LossKind::from_str`](std::str::FromStr) accepts, one per loss.
+    pub const NAMES: [&'static str; 3] = ["ce", "cw", "dlr"];
+}
+
 impl FromStr for LossKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
@@ -159,6 +167,9 @@ pub enum Targeting {
 }
 
 impl Targeting {
+    /// The names [`Targeting::from_str`](std::str::FromStr) accepts, one per mode.
+    pub const NAMES: [&'static str; 4] = ["untargeted", "given", "random", "least-likely"];
+
     /// True for every mode except [`Targeting::Untargeted`].
     pub fn is_targeted(self) -> bool {
         self != Targeting::Untargeted

@@ -11,10 +11,12 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
+use crate::attack::{AttackSettings, needs_threat};
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::iterative::{self, DEFAULT_L1_SPARSITY, Spec, StepObserver};
 use crate::options::{AttackOptions, Norm, ThreatModel};
+use crate::overrides::{AttackOverrides, set};
 
 /// Configuration of [`Pgd`]. Defaults: 40 steps of `2.5·eps/steps` (the rule of Madry et al.'s
 /// appendix) from a random start.
@@ -180,5 +182,63 @@ impl Attack for Bim {
         let mut spec = Spec::new(c.threat, steps, step, &c.options);
         spec.l1_sparsity = c.l1_sparsity;
         iterative::attack(model, x, labels, targets, &c.options, &spec, observer)
+    }
+}
+
+impl AttackSettings for PgdConfig {
+    type Attack = Pgd;
+
+    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
+        threat.map(Self::new).ok_or_else(|| needs_threat("pgd"))
+    }
+
+    fn options_mut(&mut self) -> &mut AttackOptions {
+        &mut self.options
+    }
+
+    fn set_eps(&mut self, eps: f64) {
+        self.threat.eps = eps;
+    }
+
+    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
+        o.refuse("pgd", &["decay"])?;
+        set(&mut self.steps, o.steps);
+        set(&mut self.step_size, o.step_size.map(Some));
+        o.apply_threat(&mut self.threat);
+        o.apply_options(&mut self.options);
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Self::Attack, AttackError> {
+        self.init()
+    }
+}
+
+impl AttackSettings for BimConfig {
+    type Attack = Bim;
+
+    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
+        threat.map(Self::new).ok_or_else(|| needs_threat("bim"))
+    }
+
+    fn options_mut(&mut self) -> &mut AttackOptions {
+        &mut self.options
+    }
+
+    fn set_eps(&mut self, eps: f64) {
+        self.threat.eps = eps;
+    }
+
+    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
+        o.refuse("bim", &["decay"])?;
+        set(&mut self.steps, o.steps.map(Some));
+        set(&mut self.step_size, o.step_size.map(Some));
+        o.apply_threat(&mut self.threat);
+        o.apply_options(&mut self.options);
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Self::Attack, AttackError> {
+        self.init()
     }
 }

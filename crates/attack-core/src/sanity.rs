@@ -25,10 +25,10 @@
 use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{Batch, host_f32};
+use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
-use crate::evaluator::{argmax_rows, logits_host};
+use crate::host::{argmax_rows, host_f32, logits_host, probability_rows};
 use crate::options::{AttackOptions, Bounds, LossKind, Norm};
 
 /// Whether a check fired.
@@ -134,31 +134,6 @@ pub fn check_logits<const D: usize, C: Classifier<D> + ?Sized>(
              {log_probs} like log-probabilities; attacks need logits"
         ),
     )
-}
-
-/// Rows of `out` (`k` per row) that look like probabilities (in [0, 1], summing to 1 ± 1e-3) and
-/// like log-probabilities (all ≤ 0, log-sum-exp 0 ± 1e-3).
-pub(crate) fn probability_rows(out: &[f32], k: usize) -> (usize, usize) {
-    let (mut probs, mut log_probs) = (0usize, 0usize);
-    for row in out.chunks(k.max(1)) {
-        let sum: f64 = row.iter().map(|&v| f64::from(v)).sum();
-        if row.iter().all(|&v| (0.0..=1.0).contains(&v)) && (sum - 1.0).abs() < 1e-3 {
-            probs += 1;
-        }
-        let max = row
-            .iter()
-            .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
-        let lse = max
-            + row
-                .iter()
-                .map(|&v| (f64::from(v) - max).exp())
-                .sum::<f64>()
-                .ln();
-        if row.iter().all(|&v| v <= 0.0) && lse.abs() < 1e-3 {
-            log_probs += 1;
-        }
-    }
-    (probs, log_probs)
 }
 
 /// `zero-gradients`: the share of samples whose input gradient (of the CW margin) is exactly zero.

@@ -28,12 +28,15 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::batch::{Batch, upload};
+use crate::attack::{AttackSettings, needs_threat};
+use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::geometry::{linf_bounds, project};
+use crate::host::upload;
 use crate::iterative::{StepObserver, best_over_restarts};
 use crate::options::{AttackOptions, LossKind, Norm, ThreatModel};
+use crate::overrides::{AttackOverrides, set};
 use crate::rng::{SplitMix64, sample_seed};
 
 /// Configuration of [`Square`]. Defaults are AutoAttack's: 5,000 queries, `p_init = 0.8`, the
@@ -471,6 +474,36 @@ impl Attack for Square {
             self.single_run(view, shape, restart, observer)
         });
         Ok(batch.unflatten(upload(best, batch.b, batch.n, &batch.device)))
+    }
+}
+
+impl AttackSettings for SquareConfig {
+    type Attack = Square;
+
+    const BLACK_BOX: bool = true;
+
+    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
+        threat.map(Self::new).ok_or_else(|| needs_threat("square"))
+    }
+
+    fn options_mut(&mut self) -> &mut AttackOptions {
+        &mut self.options
+    }
+
+    fn set_eps(&mut self, eps: f64) {
+        self.threat.eps = eps;
+    }
+
+    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
+        o.refuse("square", &["step_size", "decay"])?;
+        set(&mut self.queries, o.steps);
+        o.apply_threat(&mut self.threat);
+        o.apply_options(&mut self.options);
+        Ok(())
+    }
+
+    fn build(&self) -> Result<Self::Attack, AttackError> {
+        self.init()
     }
 }
 

@@ -5,7 +5,6 @@
 mod common;
 
 use bulwark_attack_core::*;
-use bulwark_models::Model;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
@@ -367,11 +366,22 @@ fn attacks_leave_the_model_untouched_and_build_no_parameter_gradients() {
     // A BatchNorm model on an autodiff device, in training mode: the attack must still use the
     // running statistics and must not update them or the weights.
     let dev = device().autodiff();
-    let model = Model::init_seeded("preact-resnet18", &dev, 1).unwrap();
-    let snapshot = |m: &Model| {
-        m.sync_running_stats();
+    let model = BnCnn::new(3, 32, 1, &dev);
+    let snapshot = |m: &BnCnn| {
         let mut s = Snapshot(Vec::new());
         m.visit(&mut s);
+        s.0.push(
+            m.bn.running_mean
+                .value_sync()
+                .try_into_vec_as::<f32>()
+                .unwrap(),
+        );
+        s.0.push(
+            m.bn.running_var
+                .value_sync()
+                .try_into_vec_as::<f32>()
+                .unwrap(),
+        );
         s.0
     };
     let before = snapshot(&model);
@@ -614,4 +624,67 @@ fn train_mode_crafting_judges_success_with_inference_behaviour() {
             );
         }
     }
+}
+
+#[test]
+fn the_registry_is_the_single_list_of_attacks() {
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in ATTACKS {
+        for name in entry.names() {
+            assert!(seen.insert(name), "`{name}` is registered twice");
+            // Every name and alias builds its attack, with the attack's own defaults.
+            let given = AttackOverrides {
+                eps: Some(0.25),
+                ..AttackOverrides::NONE
+            };
+            let config = AttackConfig::from_overrides(name, &given)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(config.name(), entry.name, "{name}");
+            assert_eq!(config.is_black_box(), entry.black_box, "{name}");
+            let attack = config.init().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!(
+                entry.names().any(|n| n == attack.name()),
+                "{name}: the attack reports the unregistered name {}",
+                attack.name()
+            );
+            // Round trip: JSON by name, and the partial form from a file.
+            let json = serde_json::to_value(&config).unwrap();
+            assert_eq!(json["attack"], entry.name, "{name}");
+            let back: AttackConfig = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&back).unwrap(), json, "{name}");
+            let partial = AttackConfig::from_partial(json.clone()).unwrap();
+            assert_eq!(serde_json::to_value(&partial).unwrap(), json, "{name}");
+            assert_eq!(lookup(name).map(|(e, _)| e.name), Some(entry.name));
+        }
+    }
+    // An alias's preset applies; the user's own settings win over it.
+    let AttackConfig::Fgsm(rs) = AttackConfig::from_overrides(
+        "fgsm-rs",
+        &AttackOverrides {
+            eps: Some(0.1),
+            ..AttackOverrides::NONE
+        },
+    )
+    .unwrap() else {
+        panic!("fgsm-rs is not FGSM")
+    };
+    assert!(rs.options.random_start);
+    // Unknown names and settings an attack does not have are errors naming them.
+    let err = AttackConfig::from_overrides("pgd2", &AttackOverrides::NONE).unwrap_err();
+    assert!(
+        err.to_string().contains("pgd2") && err.to_string().contains("deepfool"),
+        "{err}"
+    );
+    let err = AttackConfig::from_overrides(
+        "square",
+        &AttackOverrides {
+            eps: Some(0.1),
+            step_size: Some(0.01),
+            ..AttackOverrides::NONE
+        },
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("step-size"), "{err}");
+    let err = AttackConfig::from_overrides("pgd", &AttackOverrides::NONE).unwrap_err();
+    assert!(err.to_string().contains("threat"), "{err}");
 }

@@ -184,7 +184,7 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
 
-    /// The same property on a convolutional zoo model with image-shaped (4-D) inputs.
+    /// The same property on a convolutional network with BatchNorm with image-shaped (4-D) inputs.
     #[test]
     fn attacks_on_small_cnn_stay_in_ball_and_box(
         seed in any::<u64>(),
@@ -192,7 +192,7 @@ proptest! {
         eps_fraction in 0.0f64..1.0,
     ) {
         let dev = device();
-        let model = bulwark_models::Model::init_seeded("small-cnn", &dev, seed % 1000).unwrap();
+        let model = BnCnn::new(1, 28, seed, &dev);
         let mut rng = TestRng(seed);
         let (b, n) = (2, 28 * 28);
         let x = batch(&mut rng, b, n, 0.0, 1.0);

@@ -2,7 +2,11 @@
 
 use std::path::PathBuf;
 
+use bulwark_attack_core::{LossKind, Norm, Preset, Targeting};
+use bulwark_trainer::BackendKind;
 use clap::{Args, Parser, Subcommand};
+
+use crate::values;
 
 /// Adversarially robust training and honest robustness evaluation, on burn.
 #[derive(Debug, Parser)]
@@ -13,8 +17,8 @@ pub struct Cli {
     pub verbose: bool,
     /// Backend to run on: flex (default, CPU), ndarray (CPU), wgpu, vulkan, cuda. Only those
     /// compiled in (Cargo features) are available.
-    #[arg(long, global = true, default_value = "flex")]
-    pub backend: String,
+    #[arg(long, global = true, default_value = "flex", value_parser = values::backend())]
+    pub backend: BackendKind,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -294,13 +298,13 @@ pub struct EvalArgs {
     /// Evaluate robust accuracy at this radius (without it: clean accuracy only).
     #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
-    /// Threat-model norm: linf, l2 or l1.
-    #[arg(long, default_value = "linf", requires = "eps")]
-    pub norm: String,
+    /// Threat-model norm.
+    #[arg(long, default_value = "linf", requires = "eps", value_parser = values::closed::<Norm>(&Norm::NAMES))]
+    pub norm: Norm,
     /// Attack list: standard (APGD-CE, APGD-T, APGD-MT in place of FAB-T, Square) or quick
     /// (APGD-CE, APGD-T).
-    #[arg(long, default_value = "standard", requires = "eps")]
-    pub preset: String,
+    #[arg(long, default_value = "standard", requires = "eps", value_parser = values::closed::<Preset>(&Preset::NAMES))]
+    pub preset: Preset,
     /// A custom attack list instead of the preset: comma-separated names from the standard list
     /// (apgd-ce, apgd-t, apgd-mt, square).
     #[arg(long, requires = "eps", conflicts_with = "preset")]
@@ -342,16 +346,17 @@ pub struct AttackArgs {
     /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
     #[arg(long)]
     pub weights: PathBuf,
-    /// fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, square, cw-l2 or deepfool.
-    #[arg(long, default_value = "pgd")]
+    /// The attack, by its registered name or an alias. Every setting not given on the command
+    /// line is the attack's own default (docs/attacks.md).
+    #[arg(long, default_value = "pgd", value_parser = values::attack())]
     pub attack: String,
     /// Read the whole attack configuration from a TOML or JSON file (`attack = "pgd"`, ...)
     /// instead of the attack flags.
-    #[arg(long, conflicts_with_all = ["attack", "norm", "eps", "steps", "step_size", "restarts"])]
+    #[arg(long, conflicts_with_all = ["attack", "norm", "eps", "steps", "step_size", "restarts", "loss", "targeted", "no_random_start", "decay", "seed"])]
     pub config: Option<PathBuf>,
-    /// Threat-model norm: linf, l2 or l1.
-    #[arg(long, default_value = "linf")]
-    pub norm: String,
+    /// Threat-model norm (default: linf; deepfool: l2).
+    #[arg(long, value_parser = values::closed::<Norm>(&Norm::NAMES))]
+    pub norm: Option<Norm>,
     /// Radius of the threat model (for cw-l2 and deepfool: results farther away count as failures).
     #[arg(long, allow_hyphen_values = true)]
     pub eps: Option<f64>,
@@ -361,28 +366,29 @@ pub struct AttackArgs {
     /// Step size (default: each attack's rule).
     #[arg(long, allow_hyphen_values = true)]
     pub step_size: Option<f64>,
-    /// Restarts (per sample the first success, else the highest loss, is kept).
-    #[arg(long, default_value_t = 1)]
-    pub restarts: usize,
-    /// Loss: ce, cw or dlr (default: cw for square, ce otherwise).
+    /// Restarts (per sample the first success, else the highest loss, is kept; default 1).
     #[arg(long)]
-    pub loss: Option<String>,
-    /// Targeted mode: random or least-likely (default: untargeted).
-    #[arg(long)]
-    pub targeted: Option<String>,
-    /// Start from the clean input instead of a random point (pgd).
+    pub restarts: Option<usize>,
+    /// Loss (default: the attack's own: cw for square and cw-l2, dlr for apgd-t, ce otherwise).
+    #[arg(long, value_parser = values::closed::<LossKind>(&LossKind::NAMES))]
+    pub loss: Option<LossKind>,
+    /// Targeted mode (default: untargeted; apgd-t: random). Targets given per image need the
+    /// library API.
+    #[arg(long, value_parser = values::closed::<Targeting>(&["random", "least-likely"]))]
+    pub targeted: Option<Targeting>,
+    /// Start from the clean input instead of a random point (pgd, apgd).
     #[arg(long)]
     pub no_random_start: bool,
     /// Keep attacking samples after they are fooled and return the last iterate (the default
-    /// freezes a sample at its first success, which is what robust accuracy should count).
+    /// here freezes a sample at its first success, which is what robust accuracy should count).
     #[arg(long)]
     pub no_early_stop: bool,
-    /// MI-FGSM momentum decay.
-    #[arg(long, default_value_t = 1.0)]
-    pub decay: f64,
-    /// Seed for random starts and targets.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    /// MI-FGSM momentum decay (default 1.0).
+    #[arg(long)]
+    pub decay: Option<f64>,
+    /// Seed for random starts and targets (default 0).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[arg(long, default_value = "mnist")]
     pub dataset: String,

@@ -4,8 +4,9 @@
 //! `bulwark-models` and `bulwark-data`.
 
 mod args;
-mod cmd;
+mod commands;
 mod guard;
+mod values;
 
 use std::process::ExitCode;
 
@@ -19,7 +20,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = args::Cli::parse();
     init_logging(cli.verbose);
-    match cmd::run(cli) {
+    match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {}", message(&err));

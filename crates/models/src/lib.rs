@@ -19,6 +19,7 @@
 //! [`forward_flops`] gives each model's analytic FLOP count per image (for throughput reports).
 
 pub mod bpk;
+mod classifier;
 mod error;
 mod flops;
 mod madry_cnn;

@@ -140,3 +140,74 @@ pub fn argmax(logits: &[f32], k: usize) -> Vec<usize> {
         .map(|r| (0..k).fold(0, |best, j| if r[j] > r[best] { j } else { best }))
         .collect()
 }
+
+/// A small convolutional network defined here, as a user would define theirs: convolution,
+/// BatchNorm (so inference behaviour matters), ReLU, a linear head. Implements [`Classifier`]
+/// the way the trait documents for burn modules: `valid()` for inference behaviour.
+#[derive(burn::module::Module, Debug)]
+pub struct BnCnn {
+    pub conv: burn::nn::conv::Conv2d,
+    pub bn: burn::nn::BatchNorm,
+    pub head: burn::nn::Linear,
+}
+
+impl BnCnn {
+    /// `channels`x`side`x`side` images, 10 classes, weights from `seed`.
+    pub fn new(channels: usize, side: usize, seed: u64, dev: &Device) -> Self {
+        use burn::module::Module;
+        use burn::nn::conv::Conv2dConfig;
+        use burn::nn::{BatchNormConfig, LinearConfig, PaddingConfig2d};
+        // Weights from the test's own generator (burn's initializers draw from a shared one);
+        // BatchNorm keeps its initial scale, shift and running statistics.
+        let mut rng = TestRng(seed);
+        let conv = Conv2dConfig::new([channels, 8], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(dev)
+            .map(&mut Reseed(&mut rng));
+        let head = LinearConfig::new(8 * side.div_ceil(2) * side.div_ceil(2), 10)
+            .init(dev)
+            .map(&mut Reseed(&mut rng));
+        Self {
+            conv,
+            bn: BatchNormConfig::new(8).init(dev),
+            head,
+        }
+    }
+
+    pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let x = relu(self.bn.forward(self.conv.forward(x)));
+        self.head.forward(x.flatten(1, 3))
+    }
+}
+
+impl bulwark_attack_core::Classifier<4> for BnCnn {
+    fn logits(&self, x: Tensor<4>) -> Tensor<2> {
+        use burn::module::Module;
+        self.valid().forward(x)
+    }
+
+    fn logits_train_mode(&self, x: Tensor<4>) -> Tensor<2> {
+        use burn::module::Module;
+        self.clone().train().no_grad().forward(x)
+    }
+}
+
+/// Replaces every float parameter with uniform values in ±0.3 drawn from the test generator.
+struct Reseed<'a>(&'a mut TestRng);
+
+impl burn::module::ModuleMapper for Reseed<'_> {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        let rng = &mut *self.0;
+        param.map(|t| {
+            let shape = t.shape();
+            let values: Vec<f32> = (0..shape.num_elements())
+                .map(|_| rng.range(-0.3, 0.3) as f32)
+                .collect();
+            Tensor::<D>::from_data(TensorData::new(values, shape), &t.device())
+        })
+    }
+}

@@ -31,6 +31,15 @@ pub fn fails(args: &[&str]) -> String {
     String::from_utf8(out.stderr).unwrap()
 }
 
+/// Runs `bulwark <args>` and returns its exit code and stderr.
+pub fn exit_code(args: &[&str]) -> (i32, String) {
+    let out = bulwark(args);
+    (
+        out.status.code().expect("bulwark exits with a code"),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
 /// `bulwark <command> --model small-cnn --weights /nonexistent/w.safetensors <extra>` must fail;
 /// returns its stderr.
 pub fn fails_on_missing_weights(command: &str, extra: &[&str]) -> String {

@@ -1,0 +1,182 @@
+//! `bulwark attack`: one attack on a dataset, with resumable batches and examples.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bulwark_attack_core::{Attack, AttackConfig, AttackOverrides};
+use bulwark_data::Split;
+use bulwark_models::Model;
+use bulwark_trainer::{
+    AttackContext, AttackRunOptions, AttackState, BackendKind, RunLock, attack_dataset,
+    check_input_shape, dataset_dir, load_dataset_split, write_attack_outputs,
+};
+use burn::tensor::Device;
+
+use crate::args::AttackArgs;
+use crate::guard::{ATTACK_OUTPUTS, Inputs};
+
+use super::eval::run_identity;
+use super::{fetch_options, load_weights, warn_eps_box};
+
+/// The attack configuration the flags describe.
+fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
+    if let Some(path) = &a.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let value: Result<serde_json::Value> = if path.extension().is_some_and(|e| e == "json") {
+            serde_json::from_str(&text).map_err(anyhow::Error::from)
+        } else {
+            toml::from_str(&text).map_err(anyhow::Error::from)
+        };
+        let config = value.and_then(|v| AttackConfig::from_partial(v).map_err(anyhow::Error::from));
+        return config.with_context(|| format!("{}: not an attack configuration", path.display()));
+    }
+    // The flags overlay the attack's own defaults (the registry in bulwark-attack-core); the
+    // only setting this command decides is early stopping, on unless --no-early-stop: an attack
+    // run here measures robust accuracy, which counts a sample's first success.
+    let overrides = AttackOverrides {
+        norm: a.norm,
+        eps: a.eps,
+        steps: a.steps,
+        step_size: a.step_size,
+        decay: a.decay,
+        restarts: a.restarts,
+        loss: a.loss,
+        targeting: a.targeted,
+        random_start: a.no_random_start.then_some(false),
+        early_stop: Some(!a.no_early_stop),
+        seed: a.seed,
+    };
+    AttackConfig::from_overrides(&a.attack, &overrides)
+        .with_context(|| format!("--attack {}", a.attack))
+}
+
+/// The file in an attack's output directory that holds its finished batches until it completes.
+const ATTACK_STATE: &str = "attack-state.json";
+
+pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
+    let device: Device = backend.device()?;
+    let config = attack_config(&a)?;
+    // Settings are checked before weights and data are touched.
+    let checked = config.init()?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let eps = checked
+            .threat()
+            .map_or("min".to_string(), |t| format!("{}", t.eps));
+        PathBuf::from("runs/attacks").join(format!(
+            "{}-{}-{}-{eps}",
+            a.model,
+            checked.name(),
+            checked.norm()
+        ))
+    });
+    // One attack per output directory at a time: two would mix their saved batches. Taken before
+    // the directory's contents are looked at, so that what they say stays true.
+    let _lock = RunLock::acquire(&out)?;
+    let state_path = out.join(ATTACK_STATE);
+    if state_path.exists() && !a.resume && !a.overwrite {
+        bail!(
+            "{}: an interrupted attack is saved there; pass --resume to continue it, or choose \
+             another --out",
+            state_path.display()
+        );
+    }
+    let summary_path = out.join("summary.json");
+    if summary_path.is_file() && !a.overwrite {
+        bail!(
+            "{} holds a finished attack ({}); choose another --out, or pass --overwrite to \
+             replace it{}",
+            out.display(),
+            summary_path.display(),
+            if a.resume {
+                " (there is nothing left to resume)"
+            } else {
+                ""
+            }
+        );
+    }
+    let model = load_weights(Model::init(&a.model, &device)?, &a.weights)?;
+    let dir = dataset_dir(&a.dataset, &fetch_options(a.data_dir.clone()))?;
+    let mut test = load_dataset_split(&a.dataset, &dir, Split::Test)?;
+    check_input_shape(&a.model, &test, &a.dataset)?;
+    if let Some(n) = a.limit {
+        test = test.take(n as usize);
+    }
+    let mut inputs = Inputs::new();
+    inputs.weights(&a.weights).data_dir(&dir);
+    if let Some(d) = &a.data_dir {
+        inputs.data_dir(d);
+    }
+    if let Some(c) = &a.config {
+        inputs.file("the attack configuration", c);
+    }
+    inputs.refuse_in(&out, &ATTACK_OUTPUTS, "--out")?;
+    if let Some(t) = checked.threat() {
+        warn_eps_box(t.norm, t.eps, test.image_size(), "--eps");
+    }
+    if a.overwrite {
+        // The finished results go first, so that a killed rerun cannot leave them beside a state
+        // of the new attack; a leftover state of another attack must not be resumed either.
+        for f in [&summary_path, &state_path, &out.join("examples.png")] {
+            match std::fs::remove_file(f) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {}", f.display()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let opts = AttackRunOptions {
+        batch_size: a.batch_size as usize,
+        progress: !a.no_progress,
+        examples: 8,
+        state: Some(AttackState {
+            path: state_path.clone(),
+            identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
+        }),
+    };
+    let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
+    let threat = match summary.eps {
+        Some(eps) => format!("{} eps {eps}", summary.norm),
+        None => format!("{}, unbounded", summary.norm),
+    };
+    println!(
+        "{} {} ({threat}) on {} {} test images: clean {:.2} %, adversarial {:.2} %, robust {:.2} % \
+         ({:.1} s, {:.0} img/s)",
+        a.model,
+        summary.attack,
+        summary.n,
+        a.dataset,
+        100.0 * summary.clean_accuracy,
+        100.0 * summary.adversarial_accuracy,
+        100.0 * summary.robust_accuracy,
+        summary.seconds,
+        summary.images_per_second
+    );
+    let context = AttackContext {
+        model: a.model.clone(),
+        weights: a.weights.clone(),
+        dataset: format!("{}/test", a.dataset),
+        backend: backend.to_string(),
+        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let (json, png) = write_attack_outputs(&out, &context, &summary)?;
+    // The attack is complete and its summary saved: a later run starts afresh.
+    match std::fs::remove_file(&state_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).with_context(|| format!("removing {}", state_path.display()));
+        }
+        _ => {}
+    }
+    if summary.resumed_batches > 0 {
+        println!(
+            "resumed: {} finished batch(es) from {ATTACK_STATE}",
+            summary.resumed_batches
+        );
+    }
+    println!("summary: {}", json.display());
+    if !summary.examples.is_empty() {
+        println!("examples: {}", png.display());
+    }
+    Ok(())
+}

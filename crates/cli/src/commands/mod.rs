@@ -1,0 +1,156 @@
+//! One module per subcommand; this one dispatches and holds what several commands share.
+
+mod attack;
+mod bench;
+mod data;
+mod eval;
+mod export;
+mod models;
+mod sweep;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bulwark_attack_core::{Bounds, Norm};
+use bulwark_data::FetchOptions;
+use bulwark_models::{Model, bpk, torch};
+use bulwark_trainer::{BackendKind, BenchPlan, Workload};
+
+use crate::args::{BenchCommand, Cli, Command, DataCommand, ModelsCommand};
+use crate::guard::RUN_DIR_WEIGHTS;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let backend = cli.backend;
+    match cli.command {
+        Command::Train(args) => train::train(*args, backend),
+        Command::Eval(args) => eval::eval(*args, backend),
+        Command::Sweep(args) => sweep::sweep(*args, backend),
+        Command::Attack(args) => attack::attack(*args, backend),
+        Command::Bench {
+            command:
+                BenchCommand::Throughput {
+                    repeats,
+                    batch,
+                    models,
+                    workloads,
+                    matmul,
+                    backend_list,
+                    data_dir,
+                    json,
+                },
+        } => {
+            let workloads = workloads
+                .split(',')
+                .map(|w| Workload::parse(w.trim()))
+                .collect::<Result<Vec<_>, _>>()?;
+            let backends: Vec<BackendKind> = match backend_list {
+                Some(list) => list
+                    .split(',')
+                    .map(|b| b.trim().parse())
+                    .collect::<Result<_, _>>()?,
+                None => BackendKind::compiled(),
+            };
+            let plan = BenchPlan {
+                models: models.split(',').map(|m| m.trim().to_string()).collect(),
+                backends,
+                workloads,
+                batch: batch as usize,
+                repeats: repeats as usize,
+                matmul: matmul as usize,
+            };
+            bench::bench(&plan, data_dir, json)
+        }
+        Command::Data {
+            command:
+                DataCommand::Fetch {
+                    dataset,
+                    data_dir,
+                    offline,
+                },
+        } => data::data_fetch(&dataset, data_dir, offline),
+        Command::Models {
+            command: ModelsCommand::List,
+        } => models::models_list(backend),
+        Command::Export(args) => export::export(args, backend),
+    }
+}
+
+/// A run name as `--name` gives it: one plain path component, so that the run directory stays
+/// inside `--runs-dir` (`../x`, `a/b`, `/abs` and the empty name are refused).
+pub(super) fn run_name(name: &str) -> Result<&str> {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control);
+    if !plain {
+        bail!(
+            "--name {name:?} is not a plain run name: it must be non-empty, not `.` or `..`, and \
+             hold no `/`, `\\` or control characters (use --run-dir for a directory elsewhere)"
+        );
+    }
+    Ok(name)
+}
+
+/// Warns when `eps` reaches the diameter of the input box (see `sanity::eps_box_flag`).
+pub(super) fn warn_eps_box(norm: Norm, eps: f64, n_values: usize, flag: &str) {
+    let check = bulwark_attack_core::sanity::eps_box_flag(norm, eps, Bounds::new(), n_values);
+    if check.raised() {
+        tracing::warn!("{flag}: {}", check.evidence);
+    }
+}
+
+pub(super) fn fetch_options(data_dir: Option<PathBuf>) -> FetchOptions {
+    let mut opts = FetchOptions::from_env();
+    if data_dir.is_some() {
+        opts.data_dir = data_dir;
+    }
+    opts
+}
+
+/// The weights a run directory given as `--weights` stands for: its final `model.bpk`, else its
+/// checkpoint's (see [`RUN_DIR_WEIGHTS`]).
+pub(super) fn run_dir_weights(dir: &Path) -> Option<PathBuf> {
+    RUN_DIR_WEIGHTS
+        .iter()
+        .map(|c| dir.join(c))
+        .find(|p| p.is_file())
+}
+
+/// Loads weights into a freshly built `model`, by file type.
+pub(super) fn load_weights(model: Model, path: &Path) -> Result<Model> {
+    if path.is_dir() {
+        if let Some(p) = run_dir_weights(path) {
+            return load_weights(model, &p);
+        }
+        bail!(
+            "{}: no model.bpk or checkpoint/model.bpk in this directory",
+            path.display()
+        );
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") => Ok(torch::load_safetensors(model, path)?),
+        Some("bpk") => Ok(bpk::load_bpk(model, path)?),
+        _ => bail!(
+            "{}: unknown weights format; expected a .safetensors (PyTorch layout) or .bpk (burn) file",
+            path.display()
+        ),
+    }
+}
+
+pub(super) fn file_hash(path: &Path) -> Result<String> {
+    let file = if path.is_dir() {
+        run_dir_weights(path).unwrap_or_else(|| path.to_path_buf())
+    } else {
+        path.to_path_buf()
+    };
+    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    Ok(format!("{h:016x}"))
+}

@@ -1,0 +1,104 @@
+//! `bulwark sweep`: a regularization-strength sweep.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bulwark_trainer::{
+    BackendKind, DeviceSet, JobOptions, SweepOptions, SweepReg, SweepSpec, TrainConfig, run_sweep,
+};
+
+use crate::args::SweepArgs;
+use crate::guard::Inputs;
+
+use super::fetch_options;
+use super::train::method_from_flags;
+
+/// What `bulwark sweep` writes into its directory (plus one run directory per strength).
+const SWEEP_OUTPUTS: &[&str] = &["sweep.json", "sweep.md", "sweep.svg", "run.lock"];
+
+pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
+    let devices = DeviceSet::single(backend)?;
+    let reg: SweepReg = a.reg.parse().map_err(anyhow::Error::msg)?;
+    let mut base = match &a.config {
+        Some(p) => TrainConfig::from_toml_file(p)?,
+        None => TrainConfig::new(),
+    };
+    if let Some(v) = a.model {
+        base.model = v;
+    }
+    if let Some(v) = a.dataset {
+        base.dataset = v;
+    }
+    if let Some(v) = a.epochs {
+        base.epochs = v;
+    }
+    if a.train_limit.is_some() {
+        base.train_limit = a.train_limit;
+    }
+    base.method = method_from_flags(a.method.as_deref(), a.eps, &base.method)?;
+    base.validate()?;
+    if a.robust_steps == 0 && base.method.is_adversarial() {
+        bail!("--robust-steps must be at least 1");
+    }
+    let out = a.out.unwrap_or_else(|| {
+        let method = match base.method.eps() {
+            Some(eps) => format!("-{}-eps{eps}", base.method.name()),
+            None => String::new(),
+        };
+        PathBuf::from("runs").join(format!(
+            "sweep-{}-{}-{}{method}",
+            base.model,
+            base.dataset,
+            reg.name()
+        ))
+    });
+    if let Some(config) = &a.config {
+        let mut inputs = Inputs::new();
+        inputs.file("the configuration file", config);
+        inputs.refuse_in(&out, SWEEP_OUTPUTS, "--out")?;
+        // Every sub-directory of a sweep is one of its runs, whose files it writes.
+        if let (Ok(c), Ok(o)) = (config.canonicalize(), out.canonicalize())
+            && c.starts_with(&o)
+            && c.parent() != Some(o.as_path())
+        {
+            bail!(
+                "refusing to sweep into {}: the configuration file {} lies in one of its run \
+                 directories, whose files the sweep writes; choose another --out",
+                out.display(),
+                config.display()
+            );
+        }
+    }
+    let mut job = JobOptions::new(out.clone());
+    job.progress = !a.no_progress;
+    job.fetch = fetch_options(a.data_dir);
+    job.backend = backend.to_string();
+    job.command = std::env::args().collect::<Vec<_>>().join(" ");
+    let report = run_sweep(
+        &SweepSpec {
+            base,
+            reg,
+            values: a.lambda,
+            robust_steps: a.robust_steps,
+            robust_limit: a.robust_limit,
+        },
+        &devices,
+        &SweepOptions {
+            out_dir: out.clone(),
+            job,
+        },
+    )?;
+    println!();
+    print!(
+        "{}",
+        std::fs::read_to_string(out.join("sweep.md")).context("reading sweep.md")?
+    );
+    println!();
+    println!(
+        "Sweep of {} runs: {} (table), {} (plot)",
+        report.points.len(),
+        out.join("sweep.md").display(),
+        out.join("sweep.svg").display()
+    );
+    Ok(())
+}
