@@ -119,6 +119,7 @@ fn collect(src: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()
 /// Every `crate::...` path in `text` (outside `//` comments), as segments; groups are expanded
 /// one level (`crate::{a, b::c}` gives `a` and `b::c`).
 pub fn crate_paths(text: &str) -> Vec<Vec<String>> {
+    let text = without_test_modules(text);
     let code: String = text
         .lines()
         .map(|l| match l.find("//") {
@@ -181,6 +182,28 @@ fn leaf_names(tree: &str, out: &mut Vec<String>) {
     } else if !tree.is_empty() && tree != "*" && tree != "self" {
         out.push(tree.to_string());
     }
+}
+
+/// `text` without its `#[cfg(test)] mod name { ... }` blocks.
+fn without_test_modules(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..i]);
+        let after = rest[i + "#[cfg(test)]".len()..].trim_start();
+        if after.starts_with("mod ")
+            && let Some(open) = after.find('{')
+        {
+            let body = &after[open + 1..];
+            let end = matching_brace(body);
+            rest = body.get(end + 1..).unwrap_or("");
+        } else {
+            out.push_str("#[cfg(test)]");
+            rest = &rest[i + "#[cfg(test)]".len()..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn segments(s: &str) -> Vec<String> {
@@ -302,10 +325,10 @@ mod tests {
     #[test]
     fn paths_and_groups() {
         let p = crate_paths(
-            "use crate::{a, b::{c, d}};\n// crate::ignored\nlet x = crate::e::f(); $crate::g; other_crate::h",
+            "use crate::{a, b::{c, d}};\n// crate::ignored\nlet x = crate::e::f(); $crate::g; other_crate::h\n#[cfg(test)]\nmod tests {\n    use crate::t;\n    fn f() { {} }\n}\nuse crate::after;",
         );
         let p: Vec<String> = p.iter().map(|s| s.join("::")).collect();
-        assert_eq!(p, ["a", "b", "e::f"]);
+        assert_eq!(p, ["a", "b", "e::f", "after"]);
     }
 
     #[test]

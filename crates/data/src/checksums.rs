@@ -121,6 +121,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// The workspace's content hash: SHA-256 over `parts` in order, lowercase hex. Run identities,
+/// resume keys and data fingerprints use it (include separators in the parts where two
+/// different splits of the same bytes must differ).
+///
+/// ```
+/// use bulwark_data::{content_hash, sha256_hex};
+/// assert_eq!(content_hash([&b"ab"[..], b"c"]), sha256_hex(b"abc"));
+/// ```
+pub fn content_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update(part);
+    }
+    hex(&hasher.finalize())
+}
+
 /// SHA-256 of a file's bytes as stored (no decompression), lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, "open", e))?;

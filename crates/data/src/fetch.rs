@@ -16,9 +16,10 @@ use flate2::read::MultiGzDecoder;
 use tracing::{info, warn};
 
 use crate::checksums::{ExpectedFile, ExpectedFiles, HashingWriter, sha256_file};
+use crate::diagnose::diagnose;
 use crate::error::{DataError, Result};
 use crate::idx::{GZIP_MAGIC, read_maybe_gz};
-use crate::mnist::{DatasetKind, diagnose, locate};
+use crate::mnist::{DatasetKind, locate};
 use crate::registry::{self, Tools};
 
 /// Default connect and read timeout for downloads.

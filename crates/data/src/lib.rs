@@ -31,6 +31,7 @@ mod batch;
 mod checksums;
 pub mod cifar;
 mod dataset;
+mod diagnose;
 mod error;
 mod fetch;
 pub mod idx;
@@ -39,14 +40,15 @@ mod registry;
 pub mod rng;
 
 pub use batch::epoch_batches;
-pub use checksums::{ExpectedFile, ExpectedFiles, sha256_file, sha256_hex};
+pub use checksums::{ExpectedFile, ExpectedFiles, content_hash, sha256_file, sha256_hex};
 pub use cifar::{load_cifar10, read_cifar10_batch};
 pub use dataset::ImageDataset;
+pub use diagnose::diagnose;
 pub use error::{DataError, Result};
 pub use fetch::{DEFAULT_TIMEOUT, FetchOptions, canonical_urls, fetch, fetch_with};
 pub use idx::IdxArray;
 pub use mnist::{
-    DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS, diagnose,
+    DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
     load_split,
 };
 pub use registry::{FASHION_MNIST_DEB, MNIST_PIP_REQUIREMENT, MNIST_PIP_SHA256};

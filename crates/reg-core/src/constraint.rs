@@ -15,6 +15,8 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{RegError, invalid};
 use crate::select::{LayerKind, ParamSelection, PathStack, restore_tracking};
 
@@ -46,10 +48,7 @@ pub enum ConstraintKind {
 /// `{ kind = "max-norm" | "unit-norm" | "non-neg" | "decoupled-decay" | "prox-l1", max
 /// (max-norm), weight_decay (decoupled-decay), lambda (prox-l1), select }`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(
-    try_from = "crate::file::ConstraintFile",
-    into = "crate::file::ConstraintFile"
-)]
+#[serde(try_from = "ConstraintFile", into = "ConstraintFile")]
 pub struct Constraint {
     /// Which constraint.
     pub kind: ConstraintKind,
@@ -228,5 +227,136 @@ impl burn::module::ModuleVisitor for Count<'_> {
             .expect("float parameters read back as f32");
         let zeros = values.iter().filter(|&&v| v == 0.0).count();
         self.out.push((info.path, zeros, values.len()));
+    }
+}
+
+// The configuration-file form (serde): one flat table, `kind` plus that kind's settings and an
+// optional `select`; unknown or misplaced keys are refused.
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ConstraintName {
+    MaxNorm,
+    UnitNorm,
+    NonNeg,
+    DecoupledDecay,
+    ProxL1,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ConstraintFile {
+    kind: ConstraintName,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    weight_decay: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lambda: Option<f64>,
+    #[serde(default)]
+    select: ParamSelection,
+}
+
+impl TryFrom<ConstraintFile> for Constraint {
+    type Error = String;
+    fn try_from(f: ConstraintFile) -> Result<Self, String> {
+        let name = f.kind.as_str();
+        // Exactly the setting the kind takes, nothing else.
+        let wanted: Option<&str> = match f.kind {
+            ConstraintName::MaxNorm => Some("max"),
+            ConstraintName::DecoupledDecay => Some("weight_decay"),
+            ConstraintName::ProxL1 => Some("lambda"),
+            ConstraintName::UnitNorm | ConstraintName::NonNeg => None,
+        };
+        for (key, value) in [
+            ("max", f.max),
+            ("weight_decay", f.weight_decay),
+            ("lambda", f.lambda),
+        ] {
+            match (Some(key) == wanted, value) {
+                (true, None) => return Err(format!("constraint `{name}` needs `{key}`")),
+                (false, Some(_)) => {
+                    return Err(format!("constraint `{name}` takes no `{key}`"));
+                }
+                _ => {}
+            }
+        }
+        let kind = match f.kind {
+            ConstraintName::MaxNorm => ConstraintKind::MaxNorm {
+                max: f.max.unwrap_or_default(),
+            },
+            ConstraintName::UnitNorm => ConstraintKind::UnitNorm,
+            ConstraintName::NonNeg => ConstraintKind::NonNeg,
+            ConstraintName::DecoupledDecay => ConstraintKind::DecoupledDecay {
+                weight_decay: f.weight_decay.unwrap_or_default(),
+            },
+            ConstraintName::ProxL1 => ConstraintKind::ProxL1 {
+                lambda: f.lambda.unwrap_or_default(),
+            },
+        };
+        Ok(Constraint::new(kind).on(f.select))
+    }
+}
+
+impl From<Constraint> for ConstraintFile {
+    fn from(c: Constraint) -> Self {
+        let mut f = ConstraintFile {
+            kind: ConstraintName::NonNeg,
+            max: None,
+            weight_decay: None,
+            lambda: None,
+            select: c.selection,
+        };
+        match c.kind {
+            ConstraintKind::MaxNorm { max } => {
+                (f.kind, f.max) = (ConstraintName::MaxNorm, Some(max))
+            }
+            ConstraintKind::UnitNorm => f.kind = ConstraintName::UnitNorm,
+            ConstraintKind::NonNeg => f.kind = ConstraintName::NonNeg,
+            ConstraintKind::DecoupledDecay { weight_decay } => {
+                (f.kind, f.weight_decay) = (ConstraintName::DecoupledDecay, Some(weight_decay));
+            }
+            ConstraintKind::ProxL1 { lambda } => {
+                (f.kind, f.lambda) = (ConstraintName::ProxL1, Some(lambda));
+            }
+        }
+        f
+    }
+}
+
+impl ConstraintName {
+    fn as_str(self) -> &'static str {
+        match self {
+            ConstraintName::MaxNorm => "max-norm",
+            ConstraintName::UnitNorm => "unit-norm",
+            ConstraintName::NonNeg => "non-neg",
+            ConstraintName::DecoupledDecay => "decoupled-decay",
+            ConstraintName::ProxL1 => "prox-l1",
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_form_tests {
+    use super::*;
+
+    #[test]
+    fn constraints_round_trip_through_json_and_bad_tables_are_refused() {
+        let c = Constraint::new(ConstraintKind::MaxNorm { max: 2.0 });
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Constraint>(&text).unwrap(), c);
+        for (bad, want) in [
+            (r#"{"kind":"max-norm"}"#, "needs `max`"),
+            (r#"{"kind":"non-neg","max":1.0}"#, "takes no `max`"),
+            (
+                r#"{"kind":"prox-l1","lambda":1.0,"select":{"kinds":["bias"],"x":1}}"#,
+                "unknown field `x`",
+            ),
+        ] {
+            let e = serde_json::from_str::<Constraint>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 }

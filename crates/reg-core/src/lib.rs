@@ -26,7 +26,6 @@
 
 mod constraint;
 mod error;
-mod file;
 mod input_grad;
 mod mix;
 mod penalty;

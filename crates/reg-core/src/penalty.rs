@@ -20,6 +20,8 @@
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{RegError, invalid};
 use crate::select::{LayerKind, ParamSelection, PathStack};
 
@@ -45,10 +47,7 @@ pub enum PenaltyKind {
 /// `{ kind = "l1" | "l2" | "elastic-net" | "group-lasso" | "orthogonality", lambda, l1_ratio
 /// (elastic net only), select }`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(
-    try_from = "crate::file::PenaltyFile",
-    into = "crate::file::PenaltyFile"
-)]
+#[serde(try_from = "PenaltyFile", into = "PenaltyFile")]
 pub struct Penalty {
     /// Which penalty.
     pub kind: PenaltyKind,
@@ -185,5 +184,116 @@ impl ModuleVisitor for Accumulate<'_> {
             Some(a) => a + term,
             None => term,
         });
+    }
+}
+
+// The configuration-file form (serde): one flat table, `kind` plus that kind's settings and an
+// optional `select`; unknown or misplaced keys are refused.
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum PenaltyName {
+    L1,
+    L2,
+    ElasticNet,
+    GroupLasso,
+    Orthogonality,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PenaltyFile {
+    kind: PenaltyName,
+    lambda: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l1_ratio: Option<f64>,
+    #[serde(default)]
+    select: ParamSelection,
+}
+
+impl TryFrom<PenaltyFile> for Penalty {
+    type Error = String;
+    fn try_from(f: PenaltyFile) -> Result<Self, String> {
+        let kind = match (f.kind, f.l1_ratio) {
+            (PenaltyName::ElasticNet, Some(l1_ratio)) => PenaltyKind::ElasticNet { l1_ratio },
+            (PenaltyName::ElasticNet, None) => {
+                return Err("penalty `elastic-net` needs `l1_ratio`".into());
+            }
+            (other, Some(_)) => {
+                return Err(format!(
+                    "`l1_ratio` belongs to `elastic-net`, not to `{}`",
+                    other.as_str()
+                ));
+            }
+            (PenaltyName::L1, None) => PenaltyKind::L1,
+            (PenaltyName::L2, None) => PenaltyKind::L2,
+            (PenaltyName::GroupLasso, None) => PenaltyKind::GroupLasso,
+            (PenaltyName::Orthogonality, None) => PenaltyKind::Orthogonality,
+        };
+        Ok(Penalty::new(kind, f.lambda).on(f.select))
+    }
+}
+
+impl From<Penalty> for PenaltyFile {
+    fn from(p: Penalty) -> Self {
+        let (kind, l1_ratio) = match p.kind {
+            PenaltyKind::L1 => (PenaltyName::L1, None),
+            PenaltyKind::L2 => (PenaltyName::L2, None),
+            PenaltyKind::ElasticNet { l1_ratio } => (PenaltyName::ElasticNet, Some(l1_ratio)),
+            PenaltyKind::GroupLasso => (PenaltyName::GroupLasso, None),
+            PenaltyKind::Orthogonality => (PenaltyName::Orthogonality, None),
+        };
+        Self {
+            kind,
+            lambda: p.lambda,
+            l1_ratio,
+            select: p.selection,
+        }
+    }
+}
+
+impl PenaltyName {
+    fn as_str(self) -> &'static str {
+        match self {
+            PenaltyName::L1 => "l1",
+            PenaltyName::L2 => "l2",
+            PenaltyName::ElasticNet => "elastic-net",
+            PenaltyName::GroupLasso => "group-lasso",
+            PenaltyName::Orthogonality => "orthogonality",
+        }
+    }
+}
+
+#[cfg(test)]
+mod file_form_tests {
+    use super::*;
+    use crate::select::ParamKind;
+
+    #[test]
+    fn penalties_round_trip_through_json_and_bad_tables_are_refused() {
+        let p = Penalty::new(PenaltyKind::ElasticNet { l1_ratio: 0.25 }, 1e-3)
+            .on(ParamSelection::paths(["fc1.weight"]));
+        let text = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Penalty>(&text).unwrap(), p);
+        let p: Penalty = serde_json::from_str(r#"{"kind":"l2","lambda":0.1}"#).unwrap();
+        assert_eq!(p.selection, ParamSelection::weights());
+        let p: Penalty =
+            serde_json::from_str(r#"{"kind":"l1","lambda":0.1,"select":{"include":["fc1.*"]}}"#)
+                .unwrap();
+        assert_eq!(p.selection.kinds, vec![ParamKind::Weight]);
+        for (bad, want) in [
+            (r#"{"kind":"elastic-net","lambda":0.1}"#, "needs `l1_ratio`"),
+            (
+                r#"{"kind":"l2","lambda":0.1,"l1_ratio":0.5}"#,
+                "belongs to `elastic-net`",
+            ),
+            (r#"{"kind":"l2","lamda":0.1}"#, "unknown field `lamda`"),
+            (r#"{"kind":"l3","lambda":0.1}"#, "unknown variant `l3`"),
+        ] {
+            let e = serde_json::from_str::<Penalty>(bad)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
     }
 }

@@ -5,17 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use bulwark_attack_core::{Attack, AttackConfig, Norm, within_threat};
-use bulwark_data::{ImageDataset, epoch_batches};
+use bulwark_data::{ImageDataset, content_hash, epoch_batches};
 use bulwark_models::Model;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::error::TrainError;
 use crate::grid::{GridImage, write_png_grid};
-use crate::robust_eval::data_fingerprint;
+use crate::progress::bar;
 
 /// How to run [`attack_dataset`].
 #[derive(Debug, Clone)]
@@ -214,20 +213,7 @@ pub fn attack_dataset(
     let device = device.clone().inner();
     let (c, h, w) = (data.channels, data.height, data.width);
     let n_pixels = c * h * w;
-    let bar = if opts.progress {
-        let bar = ProgressBar::new(data.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(attack.name());
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = bar(data.len(), opts.progress, attack.name());
     let batch_size = opts.batch_size.max(1);
     let fingerprint = opts.state.as_ref().map(|state| {
         let text = format!(
@@ -473,4 +459,17 @@ pub fn write_attack_outputs(
         write_png_grid(&png_path, &rows, 3)?;
     }
     Ok((json_path, png_path))
+}
+
+/// The key under which resumable evaluations and attacks save their progress: the content hash
+/// of `text`, this crate's version, the images' shape, the images and the labels.
+pub(crate) fn data_fingerprint(text: &str, data: &ImageDataset) -> String {
+    let text = format!(
+        "{text}|{}|{}x{}x{}|",
+        env!("CARGO_PKG_VERSION"),
+        data.channels,
+        data.height,
+        data.width
+    );
+    content_hash([text.as_bytes(), &data.images, &data.labels])
 }

@@ -15,7 +15,6 @@
 //! its own `checkpoint/` is in place. No step ever leaves a directory
 //! whose files mix two epochs under a name that resume reads.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use bulwark_models::{Model, bpk};
@@ -23,6 +22,7 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
+use crate::atomic::write_atomic;
 use crate::{EpochMetrics, TrainError};
 
 /// What `state.json` records.
@@ -106,20 +106,6 @@ pub const FORMAT: u32 = 2;
 
 /// Reading and writing checkpoint directories.
 pub struct Checkpoint;
-
-/// Writes `bytes` to `path` through a flushed temporary file and a rename: `path` is either the
-/// old complete file or the new complete file, never a partial one.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
-    let tmp = path.with_extension(format!(
-        "{}.tmp",
-        path.extension().and_then(|e| e.to_str()).unwrap_or("")
-    ));
-    let mut f = std::fs::File::create(&tmp).map_err(TrainError::io(&tmp))?;
-    f.write_all(bytes).map_err(TrainError::io(&tmp))?;
-    f.sync_all().map_err(TrainError::io(&tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(TrainError::io(path))
-}
 
 fn sync_file(path: &Path) -> Result<(), TrainError> {
     std::fs::File::open(path)

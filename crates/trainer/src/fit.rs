@@ -9,7 +9,7 @@ use bulwark_models::Model;
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
@@ -571,17 +571,7 @@ fn stop_rule(
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    if !enabled {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-    bar
+    crate::progress::bar(len, enabled, &format!("epoch {epoch}/{epochs}"))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::error::TrainError;
 
 /// One image: `channels × height × width` values in [0, 1], channel-major (as the tensors are).

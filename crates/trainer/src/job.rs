@@ -6,7 +6,8 @@ use std::time::Instant;
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
 use bulwark_models::{model_info, torch};
 
-use crate::checkpoint::{save_bpk_atomic, write_atomic};
+use crate::atomic::write_atomic;
+use crate::checkpoint::save_bpk_atomic;
 use bulwark_attack_core::{AttackConfig, AttackOptions, PgdConfig, ThreatModel};
 use bulwark_models::Model;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};

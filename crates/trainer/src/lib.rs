@@ -17,6 +17,7 @@
 //! - `vulkan`, `cuda`: GPU backends passed through to burn.
 
 mod adversarial;
+mod atomic;
 mod attack_eval;
 mod backend;
 mod bench;
@@ -31,20 +32,23 @@ mod method;
 mod metrics;
 mod optim;
 mod plot;
+mod progress;
 mod regularize;
 mod report;
 mod robust_eval;
 mod run_lock;
 mod schedule;
+mod specs;
 mod sweep;
 
+pub use atomic::write_atomic;
 pub use attack_eval::{
     AttackContext, AttackExample, AttackRunOptions, AttackState, AttackSummary, attack_dataset,
     write_attack_outputs,
 };
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
-pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic, write_atomic};
+pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use eval::{EvalResult, evaluate};
@@ -58,7 +62,6 @@ pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};
 pub use optim::build_optimizer;
 pub use plot::{Series, labelled_plot_svg, line_plot_svg};
-pub use regularize::{AwpSpec, Mixing, SpectralSpec};
 pub use report::{ReportInputs, write_report};
 pub use robust_eval::{
     AttackAccuracy, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
@@ -66,4 +69,5 @@ pub use robust_eval::{
 };
 pub use run_lock::RunLock;
 pub use schedule::Schedule;
+pub use specs::{AwpSpec, Mixing, SpectralSpec};
 pub use sweep::{SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep};

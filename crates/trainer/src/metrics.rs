@@ -77,7 +77,7 @@ pub(crate) fn write_all(path: &Path, history: &[EpochMetrics]) -> Result<(), Tra
         text.push_str(&serde_json::to_string(m).expect("metrics serialize"));
         text.push('\n');
     }
-    crate::checkpoint::write_atomic(path, text.as_bytes())
+    crate::atomic::write_atomic(path, text.as_bytes())
 }
 
 /// Appends one epoch to `metrics.jsonl`.

@@ -7,80 +7,14 @@ use std::collections::HashMap;
 use bulwark_data::SplitMix64;
 use bulwark_models::Model;
 use bulwark_reg_core::{
-    Constraint, MixSampler, ParamSelection, Penalty, SpectralBound, WeightPerturbation, cutmix,
-    mix, smooth_labels, soft_cross_entropy,
+    Constraint, MixSampler, Penalty, SpectralBound, cutmix, mix, smooth_labels, soft_cross_entropy,
 };
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Int, Tensor};
-use serde::{Deserialize, Serialize};
 
+use crate::specs::Mixing;
 use crate::{TrainConfig, TrainError};
-
-/// Mixup or cutmix of each training batch (after adversarial examples are crafted, except for
-/// TRADES, whose KL term needs no labels and is taken around the mixed input).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Mixing {
-    /// No mixing.
-    None,
-    /// Mixup (Zhang et al. 2018) with `λ ~ Beta(alpha, alpha)`.
-    Mixup {
-        /// Beta parameter (> 0).
-        alpha: f64,
-    },
-    /// CutMix (Yun et al. 2019) with `λ ~ Beta(alpha, alpha)`.
-    Cutmix {
-        /// Beta parameter (> 0).
-        alpha: f64,
-    },
-}
-
-/// A spectral-norm bound on the selected weights (see `bulwark_reg_core::SpectralBound`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SpectralSpec {
-    /// Bound on each weight's largest singular value.
-    pub max: f64,
-    /// Power-iteration steps per optimizer step (default 1).
-    #[serde(default = "one")]
-    pub iterations: usize,
-    /// The weights it covers (default: every weight).
-    #[serde(default)]
-    pub select: ParamSelection,
-}
-
-fn one() -> usize {
-    1
-}
-
-/// Adversarial weight perturbation (AWP, Wu et al. 2020; see
-/// `bulwark_reg_core::WeightPerturbation`), an add-on to the adversarial methods: each step's
-/// loss gradient is taken at weights moved by `gamma`·‖w‖ along the loss gradient.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AwpSpec {
-    /// Relative size γ in (0, 1] (Wu et al.: 0.01 with PGD-AT, 0.005 with TRADES).
-    pub gamma: f64,
-    /// Epochs trained without it first (default 0).
-    #[serde(default)]
-    pub warmup_epochs: usize,
-    /// The perturbed weights (default: every weight).
-    #[serde(default)]
-    pub select: ParamSelection,
-}
-
-impl AwpSpec {
-    /// The reg-core settings.
-    pub fn perturbation(&self) -> WeightPerturbation {
-        WeightPerturbation::new(self.gamma).with_selection(self.select.clone())
-    }
-
-    /// Whether AWP is on in `epoch` (0-based).
-    pub fn active(&self, epoch: usize) -> bool {
-        epoch >= self.warmup_epochs
-    }
-}
 
 /// Training targets of a batch: the hard labels, and soft targets when smoothing or mixing.
 #[derive(Debug, Clone)]

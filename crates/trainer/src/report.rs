@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::{
     AttackSummary, EpochMetrics, EvalResult, RobustReport, Series, StopReason, TrainConfig,
     TrainError, line_plot_svg,

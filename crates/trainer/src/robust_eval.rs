@@ -14,14 +14,15 @@ use bulwark_attack_core::{
 };
 use bulwark_data::{ImageDataset, epoch_batches};
 use burn::tensor::{Device, Tensor, TensorData};
-use indicatif::{ProgressBar, ProgressStyle};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
+use crate::attack_eval::data_fingerprint;
 use crate::error::TrainError;
 use crate::grid::{GridImage, write_png_grid};
 use crate::plot::{Series, line_plot_svg};
+use crate::progress::bar;
 use crate::run_lock::RunLock;
 
 /// What to evaluate: threat model, radii, attack list, seed and sizes. Recorded in the report.
@@ -241,42 +242,6 @@ fn fingerprint(config: &RobustEvalConfig, identity: &str, data: &ImageDataset) -
         serde_json::to_string(config).unwrap_or_default()
     );
     data_fingerprint(&text, data)
-}
-
-/// FNV-1a over `text`, this crate's version, the images' shape, the images and the labels: the
-/// key under which resumable evaluations save their progress.
-pub(crate) fn data_fingerprint(text: &str, data: &ImageDataset) -> String {
-    let text = format!(
-        "{text}|{}|{}x{}x{}",
-        env!("CARGO_PKG_VERSION"),
-        data.channels,
-        data.height,
-        data.width
-    );
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in text
-        .bytes()
-        .chain(data.images.iter().copied())
-        .chain(data.labels.iter().copied())
-    {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    format!("{h:016x}")
-}
-
-fn bar(len: usize, show: bool, prefix: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let b = ProgressBar::new(len as u64);
-    b.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg}  ETA {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    b.set_prefix(prefix.to_string());
-    b
 }
 
 /// Runs the cascade over every image of `data` (in order), saving each chunk to

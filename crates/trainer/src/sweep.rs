@@ -12,7 +12,7 @@ use std::str::FromStr;
 use bulwark_reg_core::{Constraint, ConstraintKind, Penalty, PenaltyKind};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::write_atomic;
+use crate::atomic::write_atomic;
 use crate::run_lock::RunLock;
 use crate::{
     Checkpoint, DeviceSet, JobOptions, Mixing, Series, TrainConfig, TrainError, labelled_plot_svg,

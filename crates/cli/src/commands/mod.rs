@@ -140,17 +140,12 @@ pub(super) fn load_weights(model: Model, path: &Path) -> Result<Model> {
     }
 }
 
+/// The content hash (SHA-256) of the weights `path` names (a file, or a run directory's weights).
 pub(super) fn file_hash(path: &Path) -> Result<String> {
     let file = if path.is_dir() {
         run_dir_weights(path).unwrap_or_else(|| path.to_path_buf())
     } else {
         path.to_path_buf()
     };
-    let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    Ok(format!("{h:016x}"))
+    bulwark_data::sha256_file(&file).with_context(|| format!("hashing {}", file.display()))
 }
