@@ -44,5 +44,9 @@ pub mod simd;
 
 pub use backend::{Flex, FlexDevice};
 pub use layout::Layout;
+/// Bulwark patch: the switch and status of the direct AVX-512 convolution kernels.
+pub use ops::conv2d_gemm::direct::{
+    active as conv2d_direct_active, set_enabled as set_conv2d_direct,
+};
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;

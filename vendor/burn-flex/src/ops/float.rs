@@ -722,18 +722,25 @@ impl FloatTensorOps<Flex> for Flex {
     fn float_sign(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
         unary::unary_op(
             tensor,
+            // Bulwark patch: two comparisons (false for NaN and both zeros)
+            // instead of an out-of-line `libm::copysignf` call per element;
+            // the same results, and the closure vectorizes to selects.
             |x: f32| {
-                if x.is_nan() || x == 0.0 {
-                    0.0
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
                 } else {
-                    libm::copysignf(1.0, x)
+                    0.0
                 }
             },
             |x: f64| {
-                if x.is_nan() || x == 0.0 {
-                    0.0
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
                 } else {
-                    libm::copysign(1.0, x)
+                    0.0
                 }
             },
         )

@@ -245,6 +245,39 @@ pub fn mask_fill_bool(tensor: FlexTensor, mask: FlexTensor, value: bool) -> Flex
     }
 }
 
+/// Bulwark patch: `t[i] = if m[i] != 0 { v[i] } else { t[i] }` without a
+/// branch per element. The masks of a projection (`max_pair`/`min_pair` are
+/// `lower` + `mask_where`) follow the data, so the branchy loop mispredicted,
+/// and a plain `if` select still compiled to branches; selecting the bits with
+/// an all-ones/all-zeros word compiles to vector and/andnot/or.
+fn select_bits<T: bytemuck::Pod>(t: &mut [T], m: &[u8], v: &[T]) {
+    fn words<W>(t: &mut [W], m: &[u8], v: &[W])
+    where
+        W: Copy
+            + core::ops::BitAnd<Output = W>
+            + core::ops::BitOr<Output = W>
+            + core::ops::Not<Output = W>
+            + From<u8>,
+    {
+        for ((t, &m), &v) in t.iter_mut().zip(m).zip(v) {
+            let sel = if m != 0 { !W::from(0) } else { W::from(0) };
+            *t = (v & sel) | (*t & !sel);
+        }
+    }
+    match core::mem::size_of::<T>() {
+        2 => words::<u16>(bytemuck::cast_slice_mut(t), m, bytemuck::cast_slice(v)),
+        4 => words::<u32>(bytemuck::cast_slice_mut(t), m, bytemuck::cast_slice(v)),
+        8 => words::<u64>(bytemuck::cast_slice_mut(t), m, bytemuck::cast_slice(v)),
+        _ => {
+            for ((t, &m), &v) in t.iter_mut().zip(m).zip(v) {
+                if m != 0 {
+                    *t = v;
+                }
+            }
+        }
+    }
+}
+
 /// Replace elements from value tensor where mask is true.
 ///
 /// mask_where(tensor, mask, value) -> tensor with elements from value where mask is true
@@ -267,11 +300,7 @@ where
             let mask_bytes = &mask.bytes()[m_offset..m_offset + numel];
             let value_slice = &value.storage::<T>()[v_offset..v_offset + numel];
             let tensor_slice = &mut tensor.storage_mut::<T>()[t_offset..t_offset + numel];
-            for (i, &m) in mask_bytes.iter().enumerate() {
-                if m != 0 {
-                    tensor_slice[i] = value_slice[i];
-                }
-            }
+            select_bits(tensor_slice, mask_bytes, value_slice);
             return tensor;
         } else if let Some(nest) =
             crate::zip::collapse_for_zip3(tensor.layout(), mask.layout(), value.layout())

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_transpose, conv2d_gemm, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -66,12 +66,97 @@ impl ModuleOps<Flex> for Flex {
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
+        // Bulwark patch: batch-chunked im2col + gemm for every grouped-1 conv
+        // that is not pointwise (flex's 1x1 path is already a single gemm).
+        let w = weight.layout().shape();
+        let gemm_path = options.groups == 1 && (w[2], w[3]) != (1, 1);
         match x.dtype() {
+            DType::F32 if gemm_path => conv2d_gemm::conv2d::<f32>(x, weight, bias, &options),
+            DType::F64 if gemm_path => conv2d_gemm::conv2d::<f64>(x, weight, bias, &options),
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
             DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    // Bulwark patch: the input and weight gradients of conv2d through the
+    // batch-chunked im2col + gemm of `conv2d_gemm` (burn's defaults go through a
+    // transposed convolution and a batch/channel-swapped convolution).
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let x_dims = x.layout().shape().to_vec();
+        match output_grad.dtype() {
+            DType::F32 => {
+                conv2d_gemm::conv2d_x_backward::<f32>(&x_dims, weight, output_grad, &options)
+            }
+            DType::F64 => {
+                conv2d_gemm::conv2d_x_backward::<f64>(&x_dims, weight, output_grad, &options)
+            }
+            DType::F16 => {
+                use burn_std::f16;
+                let result = conv2d_gemm::conv2d_x_backward::<f32>(
+                    &x_dims,
+                    cast_to_f32(weight, f16::to_f32),
+                    cast_to_f32(output_grad, f16::to_f32),
+                    &options,
+                );
+                cast_from_f32(result, f16::from_f32)
+            }
+            DType::BF16 => {
+                use burn_std::bf16;
+                let result = conv2d_gemm::conv2d_x_backward::<f32>(
+                    &x_dims,
+                    cast_to_f32(weight, bf16::to_f32),
+                    cast_to_f32(output_grad, bf16::to_f32),
+                    &options,
+                );
+                cast_from_f32(result, bf16::from_f32)
+            }
+            dtype => panic!("conv2d_x_backward: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let w_dims = weight.layout().shape().to_vec();
+        match output_grad.dtype() {
+            DType::F32 => {
+                conv2d_gemm::conv2d_weight_backward::<f32>(x, &w_dims, output_grad, &options)
+            }
+            DType::F64 => {
+                conv2d_gemm::conv2d_weight_backward::<f64>(x, &w_dims, output_grad, &options)
+            }
+            DType::F16 => {
+                use burn_std::f16;
+                let result = conv2d_gemm::conv2d_weight_backward::<f32>(
+                    cast_to_f32(x, f16::to_f32),
+                    &w_dims,
+                    cast_to_f32(output_grad, f16::to_f32),
+                    &options,
+                );
+                cast_from_f32(result, f16::from_f32)
+            }
+            DType::BF16 => {
+                use burn_std::bf16;
+                let result = conv2d_gemm::conv2d_weight_backward::<f32>(
+                    cast_to_f32(x, bf16::to_f32),
+                    &w_dims,
+                    cast_to_f32(output_grad, bf16::to_f32),
+                    &options,
+                );
+                cast_from_f32(result, bf16::from_f32)
+            }
+            dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
         }
     }
 

@@ -52,11 +52,35 @@ where
     crate::ops::comparison::make_bool_tensor(result, shape, out_dtype)
 }
 
+/// Bulwark patch: elementwise passes over at least this many elements run on
+/// rayon's pool, in blocks of [`PAR_BLOCK`]. Below it the pool's wake-up costs
+/// more than the pass (a ReLU on small-cnn's first activation, 401k floats,
+/// ran on the calling thread while the pool slept).
+#[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+pub(crate) const PAR_ELEMS: usize = 1 << 16;
+/// Elements per parallel block.
+#[cfg_attr(not(feature = "rayon"), allow(dead_code))]
+pub(crate) const PAR_BLOCK: usize = 1 << 14;
+
+/// Runs `f(offset, block)` over `out` in blocks, on rayon's pool when `out`
+/// has at least [`PAR_ELEMS`] elements, else in one call.
+pub(crate) fn par_blocks<T: Send>(out: &mut [T], f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    #[cfg(feature = "rayon")]
+    if out.len() >= PAR_ELEMS {
+        use rayon::prelude::*;
+        out.par_chunks_mut(PAR_BLOCK)
+            .enumerate()
+            .for_each(|(i, block)| f(i * PAR_BLOCK, block));
+        return;
+    }
+    f(0, out)
+}
+
 /// Apply a unary operation element-wise to a tensor.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Send + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Send + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -73,7 +97,7 @@ where
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    Op: Fn(E) -> E + Send + Sync,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,9 +105,11 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        par_blocks(&mut storage[..n], |_, out| {
+            for x in out.iter_mut() {
+                *x = op(*x);
+            }
+        });
         return tensor;
     }
 
@@ -98,7 +124,15 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let mut result = alloc::boxed::Box::<[E]>::new_uninit_slice(n);
+        par_blocks(&mut result, |at, out| {
+            for (o, &x) in out.iter_mut().zip(&src[at..]) {
+                o.write(op(x));
+            }
+        });
+        // SAFETY: `par_blocks` hands out every element of `result` once, and
+        // each was written above.
+        let result = unsafe { result.assume_init() }.into_vec();
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
