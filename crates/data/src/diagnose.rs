@@ -68,7 +68,7 @@ pub fn diagnose(expected: &ExpectedFile, bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mnist::DatasetKind;
+    use crate::mnist::{DatasetKind, TEST_IMAGES, TEST_LABELS};
 
     #[test]
     fn diagnosis_names_what_is_wrong() {
