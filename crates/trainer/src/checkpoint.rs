@@ -22,8 +22,8 @@ use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
 use crate::{EpochMetrics, TrainError};
+use bulwark_eval::write_atomic;
 
 /// What `state.json` records.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -47,18 +47,6 @@ pub enum TrainError {
     /// The model and the data do not fit together, or the dataset is unknown.
     #[error("{0}")]
     Input(String),
-    /// Another process is writing into the directory (see [`crate::RunLock`]).
-    #[error(
-        "{} is in use by another process{}: wait for it to finish, or write into another directory",
-        dir.display(),
-        if holder.is_empty() { String::new() } else { format!(" ({holder})") }
-    )]
-    Busy {
-        /// The directory.
-        dir: PathBuf,
-        /// What the holder wrote into the lock file (its process id and command line).
-        holder: String,
-    },
     /// A directory holds results of something else that this run or evaluation would replace.
     #[error(
         "{} holds {holds}, which this would replace; choose another directory",
@@ -134,6 +122,9 @@ pub enum TrainError {
     /// See [`bulwark_models::ModelError`].
     #[error(transparent)]
     Model(#[from] bulwark_models::ModelError),
+    /// An evaluation error (validation, the final evaluation, a locked or occupied directory).
+    #[error(transparent)]
+    Eval(#[from] bulwark_eval::EvalError),
     /// A data error (missing or corrupt dataset files).
     #[error(transparent)]
     Data(#[from] bulwark_data::DataError),

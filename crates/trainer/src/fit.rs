@@ -14,11 +14,11 @@ use indicatif::ProgressBar;
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::regularize::{Regularizers, Targets};
-use crate::run_lock::RunLock;
 use crate::{
-    DeviceSet, EpochMetrics, Keep, Method, TrainConfig, TrainError, build_optimizer, evaluate,
-    metrics,
+    DeviceSet, EpochMetrics, Keep, Method, TrainConfig, TrainError, build_optimizer, metrics,
 };
+use bulwark_eval::RunLock;
+use bulwark_eval::evaluate;
 
 /// How [`fit`] runs, beyond the configuration.
 #[derive(Debug, Clone)]
@@ -174,7 +174,7 @@ fn robust_validation(
 ///
 /// The run directory is locked for the duration ([`RunLock`]): a second `fit` or
 /// [`run_job`](crate::run_job) into it, from this process or another, fails with
-/// [`TrainError::Busy`] instead of mixing two runs' files.
+/// [`bulwark_eval::EvalError::Busy`] (inside [`TrainError::Eval`]) instead of mixing two runs' files.
 pub fn fit(
     cfg: &TrainConfig,
     train: &ImageDataset,
@@ -571,7 +571,7 @@ fn stop_rule(
 }
 
 fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
-    crate::progress::bar(len, enabled, &format!("epoch {epoch}/{epochs}"))
+    bulwark_eval::progress_bar(len, enabled, &format!("epoch {epoch}/{epochs}"))
 }
 
 #[cfg(test)]

@@ -6,20 +6,23 @@ use std::time::Instant;
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
 use bulwark_models::{model_info, torch};
 
-use crate::atomic::write_atomic;
 use crate::checkpoint::save_bpk_atomic;
 use bulwark_attack_core::{AttackConfig, AttackOptions, PgdConfig, ThreatModel};
+use bulwark_eval::write_atomic;
 use bulwark_models::Model;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
 use crate::fit::{check_options, fit_locked};
-use crate::run_lock::RunLock;
 use crate::{
-    AttackRunOptions, AttackState, AttackSummary, Checkpoint, DeviceSet, EpochMetrics, EvalContext,
-    EvalResult, FitOptions, OtherAttack, ReportInputs, RobustEvalConfig, RobustEvalOptions,
-    RobustReport, StopReason, TrainConfig, TrainError, attack_dataset, evaluate,
-    evaluate_robustness, write_report,
+    Checkpoint, DeviceSet, EpochMetrics, FitOptions, ReportInputs, StopReason, TrainConfig,
+    TrainError, write_report,
+};
+use bulwark_eval::RunLock;
+use bulwark_eval::{
+    AttackRunOptions, AttackState, AttackSummary, EvalContext, EvalResult, OtherAttack,
+    RobustEvalConfig, RobustEvalOptions, RobustReport, attack_dataset, evaluate,
+    evaluate_robustness,
 };
 
 /// Options of [`run_job`] besides the configuration.

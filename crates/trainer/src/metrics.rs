@@ -77,7 +77,7 @@ pub(crate) fn write_all(path: &Path, history: &[EpochMetrics]) -> Result<(), Tra
         text.push_str(&serde_json::to_string(m).expect("metrics serialize"));
         text.push('\n');
     }
-    crate::atomic::write_atomic(path, text.as_bytes())
+    Ok(bulwark_eval::write_atomic(path, text.as_bytes())?)
 }
 
 /// Appends one epoch to `metrics.jsonl`.

@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::atomic::write_atomic;
-use crate::{
-    AttackSummary, EpochMetrics, EvalResult, RobustReport, Series, StopReason, TrainConfig,
-    TrainError, line_plot_svg,
-};
+use crate::{EpochMetrics, StopReason, TrainConfig, TrainError};
+use bulwark_eval::write_atomic;
+use bulwark_eval::{AttackSummary, EvalResult, RobustReport, Series, line_plot_svg};
 
 /// Everything the report shows.
 #[derive(Debug, Clone, Serialize)]

@@ -12,12 +12,10 @@ use std::str::FromStr;
 use bulwark_reg_core::{Constraint, ConstraintKind, Penalty, PenaltyKind};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic::write_atomic;
-use crate::run_lock::RunLock;
-use crate::{
-    Checkpoint, DeviceSet, JobOptions, Mixing, Series, TrainConfig, TrainError, labelled_plot_svg,
-    run_job,
-};
+use crate::{Checkpoint, DeviceSet, JobOptions, Mixing, TrainConfig, TrainError, run_job};
+use bulwark_eval::RunLock;
+use bulwark_eval::write_atomic;
+use bulwark_eval::{Series, labelled_plot_svg};
 
 /// The regularizer a sweep varies; the swept value is its strength.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -409,7 +407,7 @@ fn write_sweep(dir: &Path, r: &SweepReport, spec: &SweepSpec) -> Result<(), Trai
         );
     }
     let _ = writeln!(md, "\n![accuracy against strength](sweep.svg)");
-    write_atomic(&dir.join("sweep.md"), md.as_bytes())
+    Ok(write_atomic(&dir.join("sweep.md"), md.as_bytes())?)
 }
 
 #[cfg(test)]

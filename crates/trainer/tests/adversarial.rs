@@ -385,7 +385,7 @@ fn early_stopping_ends_the_run_and_keeps_the_best_epoch() {
     assert!(out.finished);
     // The run ends with the best epoch's weights.
     let device = devices().main().clone().inner();
-    let acc = bulwark_trainer::evaluate(&out.model, &valid, 500, &device).accuracy;
+    let acc = bulwark_eval::evaluate(&out.model, &valid, 500, &device).accuracy;
     assert_eq!(acc, best_acc);
     // Resuming a stopped run trains nothing more.
     let again = fit(&cfg, &tr, &valid, &devices(), &opts(dir.path(), true, None)).unwrap();

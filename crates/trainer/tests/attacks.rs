@@ -9,9 +9,11 @@ use bulwark_attack_core::{
     ApgdConfig, AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel,
 };
 use bulwark_data::ImageDataset;
+use bulwark_eval::{
+    AttackContext, AttackRunOptions, AttackState, attack_dataset, write_attack_outputs,
+};
 use bulwark_trainer::{
-    AttackContext, AttackRunOptions, AttackState, BackendKind, DeviceSet, FitOptions,
-    OptimizerKind, Schedule, TrainConfig, attack_dataset, fit, write_attack_outputs,
+    BackendKind, DeviceSet, FitOptions, OptimizerKind, Schedule, TrainConfig, fit,
 };
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
@@ -176,7 +178,7 @@ fn a_killed_attack_run_resumes_from_its_saved_batches() {
     };
     let attack =
         |opts: &AttackRunOptions| attack_dataset(&model, &test, &pgd, opts, &device).unwrap();
-    let counts = |s: &bulwark_trainer::AttackSummary| {
+    let counts = |s: &bulwark_eval::AttackSummary| {
         (
             s.clean_accuracy,
             s.adversarial_accuracy,

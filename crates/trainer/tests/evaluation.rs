@@ -12,12 +12,12 @@ use bulwark_attack_core::{
     AttackConfig, AttackOptions, Classifier, Norm, PgdConfig, Preset, ThreatModel,
 };
 use bulwark_data::ImageDataset;
-use bulwark_models::Model;
-use bulwark_trainer::{
-    AttackRunOptions, BackendKind, DeviceSet, EvalContext, FitOptions, OptimizerKind, OtherAttack,
-    RobustEvalConfig, RobustEvalOptions, RobustReport, TrainConfig, attack_dataset,
-    evaluate_robustness, fit, write_robust_report,
+use bulwark_eval::{
+    AttackRunOptions, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
+    attack_dataset, evaluate_robustness, write_robust_report,
 };
+use bulwark_models::Model;
+use bulwark_trainer::{BackendKind, DeviceSet, FitOptions, OptimizerKind, TrainConfig, fit};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
 

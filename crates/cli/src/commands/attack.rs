@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{Attack, AttackConfig, AttackOverrides};
 use bulwark_data::Split;
-use bulwark_models::Model;
-use bulwark_trainer::{
-    AttackContext, AttackRunOptions, AttackState, BackendKind, RunLock, attack_dataset,
-    check_input_shape, dataset_dir, load_dataset_split, write_attack_outputs,
+use bulwark_eval::{
+    AttackContext, AttackRunOptions, AttackState, RunLock, attack_dataset, write_attack_outputs,
 };
+use bulwark_models::Model;
+use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
 use burn::tensor::Device;
 
 use crate::args::AttackArgs;

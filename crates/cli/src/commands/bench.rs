@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bulwark_data::{DatasetKind, Split, load_split};
-use bulwark_trainer::{BenchPlan, write_atomic};
+use bulwark_eval::write_atomic;
+use bulwark_trainer::BenchPlan;
 
 use crate::guard::Inputs;
 

@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Result;
 use bulwark_attack_core::{Evaluator, Norm, Preset};
 use bulwark_data::Split;
-use bulwark_models::Model;
-use bulwark_trainer::{
-    BackendKind, EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, check_input_shape,
-    dataset_dir, evaluate, evaluate_robustness, load_dataset_split, stages_from_names,
-    write_atomic,
+use bulwark_eval::{
+    EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, evaluate, evaluate_robustness,
+    stages_from_names, write_atomic,
 };
+use bulwark_models::Model;
+use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
 use burn::tensor::Device;
 
 use crate::args::EvalArgs;

@@ -1,9 +1,10 @@
 //! `bulwark train`: a training run from a config file and flags.
 
 use anyhow::{Context, Result, bail};
+use bulwark_eval::RunLock;
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, OptimizerKind, RunLock, Schedule,
+    AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, OptimizerKind, Schedule,
     TrainConfig, run_job,
 };
 

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::TrainError;
+use crate::error::EvalError;
 
 /// An exclusive lock on a run (or evaluation) directory; released when dropped.
 #[derive(Debug)]
@@ -26,11 +26,11 @@ impl RunLock {
     /// The lock file's name inside the directory.
     pub const FILE: &'static str = "run.lock";
 
-    /// Creates `dir` if needed and locks it, or fails with [`TrainError::Busy`] when another live
+    /// Creates `dir` if needed and locks it, or fails with [`EvalError::Busy`] when another live
     /// process holds the lock (the error says which process, from what it wrote into the file).
     ///
     /// ```
-    /// use bulwark_trainer::RunLock;
+    /// use bulwark_eval::RunLock;
     /// let dir = tempfile::tempdir().unwrap();
     /// let lock = RunLock::acquire(dir.path()).unwrap();
     /// // A second writer is refused while the first holds the lock (in this process too).
@@ -38,8 +38,8 @@ impl RunLock {
     /// drop(lock);
     /// assert!(RunLock::acquire(dir.path()).is_ok());
     /// ```
-    pub fn acquire(dir: &Path) -> Result<Self, TrainError> {
-        std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    pub fn acquire(dir: &Path) -> Result<Self, EvalError> {
+        std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
         let path = dir.join(Self::FILE);
         let mut file = OpenOptions::new()
             .read(true)
@@ -47,24 +47,24 @@ impl RunLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(TrainError::io(&path))?;
+            .map_err(EvalError::io(&path))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
                 let holder = std::fs::read_to_string(&path).unwrap_or_default();
-                return Err(TrainError::Busy {
+                return Err(EvalError::Busy {
                     dir: dir.to_path_buf(),
                     holder: holder.trim().to_string(),
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(TrainError::io(&path)(e)),
+            Err(TryLockError::Error(e)) => return Err(EvalError::io(&path)(e)),
         }
         // Who holds it, for the message a second process prints (not part of the mechanism).
         let command: Vec<String> = std::env::args().collect();
         let note = format!("pid {}: {}\n", std::process::id(), command.join(" "));
         file.set_len(0)
             .and_then(|()| file.write_all(note.as_bytes()))
-            .map_err(TrainError::io(&path))?;
+            .map_err(EvalError::io(&path))?;
         Ok(Self { _file: file, path })
     }
 

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use crate::atomic::write_atomic;
-use crate::error::TrainError;
+use crate::error::EvalError;
 
 /// One image: `channels × height × width` values in [0, 1], channel-major (as the tensors are).
 #[derive(Debug, Clone)]
@@ -39,8 +39,8 @@ impl GridImage {
 
 /// Writes `rows` of equally sized images as one RGB PNG, each image scaled up by `zoom` and
 /// separated by a 2-pixel white border. Written atomically.
-pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Result<(), TrainError> {
-    let err = |reason: String| TrainError::Image {
+pub fn write_png_grid(path: &Path, rows: &[Vec<GridImage>], zoom: usize) -> Result<(), EvalError> {
+    let err = |reason: String| EvalError::Image {
         path: path.to_path_buf(),
         reason,
     };

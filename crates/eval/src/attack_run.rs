@@ -12,7 +12,7 @@ use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::error::TrainError;
+use crate::error::EvalError;
 use crate::grid::{GridImage, write_png_grid};
 use crate::progress::bar;
 
@@ -96,12 +96,12 @@ impl AttackState {
         }
     }
 
-    fn save(&self, fingerprint: &str, batches: &[BatchTally]) -> Result<(), TrainError> {
+    fn save(&self, fingerprint: &str, batches: &[BatchTally]) -> Result<(), EvalError> {
         let json = serde_json::to_vec(&StateFile {
             fingerprint: fingerprint.to_string(),
             batches: batches.to_vec(),
         })
-        .map_err(|e| TrainError::Serialize {
+        .map_err(|e| EvalError::Serialize {
             what: "the attack state",
             reason: e.to_string(),
         })?;
@@ -204,7 +204,7 @@ pub fn attack_dataset(
     config: &AttackConfig,
     opts: &AttackRunOptions,
     device: &Device,
-) -> Result<AttackSummary, TrainError> {
+) -> Result<AttackSummary, EvalError> {
     let attack = config.init()?;
     let threat = attack.threat();
     let bounds = attack.options().bounds;
@@ -416,8 +416,8 @@ pub fn write_attack_outputs(
     dir: &Path,
     context: &AttackContext,
     summary: &AttackSummary,
-) -> Result<(PathBuf, PathBuf), TrainError> {
-    std::fs::create_dir_all(dir).map_err(|source| TrainError::Io {
+) -> Result<(PathBuf, PathBuf), EvalError> {
+    std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -436,7 +436,7 @@ pub fn write_attack_outputs(
         summary,
         grid_columns,
     })
-    .map_err(|e| TrainError::Serialize {
+    .map_err(|e| EvalError::Serialize {
         what: "the attack summary",
         reason: e.to_string(),
     })?;

@@ -3,7 +3,7 @@
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar over `len` items labelled `prefix`, or a hidden one when `show` is false.
-pub(crate) fn bar(len: usize, show: bool, prefix: &str) -> ProgressBar {
+pub fn bar(len: usize, show: bool, prefix: &str) -> ProgressBar {
     if !show {
         return ProgressBar::hidden();
     }

@@ -18,8 +18,8 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::write_atomic;
-use crate::attack_eval::data_fingerprint;
-use crate::error::TrainError;
+use crate::attack_run::data_fingerprint;
+use crate::error::EvalError;
 use crate::grid::{GridImage, write_png_grid};
 use crate::plot::{Series, line_plot_svg};
 use crate::progress::bar;
@@ -255,12 +255,12 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     opts: &RobustEvalOptions,
     out_dir: &Path,
     device: &Device,
-) -> Result<RobustReport, TrainError> {
+) -> Result<RobustReport, EvalError> {
     let device = device.clone().inner();
     let all_eps = config.all_eps();
     let evaluator = Evaluator::new(config.norm, &all_eps, config.stages.clone(), config.bounds)?;
     if config.batch_size == 0 || config.chunk_size == 0 {
-        return Err(TrainError::Settings {
+        return Err(EvalError::Settings {
             what: "evaluation settings",
             problem: "batch_size and chunk_size must be >= 1".into(),
         });
@@ -272,13 +272,13 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     let n = data.len();
     let n_pixels = data.image_size();
     if n == 0 {
-        return Err(TrainError::Settings {
+        return Err(EvalError::Settings {
             what: "evaluation settings",
             problem: "the dataset is empty".into(),
         });
     }
     if let Some(other) = opts.others.iter().find(|o| o.robust.len() != n) {
-        return Err(TrainError::Settings {
+        return Err(EvalError::Settings {
             what: "evaluation settings",
             problem: format!(
                 "the results of `{}` cover {} images, but {n} are evaluated",
@@ -343,7 +343,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
             .into_iter()
             .find(|p| p.exists())
     {
-        return Err(TrainError::Occupied {
+        return Err(EvalError::Occupied {
             path,
             holds: "a report that is not a saved evaluation (a training run's?)".into(),
         });
@@ -645,7 +645,7 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     let headline = robust_rows.iter().filter(|&&r| r).count();
 
     // Re-check from disk.
-    std::fs::create_dir_all(out_dir).map_err(TrainError::io(out_dir))?;
+    std::fs::create_dir_all(out_dir).map_err(EvalError::io(out_dir))?;
     let adversarial_file = out_dir.join("adversarial.safetensors");
     let labels: Vec<i64> = data.labels.iter().map(|&l| i64::from(l)).collect();
     save_adversarial(&adversarial_file, &adversarial_main, &labels, data)?;
@@ -721,11 +721,11 @@ fn count_robust(chunk: &ChunkFile, main: usize) -> usize {
 }
 
 /// Creates the state directory, or checks that the one there belongs to this evaluation.
-fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), TrainError> {
+fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), EvalError> {
     let meta = dir.join("fingerprint");
     if dir.exists() {
         if !resume {
-            return Err(TrainError::Checkpoint {
+            return Err(EvalError::State {
                 path: dir.to_path_buf(),
                 reason: "a saved evaluation is already there; pass --resume to continue it, or \
                          choose another output directory"
@@ -734,7 +734,7 @@ fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), TrainErro
         }
         let found = std::fs::read_to_string(&meta).unwrap_or_default();
         if found.trim() != fp {
-            return Err(TrainError::Checkpoint {
+            return Err(EvalError::State {
                 path: dir.to_path_buf(),
                 reason: format!(
                     "the saved evaluation is of another model, dataset or configuration \
@@ -749,7 +749,7 @@ fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), TrainErro
         }
         return Ok(());
     }
-    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
     write_atomic(&meta, fp.as_bytes())
 }
 
@@ -800,10 +800,10 @@ fn load_chunk(
 }
 
 /// Writes the inputs first and the JSON last: a chunk counts only once both are complete.
-fn save_chunk(json: &Path, bin: &Path, chunk: &ChunkFile, adv: &[f32]) -> Result<(), TrainError> {
+fn save_chunk(json: &Path, bin: &Path, chunk: &ChunkFile, adv: &[f32]) -> Result<(), EvalError> {
     let bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
     write_atomic(bin, &bytes)?;
-    let text = serde_json::to_vec(chunk).map_err(|e| TrainError::Serialize {
+    let text = serde_json::to_vec(chunk).map_err(|e| EvalError::Serialize {
         what: "an evaluation chunk",
         reason: e.to_string(),
     })?;
@@ -819,7 +819,7 @@ fn broken_rows<C: Classifier<4> + ?Sized>(
     attack: &AttackConfig,
     config: &RobustEvalConfig,
     device: &Device,
-) -> Result<Vec<(usize, Vec<f32>)>, TrainError> {
+) -> Result<Vec<(usize, Vec<f32>)>, EvalError> {
     let attack = attack.init()?;
     let threat = attack.threat();
     let n_pixels = data.image_size();
@@ -863,11 +863,11 @@ fn save_adversarial(
     adv: &[f32],
     labels: &[i64],
     data: &ImageDataset,
-) -> Result<(), TrainError> {
+) -> Result<(), EvalError> {
     let n = labels.len();
     let x_bytes: Vec<u8> = adv.iter().flat_map(|v| v.to_le_bytes()).collect();
     let y_bytes: Vec<u8> = labels.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let err = |e: safetensors::SafeTensorError| TrainError::Image {
+    let err = |e: safetensors::SafeTensorError| EvalError::Image {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
@@ -888,9 +888,9 @@ fn recompute_correct<C: Classifier<4> + ?Sized>(
     path: &Path,
     batch_size: usize,
     device: &Device,
-) -> Result<usize, TrainError> {
-    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
-    let bad = |reason: String| TrainError::Checkpoint {
+) -> Result<usize, EvalError> {
+    let bytes = std::fs::read(path).map_err(EvalError::io(path))?;
+    let bad = |reason: String| EvalError::State {
         path: path.to_path_buf(),
         reason,
     };
@@ -940,7 +940,7 @@ fn recompute_correct<C: Classifier<4> + ?Sized>(
 
 /// What was evaluated (model, weights, dataset, backend, version), recorded in the report: the
 /// same record as an attack run's.
-pub type EvalContext = crate::attack_eval::AttackContext;
+pub type EvalContext = crate::attack_run::AttackContext;
 
 #[derive(Serialize)]
 struct ReportFile<'a> {
@@ -957,8 +957,8 @@ pub fn write_robust_report(
     dir: &Path,
     context: &EvalContext,
     report: &RobustReport,
-) -> Result<PathBuf, TrainError> {
-    std::fs::create_dir_all(dir).map_err(TrainError::io(dir))?;
+) -> Result<PathBuf, EvalError> {
+    std::fs::create_dir_all(dir).map_err(EvalError::io(dir))?;
     let mut software = BTreeMap::new();
     software.insert("bulwark", context.bulwark_version.clone());
     software.insert("burn", "0.22.1".to_string());
@@ -967,7 +967,7 @@ pub fn write_robust_report(
         report,
         software,
     })
-    .map_err(|e| TrainError::Serialize {
+    .map_err(|e| EvalError::Serialize {
         what: "the evaluation report",
         reason: e.to_string(),
     })?;
@@ -1169,7 +1169,7 @@ fn names(r: &RobustReport) -> String {
 
 /// Builds the cascade for the command line: a preset, or a comma-separated list of stage names
 /// (`apgd-ce`, `apgd-t`, `apgd-mt`, `square`) taken from the standard preset.
-pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage>, TrainError> {
+pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage>, EvalError> {
     let all = Preset::Standard.stages(norm, seed);
     names
         .split(',')
@@ -1179,7 +1179,7 @@ pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage
             all.iter()
                 .find(|s| s.name == name)
                 .cloned()
-                .ok_or_else(|| TrainError::Settings {
+                .ok_or_else(|| EvalError::Settings {
                     what: "evaluation settings",
                     problem: format!(
                         "unknown attack `{name}` for {norm}; known: {}",
