@@ -19,6 +19,7 @@ use crate::{
 };
 use bulwark_eval::RunLock;
 use bulwark_eval::evaluate;
+use burn::optim::ModuleOptimizer;
 
 /// How [`fit`] runs, beyond the configuration.
 #[derive(Debug, Clone)]
@@ -215,34 +216,97 @@ pub(crate) fn fit_locked(
         return Err(TrainError::Config("the training set is empty".into()));
     }
     let device = devices.main().clone().inner();
-    let ad_device = device.clone().autodiff();
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
-    let metrics_path = opts.run_dir.join("metrics.jsonl");
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
     }
-
-    let mut model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
-    let mut regs = Regularizers::new(cfg, train.num_classes);
-    // Selections that match nothing fail here, before any training.
-    regs.check(&model)?;
-    if let Some(awp) = &cfg.awp {
-        awp.select
-            .resolve(&model)
-            .map_err(|e| TrainError::Config(format!("awp: {e}")))?;
+    let mut run = Run::start(cfg, train, opts, &device)?;
+    // The log always restarts from what the checkpoint knows: a kill after an epoch's metrics
+    // were appended but before its checkpoint must not leave a duplicate line.
+    let metrics_path = opts.run_dir.join("metrics.jsonl");
+    metrics::write_all(&metrics_path, &run.history)?;
+    let last_epoch = opts.stop_after_epoch.unwrap_or(cfg.epochs).min(cfg.epochs);
+    while run.epoch < last_epoch && run.stopped.is_none() {
+        let stats;
+        (run, stats) = run.train_epoch(cfg, train, opts, &device)?;
+        let m = run.validate(cfg, valid, &stats, &device)?;
+        run.end_epoch(cfg, valid, m, opts, &metrics_path)?;
     }
-    let mut optim = build_optimizer(cfg);
-    let mut history = Vec::new();
-    let mut best = None;
-    let mut best_model: Option<Model> = None;
-    let mut stopped = None;
-    let mut start_epoch = 0;
-    let mut resumed_from = None;
+    Ok(run.finish(cfg))
+}
 
-    if opts.resume {
+/// What a run carries from epoch to epoch, and through its checkpoint.
+struct Run {
+    model: Model,
+    optim: ModuleOptimizer,
+    regs: Regularizers,
+    history: Vec<EpochMetrics>,
+    /// Epoch (from 1) and metric of the best validation epoch.
+    best: Option<(usize, f64)>,
+    best_model: Option<Model>,
+    stopped: Option<StopReason>,
+    /// Epochs completed.
+    epoch: usize,
+    resumed_from: Option<usize>,
+}
+
+/// One epoch's training statistics.
+struct EpochStats {
+    sums: EpochSums,
+    /// The learning rate and eps of the epoch's last step.
+    lr: f64,
+    eps: Option<f64>,
+    seconds: f64,
+    batches: usize,
+}
+
+impl Run {
+    /// The model drawn from the seed, the regularizers checked against it, the optimizer; then,
+    /// when resuming, everything the checkpoint holds.
+    fn start(
+        cfg: &TrainConfig,
+        train: &ImageDataset,
+        opts: &FitOptions,
+        device: &Device,
+    ) -> Result<Self, TrainError> {
+        let ad_device = device.clone().autodiff();
+        let model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
+        let regs = Regularizers::new(cfg, train.num_classes);
+        // Selections that match nothing fail here, before any training.
+        regs.check(&model)?;
+        if let Some(awp) = &cfg.awp {
+            awp.select
+                .resolve(&model)
+                .map_err(|e| TrainError::Config(format!("awp: {e}")))?;
+        }
+        let run = Self {
+            model,
+            optim: build_optimizer(cfg),
+            regs,
+            history: Vec::new(),
+            best: None,
+            best_model: None,
+            stopped: None,
+            epoch: 0,
+            resumed_from: None,
+        };
+        if opts.resume {
+            return run.resume(cfg, opts, &ad_device);
+        }
+        Ok(run)
+    }
+
+    /// Loads the run directory's checkpoint, refusing one written with another configuration
+    /// or a `stop_after_epoch` the run has already passed.
+    fn resume(
+        mut self,
+        cfg: &TrainConfig,
+        opts: &FitOptions,
+        ad_device: &Device,
+    ) -> Result<Self, TrainError> {
         let dir = Checkpoint::find(&opts.run_dir)
             .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir))?;
-        let (m, o, state) = Checkpoint::load(&dir, model, optim)?;
+        let (m, o, state) = Checkpoint::load(&dir, self.model, self.optim)?;
         if opts
             .stop_after_epoch
             .is_some_and(|stop| stop <= state.epoch)
@@ -265,202 +329,259 @@ pub(crate) fn fit_locked(
                     .into(),
             });
         }
-        (model, optim) = (m, o);
-        let fresh = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
-        best_model = Checkpoint::load_best(&dir, &state, fresh)?;
-        start_epoch = state.epoch;
-        history = state.history;
-        best = state.best;
-        stopped = state.stopped;
-        regs.restore_spectral(state.spectral_vectors);
-        resumed_from = Some(start_epoch);
-        tracing::info!(epoch = start_epoch, "resuming from {}", dir.display());
+        (self.model, self.optim) = (m, o);
+        let fresh = Model::init_seeded(&cfg.model, ad_device, cfg.seed)?;
+        self.best_model = Checkpoint::load_best(&dir, &state, fresh)?;
+        self.epoch = state.epoch;
+        self.history = state.history;
+        self.best = state.best;
+        self.stopped = state.stopped;
+        self.regs.restore_spectral(state.spectral_vectors);
+        self.resumed_from = Some(self.epoch);
+        tracing::info!(epoch = self.epoch, "resuming from {}", dir.display());
+        Ok(self)
     }
-    // The log always restarts from what the checkpoint knows: a kill after an epoch's metrics
-    // were appended but before its checkpoint must not leave a duplicate line.
-    metrics::write_all(&metrics_path, &history)?;
 
-    let settings = AdvSettings {
-        norm: cfg.norm,
-        adv_weight: cfg.adv_weight,
-        crafting: cfg.crafting,
-    };
-    let total = cfg.epochs as f64;
-    let last_epoch = opts.stop_after_epoch.unwrap_or(cfg.epochs).min(cfg.epochs);
-    let mut epoch = start_epoch;
-    while epoch < last_epoch && stopped.is_none() {
+    /// One pass over the training set in the epoch's seeded order, one optimizer step per batch
+    /// (Free-AT: `replays` steps per batch).
+    fn train_epoch(
+        mut self,
+        cfg: &TrainConfig,
+        train: &ImageDataset,
+        opts: &FitOptions,
+        device: &Device,
+    ) -> Result<(Self, EpochStats), TrainError> {
+        let epoch = self.epoch;
         // Free-AT's perturbation, carried from one minibatch to the next within the epoch (reset
         // at epoch start, so that a resumed run replays exactly; Shafahi et al. keep it across
         // epochs).
         let mut free_delta: Option<Tensor<4>> = None;
         // Under the zoo's generator lock: see `bulwark_models::seed_device`.
-        bulwark_models::seed_device(&device, epoch_seed(cfg.seed, epoch));
+        bulwark_models::seed_device(device, epoch_seed(cfg.seed, epoch));
         let batches = epoch_batches(train.len(), cfg.batch_size, true, cfg.seed, epoch);
         let n_batches = batches.len();
         let bar = progress_bar(opts.progress, n_batches, epoch + 1, cfg.epochs);
         let started = Instant::now();
-        let mut sums = EpochSums::default();
-        let (mut lr, mut eps) = (0f64, None);
+        let mut stats = EpochStats {
+            sums: EpochSums::default(),
+            lr: 0.0,
+            eps: None,
+            seconds: 0.0,
+            batches: n_batches,
+        };
+        let total = cfg.epochs as f64;
         for (b, indices) in batches.iter().enumerate() {
             let t = epoch as f64 + (b + 1) as f64 / n_batches as f64;
             // Progress at the end of this step, so that warm-up schedules never take a
             // zero-rate first step (as in Wong et al.'s `(i + 1) / n`).
-            lr = cfg.schedule.lr_at(cfg.lr, t, total);
-            eps = eps_at(cfg, t);
-            let seed = batch_seed(cfg.seed, epoch, b);
-            let (x, y) = train.batch(indices, &device);
-            let targets = regs.targets(y.clone())?;
-            let diverged = |value: f32| TrainError::Diverged {
-                during: "training",
-                epoch: epoch + 1,
-                batch: b + 1,
-                value,
+            stats.lr = cfg.schedule.lr_at(cfg.lr, t, total);
+            stats.eps = eps_at(cfg, t);
+            let step = Step {
+                epoch,
+                batch: b,
+                lr: stats.lr,
+                eps: stats.eps,
+                seed: batch_seed(cfg.seed, epoch, b),
             };
-            if let Method::FreeAt { replays, .. } = cfg.method {
-                let eps = eps.unwrap_or_default();
-                let mut delta = match free_delta.take() {
-                    Some(d) if d.dims() == x.dims() => d,
-                    _ => x.zeros_like(),
-                };
-                for _ in 0..replays {
-                    // The gradient is taken with respect to δ through the box clip, so that δ
-                    // does not move where the clip is active (as in the reference code).
-                    let leaf = delta.clone().autodiff().require_grad();
-                    let xa = (x.clone().autodiff() + leaf.clone()).clamp(0.0, 1.0);
-                    let logits = model.forward(xa);
-                    let mut loss = targets.cross_entropy(logits.clone());
-                    let adv_loss = Targets {
-                        hard: y.clone(),
-                        soft: None,
-                    }
-                    .cross_entropy(logits.clone().inner())
-                    .into_scalar::<f32>();
-                    if let Some(p) = regs.penalty(&model)? {
-                        sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>())
-                            * indices.len() as f64
-                            / replays as f64;
-                        loss = loss + p;
-                    }
-                    let value = loss.clone().inner().into_scalar::<f32>();
-                    if !value.is_finite() {
-                        bar.abandon();
-                        return Err(diverged(value));
-                    }
-                    let mut grads = loss.backward();
-                    let g = leaf.grad_remove(&mut grads);
-                    let params = GradientsParams::from_grads(grads, &model);
-                    model = optim.step(lr, model, params);
-                    model = regs.after_step(model, lr)?;
-                    if let Some(g) = g {
-                        delta = (delta + g.sign() * eps).clamp(-eps, eps);
-                    }
-                    let share = indices.len() as f64 / replays as f64;
-                    sums.loss += f64::from(value) * share;
-                    sums.adv_loss += f64::from(adv_loss) * share;
-                    sums.adv_correct += hits(logits.inner(), y.clone());
-                    sums.adv_seen += indices.len();
-                }
-                free_delta = Some(delta);
-                // Clean accuracy of the batch with the updated model, for the progress line.
-                sums.clean_correct += hits(model.valid().forward(x), y);
-                sums.clean_seen += indices.len();
+            let (x, y) = train.batch(indices, device);
+            let done = if let Method::FreeAt { replays, .. } = cfg.method {
+                self.free_at_step(&step, replays, x, y, &mut free_delta, &mut stats.sums)
             } else {
-                let draw = regs.draw(indices.len(), train.height, train.width, seed);
-                let prepared = prepare(
-                    &cfg.method,
-                    &model,
-                    x.clone(),
-                    &targets,
-                    draw.as_ref(),
-                    eps.unwrap_or_default(),
-                    settings,
-                    seed,
-                )?;
-                // AWP: the loss is taken at weights moved up its own gradient (on the same
-                // examples); the gradient there steps the unperturbed model (same parameter ids).
-                let at = match cfg.awp.as_ref().filter(|a| a.active(epoch)) {
-                    Some(awp) => perturbed_weights(
-                        &cfg.method,
-                        &model,
-                        &prepared,
-                        settings,
-                        &awp.perturbation(),
-                    )?,
-                    None => model.clone(),
-                };
-                let obj = batch_loss(&cfg.method, &at, &prepared, settings);
-                let mut loss = obj.loss;
-                if let Some(p) = regs.penalty(&at)? {
-                    sums.penalty +=
-                        f64::from(p.clone().inner().into_scalar::<f32>()) * indices.len() as f64;
-                    loss = loss + p;
-                }
-                let value = loss.clone().inner().into_scalar::<f32>();
-                if !value.is_finite() {
+                self.method_step(cfg, train, &step, x, y, &mut stats.sums)
+            };
+            self = match done {
+                Ok(run) => run,
+                Err(e) => {
                     bar.abandon();
-                    return Err(diverged(value));
+                    return Err(e);
                 }
-                let grads = GradientsParams::from_grads(loss.backward(), &at);
-                model = optim.step(lr, model, grads);
-                model = regs.after_step(model, lr)?;
-                sums.loss += f64::from(value) * indices.len() as f64;
-                // Adversarial statistics against the hard labels; not measured under mixing (the
-                // adversarial inputs are mixed, their labels are not one class).
-                if let Some(adv) = obj.adv_logits.filter(|_| draw.is_none()) {
-                    let plain = Targets {
-                        hard: y.clone(),
-                        soft: None,
-                    };
-                    sums.adv_loss +=
-                        f64::from(plain.cross_entropy(adv.clone()).into_scalar::<f32>())
-                            * indices.len() as f64;
-                    sums.adv_correct += hits(adv, y.clone());
-                    sums.adv_seen += indices.len();
-                }
-                // Clean statistics: from the objective's own clean forward when it had one,
-                // else from an inference-mode forward of the batch.
-                let clean = match obj.clean_logits {
-                    Some(c) => c,
-                    None => model.valid().forward(x),
-                };
-                sums.clean_correct += hits(clean, y);
-                sums.clean_seen += indices.len();
-            }
-            sums.seen += indices.len();
-            let rate = sums.seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(sums.message(rate, lr, eps));
+            };
+            let rate = stats.sums.seen as f64 / started.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(stats.sums.message(rate, stats.lr, stats.eps));
             bar.inc(1);
         }
-        let seconds = started.elapsed().as_secs_f64();
+        stats.seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        Ok((self, stats))
+    }
 
-        let v = evaluate(&model, valid, cfg.eval_batch_size, &device);
+    /// Free-AT (Shafahi et al. 2019): `replays` steps on one batch, each also moving the carried
+    /// perturbation δ up its gradient.
+    fn free_at_step(
+        mut self,
+        step: &Step,
+        replays: usize,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        free_delta: &mut Option<Tensor<4>>,
+        sums: &mut EpochSums,
+    ) -> Result<Self, TrainError> {
+        let n = y.dims()[0];
+        let targets = self.regs.targets(y.clone())?;
+        let eps = step.eps.unwrap_or_default();
+        let mut delta = match free_delta.take() {
+            Some(d) if d.dims() == x.dims() => d,
+            _ => x.zeros_like(),
+        };
+        for _ in 0..replays {
+            // The gradient is taken with respect to δ through the box clip, so that δ does not
+            // move where the clip is active (as in the reference code).
+            let leaf = delta.clone().autodiff().require_grad();
+            let xa = (x.clone().autodiff() + leaf.clone()).clamp(0.0, 1.0);
+            let logits = self.model.forward(xa);
+            let mut loss = targets.cross_entropy(logits.clone());
+            let adv_loss = Targets {
+                hard: y.clone(),
+                soft: None,
+            }
+            .cross_entropy(logits.clone().inner())
+            .into_scalar::<f32>();
+            if let Some(p) = self.regs.penalty(&self.model)? {
+                sums.penalty +=
+                    f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64 / replays as f64;
+                loss = loss + p;
+            }
+            let value = loss.clone().inner().into_scalar::<f32>();
+            if !value.is_finite() {
+                return Err(step.diverged(value));
+            }
+            let mut grads = loss.backward();
+            let g = leaf.grad_remove(&mut grads);
+            let params = GradientsParams::from_grads(grads, &self.model);
+            let stepped = self.optim.step(step.lr, self.model, params);
+            self.model = self.regs.after_step(stepped, step.lr)?;
+            if let Some(g) = g {
+                delta = (delta + g.sign() * eps).clamp(-eps, eps);
+            }
+            let share = n as f64 / replays as f64;
+            sums.loss += f64::from(value) * share;
+            sums.adv_loss += f64::from(adv_loss) * share;
+            sums.adv_correct += hits(logits.inner(), y.clone());
+            sums.adv_seen += n;
+        }
+        *free_delta = Some(delta);
+        // Clean accuracy of the batch with the updated model, for the progress line.
+        sums.clean_correct += hits(self.model.valid().forward(x), y);
+        sums.clean_seen += n;
+        sums.seen += n;
+        Ok(self)
+    }
+
+    /// Every other method: craft the batch's inputs, take the loss (at AWP-perturbed weights when
+    /// AWP is on), add the penalties, step, apply the constraints.
+    fn method_step(
+        mut self,
+        cfg: &TrainConfig,
+        train: &ImageDataset,
+        step: &Step,
+        x: Tensor<4>,
+        y: Tensor<1, Int>,
+        sums: &mut EpochSums,
+    ) -> Result<Self, TrainError> {
+        let n = y.dims()[0];
+        let settings = AdvSettings {
+            norm: cfg.norm,
+            adv_weight: cfg.adv_weight,
+            crafting: cfg.crafting,
+        };
+        let targets = self.regs.targets(y.clone())?;
+        let draw = self.regs.draw(n, train.height, train.width, step.seed);
+        let prepared = prepare(
+            &cfg.method,
+            &self.model,
+            x.clone(),
+            &targets,
+            draw.as_ref(),
+            step.eps.unwrap_or_default(),
+            settings,
+            step.seed,
+        )?;
+        // AWP: the loss is taken at weights moved up its own gradient (on the same examples); the
+        // gradient there steps the unperturbed model (same parameter ids).
+        let at = match cfg.awp.as_ref().filter(|a| a.active(step.epoch)) {
+            Some(awp) => perturbed_weights(
+                &cfg.method,
+                &self.model,
+                &prepared,
+                settings,
+                &awp.perturbation(),
+            )?,
+            None => self.model.clone(),
+        };
+        let obj = batch_loss(&cfg.method, &at, &prepared, settings);
+        let mut loss = obj.loss;
+        if let Some(p) = self.regs.penalty(&at)? {
+            sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
+            loss = loss + p;
+        }
+        let value = loss.clone().inner().into_scalar::<f32>();
+        if !value.is_finite() {
+            return Err(step.diverged(value));
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &at);
+        let stepped = self.optim.step(step.lr, self.model, grads);
+        self.model = self.regs.after_step(stepped, step.lr)?;
+        sums.loss += f64::from(value) * n as f64;
+        // Adversarial statistics against the hard labels; not measured under mixing (the
+        // adversarial inputs are mixed, their labels are not one class).
+        if let Some(adv) = obj.adv_logits.filter(|_| draw.is_none()) {
+            let plain = Targets {
+                hard: y.clone(),
+                soft: None,
+            };
+            sums.adv_loss +=
+                f64::from(plain.cross_entropy(adv.clone()).into_scalar::<f32>()) * n as f64;
+            sums.adv_correct += hits(adv, y.clone());
+            sums.adv_seen += n;
+        }
+        // Clean statistics: from the objective's own clean forward when it had one, else from an
+        // inference-mode forward of the batch.
+        let clean = match obj.clean_logits {
+            Some(c) => c,
+            None => self.model.valid().forward(x),
+        };
+        sums.clean_correct += hits(clean, y);
+        sums.clean_seen += n;
+        sums.seen += n;
+        Ok(self)
+    }
+
+    /// Clean (and, for adversarial methods, robust) validation; the epoch's metrics.
+    fn validate(
+        &self,
+        cfg: &TrainConfig,
+        valid: &ImageDataset,
+        stats: &EpochStats,
+        device: &Device,
+    ) -> Result<EpochMetrics, TrainError> {
+        let v = evaluate(&self.model, valid, cfg.eval_batch_size, device);
         if !v.loss.is_finite() {
             // The last steps broke the weights; never checkpoint a broken model.
             return Err(TrainError::Diverged {
                 during: "validation",
-                epoch: epoch + 1,
-                batch: n_batches,
+                epoch: self.epoch + 1,
+                batch: stats.batches,
                 value: v.loss as f32,
             });
         }
         let robust = match cfg.method.eps() {
             Some(full) if !valid.is_empty() => {
-                Some(robust_validation(&model, valid, cfg, full, &device)?)
+                Some(robust_validation(&self.model, valid, cfg, full, device)?)
             }
             _ => None,
         };
+        let sums = &stats.sums;
         let seen = sums.seen as f64;
         let m = EpochMetrics {
-            epoch: epoch + 1,
-            lr,
+            epoch: self.epoch + 1,
+            lr: stats.lr,
             train_loss: sums.loss / seen,
             train_acc: sums.clean_correct as f64 / sums.clean_seen.max(1) as f64,
             valid_loss: v.loss,
             valid_acc: v.accuracy,
-            seconds,
-            images_per_sec: seen / seconds.max(1e-9),
-            eps,
+            seconds: stats.seconds,
+            images_per_sec: seen / stats.seconds.max(1e-9),
+            eps: stats.eps,
             train_adv_loss: (sums.adv_seen > 0).then(|| sums.adv_loss / sums.adv_seen as f64),
             train_adv_acc: (sums.adv_seen > 0)
                 .then(|| sums.adv_correct as f64 / sums.adv_seen as f64),
@@ -483,56 +604,100 @@ pub(crate) fn fit_locked(
             m.seconds,
             m.images_per_sec
         );
+        Ok(m)
+    }
+
+    /// Best-epoch selection, the stopping rules (rolling back on catastrophic overfitting), the
+    /// checkpoint, then the metrics line.
+    fn end_epoch(
+        &mut self,
+        cfg: &TrainConfig,
+        valid: &ImageDataset,
+        m: EpochMetrics,
+        opts: &FitOptions,
+        metrics_path: &std::path::Path,
+    ) -> Result<(), TrainError> {
         let metric = m.selection_metric();
-        let improved = !valid.is_empty() && best.is_none_or(|(_, acc)| metric > acc);
+        let improved = !valid.is_empty() && self.best.is_none_or(|(_, acc)| metric > acc);
         if improved {
-            best = Some((epoch + 1, metric));
-            best_model = Some(model.clone());
-        } else if let Some((best_epoch, best_metric)) = best {
-            stopped = stop_rule(cfg, &history, &m, best_epoch, best_metric);
-            if let Some(StopReason::CatastrophicOverfitting { .. }) = &stopped
-                && let Some(b) = &best_model
+            self.best = Some((self.epoch + 1, metric));
+            self.best_model = Some(self.model.clone());
+        } else if let Some((best_epoch, best_metric)) = self.best {
+            self.stopped = stop_rule(cfg, &self.history, &m, best_epoch, best_metric);
+            if let Some(StopReason::CatastrophicOverfitting { .. }) = &self.stopped
+                && let Some(b) = &self.best_model
             {
                 // Roll back: training ends with the best epoch's weights, whatever `keep` says.
-                model = b.clone();
+                self.model = b.clone();
             }
-            if let Some(reason) = &stopped {
+            if let Some(reason) = &self.stopped {
                 tracing::warn!("{reason}");
             }
         }
-        history.push(m.clone());
+        self.history.push(m.clone());
         let state = CheckpointState {
             format: FORMAT,
-            epoch: epoch + 1,
+            epoch: self.epoch + 1,
             model: cfg.model.clone(),
             config_toml: cfg.to_toml(),
-            history: history.clone(),
-            best,
-            stopped: stopped.clone(),
-            spectral_vectors: regs.spectral_state(),
+            history: self.history.clone(),
+            best: self.best,
+            stopped: self.stopped.clone(),
+            spectral_vectors: self.regs.spectral_state(),
         };
         // Checkpoint first, then the log line: the checkpoint is the source of truth on resume.
-        Checkpoint::save(&opts.run_dir, &model, &optim, &state, best_model.as_ref())?;
+        Checkpoint::save(
+            &opts.run_dir,
+            &self.model,
+            &self.optim,
+            &state,
+            self.best_model.as_ref(),
+        )?;
         if improved {
             // A copy for users next to the run's other outputs; resume reads the checkpoint's.
-            save_bpk_atomic(&model, &opts.run_dir.join("best.bpk"))?;
+            save_bpk_atomic(&self.model, &opts.run_dir.join("best.bpk"))?;
         }
-        metrics::append(&metrics_path, &m)?;
-        epoch += 1;
+        metrics::append(metrics_path, &m)?;
+        self.epoch += 1;
+        Ok(())
     }
-    let finished = stopped.is_some() || history.len() >= cfg.epochs;
-    let model = match (cfg.keep, best_model) {
-        (Keep::Best, Some(b)) => b,
-        _ => model,
-    };
-    Ok(FitOutcome {
-        model: model.valid(),
-        history,
-        best,
-        resumed_from,
-        stopped,
-        finished,
-    })
+
+    /// The outcome: the best epoch's weights unless `keep = "last"`.
+    fn finish(self, cfg: &TrainConfig) -> FitOutcome {
+        let finished = self.stopped.is_some() || self.history.len() >= cfg.epochs;
+        let model = match (cfg.keep, self.best_model) {
+            (Keep::Best, Some(b)) => b,
+            _ => self.model,
+        };
+        FitOutcome {
+            model: model.valid(),
+            history: self.history,
+            best: self.best,
+            resumed_from: self.resumed_from,
+            stopped: self.stopped,
+            finished,
+        }
+    }
+}
+
+/// Where a training step is: what it needs beyond the batch.
+struct Step {
+    epoch: usize,
+    batch: usize,
+    lr: f64,
+    eps: Option<f64>,
+    seed: u64,
+}
+
+impl Step {
+    fn diverged(&self, value: f32) -> TrainError {
+        TrainError::Diverged {
+            during: "training",
+            epoch: self.epoch + 1,
+            batch: self.batch + 1,
+            value,
+        }
+    }
 }
 
 /// Early stopping and the catastrophic-overfitting guard, for an epoch `m` that did not improve

@@ -50,6 +50,11 @@ pub struct ReportInputs {
 }
 
 impl ReportInputs {
+    /// Whether the run measured robust validation accuracy (an adversarial method).
+    fn adversarial(&self) -> bool {
+        self.history.iter().any(|m| m.valid_robust_acc.is_some())
+    }
+
     /// The robust accuracy to quote, with what it is: the per-sample worst case over every
     /// attack the final evaluation ran (the evaluator's report already folds PGD into it), or
     /// PGD's alone when only PGD ran.
@@ -98,6 +103,31 @@ impl ReportInputs {
 /// Writes `report.md`, `report.json`, `accuracy.svg` and `loss.svg` into `run_dir`; returns the
 /// path of `report.md`.
 pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainError> {
+    write_plots(run_dir, r)?;
+    write_atomic(
+        &run_dir.join("report.json"),
+        serde_json::to_string_pretty(&report_json(r))
+            .expect("report serializes")
+            .as_bytes(),
+    )?;
+    let md = [
+        md_header(r),
+        md_results(r),
+        md_method(r),
+        md_eps_table(r),
+        md_epochs(r),
+        md_sparsity(r),
+        md_per_class(r),
+    ]
+    .concat();
+    let path = run_dir.join("report.md");
+    write_atomic(&path, md.as_bytes())?;
+    Ok(path)
+}
+
+/// `accuracy.svg` and `loss.svg`: the training curves (with the adversarial ones when the run
+/// measured them).
+fn write_plots(run_dir: &Path, r: &ReportInputs) -> Result<(), TrainError> {
     let epochs = |f: fn(&EpochMetrics) -> f64| -> Vec<(f64, f64)> {
         r.history.iter().map(|m| (m.epoch as f64, f(m))).collect()
     };
@@ -111,8 +141,7 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             points: epochs(|m| 100.0 * m.valid_acc),
         },
     ];
-    let adversarial = r.history.iter().any(|m| m.valid_robust_acc.is_some());
-    if adversarial {
+    if r.adversarial() {
         acc_series.push(Series {
             name: "train (adversarial)".into(),
             points: epochs(|m| 100.0 * m.train_adv_acc.unwrap_or(f64::NAN)),
@@ -146,7 +175,12 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     write_atomic(&run_dir.join("accuracy.svg"), acc_svg.as_bytes())?;
     write_atomic(&run_dir.join("loss.svg"), loss_svg.as_bytes())?;
 
-    let json = serde_json::json!({
+    Ok(())
+}
+
+/// `report.json`: the run's results, settings and every epoch's metrics.
+fn report_json(r: &ReportInputs) -> serde_json::Value {
+    serde_json::json!({
         "bulwark_version": r.bulwark_version,
         "command": r.command,
         "model": r.config.model,
@@ -190,14 +224,11 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         "resumed_from_epoch": r.resumed_from,
         "config": r.config,
         "epochs": r.history,
-    });
-    write_atomic(
-        &run_dir.join("report.json"),
-        serde_json::to_string_pretty(&json)
-            .expect("report serializes")
-            .as_bytes(),
-    )?;
+    })
+}
 
+/// The title and where the run came from.
+fn md_header(r: &ReportInputs) -> String {
     let mut md = String::new();
     let c = &r.config;
     let _ = writeln!(md, "# Bulwark run: {} on {}\n", c.model, c.dataset);
@@ -207,6 +238,13 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         "Bulwark {}, backend `{}`, data from {}.\n",
         r.bulwark_version, r.backend, r.data_source
     );
+    md
+}
+
+/// The results table: clean accuracy, the headline robust accuracy, each attack's own number, the best epoch, how the run ended.
+fn md_results(r: &ReportInputs) -> String {
+    let mut md = String::new();
+    let adversarial = r.adversarial();
     let _ = writeln!(md, "## Result\n");
     let _ = writeln!(md, "| metric | value |\n|---|---|");
     let _ = writeln!(
@@ -287,6 +325,14 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     if let Some(e) = r.resumed_from {
         let _ = writeln!(md, "| resumed | after epoch {e} |");
     }
+    md
+}
+
+/// What the method was and what the weights are.
+fn md_method(r: &ReportInputs) -> String {
+    let mut md = String::new();
+    let c = &r.config;
+    let adversarial = r.adversarial();
     if adversarial {
         let _ = writeln!(
             md,
@@ -312,6 +358,12 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
     } else {
         let _ = writeln!(md, "\nThis run trains without adversarial examples.\n");
     }
+    md
+}
+
+/// Robust accuracy against eps from the final evaluation.
+fn md_eps_table(r: &ReportInputs) -> String {
+    let mut md = String::new();
     if let Some(e) = &r.robust_eval
         && !e.sweep.is_empty()
     {
@@ -325,6 +377,12 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             "\n![robust accuracy against eps](eval/robust_vs_eps.svg)\n"
         );
     }
+    md
+}
+
+/// The training curves and the per-epoch table.
+fn md_epochs(r: &ReportInputs) -> String {
+    let mut md = String::new();
     let _ = writeln!(md, "## Training curves\n");
     let _ = writeln!(md, "![accuracy](accuracy.svg)\n\n![loss](loss.svg)\n");
     let _ = writeln!(md, "## Epochs\n");
@@ -350,6 +408,12 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             m.rss_mib.map_or("–".to_string(), |v| format!("{v:.0}"))
         );
     }
+    md
+}
+
+/// Exactly-zero weights of the final model, when measured.
+fn md_sparsity(r: &ReportInputs) -> String {
+    let mut md = String::new();
     if let Some(sp) = &r.sparsity {
         let _ = writeln!(
             md,
@@ -372,6 +436,13 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
             );
         }
     }
+    md
+}
+
+/// Per-class test accuracy and the configuration.
+fn md_per_class(r: &ReportInputs) -> String {
+    let mut md = String::new();
+    let c = &r.config;
     let _ = writeln!(md, "\n## Per-class test accuracy\n");
     let _ = writeln!(
         md,
@@ -386,7 +457,5 @@ pub fn write_report(run_dir: &Path, r: &ReportInputs) -> Result<PathBuf, TrainEr
         let _ = writeln!(md, "| {class} | {ok} | {total} | {:.2} % |", 100.0 * acc);
     }
     let _ = writeln!(md, "\n## Configuration\n\n```toml\n{}```", c.to_toml());
-    let path = run_dir.join("report.md");
-    write_atomic(&path, md.as_bytes())?;
-    Ok(path)
+    md
 }
