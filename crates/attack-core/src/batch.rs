@@ -163,7 +163,7 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
                         let mut rng =
                             SplitMix64::new(sample_seed(options.seed, TARGET_STREAM, row));
                         let label = batch.labels_host[i] as usize;
-                        let draw = rng.below(k - 1);
+                        let draw = rng.index(k - 1);
                         (if draw >= label { draw + 1 } else { draw }) as i64
                     })
                     .collect(),

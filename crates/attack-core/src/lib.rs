@@ -42,7 +42,7 @@ mod options;
 mod overrides;
 mod pgd;
 mod registry;
-mod rng;
+pub mod rng;
 pub mod sanity;
 mod square;
 

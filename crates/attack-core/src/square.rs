@@ -190,7 +190,7 @@ impl Shape {
 
     /// A uniformly random top-left corner of an `s × s` window.
     fn window(&self, s: usize, rng: &mut SplitMix64) -> (usize, usize) {
-        (rng.below(self.h - s + 1), rng.below(self.w - s + 1))
+        (rng.index(self.h - s + 1), rng.index(self.w - s + 1))
     }
 }
 

@@ -3,7 +3,7 @@
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use crate::dataset::ImageDataset;
-use crate::rng::SplitMix64;
+use bulwark_attack_core::rng::SplitMix64;
 
 /// Batches of indices for one epoch: shuffled deterministically from `(seed, epoch)` when
 /// `shuffle` is true, in order `0..n` otherwise; the last partial batch is kept

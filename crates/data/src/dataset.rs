@@ -1,7 +1,7 @@
 //! [`ImageDataset`]: an in-memory image classification set.
 
 use crate::error::{DataError, Result};
-use crate::rng::SplitMix64;
+use bulwark_attack_core::rng::SplitMix64;
 
 /// In-memory image classification set; pixels `u8`, NCHW order.
 ///

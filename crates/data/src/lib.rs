@@ -37,7 +37,6 @@ mod fetch;
 pub mod idx;
 mod mnist;
 mod registry;
-pub mod rng;
 
 pub use batch::epoch_batches;
 pub use checksums::{ExpectedFile, ExpectedFiles, content_hash, sha256_file, sha256_hex};
@@ -52,7 +51,6 @@ pub use mnist::{
     load_split,
 };
 pub use registry::{FASHION_MNIST_DEB, MNIST_PIP_REQUIREMENT, MNIST_PIP_SHA256};
-pub use rng::SplitMix64;
 
 /// Convenience: [`fetch`] `kind`, then [`load_split`] `split` from the returned directory.
 pub fn fetch_and_load(

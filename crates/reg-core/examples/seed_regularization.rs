@@ -9,6 +9,7 @@
 //!
 //! Run: `cargo run -p bulwark-reg-core --example seed_regularization`
 
+use bulwark_attack_core::rng::SplitMix64;
 use bulwark_models::Model;
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind, parameters};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -18,22 +19,15 @@ use burn::tensor::{Device, Tensor, TensorData};
 const INPUTS: usize = 10;
 const RELEVANT: usize = 5;
 
-struct Rng(u64);
+/// The workspace's generator, with the seed's symmetric draw on top.
+struct Rng(SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
     fn symmetric(&mut self) -> f64 {
-        2.0 * self.next() - 1.0
+        2.0 * self.0.uniform() - 1.0
     }
     fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.next();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.next()).cos()
+        self.0.normal()
     }
 }
 
@@ -142,7 +136,7 @@ fn describe(model: &Model) {
 
 fn main() {
     let dev = Device::flex().autodiff();
-    let mut rng = Rng(0);
+    let mut rng = Rng(SplitMix64::new(0));
     let teacher: Vec<f64> = (0..INPUTS * INPUTS).map(|_| rng.symmetric()).collect();
     let (x, y) = task(&mut rng, &teacher, 1000);
     let (xt, yt) = task(&mut rng, &teacher, 200);

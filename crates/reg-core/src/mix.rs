@@ -13,6 +13,8 @@
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
+use bulwark_attack_core::rng::SplitMix64;
+
 use crate::error::{RegError, invalid};
 
 /// Soft targets `(1 − ε)·onehot(y) + ε/K` for labels `[B]`: `[B, K]`.
@@ -139,7 +141,7 @@ pub fn cutmix(
 #[derive(Debug, Clone)]
 pub struct MixSampler {
     alpha: f64,
-    state: u64,
+    rng: SplitMix64,
 }
 
 impl MixSampler {
@@ -149,25 +151,18 @@ impl MixSampler {
         if !(alpha.is_finite() && alpha > 0.0) {
             return Err(invalid("alpha", alpha, "must be finite and > 0"));
         }
-        Ok(Self { alpha, state: seed })
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        // SplitMix64.
-        self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        Ok(Self {
+            alpha,
+            rng: SplitMix64::new(seed),
+        })
     }
 
     fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+        self.rng.uniform()
     }
 
     fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.uniform();
-        (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * self.uniform()).cos()
+        self.rng.normal()
     }
 
     /// Gamma(k, 1) by Marsaglia & Tsang (2000), with the `k < 1` boost `Gamma(k+1)·U^(1/k)`.
@@ -197,12 +192,12 @@ impl MixSampler {
         if a + b > 0.0 { a / (a + b) } else { 0.5 }
     }
 
-    /// A uniformly random permutation of `0..n` (Fisher-Yates).
+    /// A uniformly random permutation of `0..n` (Fisher-Yates, one multiply-shift draw per
+    /// element: [`SplitMix64::index`]).
     pub fn permutation(&mut self, n: usize) -> Vec<usize> {
         let mut p: Vec<usize> = (0..n).collect();
         for i in (1..n).rev() {
-            let j = ((u128::from(self.next_u64()) * (i as u128 + 1)) >> 64) as usize;
-            p.swap(i, j);
+            p.swap(i, self.rng.index(i + 1));
         }
         p
     }

@@ -14,6 +14,8 @@ use std::collections::HashMap;
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
 
+use bulwark_attack_core::rng::{SplitMix64, fnv1a};
+
 use crate::error::{RegError, invalid};
 use crate::select::{LayerKind, ParamSelection, PathStack, restore_tracking};
 
@@ -190,20 +192,8 @@ impl ModuleMapper for Mapper<'_> {
 
 /// A unit vector of length `n` with pseudo-random entries derived from `key` (deterministic).
 fn start_vector(key: &str, n: usize) -> Vec<f64> {
-    let mut h: u64 = 0xCBF2_9CE4_8422_2325;
-    for b in key.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01B3);
-    }
-    let mut v: Vec<f64> = (0..n)
-        .map(|_| {
-            h = h.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = h;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64 - 0.5
-        })
-        .collect();
+    let mut rng = SplitMix64::new(fnv1a(key.bytes()));
+    let mut v: Vec<f64> = (0..n).map(|_| rng.uniform() - 0.5).collect();
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm > 0.0 {
         v.iter_mut().for_each(|x| *x /= norm);

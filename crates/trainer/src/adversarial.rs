@@ -2,10 +2,10 @@
 //! attack-core (or TRADES' own KL maximization) and the method's loss on the autodiff graph.
 //! Free-AT, which steps the optimizer inside its replays, lives in the training loop.
 
+use bulwark_attack_core::rng::SplitMix64;
 use bulwark_attack_core::{
     Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Norm, PgdConfig, ThreatModel,
 };
-use bulwark_data::SplitMix64;
 use bulwark_models::Model;
 use bulwark_reg_core::WeightPerturbation;
 use burn::module::Module;
@@ -155,7 +155,7 @@ fn fgsm_rs_linf(
         let n: usize = dims.iter().product();
         let mut rng = SplitMix64::new(seed);
         let u: Vec<f32> = (0..n)
-            .map(|_| ((2.0 * unit(&mut rng) - 1.0) * eps) as f32)
+            .map(|_| ((2.0 * rng.uniform() - 1.0) * eps) as f32)
             .collect();
         Tensor::<4>::from_data(TensorData::new(u, dims), &x.device())
     } else {
@@ -173,11 +173,6 @@ fn fgsm_rs_linf(
         .unwrap_or_else(|| x.zeros_like());
     let delta = (delta + g.sign() * alpha).clamp(-eps, eps);
     (x + delta).clamp(bounds.lo, bounds.hi)
-}
-
-/// A uniform draw in [0, 1).
-fn unit(rng: &mut SplitMix64) -> f64 {
-    (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// TRADES' inner maximization: `steps` signed-gradient steps on `KL(f(x) ‖ f(x'))` from
@@ -199,7 +194,7 @@ pub(crate) fn trades_craft(
     let dims = x.dims();
     let n: usize = dims.iter().product();
     let mut rng = SplitMix64::new(seed);
-    let noise: Vec<f32> = (0..n).map(|_| 0.001 * gaussian(&mut rng) as f32).collect();
+    let noise: Vec<f32> = (0..n).map(|_| 0.001 * rng.normal() as f32).collect();
     let noise = Tensor::<4>::from_data(TensorData::new(noise, dims), &x.device());
     let (lo, hi) = (x.clone() - eps, x.clone() + eps);
     let mut xa = (x.clone() + noise).clamp(bounds.lo, bounds.hi);
@@ -214,13 +209,6 @@ pub(crate) fn trades_craft(
             .clamp(bounds.lo, bounds.hi);
     }
     xa
-}
-
-/// A standard normal draw (Box-Muller).
-fn gaussian(rng: &mut SplitMix64) -> f64 {
-    let u1 = unit(rng) + 0.5 / (1u64 << 53) as f64;
-    let u2 = unit(rng);
-    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
 }
 
 /// A batch's inputs after crafting (plain tensors in the box): what the method's loss is

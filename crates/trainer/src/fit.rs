@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use bulwark_attack_core::rng::SplitMix64;
 use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, PgdConfig, ThreatModel};
-use bulwark_data::{ImageDataset, SplitMix64, epoch_batches};
+use bulwark_data::{ImageDataset, epoch_batches};
 use bulwark_models::Model;
 use burn::module::Module;
 use burn::optim::GradientsParams;

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use bulwark_data::SplitMix64;
+use bulwark_attack_core::rng::SplitMix64;
 use bulwark_models::Model;
 use bulwark_reg_core::{
     Constraint, MixSampler, Penalty, SpectralBound, cutmix, mix, smooth_labels, soft_cross_entropy,
