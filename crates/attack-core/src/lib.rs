@@ -23,6 +23,27 @@
 //! (L-inf, L2; forward passes only), [`CwL2`] (Carlini-Wagner) and [`DeepFool`] (L2 and L-inf).
 //! [`Evaluator`] runs a list of them as an AutoAttack-style cascade.
 //! [`AttackConfig`] names any of them, for command lines and config files.
+//!
+//! ```
+//! use bulwark_attack_core::{Attack, PgdConfig, ThreatModel};
+//! use burn::tensor::{Device, Int, Tensor, TensorData};
+//!
+//! // Any `Fn(Tensor<D>) -> Tensor<2>` is a classifier; a burn module implements `Classifier`
+//! // with `self.valid().forward(x)`. Here: two inputs, two classes, logits `x·W`.
+//! let device = Device::flex();
+//! let w = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -1.0, -1.0, 1.0], [2, 2]), &device);
+//! let model = move |x: Tensor<2>| x.matmul(w.clone());
+//! let x = Tensor::<2>::from_data(TensorData::new(vec![0.6f32, 0.4], [1, 2]), &device);
+//! let y = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64], [1]), &device);
+//!
+//! let pgd = PgdConfig::new(ThreatModel::linf(0.2)).init()?;
+//! let adv = pgd.perturb(&model, x.clone(), y)?;
+//! // Inside the eps-ball around the clean input (and the [0, 1] box), and now class 1.
+//! let moved = (adv.clone() - x).abs().max().into_scalar::<f32>();
+//! assert!(moved <= 0.2);
+//! assert_eq!(model(adv).argmax(1).into_scalar::<i64>(), 1);
+//! # Ok::<(), bulwark_attack_core::AttackError>(())
+//! ```
 
 mod apgd;
 mod attack;

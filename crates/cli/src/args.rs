@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use bulwark_attack_core::{LossKind, Norm, Preset, Targeting};
-use bulwark_trainer::BackendKind;
+use bulwark_trainer::{BackendKind, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
 
 use crate::values;
 
@@ -64,8 +65,7 @@ pub enum Command {
   bulwark attack --model small-cnn --weights runs/x --attack cw-l2 --steps 100 --limit 200
   bulwark attack --model small-cnn --weights runs/x --config attack.toml   # any AttackConfig
 
-Attacks: fgsm, fgsm-rs, bim, pgd, mi-fgsm, apgd, cw-l2, deepfool. Unset step sizes and steps take each
-attack's documented default (docs/attacks.md).")]
+Settings not given take each attack's documented default (docs/attacks.md).")]
     Attack(Box<AttackArgs>),
     /// Benchmarks (run by `cargo xtask bench`).
     Bench {
@@ -100,66 +100,12 @@ pub struct TrainArgs {
     /// TOML configuration file; flags below override its values.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Zoo model (see `bulwark models list`).
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
-    #[arg(long)]
-    pub dataset: Option<String>,
-    /// Epochs.
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    /// Batch size.
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    /// Base (peak) learning rate.
-    #[arg(long)]
-    pub lr: Option<f64>,
-    /// Optimizer: sgd, adam, adamw.
-    #[arg(long)]
-    pub optimizer: Option<String>,
-    /// Weight decay (coupled for sgd/adam, decoupled for adamw).
-    #[arg(long)]
-    pub weight_decay: Option<f64>,
-    /// SGD momentum (0 disables it).
-    #[arg(long)]
-    pub momentum: Option<f64>,
-    /// SGD Nesterov momentum.
-    #[arg(long)]
-    pub nesterov: bool,
-    /// Learning-rate schedule: constant, piecewise, cosine, one-cycle (parameters below).
-    #[arg(long)]
-    pub schedule: Option<String>,
-    /// cosine: epochs of linear warm-up [default 0].
-    #[arg(long)]
-    pub warmup_epochs: Option<f64>,
-    /// cosine: final learning rate [default 0].
-    #[arg(long)]
-    pub min_lr: Option<f64>,
-    /// one-cycle: fraction of training at which the rate peaks [default 0.4].
-    #[arg(long)]
-    pub peak_at: Option<f64>,
-    /// piecewise: comma-separated epochs at which the rate is multiplied by --gamma.
-    #[arg(long, value_delimiter = ',')]
-    pub milestones: Option<Vec<f64>>,
-    /// piecewise: multiplier at each milestone [default 0.1].
-    #[arg(long)]
-    pub gamma: Option<f64>,
-    /// Batch size for validation and test evaluation.
-    #[arg(long)]
-    pub eval_batch_size: Option<usize>,
-    /// Seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Train on the first N training images only (smoke runs).
-    #[arg(long)]
-    pub train_limit: Option<usize>,
-    /// Validation images held out of the training set.
-    #[arg(long)]
-    pub valid_size: Option<usize>,
-    /// Evaluate on the first N test images only (smoke runs).
-    #[arg(long)]
-    pub test_limit: Option<usize>,
+    /// Configuration fields set on the command line.
+    #[command(flatten)]
+    pub set: ConfigFlags,
+    /// The learning-rate schedule's flags.
+    #[command(flatten)]
+    pub schedule: ScheduleFlags,
     /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart (other settings at
     /// their defaults, or from --config's [method] table).
     #[arg(long)]
@@ -167,9 +113,6 @@ pub struct TrainArgs {
     /// Radius of the adversarial training method (L-inf by default).
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Label smoothing epsilon.
-    #[arg(long)]
-    pub label_smoothing: Option<f64>,
     /// Mixup with this Beta alpha.
     #[arg(long, conflicts_with = "cutmix")]
     pub mixup: Option<f64>,
@@ -187,9 +130,6 @@ pub struct TrainArgs {
     /// `[awp]` table keeps its other settings.
     #[arg(long)]
     pub awp: Option<f64>,
-    /// Stop when the validation metric has not improved for this many epochs.
-    #[arg(long)]
-    pub patience: Option<usize>,
     /// Run name: the run directory is <runs-dir>/<name> (a plain name: no path separators).
     #[arg(long, conflicts_with = "run_dir")]
     pub name: Option<String>,
@@ -513,4 +453,106 @@ pub struct ExportArgs {
     /// Output: `.safetensors` (PyTorch layout) or `.bpk` (burn).
     #[arg(long)]
     pub to: PathBuf,
+}
+
+/// `bulwark train` flags that set a field of the training configuration of the same name. They
+/// overlay the configuration (the file's, or the library's defaults) through serde, so the
+/// defaults stay the library's (`TrainConfig`); a field not given is not serialized.
+#[derive(Debug, Default, Args, Serialize)]
+pub struct ConfigFlags {
+    /// Zoo model (see `bulwark models list`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Batch size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base (peak) learning rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Optimizer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = values::closed::<OptimizerKind>(&OptimizerKind::NAMES))]
+    pub optimizer: Option<OptimizerKind>,
+    /// Weight decay (coupled for sgd/adam, decoupled for adamw).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// SGD momentum (0 disables it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// SGD Nesterov momentum.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[arg(long)]
+    pub nesterov: bool,
+    /// Batch size for validation and test evaluation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub eval_batch_size: Option<usize>,
+    /// Seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Train on the first N training images only (smoke runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Validation images held out of the training set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub valid_size: Option<usize>,
+    /// Evaluate on the first N test images only (smoke runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Label smoothing epsilon.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub label_smoothing: Option<f64>,
+    /// Stop when the validation metric has not improved for this many epochs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub patience: Option<usize>,
+}
+
+/// `bulwark train`'s schedule flags: `--schedule` picks the kind, the others set its parameters
+/// (serialized by their field names, applied by `Schedule::overlay`).
+#[derive(Debug, Default, Args, Serialize)]
+pub struct ScheduleFlags {
+    /// Learning-rate schedule (its parameters below; unset ones keep the configured values, or the
+    /// schedule's defaults when the kind changes).
+    #[serde(skip)]
+    #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(Schedule::NAMES))]
+    pub schedule: Option<String>,
+    /// cosine: epochs of linear warm-up [default 0].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// cosine: final learning rate [default 0].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub min_lr: Option<f64>,
+    /// one-cycle: fraction of training at which the rate peaks [default 0.4].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub peak_at: Option<f64>,
+    /// piecewise: comma-separated epochs at which the rate is multiplied by --gamma.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<f64>>,
+    /// piecewise: multiplier at each milestone [default 0.1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub gamma: Option<f64>,
 }

@@ -15,11 +15,25 @@
 //!
 //! ```
 //! use bulwark_attack_core::{Norm, Preset};
-//! use bulwark_eval::RobustEvalConfig;
+//! use bulwark_data::{DatasetKind, Split, load_split};
+//! use bulwark_eval::{RobustEvalConfig, RobustEvalOptions, evaluate_robustness};
+//! use bulwark_models::Model;
+//! use burn::tensor::Device;
 //!
-//! // AutoAttack's standard composition at L-inf eps 8/255, seed 0.
-//! let config = RobustEvalConfig::preset(Preset::Standard, Norm::Linf, 8.0 / 255.0, 0);
-//! assert_eq!(config.all_eps()[0], 8.0 / 255.0);
+//! # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+//! let device = Device::flex();
+//! // Real MNIST test images (the repository's slice; `bulwark_data::fetch` gets all 10,000).
+//! let data = load_split(DatasetKind::Mnist, Split::Test, fixtures.as_ref())?.take(8);
+//! // Any `Classifier` works; an untrained zoo model keeps the example short.
+//! let model = Model::init_seeded("small-cnn", &device, 0)?;
+//! let mut config = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.3, 0);
+//! (config.probe_size, config.probe_queries) = (4, 20);
+//! let out = tempfile::tempdir()?;
+//! let report = evaluate_robustness(&model, &data, &config, &RobustEvalOptions::default(), out.path(), &device)?;
+//! // The headline is the per-sample worst case; it can only be at or below clean accuracy.
+//! assert!(report.robust_acc <= report.clean_acc);
+//! assert_eq!(report.n_examples, 8);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
 //! [`Classifier`]: bulwark_attack_core::Classifier

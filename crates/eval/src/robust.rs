@@ -83,7 +83,7 @@ impl RobustEvalConfig {
 }
 
 /// How to run [`evaluate_robustness`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RobustEvalOptions {
     /// Show progress bars.
     pub progress: bool,

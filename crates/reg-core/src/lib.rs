@@ -23,6 +23,24 @@
 //! reads `[[penalties]]` and `[[constraints]]` tables with them and applies every regularizer with
 //! every training method. The seed's regularization example runs with
 //! `cargo run -p bulwark-reg-core --example seed_regularization`; see docs/regularization.md.
+//!
+//! ```
+//! use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
+//! use burn::nn::LinearConfig;
+//! use burn::tensor::Device;
+//!
+//! let device = Device::flex().autodiff();
+//! let layer = LinearConfig::new(4, 2).init(&device);
+//! // λ·Σw² over the weights (biases are not selected by default).
+//! let l2 = Penalty::new(PenaltyKind::L2, 1e-2);
+//! let loss = l2.loss(&layer)?; // add to the objective before `backward()`
+//! let w2: f32 = layer.weight.val().powf_scalar(2.0).sum().into_scalar();
+//! let value: f32 = loss.into_scalar();
+//! assert!((value - 1e-2 * w2).abs() < 1e-6);
+//! // A selection that matches nothing is an error, not a silent no-op.
+//! assert!(l2.on(ParamSelection::paths(["conv9.weight"])).loss(&layer).is_err());
+//! # Ok::<(), bulwark_reg_core::RegError>(())
+//! ```
 
 mod constraint;
 mod error;

@@ -135,10 +135,17 @@ pub fn save_bpk_atomic(model: &Model, path: &Path) -> Result<(), TrainError> {
 }
 
 impl Checkpoint {
+    /// The checkpoint directory in a run directory.
+    pub const DIR: &'static str = "checkpoint";
+    /// The previous checkpoint, kept while a new one is swapped in.
+    pub const OLD: &'static str = "checkpoint.old";
+    /// A checkpoint being written.
+    pub const TMP: &'static str = "checkpoint.tmp";
+
     /// The checkpoint directory to resume from in `run_dir`, if any (`checkpoint/`, or
     /// `checkpoint.old/` when a kill interrupted the swap).
     pub fn find(run_dir: &Path) -> Option<PathBuf> {
-        ["checkpoint", "checkpoint.old"]
+        [Self::DIR, Self::OLD]
             .into_iter()
             .map(|n| run_dir.join(n))
             .find(|p| p.join("state.json").is_file())
@@ -175,7 +182,7 @@ impl Checkpoint {
             String::new()
         };
         TrainError::Checkpoint {
-            path: run_dir.join("checkpoint"),
+            path: run_dir.join(Self::DIR),
             reason: format!(
                 "nothing to resume: {} holds no checkpoint; a run saves its first one when epoch 1 \
                  ends, so this one stopped before that or never started here. Start it again \
@@ -195,9 +202,9 @@ impl Checkpoint {
         state: &CheckpointState,
         best: Option<&Model>,
     ) -> Result<PathBuf, TrainError> {
-        let tmp = run_dir.join("checkpoint.tmp");
-        let cur = run_dir.join("checkpoint");
-        let old = run_dir.join("checkpoint.old");
+        let tmp = run_dir.join(Self::TMP);
+        let cur = run_dir.join(Self::DIR);
+        let old = run_dir.join(Self::OLD);
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         }

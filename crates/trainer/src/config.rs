@@ -77,6 +77,25 @@ pub enum OptimizerKind {
     Adamw,
 }
 
+impl OptimizerKind {
+    /// The optimizers' names, as configurations and the command line write them.
+    pub const NAMES: [&'static str; 3] = ["sgd", "adam", "adamw"];
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sgd" => Ok(Self::Sgd),
+            "adam" => Ok(Self::Adam),
+            "adamw" => Ok(Self::Adamw),
+            other => Err(format!(
+                "unknown optimizer `{other}`; known: sgd, adam, adamw"
+            )),
+        }
+    }
+}
+
 /// Everything that defines a training run. Every field has a default; a TOML file (or CLI flags)
 /// overrides the fields it names. Saved as `config.toml` in the run directory.
 #[derive(Config, Debug)]

@@ -25,6 +25,25 @@ use bulwark_eval::{
     evaluate_robustness,
 };
 
+/// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
+/// not point another output at, and what marks a directory as a run's.
+pub const RUN_OUTPUTS: &[&str] = &[
+    "metrics.jsonl",
+    "report.md",
+    "report.json",
+    "accuracy.svg",
+    "loss.svg",
+    "model.safetensors",
+    "model.bpk",
+    "best.bpk",
+    FINAL_PGD_STATE,
+    Checkpoint::DIR,
+    Checkpoint::OLD,
+    Checkpoint::TMP,
+    "eval",
+    RunLock::FILE,
+];
+
 /// Options of [`run_job`] besides the configuration.
 #[derive(Debug, Clone)]
 pub struct JobOptions {

@@ -12,6 +12,29 @@
 //! run time ([`BackendKind`]); the run keeps a list of devices so that multi-device strategies can
 //! be added without changing the API (today only the first device is used).
 //!
+//! ```
+//! use bulwark_data::{DatasetKind, Split, load_split};
+//! use bulwark_trainer::{BackendKind, DeviceSet, FitOptions, TrainConfig, fit};
+//!
+//! # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+//! // Real MNIST images (here the repository's 256-image slice; `bulwark_data::fetch` gets all).
+//! let images = load_split(DatasetKind::Mnist, Split::Test, fixtures.as_ref())?;
+//! let (train, valid) = images.split(56, 0)?;
+//! let cfg = TrainConfig::new().with_model("mlp".into()).with_epochs(1).with_batch_size(50);
+//! let run_dir = tempfile::tempdir()?;
+//! let opts = FitOptions {
+//!     run_dir: run_dir.path().join("run"),
+//!     resume: false,
+//!     progress: false,
+//!     stop_after_epoch: None,
+//! };
+//! let devices = DeviceSet::single(BackendKind::Flex)?;
+//! let outcome = fit(&cfg, &train, &valid, &devices, &opts)?;
+//! assert_eq!(outcome.history.len(), 1);
+//! assert!(opts.run_dir.join("checkpoint").is_dir()); // resumable with `resume: true`
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Feature flags
 //! - `flex` (default): pure-Rust CPU backend.
 //! - `ndarray`: burn's deprecated ndarray CPU backend.
@@ -42,8 +65,8 @@ pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use job::{
-    JobOptions, JobOutcome, check_input_shape, dataset_dir, load_dataset, load_dataset_split,
-    run_job,
+    JobOptions, JobOutcome, RUN_OUTPUTS, check_input_shape, dataset_dir, load_dataset,
+    load_dataset_split, run_job,
 };
 pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};

@@ -8,35 +8,97 @@ use serde::{Deserialize, Serialize};
 /// A learning-rate schedule; `lr` in the formulas is the configured base (peak) rate and `T` the
 /// number of epochs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum Schedule {
     /// `lr` throughout.
     Constant,
     /// `lr · gamma^k`, where `k` counts the milestones (in epochs) already passed — PyTorch's
     /// `MultiStepLR` (e.g. milestones `[100, 150]`, gamma 0.1 in Rice et al. 2020).
     Piecewise {
-        /// Epochs at which the rate is multiplied by `gamma`.
+        /// Epochs at which the rate is multiplied by `gamma` (default: none).
+        #[serde(default)]
         milestones: Vec<f64>,
-        /// Multiplier applied at each milestone.
+        /// Multiplier applied at each milestone (default 0.1).
+        #[serde(default = "default_gamma")]
         gamma: f64,
     },
     /// Linear warm-up from 0 over `warmup_epochs`, then cosine annealing from `lr` to `min_lr` at
     /// `T`.
     Cosine {
-        /// Epochs of linear warm-up (0 for none).
+        /// Epochs of linear warm-up (default 0: none).
+        #[serde(default)]
         warmup_epochs: f64,
-        /// Rate at the end of training.
+        /// Rate at the end of training (default 0).
+        #[serde(default)]
         min_lr: f64,
     },
     /// The triangular one-cycle ("cyclic") schedule of Wong, Rice & Kolter (2020): linear from 0
     /// up to `lr` at `peak_at · T`, then linear back down to 0 at `T`.
     OneCycle {
-        /// Fraction of training at which the rate peaks (0.4 in the paper's MNIST code).
+        /// Fraction of training at which the rate peaks (default 0.4, the paper's MNIST code).
+        #[serde(default = "default_peak_at")]
         peak_at: f64,
     },
 }
 
+fn default_gamma() -> f64 {
+    0.1
+}
+
+fn default_peak_at() -> f64 {
+    0.4
+}
+
 impl Schedule {
+    /// The schedules' names (`kind = "..."` in a configuration).
+    pub const NAMES: [&'static str; 4] = ["constant", "piecewise", "cosine", "one-cycle"];
+
+    /// This schedule's name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Schedule::Constant => "constant",
+            Schedule::Piecewise { .. } => "piecewise",
+            Schedule::Cosine { .. } => "cosine",
+            Schedule::OneCycle { .. } => "one-cycle",
+        }
+    }
+
+    /// This schedule with `kind` and `params` (field name to value) applied: a different `kind`
+    /// starts from that schedule's defaults, the same (or no) `kind` keeps this schedule's values
+    /// where `params` does not set them. A parameter the schedule does not have is an error
+    /// naming it.
+    ///
+    /// ```
+    /// use bulwark_trainer::Schedule;
+    ///
+    /// let mut params = toml::Table::new();
+    /// params.insert("min_lr".into(), 1e-4.into());
+    /// let s = Schedule::Constant.overlay(Some("cosine"), params).unwrap();
+    /// assert_eq!(s, Schedule::Cosine { warmup_epochs: 0.0, min_lr: 1e-4 });
+    /// let mut params = toml::Table::new();
+    /// params.insert("peak_at".into(), 0.3.into());
+    /// assert!(s.overlay(None, params).unwrap_err().contains("peak_at"));
+    /// ```
+    pub fn overlay(&self, kind: Option<&str>, params: toml::Table) -> Result<Schedule, String> {
+        let mut table = match kind {
+            Some(k) if k != self.name() => {
+                let mut t = toml::Table::new();
+                t.insert("kind".into(), k.into());
+                t
+            }
+            _ => toml::Table::try_from(self).map_err(|e| e.to_string())?,
+        };
+        let kind = table
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default()
+            .to_string();
+        table.extend(params);
+        table
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("schedule `{kind}`: {}", e.message()))
+    }
+
     /// The learning rate at progress `t` epochs out of `total` epochs, for base rate `lr`.
     pub fn lr_at(&self, lr: f64, t: f64, total: f64) -> f64 {
         match self {

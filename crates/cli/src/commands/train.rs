@@ -4,32 +4,13 @@ use anyhow::{Context, Result, bail};
 use bulwark_eval::RunLock;
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, OptimizerKind, Schedule,
-    TrainConfig, run_job,
+    AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, RUN_OUTPUTS, TrainConfig, run_job,
 };
 
-use crate::args::TrainArgs;
+use crate::args::{ConfigFlags, TrainArgs};
 use crate::guard::Inputs;
 
 use super::{fetch_options, run_name, warn_eps_box};
-
-/// What `bulwark train` writes into its run directory besides `config.toml` (checked apart).
-const TRAIN_OUTPUTS: &[&str] = &[
-    "metrics.jsonl",
-    "report.md",
-    "report.json",
-    "accuracy.svg",
-    "loss.svg",
-    "model.safetensors",
-    "model.bpk",
-    "best.bpk",
-    "final-pgd-state.json",
-    "checkpoint",
-    "checkpoint.old",
-    "checkpoint.tmp",
-    "eval",
-    "run.lock",
-];
 
 pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let devices = DeviceSet::single(backend)?;
@@ -53,39 +34,7 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
                 run_dir.display()
             );
         }
-        let overrides = [
-            a.config.is_some(),
-            a.model.is_some(),
-            a.dataset.is_some(),
-            a.epochs.is_some(),
-            a.batch_size.is_some(),
-            a.lr.is_some(),
-            a.optimizer.is_some(),
-            a.weight_decay.is_some(),
-            a.momentum.is_some(),
-            a.nesterov,
-            a.schedule.is_some(),
-            a.warmup_epochs.is_some(),
-            a.min_lr.is_some(),
-            a.peak_at.is_some(),
-            a.milestones.is_some(),
-            a.gamma.is_some(),
-            a.eval_batch_size.is_some(),
-            a.seed.is_some(),
-            a.train_limit.is_some(),
-            a.valid_size.is_some(),
-            a.test_limit.is_some(),
-            a.method.is_some(),
-            a.eps.is_some(),
-            a.label_smoothing.is_some(),
-            a.mixup.is_some(),
-            a.cutmix.is_some(),
-            a.l1.is_some(),
-            a.l2.is_some(),
-            a.awp.is_some(),
-            a.patience.is_some(),
-        ];
-        if overrides.iter().any(|&o| o) {
+        if a.config.is_some() || given(&a)? {
             bail!(
                 "--resume continues the run with its own {}; drop the configuration flags",
                 path.display()
@@ -97,58 +46,12 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             Some(p) => TrainConfig::from_toml_file(p)?,
             None => TrainConfig::new(),
         };
-        cfg.schedule = schedule_from_flags(&a, cfg.schedule)?;
-        if let Some(v) = a.model {
-            cfg.model = v;
-        }
-        if let Some(v) = a.dataset {
-            cfg.dataset = v;
-        }
-        if let Some(v) = a.epochs {
-            cfg.epochs = v;
-        }
-        if let Some(v) = a.batch_size {
-            cfg.batch_size = v;
-        }
-        if let Some(v) = a.lr {
-            cfg.lr = v;
-        }
-        if let Some(v) = a.optimizer {
-            cfg.optimizer = match v.as_str() {
-                "sgd" => OptimizerKind::Sgd,
-                "adam" => OptimizerKind::Adam,
-                "adamw" => OptimizerKind::Adamw,
-                other => bail!("unknown optimizer `{other}`; known: sgd, adam, adamw"),
-            };
-        }
-        if let Some(v) = a.weight_decay {
-            cfg.weight_decay = v;
-        }
-        if let Some(v) = a.momentum {
-            cfg.momentum = v;
-        }
-        if a.nesterov {
-            cfg.nesterov = true;
-        }
-        if let Some(v) = a.eval_batch_size {
-            cfg.eval_batch_size = v;
-        }
-        if let Some(v) = a.seed {
-            cfg.seed = v;
-        }
-        if a.train_limit.is_some() {
-            cfg.train_limit = a.train_limit;
-        }
-        if let Some(v) = a.valid_size {
-            cfg.valid_size = v;
-        }
-        if a.test_limit.is_some() {
-            cfg.test_limit = a.test_limit;
-        }
+        cfg = overlay(cfg, &a.set)?;
+        cfg.schedule = cfg
+            .schedule
+            .overlay(a.schedule.schedule.as_deref(), flag_table(&a.schedule)?)
+            .map_err(anyhow::Error::msg)?;
         cfg.method = method_from_flags(a.method.as_deref(), a.eps, &cfg.method)?;
-        if let Some(v) = a.label_smoothing {
-            cfg.label_smoothing = v;
-        }
         if let Some(alpha) = a.mixup {
             cfg.mixing = Mixing::Mixup { alpha };
         }
@@ -170,9 +73,6 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
                 },
             });
         }
-        if a.patience.is_some() {
-            cfg.patience = a.patience;
-        }
         cfg.validate()?;
         run_dir = match (&a.run_dir, &a.name) {
             (Some(dir), _) => dir.clone(),
@@ -193,7 +93,7 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         if !unchanged {
             inputs.refuse(&config_out, "the run's config.toml")?;
         }
-        inputs.refuse_in(&run_dir, TRAIN_OUTPUTS, "--run-dir")?;
+        inputs.refuse_in(&run_dir, RUN_OUTPUTS, "--run-dir")?;
     }
     if let Some(eps) = cfg.method.eps() {
         let info = bulwark_models::model_info(&cfg.model)?;
@@ -348,64 +248,105 @@ pub(super) fn method_from_flags(
     }
 }
 
-/// The schedule from `--schedule` and its parameter flags; parameters not given keep the
-/// configured schedule's values when the kind is unchanged, else the documented defaults.
-fn schedule_from_flags(a: &TrainArgs, current: Schedule) -> Result<Schedule> {
-    let kind = match (&a.schedule, &current) {
-        (Some(k), _) => k.as_str(),
-        (None, Schedule::Constant) => "constant",
-        (None, Schedule::Piecewise { .. }) => "piecewise",
-        (None, Schedule::Cosine { .. }) => "cosine",
-        (None, Schedule::OneCycle { .. }) => "one-cycle",
-    };
-    let wrong_kind = |flag: &str, for_kind: &str| {
-        anyhow::anyhow!("{flag} applies to --schedule {for_kind}, not `{kind}`")
-    };
-    if kind != "cosine" && (a.warmup_epochs.is_some() || a.min_lr.is_some()) {
-        return Err(wrong_kind("--warmup-epochs/--min-lr", "cosine"));
-    }
-    if kind != "one-cycle" && a.peak_at.is_some() {
-        return Err(wrong_kind("--peak-at", "one-cycle"));
-    }
-    if kind != "piecewise" && (a.milestones.is_some() || a.gamma.is_some()) {
-        return Err(wrong_kind("--milestones/--gamma", "piecewise"));
-    }
-    Ok(match (kind, current) {
-        ("constant", _) => Schedule::Constant,
-        ("cosine", cur) => {
-            let (w, m) = match cur {
-                Schedule::Cosine {
-                    warmup_epochs,
-                    min_lr,
-                } => (warmup_epochs, min_lr),
-                _ => (0.0, 0.0),
-            };
-            Schedule::Cosine {
-                warmup_epochs: a.warmup_epochs.unwrap_or(w),
-                min_lr: a.min_lr.unwrap_or(m),
-            }
+/// The flags of `flags` that are given, as a TOML table keyed by field name.
+fn flag_table(flags: &impl serde::Serialize) -> Result<toml::Table> {
+    toml::Table::try_from(flags).context("command-line flags")
+}
+
+/// Whether any configuration flag is given (`--resume` takes none).
+fn given(a: &TrainArgs) -> Result<bool> {
+    Ok(!flag_table(&a.set)?.is_empty()
+        || a.schedule.schedule.is_some()
+        || !flag_table(&a.schedule)?.is_empty()
+        || a.method.is_some()
+        || a.eps.is_some()
+        || a.mixup.is_some()
+        || a.cutmix.is_some()
+        || a.l1.is_some()
+        || a.l2.is_some()
+        || a.awp.is_some())
+}
+
+/// `cfg` with the given flags set, through serde: the configuration's fields keep their values
+/// (or the library's defaults) where no flag is given.
+fn overlay(cfg: TrainConfig, flags: &ConfigFlags) -> Result<TrainConfig> {
+    let mut table = toml::Table::try_from(&cfg).context("the configuration")?;
+    table.extend(flag_table(flags)?);
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration flags: {}", e.message()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::ScheduleFlags;
+    use bulwark_trainer::{OptimizerKind, Schedule};
+
+    #[test]
+    fn every_config_flag_overlays_the_configuration_field_of_its_name() {
+        let flags = ConfigFlags {
+            model: Some("mlp".into()),
+            dataset: Some("fashion-mnist".into()),
+            epochs: Some(7),
+            batch_size: Some(33),
+            lr: Some(0.25),
+            optimizer: Some(OptimizerKind::Adamw),
+            weight_decay: Some(1e-3),
+            momentum: Some(0.5),
+            nesterov: true,
+            eval_batch_size: Some(77),
+            seed: Some(9),
+            train_limit: Some(1234),
+            valid_size: Some(99),
+            test_limit: Some(55),
+            label_smoothing: Some(0.1),
+            patience: Some(4),
+        };
+        // Each given flag must come back from the overlaid configuration under its own name (a
+        // flag whose name is not a field would vanish here).
+        let given = flag_table(&flags).unwrap();
+        assert_eq!(given.len(), 16, "a flag is not serialized: {given:?}");
+        let cfg = overlay(TrainConfig::new(), &flags).unwrap();
+        let table = toml::Table::try_from(&cfg).unwrap();
+        for (key, value) in &given {
+            assert_eq!(
+                &table[key], value,
+                "--{key} did not reach the configuration"
+            );
         }
-        ("one-cycle", cur) => {
-            let p = match cur {
-                Schedule::OneCycle { peak_at } => peak_at,
-                _ => 0.4,
-            };
-            Schedule::OneCycle {
-                peak_at: a.peak_at.unwrap_or(p),
-            }
-        }
-        ("piecewise", cur) => {
-            let (ms, g) = match cur {
-                Schedule::Piecewise { milestones, gamma } => (milestones, gamma),
-                _ => (Vec::new(), 0.1),
-            };
+        // Fields no flag names keep the configuration's values.
+        let none = overlay(cfg.clone(), &ConfigFlags::default()).unwrap();
+        assert_eq!(none.to_toml(), cfg.to_toml());
+    }
+
+    #[test]
+    fn schedule_flags_keep_or_replace_the_configured_schedule() {
+        let flags = ScheduleFlags {
+            schedule: None,
+            gamma: Some(0.5),
+            ..ScheduleFlags::default()
+        };
+        let current = Schedule::Piecewise {
+            milestones: vec![3.0],
+            gamma: 0.1,
+        };
+        let s = current.overlay(None, flag_table(&flags).unwrap()).unwrap();
+        assert_eq!(
+            s,
             Schedule::Piecewise {
-                milestones: a.milestones.clone().unwrap_or(ms),
-                gamma: a.gamma.unwrap_or(g),
+                milestones: vec![3.0],
+                gamma: 0.5
             }
-        }
-        (other, _) => {
-            bail!("unknown schedule `{other}`; known: constant, piecewise, cosine, one-cycle")
-        }
-    })
+        );
+        // A parameter of another kind is refused, naming it.
+        let flags = ScheduleFlags {
+            peak_at: Some(0.3),
+            ..ScheduleFlags::default()
+        };
+        let e = current
+            .overlay(Some("cosine"), flag_table(&flags).unwrap())
+            .unwrap_err();
+        assert!(e.contains("peak_at") && e.contains("cosine"), "{e}");
+    }
 }

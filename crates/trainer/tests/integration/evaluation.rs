@@ -1,9 +1,7 @@
 //! The robustness evaluation on real MNIST with a standard-trained small-cnn: the cascade against
 //! PGD-40, every sanity flag on a model built to trigger it (and quiet on the plain model), the
 //! saved evaluation resuming after a kill, and the report files. On the full MNIST, obtained
-//! through the fetch chain (`common::mnist_dir`).
-
-mod common;
+//! through the fetch chain (`crate::common::mnist_dir`).
 
 use std::cell::Cell;
 
@@ -22,7 +20,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Distribution, Tensor};
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
-    common::mnist(7_000, 200)
+    crate::common::mnist(7_000, 200)
 }
 
 fn trained() -> (Model, ImageDataset, DeviceSet) {

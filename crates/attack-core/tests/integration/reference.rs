@@ -9,10 +9,8 @@
 //! DeepFool and Carlini-Wagner on the same model must find the distance to the hyperplane
 //! `w·x + c = 0`: `|w·x0 + c| / ‖w‖_dual`.
 
-mod common;
-
+use crate::common::*;
 use bulwark_attack_core::*;
-use common::*;
 
 const W: [f32; 6] = [0.8, -0.3, 0.05, -1.2, 0.4, 0.0];
 

@@ -5,16 +5,14 @@
 //! without a word, two trainings interleaving in one run directory, a run name that escaped the
 //! runs directory.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{bulwark, fails, mnist_dir, ok, read_json};
 use bulwark_models::{Model, bpk};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
-use common::{bulwark, fails, mnist_dir, ok, read_json};
 
 /// Untrained small-cnn weights in `dir` (safetensors), from the CLI itself.
 fn weights(dir: &Path) -> PathBuf {

@@ -2,13 +2,11 @@
 //! equal their samples, seeds reproduce, targeted attacks move toward the target, restarts and
 //! early stopping keep what they promise, the model is left untouched, and bad input is refused.
 
-mod common;
-
+use crate::common::*;
 use bulwark_attack_core::*;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
-use common::*;
 
 const N: usize = 12;
 const K: usize = 5;

@@ -2,11 +2,9 @@
 //! around its clean input (`‖x_adv − x‖_p ≤ eps·(1 + 1e-6)`) and inside the box, for every attack,
 //! norm, loss and targeting mode, over random models, inputs, boxes and radii.
 
-mod common;
-
+use crate::common::*;
 use bulwark_attack_core::*;
 use burn::tensor::Tensor;
-use common::*;
 use proptest::prelude::*;
 
 fn p_of(norm: Norm) -> u32 {

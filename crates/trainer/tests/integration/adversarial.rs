@@ -1,8 +1,6 @@
 //! Adversarial training and regularizers through `fit` on real MNIST: each method buys
 //! robustness that standard training does not have, regularizers act, resume is exact.
 
-mod common;
-
 use std::path::Path;
 
 use bulwark_attack_core::{Attack, AttackOptions, PgdConfig, ThreatModel};
@@ -72,7 +70,7 @@ fn pgd_accuracy(model: &Model, data: &ImageDataset, eps: f64) -> f64 {
 
 #[test]
 fn every_adversarial_method_buys_robustness_that_standard_training_lacks() {
-    let (tr, valid, test) = common::mnist(4_000, 500);
+    let (tr, valid, test) = crate::common::mnist(4_000, 500);
     let eps = 0.1;
     let standard = train(&base(2), &tr, &valid);
     let floor = pgd_accuracy(&standard.model, &test, eps);
@@ -181,7 +179,7 @@ fn comparable(h: &[EpochMetrics]) -> Vec<String> {
 
 #[test]
 fn penalties_constraints_and_smoothing_act_through_fit() {
-    let (tr, valid, _) = common::mnist(2_000, 100);
+    let (tr, valid, _) = crate::common::mnist(2_000, 100);
     let plain = train(&base(2), &tr, &valid);
     let sq = |m: &Model| weights(m).iter().map(|w| w * w).sum::<f64>();
 
@@ -245,7 +243,7 @@ fn penalties_constraints_and_smoothing_act_through_fit() {
 
 #[test]
 fn a_selection_that_matches_nothing_fails_before_training() {
-    let (tr, valid, _) = common::mnist(1_200, 10);
+    let (tr, valid, _) = crate::common::mnist(1_200, 10);
     let dir = tempfile::tempdir().unwrap();
     let cfg = base(1).with_penalties(vec![
         Penalty::new(PenaltyKind::L1, 1e-3).on(ParamSelection::paths(["conv9.*"])),
@@ -266,7 +264,7 @@ fn a_selection_that_matches_nothing_fails_before_training() {
 
 #[test]
 fn adversarial_training_with_regularizers_resumes_exactly() {
-    let (tr, valid, _) = common::mnist(1_500, 10);
+    let (tr, valid, _) = crate::common::mnist(1_500, 10);
     let setups = [
         base(3)
             .with_method(Method::FgsmRs {
@@ -355,7 +353,7 @@ fn adversarial_training_with_regularizers_resumes_exactly() {
 
 #[test]
 fn early_stopping_ends_the_run_and_keeps_the_best_epoch() {
-    let (tr, valid, _) = common::mnist(1_500, 10);
+    let (tr, valid, _) = crate::common::mnist(1_500, 10);
     // A constant high rate on a tiny set: validation stops improving within a few epochs.
     let cfg = base(12)
         .with_lr(2e-2)

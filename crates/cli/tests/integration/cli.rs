@@ -3,9 +3,7 @@
 //! Tests that train need the full MNIST files; they obtain them through the project's fetch
 //! chain ([`mnist_dir`]) and fail with the fetch error when that is impossible.
 
-mod common;
-
-use common::{exit_code, fails, fails_on_missing_weights, mnist_dir, ok, read_json};
+use crate::common::{exit_code, fails, fails_on_missing_weights, mnist_dir, ok, read_json};
 
 #[test]
 fn models_list_shows_every_model_with_its_parameter_count() {
@@ -427,7 +425,7 @@ fn train_resume_eval_and_export_agree() {
     let summary = read_json(&attack_out.join("summary.json"));
     // A finished attack leaves no state behind; one that was killed does, and a rerun into its
     // directory must say --resume. A state file that is not of this attack is ignored on resume
-    // (crates/trainer/tests/attacks.rs checks the resumed batches themselves), and the summary
+    // (crates/trainer/tests/integration/attacks.rs checks the resumed batches themselves), and the summary
     // comes out the same.
     let state = attack_out.join("attack-state.json");
     assert!(!state.exists());

@@ -1,9 +1,7 @@
 //! Attacks against a standard-trained small-cnn on real MNIST: PGD-40 at eps 0.3 must drive
 //! accuracy below 1 % and FGSM at eps 0.1 must lower it substantially. Trains on 12,000 images of
-//! the full MNIST (obtained through the fetch chain, `common::mnist_dir`) and attacks 500 test
+//! the full MNIST (obtained through the fetch chain, `crate::common::mnist_dir`) and attacks 500 test
 //! images.
-
-mod common;
 
 use bulwark_attack_core::{
     ApgdConfig, AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel,
@@ -17,7 +15,7 @@ use bulwark_trainer::{
 };
 
 fn data() -> (ImageDataset, ImageDataset, ImageDataset) {
-    common::mnist(13_000, 500)
+    crate::common::mnist(13_000, 500)
 }
 
 #[test]
@@ -138,7 +136,7 @@ fn pgd_and_fgsm_break_a_standard_trained_small_cnn() {
 /// ignored.
 #[test]
 fn a_killed_attack_run_resumes_from_its_saved_batches() {
-    let (train, valid, test) = common::mnist(1_500, 100);
+    let (train, valid, test) = crate::common::mnist(1_500, 100);
     let cfg = TrainConfig::new()
         .with_model("small-cnn".into())
         .with_epochs(1)

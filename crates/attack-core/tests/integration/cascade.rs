@@ -1,12 +1,10 @@
 //! The Square attack's black-box contract and the evaluator's cascade.
 
-mod common;
-
 use std::cell::Cell;
 
+use crate::common::*;
 use bulwark_attack_core::*;
 use burn::tensor::Tensor;
-use common::*;
 
 const N: usize = 12;
 const K: usize = 5;

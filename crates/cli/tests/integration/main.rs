@@ -1,0 +1,5 @@
+//! Integration tests of the `bulwark` binary, in one test binary (one link instead of two).
+
+mod cli;
+mod common;
+mod safety;

@@ -1,0 +1,4 @@
+//! Integration tests of bulwark-models' PyTorch layout, in one binary. The kernel tests (`layer_kernels.rs`) stay apart: they switch the patched flex's direct kernels process-wide.
+
+mod pytorch_fixtures;
+mod torch_io;

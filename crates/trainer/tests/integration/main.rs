@@ -1,0 +1,8 @@
+//! Integration tests of bulwark-trainer, in one binary (one link of burn instead of five). The fuzz tests (`tests/fuzz`) stay apart: they install a counting global allocator.
+
+mod adversarial;
+mod attacks;
+mod backends;
+mod common;
+mod evaluation;
+mod training;
