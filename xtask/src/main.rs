@@ -5,8 +5,10 @@
 //! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
 //! - `bench`: attack and training-step throughput per model and backend, with GFLOP/s and the
 //!   matrix-multiply rate (JSON in `target/bench/`).
-//! - `ci`: what CI runs: format check, clippy, the datasets the tests need (obtained through the
-//!   project's fetch chain, as on a user's machine), and the whole test suite.
+//! - `ci`: what CI runs: the import-cycle check, format check, clippy, the datasets the tests
+//!   need (obtained through the project's fetch chain, as on a user's machine), the whole test
+//!   suite, and the vendored burn-flex's own unit tests.
+//! - `cycles`: module-level import cycles in every crate.
 
 mod cycles;
 
@@ -60,8 +62,9 @@ enum Task {
     /// Module-level import cycles in every crate (a module is a source file; `a` depends on `b`
     /// when it names `crate::b`). Fails when there is one; `ci` runs it.
     Cycles,
-    /// Run CI's checks: the import-cycle check, cargo fmt --check, clippy -D warnings, then obtain the datasets the tests
-    /// read (the project's fetch chain) and run the tests (flex + ndarray backends).
+    /// Run CI's checks: the import-cycle check, cargo fmt --check, clippy -D warnings, then
+    /// obtain the datasets the tests read (the project's fetch chain), run the tests (flex +
+    /// ndarray backends) and the vendored burn-flex's unit tests.
     Ci {
         /// Skip fmt and clippy (tests only).
         #[arg(long)]
@@ -184,6 +187,22 @@ fn fetch_test_data() -> Result<()> {
     Ok(())
 }
 
+/// The vendored burn-flex's own unit tests (427, upstream's and ours). It is not a workspace
+/// member (a member would lose the dependencies' optimization level), so it builds as its own
+/// root with the published crate's `Cargo.lock` (`--locked`) into its own target directory.
+fn vendored_flex_tests() -> Command {
+    let mut c = cargo();
+    c.args([
+        "test",
+        "--locked",
+        "--manifest-path",
+        "vendor/burn-flex/Cargo.toml",
+        "--lib",
+    ])
+    .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"));
+    c
+}
+
 fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Train { name, extra } => {
@@ -252,7 +271,8 @@ fn main() -> Result<()> {
             fetch_test_data()?;
             let mut test = cargo();
             test.args(["test", "--workspace", "--features", FEATURES]);
-            run(test)
+            run(test)?;
+            run(vendored_flex_tests())
         }
     }
 }
