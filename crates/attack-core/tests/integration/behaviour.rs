@@ -15,44 +15,32 @@ fn data(seed: u64, b: usize) -> (Vec<f32>, Vec<i64>) {
     random_data(seed, b, N, K)
 }
 
+/// Every registered attack and alias that supports `norm`, at a few steps: a new registry entry
+/// joins these tests by itself.
 fn all_attacks(norm: Norm, eps: f64) -> Vec<AttackConfig> {
-    let t = ThreatModel::new(norm, eps);
-    let mut v = vec![
-        AttackConfig::Fgsm(FgsmConfig::new(t)),
-        AttackConfig::Fgsm(FgsmConfig::fast(t)),
-        AttackConfig::Bim(BimConfig::new(t).with_steps(Some(5))),
-        AttackConfig::Pgd(
-            PgdConfig::new(t).with_steps(5).with_options(
-                AttackOptions::new()
-                    .with_random_start(true)
-                    .with_restarts(2),
-            ),
-        ),
-        AttackConfig::MiFgsm(MiFgsmConfig::new(t).with_steps(5)),
-    ];
-    v.push(AttackConfig::Apgd(
-        ApgdConfig::new(t)
-            .with_steps(6)
-            .with_large_reps(norm == Norm::L1),
-    ));
-    if norm != Norm::L1 {
-        v.push(AttackConfig::Square(SquareConfig::new(t).with_queries(30)));
-        v.push(AttackConfig::DeepFool(
-            DeepFoolConfig::new()
-                .with_norm(norm)
-                .with_steps(5)
-                .with_eps(Some(eps)),
-        ));
-    }
-    if norm == Norm::L2 {
-        v.push(AttackConfig::CwL2(
-            CwL2Config::new()
-                .with_steps(10)
-                .with_binary_search_steps(2)
-                .with_eps(Some(eps)),
-        ));
-    }
-    v
+    let given = |steps: Option<usize>| AttackOverrides {
+        norm: Some(norm),
+        eps: Some(eps),
+        steps,
+        ..AttackOverrides::NONE
+    };
+    ATTACKS
+        .iter()
+        .flat_map(AttackEntry::names)
+        .filter_map(|name| {
+            let steps = if name == "square" { 30 } else { 5 };
+            let mut c = AttackConfig::from_overrides(name, &given(Some(steps)))
+                .or_else(|_| AttackConfig::from_overrides(name, &given(None)))
+                .ok()?;
+            match &mut c {
+                AttackConfig::Pgd(p) => p.options.restarts = 2,
+                AttackConfig::Apgd(a) => a.large_reps = norm == Norm::L1,
+                AttackConfig::CwL2(c) => c.binary_search_steps = 2,
+                _ => {}
+            }
+            c.init().is_ok().then_some(c)
+        })
+        .collect()
 }
 
 #[test]
@@ -654,6 +642,16 @@ fn the_registry_is_the_single_list_of_attacks() {
             assert_eq!(serde_json::to_value(&partial).unwrap(), json, "{name}");
             assert_eq!(lookup(name).map(|(e, _)| e.name), Some(entry.name));
         }
+    }
+    // Every entry is exercised by the behaviour and property tests, which take the registry's
+    // attacks that build for a norm: each must build for at least one.
+    for entry in ATTACKS {
+        let usable = [Norm::Linf, Norm::L2, Norm::L1].into_iter().any(|norm| {
+            all_attacks(norm, 0.1)
+                .iter()
+                .any(|c| c.name() == entry.name)
+        });
+        assert!(usable, "{} builds for no norm", entry.name);
     }
     // An alias's preset applies; the user's own settings win over it.
     let AttackConfig::Fgsm(rs) = AttackConfig::from_overrides(
