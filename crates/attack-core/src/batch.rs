@@ -316,6 +316,14 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
         if self.any_error { None } else { targets }
     }
 
+    /// Logits of `x` (model-shaped) with the crafting mode's behaviour; tracked when `x` is.
+    pub(crate) fn crafting_logits(&self, x: Tensor<D>) -> Tensor<2> {
+        match self.crafting {
+            Crafting::Inference => self.model.logits(x),
+            Crafting::Train => self.model.logits_train_mode(x),
+        }
+    }
+
     /// One forward and one backward to the input: returns plain logits with inference behaviour
     /// (for judging success) and the gradient of the summed objective with respect to the flat
     /// input. The gradient's forward uses the crafting mode's behaviour (train-mode crafting costs

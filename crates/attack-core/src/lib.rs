@@ -20,7 +20,8 @@
 //!
 //! Attacks: [`Fgsm`] (and its random-start variant, [`FgsmConfig::fast`]), [`Bim`], [`Pgd`] in
 //! L-inf, L2 and L1, [`MiFgsm`], [`Apgd`] (L-inf, L2, L1), the score-based [`Square`] attack
-//! (L-inf, L2; forward passes only), [`CwL2`] (Carlini-Wagner) and [`DeepFool`] (L2 and L-inf).
+//! (L-inf, L2; forward passes only), [`CwL2`] (Carlini-Wagner), [`DeepFool`] (L2 and L-inf) and
+//! [`TradesKl`] (TRADES' label-free inner maximization).
 //! [`Evaluator`] runs a list of them as an AutoAttack-style cascade.
 //! [`AttackConfig`] names any of them, for command lines and config files.
 //!
@@ -66,6 +67,7 @@ mod registry;
 pub mod rng;
 pub mod sanity;
 mod square;
+mod trades;
 
 pub use apgd::{Apgd, ApgdConfig};
 pub use attack::{Attack, AttackSettings};
@@ -84,3 +86,4 @@ pub use overrides::AttackOverrides;
 pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};
 pub use registry::{ATTACKS, Alias, AnyAttack, AttackConfig, AttackEntry, known_names, lookup};
 pub use square::{Square, SquareConfig};
+pub use trades::{TradesKl, TradesKlConfig};

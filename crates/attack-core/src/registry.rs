@@ -21,6 +21,7 @@ use crate::options::{AttackOptions, LossKind, Norm, Targeting, ThreatModel};
 use crate::overrides::AttackOverrides;
 use crate::pgd::{BimConfig, PgdConfig};
 use crate::square::SquareConfig;
+use crate::trades::TradesKlConfig;
 
 /// One registered attack: its name and the other names it answers to.
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +217,9 @@ registry! {
     /// [`DeepFool`](crate::DeepFool).
     DeepFool(DeepFoolConfig) = "deepfool", aliases [],
         "DeepFool, minimal perturbation (L2, L-inf)";
+    /// [`TradesKl`](crate::TradesKl).
+    TradesKl(TradesKlConfig) = "trades-kl", aliases [],
+        "TRADES' inner maximization: KL from the clean prediction, L-inf (Zhang et al. 2019)";
 }
 
 fn unknown(name: &str) -> AttackError {

@@ -5,6 +5,7 @@
 use bulwark_attack_core::rng::SplitMix64;
 use bulwark_attack_core::{
     Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Norm, PgdConfig, ThreatModel,
+    TradesKlConfig,
 };
 use bulwark_models::Model;
 use bulwark_reg_core::WeightPerturbation;
@@ -175,40 +176,29 @@ fn fgsm_rs_linf(
     (x + delta).clamp(bounds.lo, bounds.hi)
 }
 
-/// TRADES' inner maximization: `steps` signed-gradient steps on `KL(f(x) ‖ f(x'))` from
-/// `x + 0.001·N(0, I)`, projected onto the L-inf ball around `x` and the box.
+/// TRADES' inner maximization: attack-core's [`TradesKl`] (`steps` signed-gradient steps on
+/// `KL(f(x) ‖ f(x'))` from `x + 0.001·N(0, I)`, in the L-inf ball around `x` and the box), with
+/// the batch's seed. At radius 0 (the start of an eps ramp) the example is the input.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn trades_craft(
     model: &Model,
     x: Tensor<4>,
+    y: Tensor<1, Int>,
     eps: f64,
     steps: usize,
     step: f64,
     crafting: Crafting,
     seed: u64,
-) -> Tensor<4> {
-    let bounds = Bounds::new();
-    let forward = |t: Tensor<4>| crafting_forward(model, crafting, t);
-    let p = forward(x.clone());
-    let lp = log_softmax(p, 1);
-    let pp = lp.clone().exp();
-    let dims = x.dims();
-    let n: usize = dims.iter().product();
-    let mut rng = SplitMix64::new(seed);
-    let noise: Vec<f32> = (0..n).map(|_| 0.001 * rng.normal() as f32).collect();
-    let noise = Tensor::<4>::from_data(TensorData::new(noise, dims), &x.device());
-    let (lo, hi) = (x.clone() - eps, x.clone() + eps);
-    let mut xa = (x.clone() + noise).clamp(bounds.lo, bounds.hi);
-    for _ in 0..steps {
-        let leaf = xa.clone().autodiff().require_grad();
-        let lq = log_softmax(forward(leaf.clone()), 1);
-        let kl = (pp.clone() * (lp.clone() - lq)).sum();
-        let g = leaf.grad(&kl.backward()).unwrap_or_else(|| xa.zeros_like());
-        xa = (xa + g.sign() * step)
-            .max_pair(lo.clone())
-            .min_pair(hi.clone())
-            .clamp(bounds.lo, bounds.hi);
+) -> Result<Tensor<4>, TrainError> {
+    if eps == 0.0 || step == 0.0 {
+        return Ok(x);
     }
-    xa
+    let attack = TradesKlConfig::new(ThreatModel::linf(eps))
+        .with_steps(steps)
+        .with_step_size(Some(step))
+        .with_options(options(seed, crafting, true))
+        .init()?;
+    Ok(attack.perturb(model, x, y)?)
 }
 
 /// A batch's inputs after crafting (plain tensors in the box): what the method's loss is
@@ -270,7 +260,16 @@ pub(crate) fn prepare(
             // Scaled with the radius during an eps ramp, as in `craft`.
             let scale = eps / method.eps().unwrap_or(eps);
             let step = step_size.map_or(2.5 * eps / steps as f64, |s| s * scale);
-            let adv = trades_craft(model, clean.clone(), eps, steps, step, s.crafting, seed);
+            let adv = trades_craft(
+                model,
+                clean.clone(),
+                targets.hard.clone(),
+                eps,
+                steps,
+                step,
+                s.crafting,
+                seed,
+            )?;
             Ok(Prepared {
                 clean,
                 adv: Some(adv),
@@ -429,7 +428,17 @@ mod tests {
             let moved = (xa - x.clone()).abs().max().into_scalar::<f32>();
             assert!((f64::from(moved) - eps).abs() < 1e-6, "{moved}");
         }
-        let xt = trades_craft(&model, x.clone(), 0.3, 5, 0.1, Crafting::Inference, 5);
+        let xt = trades_craft(
+            &model,
+            x.clone(),
+            y.clone(),
+            0.3,
+            5,
+            0.1,
+            Crafting::Inference,
+            5,
+        )
+        .unwrap();
         check_ball_and_box(&x, &xt, 0.3);
         // Same seed, same example; another seed, another start.
         let a = fgsm_rs_linf(
