@@ -108,7 +108,7 @@ pub struct TrainArgs {
     pub schedule: ScheduleFlags,
     /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart (other settings at
     /// their defaults, or from --config's [method] table).
-    #[arg(long)]
+    #[arg(long, value_parser = values::method())]
     pub method: Option<String>,
     /// Radius of the adversarial training method (L-inf by default).
     #[arg(long)]
@@ -160,17 +160,17 @@ pub struct SweepArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Zoo model.
-    #[arg(long)]
+    #[arg(long, value_parser = values::model())]
     pub model: Option<String>,
     /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
-    #[arg(long)]
+    #[arg(long, value_parser = values::dataset())]
     pub dataset: Option<String>,
     /// Epochs per run.
     #[arg(long)]
     pub epochs: Option<usize>,
     /// The regularizer to vary: l1, l2, group-lasso, orthogonality, weight-decay, prox-l1,
     /// label-smoothing, mixup, cutmix.
-    #[arg(long)]
+    #[arg(long, value_parser = values::sweep_reg())]
     pub reg: String,
     /// Comma-separated strengths (0 = without the regularizer).
     #[arg(
@@ -181,7 +181,7 @@ pub struct SweepArgs {
     )]
     pub lambda: Vec<f64>,
     /// Training method of every run (adds a robust-accuracy column for adversarial methods).
-    #[arg(long)]
+    #[arg(long, value_parser = values::method())]
     pub method: Option<String>,
     /// Radius of the adversarial method and of the robust test evaluation.
     #[arg(long)]
@@ -210,13 +210,13 @@ pub struct SweepArgs {
 #[derive(Debug, Args)]
 pub struct EvalArgs {
     /// Zoo model the weights belong to.
-    #[arg(long)]
+    #[arg(long, value_parser = values::model())]
     pub model: String,
     /// Weights: PyTorch-layout `.safetensors` or burn `.bpk`.
     #[arg(long)]
     pub weights: PathBuf,
     /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, default_value = "mnist", value_parser = values::dataset())]
     pub dataset: String,
     /// Evaluate the first N test images only.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -281,7 +281,7 @@ pub struct EvalArgs {
 #[derive(Debug, Args)]
 pub struct AttackArgs {
     /// Zoo model the weights belong to.
-    #[arg(long)]
+    #[arg(long, value_parser = values::model())]
     pub model: String,
     /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
     #[arg(long)]
@@ -330,7 +330,7 @@ pub struct AttackArgs {
     #[arg(long)]
     pub seed: Option<u64>,
     /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
-    #[arg(long, default_value = "mnist")]
+    #[arg(long, default_value = "mnist", value_parser = values::dataset())]
     pub dataset: String,
     /// Attack the first N test images only.
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
@@ -375,18 +375,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 128, value_parser = clap::value_parser!(u64).range(1..))]
         batch: u64,
         /// Comma-separated models.
-        #[arg(long, default_value = "mlp,small-cnn,madry-cnn")]
-        models: String,
-        /// Comma-separated workloads: clean, fgsm, pgd-10, pgd-at-step, train-step.
-        #[arg(long, default_value = "clean,fgsm,pgd-10,pgd-at-step,train-step")]
-        workloads: String,
+        #[arg(long, default_value = "mlp,small-cnn,madry-cnn", value_delimiter = ',', value_parser = values::model())]
+        models: Vec<String>,
+        /// Comma-separated workloads.
+        #[arg(long, default_value = "clean,fgsm,pgd-10,pgd-at-step,train-step", value_delimiter = ',', value_parser = values::workload())]
+        workloads: Vec<String>,
         /// Size n of the n x n float32 matrix multiply that measures the backend's peak rate
         /// (0: skip).
         #[arg(long, default_value_t = 4096)]
         matmul: u64,
         /// Comma-separated backends (default: all compiled in).
-        #[arg(long)]
-        backend_list: Option<String>,
+        #[arg(long, value_delimiter = ',', value_parser = values::backend())]
+        backend_list: Option<Vec<BackendKind>>,
         /// Directory with MNIST test files (default: the 256 images committed for tests).
         #[arg(long)]
         data_dir: Option<PathBuf>,
@@ -410,8 +410,8 @@ Examples:
   bulwark data fetch fashion-mnist --data-dir /data/fashion-mnist"
     )]
     Fetch {
-        /// mnist, fashion-mnist or cifar10.
-        #[arg(default_value = "mnist")]
+        /// The dataset.
+        #[arg(default_value = "mnist", value_parser = values::dataset())]
         dataset: String,
         /// Directory that already holds the files.
         #[arg(long)]
@@ -437,7 +437,7 @@ pub enum ModelsCommand {
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Zoo model the weights belong to.
-    #[arg(long)]
+    #[arg(long, value_parser = values::model())]
     pub model: String,
     /// Input: a burn `.bpk` file, a run directory (its final model.bpk, else its checkpoint), or a
     /// PyTorch-layout `.safetensors`.

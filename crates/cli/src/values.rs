@@ -6,7 +6,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use bulwark_attack_core::ATTACKS;
-use bulwark_trainer::BackendKind;
+use bulwark_trainer::{BackendKind, DATASETS, Method, SweepReg, Workload};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 /// One of `names`, parsed by the library's `FromStr`.
@@ -36,4 +36,29 @@ pub fn attack() -> PossibleValuesParser {
 pub fn backend() -> impl TypedValueParser<Value = BackendKind> {
     PossibleValuesParser::new(BackendKind::ALL.map(BackendKind::name))
         .try_map(|s| s.parse::<BackendKind>().map_err(|e| e.to_string()))
+}
+
+/// A zoo model's name (`bulwark models list`).
+pub fn model() -> PossibleValuesParser {
+    PossibleValuesParser::new(bulwark_models::models().iter().map(|m| m.name))
+}
+
+/// A dataset a run or an evaluation can read.
+pub fn dataset() -> PossibleValuesParser {
+    PossibleValuesParser::new(DATASETS)
+}
+
+/// A training method's name.
+pub fn method() -> PossibleValuesParser {
+    PossibleValuesParser::new(Method::NAMES.split(", "))
+}
+
+/// A regularizer a sweep can vary.
+pub fn sweep_reg() -> PossibleValuesParser {
+    PossibleValuesParser::new(SweepReg::NAMES.split(", "))
+}
+
+/// A benchmark workload.
+pub fn workload() -> PossibleValuesParser {
+    PossibleValuesParser::new(Workload::ALL.map(Workload::name))
 }

@@ -25,6 +25,10 @@ use bulwark_eval::{
     evaluate_robustness,
 };
 
+/// The datasets a run can name (`dataset = "..."`): MNIST and Fashion-MNIST through the fetch
+/// chain, CIFAR-10's binary version from a data directory.
+pub const DATASETS: [&str; 3] = ["mnist", "fashion-mnist", "cifar10"];
+
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
 /// not point another output at, and what marks a directory as a run's.
 pub const RUN_OUTPUTS: &[&str] = &[
@@ -129,7 +133,8 @@ pub fn check_input_shape(
 fn dataset_kind(dataset: &str) -> Result<DatasetKind, TrainError> {
     dataset.parse().map_err(|_| {
         TrainError::Input(format!(
-            "unknown dataset `{dataset}`; known: mnist, fashion-mnist, cifar10"
+            "unknown dataset `{dataset}`; known: {}",
+            DATASETS.join(", ")
         ))
     })
 }

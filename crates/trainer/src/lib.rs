@@ -65,7 +65,7 @@ pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use fit::{FitOptions, FitOutcome, fit};
 pub use job::{
-    JobOptions, JobOutcome, RUN_OUTPUTS, check_input_shape, dataset_dir, load_dataset,
+    DATASETS, JobOptions, JobOutcome, RUN_OUTPUTS, check_input_shape, dataset_dir, load_dataset,
     load_dataset_split, run_job,
 };
 pub use method::Method;

@@ -42,19 +42,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
         } => {
             let workloads = workloads
-                .split(',')
-                .map(|w| Workload::parse(w.trim()))
+                .iter()
+                .map(|w| Workload::parse(w))
                 .collect::<Result<Vec<_>, _>>()?;
-            let backends: Vec<BackendKind> = match backend_list {
-                Some(list) => list
-                    .split(',')
-                    .map(|b| b.trim().parse())
-                    .collect::<Result<_, _>>()?,
-                None => BackendKind::compiled(),
-            };
             let plan = BenchPlan {
-                models: models.split(',').map(|m| m.trim().to_string()).collect(),
-                backends,
+                models,
+                backends: backend_list.unwrap_or_else(BackendKind::compiled),
                 workloads,
                 batch: batch as usize,
                 repeats: repeats as usize,

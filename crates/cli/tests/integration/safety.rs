@@ -465,7 +465,7 @@ fn messages_tell_the_truth() {
         }
         let e = fails(&args);
         assert!(
-            e.contains("unknown dataset `imagenet`") && !e.contains("training configuration"),
+            e.contains("invalid value 'imagenet'") && e.contains("fashion-mnist"),
             "{command}: {e}"
         );
     }
