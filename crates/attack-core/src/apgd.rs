@@ -264,115 +264,33 @@ impl Apgd {
         observer: &mut StepObserver<'_>,
     ) -> Found {
         let c = &self.config;
-        let (b, n, norm) = (batch.b, batch.n, c.threat.norm);
-        let (lo, hi) = batch.bounds();
-        let x0 = &batch.x0_host;
-        let row = |i: usize| i * n..(i + 1) * n;
-        let proj =
-            |i: usize, t: &[f64], out: &mut [f32]| project(norm, &x0[row(i)], t, eps, lo, hi, out);
-        let l1 = norm == Norm::L1;
-        let nonzero = |x: &[f32], i: usize| -> usize {
-            x[row(i)]
-                .iter()
-                .zip(&x0[row(i)])
-                .filter(|(a, b)| a != b)
-                .count()
-        };
-        let mut x = start;
+        let (b, n) = (batch.b, batch.n);
+        let geo = Geometry::new(batch, c.threat.norm, eps);
         let dev = &batch.device;
-        observer(&batch.x0, &upload(x.clone(), b, n, dev));
+        observer(&batch.x0, &upload(start.clone(), b, n, dev));
         let eval = |x: &[f32]| eval_rows(batch, x.to_vec(), c.options.loss);
-        // L1: the share of coordinates a step moves, per sample, and the last checkpoint's count.
-        let mut topk: Vec<f64> = (0..b)
-            .map(|i| {
-                if fresh {
-                    L1_INITIAL_TOPK
-                } else {
-                    nonzero(&x, i) as f64 / n as f64 / L1_STEP_SHRINK
-                }
-            })
-            .collect();
-        let mut sp_old: Vec<usize> = (0..b)
-            .map(|i| if fresh { n } else { nonzero(&x, i) })
-            .collect();
-        // A step of size eta[i] along the norm's steepest direction, then the projection.
-        let step = |x: &[f32], g: &[f32], eta: &[f64], topk: &[f64], out: &mut [f32]| {
-            for i in 0..b {
-                let (xr, gr) = (&x[row(i)], &g[row(i)]);
-                let t: Vec<f64> = match norm {
-                    Norm::L2 => crate::geometry::l2_step(xr, gr, eta[i]),
-                    Norm::L1 => {
-                        // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
-                        let below = ((1.0 - topk[i]) * n as f64)
-                            .floor()
-                            .clamp(0.0, n as f64 - 1.0);
-                        let k = n - below as usize;
-                        crate::geometry::l1_step(xr, gr, eta[i], k, lo, hi)
-                    }
-                    Norm::Linf => xr
-                        .iter()
-                        .zip(gr)
-                        .map(|(&v, &gv)| {
-                            f64::from(v)
-                                + eta[i] * f64::from(gv.signum()) * f64::from(u8::from(gv != 0.0))
-                        })
-                        .collect(),
-                };
-                proj(i, &t, &mut out[row(i)]);
-            }
-        };
-
-        let checkpoints = if l1 {
+        let first = eval(&start);
+        let mut s = Search::new(&geo, start, first, fresh, track);
+        let checkpoints = if geo.l1() {
             let every = ((L1_CHECK_EVERY * steps as f64) as usize).max(1);
             (1..=steps / every).map(|j| j * every).collect()
         } else {
             checkpoints(steps)
         };
-        let alpha = if l1 { 1.0 } else { 2.0 };
-        let mut eta = vec![alpha * eps; b];
-        let (mut f, ok, mut g) = eval(&x);
-        let mut best_f = f.clone();
-        let mut best_x = x.clone();
-        let mut best_g = g.clone();
-        let mut found: Vec<bool> = ok.iter().map(|&o| o && track).collect();
-        let mut found_x = x.clone();
-        let (mut halved_last, mut best_at_ckpt) = (vec![true; b], best_f.clone());
-        let mut improved = vec![0usize; b];
-        let mut last_ckpt = 0usize;
-        let mut x_prev = x.clone();
         let mut next = vec![0f32; b * n];
         let mut active: Vec<usize> = (0..b).collect();
         let mut sub: Option<Batch<'_, D, C>> = None;
         for k in 0..steps {
-            if k == 0 || l1 {
-                // The first step, and every L1 step, is a plain projected step (L1 has no momentum).
-                step(&x, &g, &eta, &topk, &mut next);
-            } else {
-                // Momentum step from z = P(x + η·s(g)).
-                let mut z = vec![0f32; b * n];
-                step(&x, &g, &eta, &topk, &mut z);
-                for i in 0..b {
-                    let t: Vec<f64> = (row(i))
-                        .map(|j| {
-                            let (xv, zv, pv) =
-                                (f64::from(x[j]), f64::from(z[j]), f64::from(x_prev[j]));
-                            xv + c.momentum * (zv - xv) + (1.0 - c.momentum) * (xv - pv)
-                        })
-                        .collect();
-                    proj(i, &t, &mut next[row(i)]);
-                }
-            }
+            s.propose(&geo, k == 0, c.momentum, &mut next);
             if c.options.early_stop {
-                for i in (0..b).filter(|&i| found[i]) {
-                    next[row(i)].copy_from_slice(&found_x[row(i)]);
-                }
+                s.freeze_found(&geo, &mut next);
             }
-            x_prev = std::mem::replace(&mut x, next.clone());
-            observer(&batch.x0, &upload(x.clone(), b, n, dev));
+            s.x_prev = std::mem::replace(&mut s.x, next.clone());
+            observer(&batch.x0, &upload(s.x.clone(), b, n, dev));
             // With early stop, fooled samples are frozen: only the others need a gradient (the
             // sub-batch is rebuilt only when that set changes).
             if c.options.early_stop && track {
-                let still: Vec<usize> = (0..b).filter(|&i| !found[i]).collect();
+                let still: Vec<usize> = (0..b).filter(|&i| !s.found[i]).collect();
                 if still.is_empty() {
                     break;
                 }
@@ -381,87 +299,317 @@ impl Apgd {
                     active = still;
                 }
             }
-            let (f_new, ok_new, g_new) = match &sub {
-                None => eval(&x),
-                Some(view) => {
-                    let rows: Vec<f32> = active.iter().flat_map(|&i| x[row(i)].to_vec()).collect();
-                    let (fp, okp, gp) = eval_rows(view, rows, c.options.loss);
-                    let (mut f_full, mut ok_full, mut g_full) =
-                        (f.clone(), found.clone(), g.clone());
-                    for (j, &i) in active.iter().enumerate() {
-                        f_full[i] = fp[j];
-                        ok_full[i] = okp[j];
-                        g_full[row(i)].copy_from_slice(&gp[j * n..(j + 1) * n]);
-                    }
-                    (f_full, ok_full, g_full)
-                }
+            let evaluated = match &sub {
+                None => eval(&s.x),
+                Some(view) => s.evaluate_rows(&geo, view, &active, c.options.loss),
             };
-            for i in 0..b {
-                if f_new[i] > f[i] {
-                    improved[i] += 1;
-                }
-                if f_new[i] > best_f[i] {
-                    best_f[i] = f_new[i];
-                    best_x[row(i)].copy_from_slice(&x[row(i)]);
-                    best_g[row(i)].copy_from_slice(&g_new[row(i)]);
-                }
-                if track && ok_new[i] && !found[i] {
-                    found[i] = true;
-                    found_x[row(i)].copy_from_slice(&x[row(i)]);
-                }
-            }
-            (f, g) = (f_new, g_new);
+            s.record(&geo, evaluated, track);
             if !checkpoints.contains(&(k + 1)) {
                 continue;
             }
-            if l1 {
-                // Sparsity adaptation (Croce & Hein 2021): move as many coordinates as the best
-                // point uses, divided by 1.5; reset the step when the best point got sparser,
-                // otherwise shrink it.
-                for i in 0..b {
-                    let sp = nonzero(&best_x, i);
-                    let sparser = (sp as f64) < 0.95 * sp_old[i] as f64;
-                    topk[i] = sp as f64 / n as f64 / L1_STEP_SHRINK;
-                    eta[i] = if sparser {
-                        alpha * eps
-                    } else {
-                        eta[i] / L1_STEP_SHRINK
-                    }
-                    .clamp(alpha * eps / L1_MIN_STEP_DIVISOR, alpha * eps);
-                    sp_old[i] = sp;
-                    if sparser {
-                        x[row(i)].copy_from_slice(&best_x[row(i)]);
-                        g[row(i)].copy_from_slice(&best_g[row(i)]);
-                    }
-                }
+            if geo.l1() {
+                s.adapt_sparsity(&geo);
             } else {
-                let since = (k + 1 - last_ckpt) as f64;
-                for i in 0..b {
-                    // As in the reference code: at most ρ·(steps since the last checkpoint)
-                    // increases, or no halving at the last checkpoint and no better point since
-                    // (never at the first checkpoint).
-                    let too_few = (improved[i] as f64) <= c.rho * since;
-                    let stalled = !halved_last[i] && best_at_ckpt[i] >= best_f[i];
-                    best_at_ckpt[i] = best_f[i];
-                    halved_last[i] = too_few || stalled;
-                    if too_few || stalled {
-                        eta[i] /= 2.0;
-                        // Restart from the best point, with its gradient.
-                        x[row(i)].copy_from_slice(&best_x[row(i)]);
-                        x_prev[row(i)].copy_from_slice(&best_x[row(i)]);
-                        g[row(i)].copy_from_slice(&best_g[row(i)]);
-                        f[i] = best_f[i];
-                    }
-                    improved[i] = 0;
-                }
-                last_ckpt = k + 1;
+                s.halve_stalled(&geo, c.rho, k + 1);
             }
         }
+        s.into_found()
+    }
+}
+
+/// The geometry of one APGD stage: the batch's clean rows, the norm, the radius and the box.
+struct Geometry<'a> {
+    x0: &'a [f32],
+    norm: Norm,
+    eps: f64,
+    lo: f64,
+    hi: f64,
+    b: usize,
+    n: usize,
+    /// The initial step size (`α·eps`: α = 2, L1: 1).
+    eta0: f64,
+}
+
+impl<'a> Geometry<'a> {
+    fn new<const D: usize, C: Classifier<D> + ?Sized>(
+        batch: &'a Batch<'_, D, C>,
+        norm: Norm,
+        eps: f64,
+    ) -> Self {
+        let (lo, hi) = batch.bounds();
+        let alpha = if norm == Norm::L1 { 1.0 } else { 2.0 };
+        Self {
+            x0: &batch.x0_host,
+            norm,
+            eps,
+            lo,
+            hi,
+            b: batch.b,
+            n: batch.n,
+            eta0: alpha * eps,
+        }
+    }
+
+    fn l1(&self) -> bool {
+        self.norm == Norm::L1
+    }
+
+    fn row(&self, i: usize) -> std::ops::Range<usize> {
+        i * self.n..(i + 1) * self.n
+    }
+
+    /// Projects the target `t` of sample `i` onto the ball ∩ box.
+    fn project(&self, i: usize, t: &[f64], out: &mut [f32]) {
+        project(
+            self.norm,
+            &self.x0[self.row(i)],
+            t,
+            self.eps,
+            self.lo,
+            self.hi,
+            out,
+        )
+    }
+
+    /// Coordinates of sample `i` of `x` that differ from the clean input.
+    fn nonzero(&self, x: &[f32], i: usize) -> usize {
+        x[self.row(i)]
+            .iter()
+            .zip(&self.x0[self.row(i)])
+            .filter(|(a, b)| a != b)
+            .count()
+    }
+
+    /// A step of size `eta[i]` along the norm's steepest direction, then the projection.
+    fn step(&self, x: &[f32], g: &[f32], eta: &[f64], topk: &[f64], out: &mut [f32]) {
+        let n = self.n;
+        for i in 0..self.b {
+            let (xr, gr) = (&x[self.row(i)], &g[self.row(i)]);
+            let t: Vec<f64> = match self.norm {
+                Norm::L2 => crate::geometry::l2_step(xr, gr, eta[i]),
+                Norm::L1 => {
+                    // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
+                    let below = ((1.0 - topk[i]) * n as f64)
+                        .floor()
+                        .clamp(0.0, n as f64 - 1.0);
+                    let k = n - below as usize;
+                    crate::geometry::l1_step(xr, gr, eta[i], k, self.lo, self.hi)
+                }
+                Norm::Linf => xr
+                    .iter()
+                    .zip(gr)
+                    .map(|(&v, &gv)| {
+                        f64::from(v)
+                            + eta[i] * f64::from(gv.signum()) * f64::from(u8::from(gv != 0.0))
+                    })
+                    .collect(),
+            };
+            self.project(i, &t, &mut out[self.row(i)]);
+        }
+    }
+}
+
+/// The per-sample state of one APGD stage: the iterate and its predecessor, objective and
+/// gradient; the best point so far; the first fooling point; the step sizes and (L1) sparsities;
+/// the counts the checkpoints decide on.
+struct Search {
+    x: Vec<f32>,
+    x_prev: Vec<f32>,
+    f: Vec<f32>,
+    g: Vec<f32>,
+    best_f: Vec<f32>,
+    best_x: Vec<f32>,
+    best_g: Vec<f32>,
+    found: Vec<bool>,
+    found_x: Vec<f32>,
+    eta: Vec<f64>,
+    /// L1: the share of coordinates a step moves, per sample.
+    topk: Vec<f64>,
+    /// L1: the best point's non-zero count at the last checkpoint.
+    sp_old: Vec<usize>,
+    /// Steps since the last checkpoint that increased the objective.
+    improved: Vec<usize>,
+    halved_last: Vec<bool>,
+    best_at_ckpt: Vec<f32>,
+    last_ckpt: usize,
+}
+
+impl Search {
+    fn new(
+        geo: &Geometry<'_>,
+        x: Vec<f32>,
+        (f, ok, g): (Vec<f32>, Vec<bool>, Vec<f32>),
+        fresh: bool,
+        track: bool,
+    ) -> Self {
+        let (b, n) = (geo.b, geo.n);
+        let topk = (0..b)
+            .map(|i| {
+                if fresh {
+                    L1_INITIAL_TOPK
+                } else {
+                    geo.nonzero(&x, i) as f64 / n as f64 / L1_STEP_SHRINK
+                }
+            })
+            .collect();
+        let sp_old = (0..b)
+            .map(|i| if fresh { n } else { geo.nonzero(&x, i) })
+            .collect();
+        Self {
+            x_prev: x.clone(),
+            best_f: f.clone(),
+            best_x: x.clone(),
+            best_g: g.clone(),
+            found: ok.iter().map(|&o| o && track).collect(),
+            found_x: x.clone(),
+            eta: vec![geo.eta0; b],
+            halved_last: vec![true; b],
+            best_at_ckpt: f.clone(),
+            improved: vec![0; b],
+            last_ckpt: 0,
+            topk,
+            sp_old,
+            x,
+            f,
+            g,
+        }
+    }
+
+    /// The next iterate into `next`: a plain projected step for the first step and every L1 step
+    /// (L1 has no momentum), else the momentum step from `z = P(x + η·s(g))`.
+    fn propose(&self, geo: &Geometry<'_>, first: bool, momentum: f64, next: &mut [f32]) {
+        if first || geo.l1() {
+            geo.step(&self.x, &self.g, &self.eta, &self.topk, next);
+            return;
+        }
+        let mut z = vec![0f32; geo.b * geo.n];
+        geo.step(&self.x, &self.g, &self.eta, &self.topk, &mut z);
+        for i in 0..geo.b {
+            let t: Vec<f64> = geo
+                .row(i)
+                .map(|j| {
+                    let (xv, zv, pv) = (
+                        f64::from(self.x[j]),
+                        f64::from(z[j]),
+                        f64::from(self.x_prev[j]),
+                    );
+                    xv + momentum * (zv - xv) + (1.0 - momentum) * (xv - pv)
+                })
+                .collect();
+            geo.project(i, &t, &mut next[geo.row(i)]);
+        }
+    }
+
+    /// Early stop: fooled samples keep the point that first fooled the model.
+    fn freeze_found(&self, geo: &Geometry<'_>, next: &mut [f32]) {
+        for i in (0..geo.b).filter(|&i| self.found[i]) {
+            next[geo.row(i)].copy_from_slice(&self.found_x[geo.row(i)]);
+        }
+    }
+
+    /// Objective, success and gradient of the `active` rows through the sub-batch `view`, spread
+    /// over the full batch (the other rows keep their current values).
+    fn evaluate_rows<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        geo: &Geometry<'_>,
+        view: &Batch<'_, D, C>,
+        active: &[usize],
+        loss: crate::options::LossKind,
+    ) -> (Vec<f32>, Vec<bool>, Vec<f32>) {
+        let n = geo.n;
+        let rows: Vec<f32> = active
+            .iter()
+            .flat_map(|&i| self.x[geo.row(i)].to_vec())
+            .collect();
+        let (fp, okp, gp) = eval_rows(view, rows, loss);
+        let (mut f_full, mut ok_full, mut g_full) =
+            (self.f.clone(), self.found.clone(), self.g.clone());
+        for (j, &i) in active.iter().enumerate() {
+            f_full[i] = fp[j];
+            ok_full[i] = okp[j];
+            g_full[geo.row(i)].copy_from_slice(&gp[j * n..(j + 1) * n]);
+        }
+        (f_full, ok_full, g_full)
+    }
+
+    /// Takes in the objective, success and gradient at the new iterate: counts increases, keeps
+    /// the best point and (when successes count) the first fooling point.
+    fn record(
+        &mut self,
+        geo: &Geometry<'_>,
+        (f_new, ok_new, g_new): (Vec<f32>, Vec<bool>, Vec<f32>),
+        track: bool,
+    ) {
+        for i in 0..geo.b {
+            if f_new[i] > self.f[i] {
+                self.improved[i] += 1;
+            }
+            if f_new[i] > self.best_f[i] {
+                self.best_f[i] = f_new[i];
+                self.best_x[geo.row(i)].copy_from_slice(&self.x[geo.row(i)]);
+                self.best_g[geo.row(i)].copy_from_slice(&g_new[geo.row(i)]);
+            }
+            if track && ok_new[i] && !self.found[i] {
+                self.found[i] = true;
+                self.found_x[geo.row(i)].copy_from_slice(&self.x[geo.row(i)]);
+            }
+        }
+        (self.f, self.g) = (f_new, g_new);
+    }
+
+    /// L1 checkpoint (Croce & Hein 2021): move as many coordinates as the best point uses,
+    /// divided by 1.5; reset the step when the best point got sparser, otherwise shrink it.
+    fn adapt_sparsity(&mut self, geo: &Geometry<'_>) {
+        let (n, eta0) = (geo.n, geo.eta0);
+        for i in 0..geo.b {
+            let sp = geo.nonzero(&self.best_x, i);
+            let sparser = (sp as f64) < 0.95 * self.sp_old[i] as f64;
+            self.topk[i] = sp as f64 / n as f64 / L1_STEP_SHRINK;
+            self.eta[i] = if sparser {
+                eta0
+            } else {
+                self.eta[i] / L1_STEP_SHRINK
+            }
+            .clamp(eta0 / L1_MIN_STEP_DIVISOR, eta0);
+            self.sp_old[i] = sp;
+            if sparser {
+                self.x[geo.row(i)].copy_from_slice(&self.best_x[geo.row(i)]);
+                self.g[geo.row(i)].copy_from_slice(&self.best_g[geo.row(i)]);
+            }
+        }
+    }
+
+    /// L-inf/L2 checkpoint after `done` iterations: halve the step, and restart from the best
+    /// point with its gradient, where the search stalled.
+    fn halve_stalled(&mut self, geo: &Geometry<'_>, rho: f64, done: usize) {
+        let since = (done - self.last_ckpt) as f64;
+        for i in 0..geo.b {
+            // As in the reference code: at most ρ·(steps since the last checkpoint) increases,
+            // or no halving at the last checkpoint and no better point since (never at the first
+            // checkpoint).
+            let too_few = (self.improved[i] as f64) <= rho * since;
+            let stalled = !self.halved_last[i] && self.best_at_ckpt[i] >= self.best_f[i];
+            self.best_at_ckpt[i] = self.best_f[i];
+            self.halved_last[i] = too_few || stalled;
+            if too_few || stalled {
+                self.eta[i] /= 2.0;
+                let r = geo.row(i);
+                self.x[r.clone()].copy_from_slice(&self.best_x[r.clone()]);
+                self.x_prev[r.clone()].copy_from_slice(&self.best_x[r.clone()]);
+                self.g[r.clone()].copy_from_slice(&self.best_g[r]);
+                self.f[i] = self.best_f[i];
+            }
+            self.improved[i] = 0;
+        }
+        self.last_ckpt = done;
+    }
+
+    fn into_found(self) -> Found {
         Found {
-            best_x,
-            best_f,
-            found,
-            found_x,
+            best_x: self.best_x,
+            best_f: self.best_f,
+            found: self.found,
+            found_x: self.found_x,
         }
     }
 }

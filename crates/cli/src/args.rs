@@ -159,15 +159,9 @@ pub struct SweepArgs {
     /// Base TOML configuration (everything but the swept regularizer); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Zoo model.
-    #[arg(long, value_parser = values::model())]
-    pub model: Option<String>,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
-    #[arg(long, value_parser = values::dataset())]
-    pub dataset: Option<String>,
-    /// Epochs per run.
-    #[arg(long)]
-    pub epochs: Option<usize>,
+    /// Configuration fields set on the command line.
+    #[command(flatten)]
+    pub set: SweepConfigFlags,
     /// The regularizer to vary: l1, l2, group-lasso, orthogonality, weight-decay, prox-l1,
     /// label-smoothing, mixup, cutmix.
     #[arg(long, value_parser = values::sweep_reg())]
@@ -186,9 +180,6 @@ pub struct SweepArgs {
     /// Radius of the adversarial method and of the robust test evaluation.
     #[arg(long)]
     pub eps: Option<f64>,
-    /// Train on the first N training images only.
-    #[arg(long)]
-    pub train_limit: Option<usize>,
     /// PGD steps of the robust test evaluation.
     #[arg(long, default_value_t = 20)]
     pub robust_steps: usize,
@@ -555,4 +546,26 @@ pub struct ScheduleFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long)]
     pub gamma: Option<f64>,
+}
+
+/// `bulwark sweep` flags that set a field of the base training configuration of the same name
+/// (overlaid through serde, like `bulwark train`'s).
+#[derive(Debug, Default, Args, Serialize)]
+pub struct SweepConfigFlags {
+    /// Zoo model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = values::model())]
+    pub model: Option<String>,
+    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long, value_parser = values::dataset())]
+    pub dataset: Option<String>,
+    /// Epochs per run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Train on the first N training images only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub train_limit: Option<usize>,
 }

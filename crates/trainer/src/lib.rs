@@ -74,4 +74,6 @@ pub use optim::build_optimizer;
 pub use report::{ReportInputs, write_report};
 pub use schedule::Schedule;
 pub use specs::{AwpSpec, Mixing, SpectralSpec};
-pub use sweep::{SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep};
+pub use sweep::{
+    SWEEP_OUTPUTS, SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep,
+};

@@ -193,6 +193,9 @@ fn value_label(v: f64) -> String {
     }
 }
 
+/// What a sweep writes into its directory besides one run directory per strength.
+pub const SWEEP_OUTPUTS: [&str; 4] = ["sweep.json", "sweep.md", "sweep.svg", RunLock::FILE];
+
 /// Runs (or continues) the sweep and writes `sweep.json`, `sweep.md` and `sweep.svg` into the
 /// sweep directory.
 pub fn run_sweep(

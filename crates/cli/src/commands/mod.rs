@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{Bounds, Norm};
 use bulwark_data::FetchOptions;
 use bulwark_models::{Model, bpk, torch};
-use bulwark_trainer::{BackendKind, BenchPlan, Workload};
+use bulwark_trainer::{BackendKind, BenchPlan, TrainConfig, Workload};
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ModelsCommand};
 use crate::guard::RUN_DIR_WEIGHTS;
@@ -141,4 +141,19 @@ pub(super) fn file_hash(path: &Path) -> Result<String> {
         path.to_path_buf()
     };
     bulwark_data::sha256_file(&file).with_context(|| format!("hashing {}", file.display()))
+}
+
+/// The flags of `flags` that are given, as a TOML table keyed by field name.
+pub(super) fn flag_table(flags: &impl serde::Serialize) -> Result<toml::Table> {
+    toml::Table::try_from(flags).context("command-line flags")
+}
+
+/// `cfg` with the given `flags` set, through serde: the configuration's fields keep their values
+/// (or the library's defaults) where no flag is given.
+pub(super) fn overlay(cfg: TrainConfig, flags: &impl serde::Serialize) -> Result<TrainConfig> {
+    let mut table = toml::Table::try_from(&cfg).context("the configuration")?;
+    table.extend(flag_table(flags)?);
+    table
+        .try_into()
+        .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration flags: {}", e.message()))
 }

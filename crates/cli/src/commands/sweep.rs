@@ -4,17 +4,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use bulwark_trainer::{
-    BackendKind, DeviceSet, JobOptions, SweepOptions, SweepReg, SweepSpec, TrainConfig, run_sweep,
+    BackendKind, DeviceSet, JobOptions, SWEEP_OUTPUTS, SweepOptions, SweepReg, SweepSpec,
+    TrainConfig, run_sweep,
 };
 
 use crate::args::SweepArgs;
 use crate::guard::Inputs;
 
-use super::fetch_options;
 use super::train::method_from_flags;
-
-/// What `bulwark sweep` writes into its directory (plus one run directory per strength).
-const SWEEP_OUTPUTS: &[&str] = &["sweep.json", "sweep.md", "sweep.svg", "run.lock"];
+use super::{fetch_options, overlay};
 
 pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
     let devices = DeviceSet::single(backend)?;
@@ -23,18 +21,7 @@ pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
         Some(p) => TrainConfig::from_toml_file(p)?,
         None => TrainConfig::new(),
     };
-    if let Some(v) = a.model {
-        base.model = v;
-    }
-    if let Some(v) = a.dataset {
-        base.dataset = v;
-    }
-    if let Some(v) = a.epochs {
-        base.epochs = v;
-    }
-    if a.train_limit.is_some() {
-        base.train_limit = a.train_limit;
-    }
+    base = overlay(base, &a.set)?;
     base.method = method_from_flags(a.method.as_deref(), a.eps, &base.method)?;
     base.validate()?;
     if a.robust_steps == 0 && base.method.is_adversarial() {
@@ -55,7 +42,7 @@ pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
     if let Some(config) = &a.config {
         let mut inputs = Inputs::new();
         inputs.file("the configuration file", config);
-        inputs.refuse_in(&out, SWEEP_OUTPUTS, "--out")?;
+        inputs.refuse_in(&out, &SWEEP_OUTPUTS, "--out")?;
         // Every sub-directory of a sweep is one of its runs, whose files it writes.
         if let (Ok(c), Ok(o)) = (config.canonicalize(), out.canonicalize())
             && c.starts_with(&o)

@@ -7,10 +7,10 @@ use bulwark_trainer::{
     AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, RUN_OUTPUTS, TrainConfig, run_job,
 };
 
-use crate::args::{ConfigFlags, TrainArgs};
+use crate::args::TrainArgs;
 use crate::guard::Inputs;
 
-use super::{fetch_options, run_name, warn_eps_box};
+use super::{fetch_options, flag_table, overlay, run_name, warn_eps_box};
 
 pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let devices = DeviceSet::single(backend)?;
@@ -248,11 +248,6 @@ pub(super) fn method_from_flags(
     }
 }
 
-/// The flags of `flags` that are given, as a TOML table keyed by field name.
-fn flag_table(flags: &impl serde::Serialize) -> Result<toml::Table> {
-    toml::Table::try_from(flags).context("command-line flags")
-}
-
 /// Whether any configuration flag is given (`--resume` takes none).
 fn given(a: &TrainArgs) -> Result<bool> {
     Ok(!flag_table(&a.set)?.is_empty()
@@ -267,20 +262,10 @@ fn given(a: &TrainArgs) -> Result<bool> {
         || a.awp.is_some())
 }
 
-/// `cfg` with the given flags set, through serde: the configuration's fields keep their values
-/// (or the library's defaults) where no flag is given.
-fn overlay(cfg: TrainConfig, flags: &ConfigFlags) -> Result<TrainConfig> {
-    let mut table = toml::Table::try_from(&cfg).context("the configuration")?;
-    table.extend(flag_table(flags)?);
-    table
-        .try_into()
-        .map_err(|e: toml::de::Error| anyhow::anyhow!("configuration flags: {}", e.message()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::ScheduleFlags;
+    use crate::args::{ConfigFlags, ScheduleFlags};
     use bulwark_trainer::{OptimizerKind, Schedule};
 
     #[test]
