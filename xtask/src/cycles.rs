@@ -65,7 +65,18 @@ pub fn crate_graph(src: &Path) -> Result<Graph> {
     let mut graph = Graph::new();
     for (module, text) in &files {
         let deps = graph.entry(module.clone()).or_default();
-        for target in crate_paths(text) {
+        // `super::x` from `a::b` names `a::x` (a sibling); from a top-level module, the root.
+        let parent: Vec<String> = module
+            .split("::")
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .split_last()
+            .map(|(_, p)| p.to_vec())
+            .unwrap_or_default();
+        let relative = relative_paths(text, "super::")
+            .into_iter()
+            .map(|segs| parent.iter().cloned().chain(segs).collect::<Vec<_>>());
+        for target in crate_paths(text).into_iter().chain(relative) {
             // `crate::a::b` names module `a::b` when it is a file, else `a`.
             let mut best = None;
             for depth in (1..=target.len()).rev() {
@@ -119,6 +130,12 @@ fn collect(src: &Path, dir: &Path, out: &mut Vec<(String, String)>) -> Result<()
 /// Every `crate::...` path in `text` (outside `//` comments), as segments; groups are expanded
 /// one level (`crate::{a, b::c}` gives `a` and `b::c`).
 pub fn crate_paths(text: &str) -> Vec<Vec<String>> {
+    relative_paths(text, "crate::")
+}
+
+/// Every path after `prefix` (`crate::` or `super::`) in `text`, outside comments and test
+/// modules, as segments; groups expanded one level.
+fn relative_paths(text: &str, prefix: &str) -> Vec<Vec<String>> {
     let text = without_test_modules(text);
     let code: String = text
         .lines()
@@ -130,11 +147,12 @@ pub fn crate_paths(text: &str) -> Vec<Vec<String>> {
         .join("\n");
     let mut out = Vec::new();
     let mut rest = code.as_str();
-    while let Some(i) = rest.find("crate::") {
+    while let Some(i) = rest.find(prefix) {
         let before = rest[..i].chars().last();
-        rest = &rest[i + "crate::".len()..];
-        // `$crate::` in macros and `some_crate::` are not this crate.
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+        rest = &rest[i + prefix.len()..];
+        // `$crate::` in macros, `some_crate::` and `super::super::` (the second) are not paths
+        // from this module's own position.
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == ':') {
             continue;
         }
         if let Some(group) = rest.strip_prefix('{') {
@@ -338,6 +356,24 @@ mod tests {
             r,
             [("B", "a"), ("E", "a"), ("G", "f")].map(|(n, m)| (n.to_string(), m.to_string()))
         );
+    }
+
+    #[test]
+    fn sibling_modules_named_through_super_are_edges() {
+        let dir = std::env::temp_dir().join(format!("xtask-cycles-{}", std::process::id()));
+        let src = dir.join("src");
+        fs::create_dir_all(src.join("p")).unwrap();
+        fs::write(src.join("lib.rs"), "mod p;").unwrap();
+        fs::write(src.join("p/mod.rs"), "mod a; mod b;").unwrap();
+        fs::write(src.join("p/a.rs"), "use super::b::B;").unwrap();
+        fs::write(src.join("p/b.rs"), "use super::{a::A};").unwrap();
+        let graph = crate_graph(&src).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        let cycles: Vec<_> = strongly_connected(&graph)
+            .into_iter()
+            .filter(|c| c.len() > 1)
+            .collect();
+        assert_eq!(cycles, vec![vec!["p::a".to_string(), "p::b".into()]]);
     }
 
     #[test]

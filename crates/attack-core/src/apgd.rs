@@ -40,7 +40,6 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::attack::{AttackSettings, needs_threat};
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
@@ -49,7 +48,7 @@ use crate::host::{host_f32, upload};
 use crate::iterative::{StepObserver, best_over_restarts};
 use crate::loss::objective;
 use crate::options::{AttackOptions, Norm, ThreatModel, check_steps};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 use crate::rng::{SplitMix64, sample_seed};
 
 /// Configuration of [`Apgd`]. Defaults are the paper's: 100 iterations, momentum 0.75, ρ = 0.75,
@@ -653,33 +652,10 @@ impl Attack for Apgd {
     }
 }
 
-impl AttackSettings for ApgdConfig {
-    type Attack = Apgd;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("apgd"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("apgd", &["step_size", "decay"])?;
-        set(&mut self.steps, o.steps);
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget ApgdConfig => Apgd, "apgd", |c, o| {
+    o.refuse("apgd", &["step_size", "decay"])?;
+    set(&mut c.steps, o.steps);
+});
 
 #[cfg(test)]
 mod tests {

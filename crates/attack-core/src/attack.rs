@@ -102,3 +102,86 @@ pub(crate) fn needs_threat(attack: &str) -> AttackError {
         "`{attack}` needs `threat = {{ norm = ..., eps = ... }}` (command line: --eps)"
     ))
 }
+
+/// [`AttackSettings`] for a configuration with `threat`, `options` and an `init()`: everything but
+/// what differs per attack, `$apply`, which sets the attack's own settings from the overrides
+/// (`$c` is the configuration, `$o` the overrides). `fixed_budget` attacks need a threat model
+/// (their defaults come from `Config::new(threat)`); `minimal` ones (Carlini-Wagner, DeepFool) have
+/// an optional radius `eps` instead and defaults from `Config::new()`.
+macro_rules! settings {
+    (fixed_budget $config:ty => $attack:ty, $name:literal $(, black_box = $bb:expr)?,
+        |$c:ident, $o:ident| $apply:block) => {
+        impl $crate::attack::AttackSettings for $config {
+            type Attack = $attack;
+            $(const BLACK_BOX: bool = $bb;)?
+
+            fn defaults(
+                threat: Option<$crate::options::ThreatModel>,
+            ) -> Result<Self, $crate::error::AttackError> {
+                threat
+                    .map(Self::new)
+                    .ok_or_else(|| $crate::attack::needs_threat($name))
+            }
+
+            fn options_mut(&mut self) -> &mut $crate::options::AttackOptions {
+                &mut self.options
+            }
+
+            fn set_eps(&mut self, eps: f64) {
+                self.threat.eps = eps;
+            }
+
+            fn apply(
+                &mut self,
+                $o: &$crate::overrides::AttackOverrides,
+            ) -> Result<(), $crate::error::AttackError> {
+                let $c = &mut *self;
+                $apply
+                $o.apply_threat(&mut self.threat);
+                $o.apply_options(&mut self.options);
+                Ok(())
+            }
+
+            fn build(&self) -> Result<Self::Attack, $crate::error::AttackError> {
+                self.init()
+            }
+        }
+    };
+    (minimal $config:ty => $attack:ty, |$c:ident, $o:ident| $apply:block) => {
+        impl $crate::attack::AttackSettings for $config {
+            type Attack = $attack;
+
+            fn defaults(
+                _threat: Option<$crate::options::ThreatModel>,
+            ) -> Result<Self, $crate::error::AttackError> {
+                Ok(Self::new())
+            }
+
+            fn options_mut(&mut self) -> &mut $crate::options::AttackOptions {
+                &mut self.options
+            }
+
+            fn set_eps(&mut self, eps: f64) {
+                self.eps = Some(eps);
+            }
+
+            fn apply(
+                &mut self,
+                $o: &$crate::overrides::AttackOverrides,
+            ) -> Result<(), $crate::error::AttackError> {
+                #[allow(unused_variables)]
+                let $c = &mut *self;
+                $apply
+                $crate::overrides::set(&mut self.steps, $o.steps);
+                $crate::overrides::set(&mut self.eps, $o.eps.map(Some));
+                $o.apply_options(&mut self.options);
+                Ok(())
+            }
+
+            fn build(&self) -> Result<Self::Attack, $crate::error::AttackError> {
+                self.init()
+            }
+        }
+    };
+}
+pub(crate) use settings;

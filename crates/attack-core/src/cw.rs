@@ -13,7 +13,6 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::attack::Attack;
-use crate::attack::AttackSettings;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
@@ -24,7 +23,6 @@ use crate::loss::{max_other, pick};
 use crate::options::{
     AttackOptions, Crafting, LossKind, Norm, ThreatModel, check_positive, check_steps,
 };
-use crate::overrides::{AttackOverrides, set};
 
 /// Configuration of [`CwL2`]. Defaults are Carlini & Wagner's, with 1,000 instead of 10,000
 /// iterations per search (early abort usually stops far sooner).
@@ -266,35 +264,11 @@ impl Attack for CwL2 {
     }
 }
 
-impl AttackSettings for CwL2Config {
-    type Attack = CwL2;
-
-    fn defaults(_threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        Ok(Self::new())
+crate::attack::settings!(minimal CwL2Config => CwL2, |c, o| {
+    o.refuse("cw-l2", &["step_size", "decay"])?;
+    if o.norm.is_some_and(|n| n != Norm::L2) {
+        return Err(AttackError::Config(
+            "cw-l2 measures L2 distances: use norm l2 (or none)".into(),
+        ));
     }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.eps = Some(eps);
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("cw-l2", &["step_size", "decay"])?;
-        if o.norm.is_some_and(|n| n != Norm::L2) {
-            return Err(AttackError::Config(
-                "cw-l2 measures L2 distances: use norm l2 (or none)".into(),
-            ));
-        }
-        set(&mut self.steps, o.steps);
-        set(&mut self.eps, o.eps.map(Some));
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+});

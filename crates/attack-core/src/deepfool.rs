@@ -17,7 +17,6 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::attack::Attack;
-use crate::attack::AttackSettings;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
@@ -26,7 +25,7 @@ use crate::iterative::StepObserver;
 use crate::options::{
     AttackOptions, Crafting, LossKind, Norm, Targeting, ThreatModel, check_steps,
 };
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 
 /// Configuration of [`DeepFool`]. Defaults are the paper's: 50 iterations, overshoot 0.02, the 10
 /// most likely classes.
@@ -268,36 +267,12 @@ impl Attack for DeepFool {
     }
 }
 
-impl AttackSettings for DeepFoolConfig {
-    type Attack = DeepFool;
-
-    fn defaults(_threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        Ok(Self::new())
+crate::attack::settings!(minimal DeepFoolConfig => DeepFool, |c, o| {
+    o.refuse("deepfool", &["step_size", "decay"])?;
+    if o.norm == Some(Norm::L1) {
+        return Err(AttackError::Config(
+            "deepfool supports norm l2 or linf".into(),
+        ));
     }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.eps = Some(eps);
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("deepfool", &["step_size", "decay"])?;
-        if o.norm == Some(Norm::L1) {
-            return Err(AttackError::Config(
-                "deepfool supports norm l2 or linf".into(),
-            ));
-        }
-        set(&mut self.norm, o.norm);
-        set(&mut self.steps, o.steps);
-        set(&mut self.eps, o.eps.map(Some));
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+    set(&mut c.norm, o.norm);
+});

@@ -9,12 +9,11 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::attack::{AttackSettings, needs_threat};
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::iterative::{self, DEFAULT_L1_SPARSITY, Spec, StepObserver};
 use crate::options::{AttackOptions, ThreatModel};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 
 /// Configuration of [`Fgsm`].
 #[derive(Config, Debug)]
@@ -105,30 +104,7 @@ impl Attack for Fgsm {
     }
 }
 
-impl AttackSettings for FgsmConfig {
-    type Attack = Fgsm;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("fgsm"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("fgsm", &["steps", "decay"])?;
-        set(&mut self.step_size, o.step_size.map(Some));
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget FgsmConfig => Fgsm, "fgsm", |c, o| {
+    o.refuse("fgsm", &["steps", "decay"])?;
+    set(&mut c.step_size, o.step_size.map(Some));
+});

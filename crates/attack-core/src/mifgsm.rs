@@ -8,12 +8,11 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::attack::{AttackSettings, needs_threat};
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
 use crate::iterative::{self, DEFAULT_L1_SPARSITY, Spec, StepObserver};
 use crate::options::{AttackOptions, ThreatModel};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 
 /// Configuration of [`MiFgsm`].
 #[derive(Config, Debug)]
@@ -99,31 +98,8 @@ impl Attack for MiFgsm {
     }
 }
 
-impl AttackSettings for MiFgsmConfig {
-    type Attack = MiFgsm;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("mi-fgsm"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        set(&mut self.steps, o.steps);
-        set(&mut self.step_size, o.step_size.map(Some));
-        set(&mut self.decay, o.decay);
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget MiFgsmConfig => MiFgsm, "mi-fgsm", |c, o| {
+    set(&mut c.steps, o.steps);
+    set(&mut c.step_size, o.step_size.map(Some));
+    set(&mut c.decay, o.decay);
+});

@@ -11,12 +11,11 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::attack::{AttackSettings, needs_threat};
 use crate::classifier::Classifier;
 use crate::error::AttackError;
 use crate::iterative::{self, DEFAULT_L1_SPARSITY, Spec, StepObserver};
 use crate::options::{AttackOptions, Norm, ThreatModel};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 
 /// Configuration of [`Pgd`]. Defaults: 40 steps of `2.5·eps/steps` (the rule of Madry et al.'s
 /// appendix) from a random start.
@@ -185,60 +184,14 @@ impl Attack for Bim {
     }
 }
 
-impl AttackSettings for PgdConfig {
-    type Attack = Pgd;
+crate::attack::settings!(fixed_budget PgdConfig => Pgd, "pgd", |c, o| {
+    o.refuse("pgd", &["decay"])?;
+    set(&mut c.steps, o.steps);
+    set(&mut c.step_size, o.step_size.map(Some));
+});
 
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("pgd"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("pgd", &["decay"])?;
-        set(&mut self.steps, o.steps);
-        set(&mut self.step_size, o.step_size.map(Some));
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
-
-impl AttackSettings for BimConfig {
-    type Attack = Bim;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("bim"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("bim", &["decay"])?;
-        set(&mut self.steps, o.steps.map(Some));
-        set(&mut self.step_size, o.step_size.map(Some));
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget BimConfig => Bim, "bim", |c, o| {
+    o.refuse("bim", &["decay"])?;
+    set(&mut c.steps, o.steps.map(Some));
+    set(&mut c.step_size, o.step_size.map(Some));
+});

@@ -28,7 +28,6 @@ use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
 use crate::attack::Attack;
-use crate::attack::{AttackSettings, needs_threat};
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
@@ -36,7 +35,7 @@ use crate::geometry::{linf_bounds, project};
 use crate::host::upload;
 use crate::iterative::{StepObserver, best_over_restarts};
 use crate::options::{AttackOptions, LossKind, Norm, ThreatModel};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 use crate::rng::{SplitMix64, sample_seed};
 
 /// Configuration of [`Square`]. Defaults are AutoAttack's: 5,000 queries, `p_init = 0.8`, the
@@ -477,35 +476,10 @@ impl Attack for Square {
     }
 }
 
-impl AttackSettings for SquareConfig {
-    type Attack = Square;
-
-    const BLACK_BOX: bool = true;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat.map(Self::new).ok_or_else(|| needs_threat("square"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("square", &["step_size", "decay"])?;
-        set(&mut self.queries, o.steps);
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget SquareConfig => Square, "square", black_box = true, |c, o| {
+    o.refuse("square", &["step_size", "decay"])?;
+    set(&mut c.queries, o.steps);
+});
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,7 @@ use burn::config::Config;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor};
 
-use crate::attack::{Attack, AttackSettings, needs_threat};
+use crate::attack::Attack;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
@@ -17,7 +17,7 @@ use crate::geometry::{linf_bounds, project};
 use crate::host::upload;
 use crate::iterative::StepObserver;
 use crate::options::{AttackOptions, Norm, ThreatModel, check_positive, check_steps};
-use crate::overrides::{AttackOverrides, set};
+use crate::overrides::set;
 use crate::rng::{SplitMix64, sample_seed};
 
 /// Configuration of [`TradesKl`]. Defaults: 10 steps of `eps/4`, start noise `0.001·N(0, I)`,
@@ -168,33 +168,8 @@ impl Attack for TradesKl {
     }
 }
 
-impl AttackSettings for TradesKlConfig {
-    type Attack = TradesKl;
-
-    fn defaults(threat: Option<ThreatModel>) -> Result<Self, AttackError> {
-        threat
-            .map(Self::new)
-            .ok_or_else(|| needs_threat("trades-kl"))
-    }
-
-    fn options_mut(&mut self) -> &mut AttackOptions {
-        &mut self.options
-    }
-
-    fn set_eps(&mut self, eps: f64) {
-        self.threat.eps = eps;
-    }
-
-    fn apply(&mut self, o: &AttackOverrides) -> Result<(), AttackError> {
-        o.refuse("trades-kl", &["decay"])?;
-        set(&mut self.steps, o.steps);
-        set(&mut self.step_size, o.step_size.map(Some));
-        o.apply_threat(&mut self.threat);
-        o.apply_options(&mut self.options);
-        Ok(())
-    }
-
-    fn build(&self) -> Result<Self::Attack, AttackError> {
-        self.init()
-    }
-}
+crate::attack::settings!(fixed_budget TradesKlConfig => TradesKl, "trades-kl", |c, o| {
+    o.refuse("trades-kl", &["decay"])?;
+    set(&mut c.steps, o.steps);
+    set(&mut c.step_size, o.step_size.map(Some));
+});

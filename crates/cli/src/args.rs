@@ -283,7 +283,7 @@ pub struct AttackArgs {
     pub attack: String,
     /// Read the whole attack configuration from a TOML or JSON file (`attack = "pgd"`, ...)
     /// instead of the attack flags.
-    #[arg(long, conflicts_with_all = ["attack", "norm", "eps", "steps", "step_size", "restarts", "loss", "targeted", "no_random_start", "decay", "seed"])]
+    #[arg(long, conflicts_with_all = ["attack", "norm", "eps", "steps", "step_size", "restarts", "loss", "targeted", "no_random_start", "no_early_stop", "decay", "seed"])]
     pub config: Option<PathBuf>,
     /// Threat-model norm (default: linf; deepfool: l2).
     #[arg(long, value_parser = values::closed::<Norm>(&Norm::NAMES))]
@@ -453,11 +453,11 @@ pub struct ExportArgs {
 pub struct ConfigFlags {
     /// Zoo model (see `bulwark models list`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[arg(long, value_parser = values::model())]
     pub model: Option<String>,
     /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[arg(long)]
+    #[arg(long, value_parser = values::dataset())]
     pub dataset: Option<String>,
     /// Epochs.
     #[serde(skip_serializing_if = "Option::is_none")]

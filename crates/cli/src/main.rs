@@ -1,7 +1,8 @@
 //! `bulwark`: train, evaluate, fetch data, list and export models.
 //!
-//! The binary is thin: argument parsing and printing here, the work in `bulwark-trainer`,
-//! `bulwark-models` and `bulwark-data`.
+//! The binary is thin: argument parsing and printing here (one file per command in `commands/`;
+//! exit codes 0 success, 1 failure, 2 usage), the work in `bulwark-trainer`, `bulwark-eval`,
+//! `bulwark-attack-core`, `bulwark-models` and `bulwark-data`.
 
 mod args;
 mod commands;

@@ -77,7 +77,8 @@ impl Schedule {
     /// assert_eq!(s, Schedule::Cosine { warmup_epochs: 0.0, min_lr: 1e-4 });
     /// let mut params = toml::Table::new();
     /// params.insert("peak_at".into(), 0.3.into());
-    /// assert!(s.overlay(None, params).unwrap_err().contains("peak_at"));
+    /// assert!(s.overlay(None, params.clone()).unwrap_err().contains("peak_at"));
+    /// assert!(Schedule::Constant.overlay(None, params).unwrap_err().contains("peak_at"));
     /// ```
     pub fn overlay(&self, kind: Option<&str>, params: toml::Table) -> Result<Schedule, String> {
         let mut table = match kind {
@@ -93,10 +94,17 @@ impl Schedule {
             .and_then(|k| k.as_str())
             .unwrap_or_default()
             .to_string();
+        let given: Vec<String> = params.keys().cloned().collect();
         table.extend(params);
-        table
+        let schedule: Schedule = table
             .try_into()
-            .map_err(|e: toml::de::Error| format!("schedule `{kind}`: {}", e.message()))
+            .map_err(|e: toml::de::Error| format!("schedule `{kind}`: {}", e.message()))?;
+        // serde accepts any field on a unit variant (`constant`): refuse what it would drop.
+        let kept = toml::Table::try_from(&schedule).map_err(|e| e.to_string())?;
+        if let Some(lost) = given.iter().find(|k| !kept.contains_key(*k)) {
+            return Err(format!("schedule `{kind}`: it has no parameter `{lost}`"));
+        }
+        Ok(schedule)
     }
 
     /// The learning rate at progress `t` epochs out of `total` epochs, for base rate `lr`.

@@ -14,7 +14,7 @@ pub(super) fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool
         opts.use_network = false;
         opts.use_registries = false;
     }
-    if dataset == "cifar10" || dataset == "cifar-10" {
+    if dataset == "cifar10" {
         let dir = bulwark_data::cifar::fetch_cifar10(&opts)?;
         println!("{}", dir.display());
         return Ok(());

@@ -75,7 +75,8 @@ pub(super) fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     Ok(())
 }
 
-/// FNV-1a of a file's bytes (identifies the weights a saved evaluation belongs to).
+/// The content hash (SHA-256) of a file's bytes: identifies the weights a saved evaluation
+/// belongs to.
 /// What a saved evaluation or attack of `model` with these weights depends on besides its own
 /// configuration and the data: the key `eval --resume` and `attack --resume` check.
 pub(super) fn run_identity(

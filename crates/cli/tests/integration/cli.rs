@@ -194,6 +194,7 @@ fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
         "attack = \"pgd\"\nsteps = 5\n[threat]\nnorm = \"l2\"\neps = 1.5\n",
     )
     .unwrap();
+    let out = tmp.path().join("out");
     let e = fails(&[
         "attack",
         "--model",
@@ -202,6 +203,8 @@ fn bad_attack_settings_are_clear_errors_before_anything_is_loaded() {
         "/nonexistent",
         "--config",
         cfg.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
     ]);
     assert!(
         e.contains("/nonexistent"),
