@@ -63,12 +63,14 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         let eps = checked
             .threat()
             .map_or("min".to_string(), |t| format!("{}", t.eps));
-        PathBuf::from("runs/attacks").join(format!(
-            "{}-{}-{}-{eps}",
-            a.model,
-            checked.name(),
-            checked.norm()
-        ))
+        // The name asked for (an alias such as `apgd-t` sets other defaults than `apgd`), so
+        // that two aliases of one attack do not share a directory.
+        let name = if a.config.is_some() {
+            checked.name()
+        } else {
+            a.attack.as_str()
+        };
+        PathBuf::from("runs/attacks").join(format!("{}-{name}-{}-{eps}", a.model, checked.norm()))
     });
     // One attack per output directory at a time: two would mix their saved batches. Taken before
     // the directory's contents are looked at, so that what they say stays true.

@@ -777,3 +777,31 @@ fn a_sweep_tabulates_each_strength_and_continues_instead_of_retraining() {
         sweep["points"]
     );
 }
+
+#[test]
+fn aliases_of_one_attack_get_their_own_default_directory() {
+    // Without --out, the directory is named by the attack as asked for: `apgd-t` (targeted DLR)
+    // and `apgd` must not share saved batches. The directory is claimed before the weights are
+    // read, so a missing weights file still shows where the run would have written.
+    let cwd = tempfile::tempdir().unwrap();
+    for name in ["apgd", "apgd-t"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark"))
+            .args([
+                "attack",
+                "--model",
+                "small-cnn",
+                "--weights",
+                "/nonexistent/w",
+            ])
+            .args(["--attack", name, "--eps", "0.1"])
+            .current_dir(cwd.path())
+            .env("BULWARK_LOG", "warn")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let dir = cwd
+            .path()
+            .join(format!("runs/attacks/small-cnn-{name}-linf-0.1"));
+        assert!(dir.is_dir(), "{} missing", dir.display());
+    }
+}
