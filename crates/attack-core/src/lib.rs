@@ -60,6 +60,7 @@ mod host;
 mod iterative;
 mod loss;
 mod mifgsm;
+mod network;
 mod options;
 mod overrides;
 mod pgd;
@@ -81,6 +82,7 @@ pub use evaluator::{
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};
+pub use network::{Network, NetworkClassifier, default_state_dict_key};
 pub use options::{AttackOptions, Bounds, Crafting, LossKind, Norm, Targeting, ThreatModel};
 pub use overrides::AttackOverrides;
 pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};

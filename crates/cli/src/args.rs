@@ -206,7 +206,8 @@ pub struct EvalArgs {
     /// Weights: PyTorch-layout `.safetensors` or burn `.bpk`.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    /// Dataset: mnist, fashion-mnist, cifar10 or cifar100 (binary versions in --data-dir), or
+    /// folder:PATH (an image folder, one sub-folder per class).
     #[arg(long, default_value = "mnist", value_parser = values::dataset())]
     pub dataset: String,
     /// Evaluate the first N test images only.
@@ -320,7 +321,8 @@ pub struct AttackArgs {
     /// Seed for random starts and targets (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    /// Dataset: mnist, fashion-mnist, cifar10 or cifar100 (binary versions in --data-dir), or
+    /// folder:PATH (an image folder, one sub-folder per class).
     #[arg(long, default_value = "mnist", value_parser = values::dataset())]
     pub dataset: String,
     /// Attack the first N test images only.
@@ -402,7 +404,7 @@ Examples:
     )]
     Fetch {
         /// The dataset.
-        #[arg(default_value = "mnist", value_parser = values::dataset())]
+        #[arg(default_value = "mnist", value_parser = values::named_dataset())]
         dataset: String,
         /// Directory that already holds the files.
         #[arg(long)]
@@ -455,7 +457,8 @@ pub struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, value_parser = values::model())]
     pub model: Option<String>,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    /// Dataset: mnist, fashion-mnist, cifar10 or cifar100 (binary versions in --data-dir), or
+    /// folder:PATH (an image folder, one sub-folder per class).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, value_parser = values::dataset())]
     pub dataset: Option<String>,
@@ -556,7 +559,8 @@ pub struct SweepConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, value_parser = values::model())]
     pub model: Option<String>,
-    /// Dataset: mnist, fashion-mnist, or cifar10 (binary version in --data-dir).
+    /// Dataset: mnist, fashion-mnist, cifar10 or cifar100 (binary versions in --data-dir), or
+    /// folder:PATH (an image folder, one sub-folder per class).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long, value_parser = values::dataset())]
     pub dataset: Option<String>,

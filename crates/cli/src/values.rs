@@ -6,7 +6,7 @@ use std::fmt::Display;
 use std::str::FromStr;
 
 use bulwark_attack_core::ATTACKS;
-use bulwark_trainer::{BackendKind, DATASETS, Method, SweepReg, Workload};
+use bulwark_trainer::{BackendKind, DATASETS, FOLDER_PREFIX, Method, SweepReg, Workload};
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 
 /// One of `names`, parsed by the library's `FromStr`.
@@ -43,9 +43,50 @@ pub fn model() -> PossibleValuesParser {
     PossibleValuesParser::new(bulwark_models::models().iter().map(|m| m.name))
 }
 
-/// A dataset a run or an evaluation can read.
-pub fn dataset() -> PossibleValuesParser {
+/// A dataset a run or an evaluation can read: a named one, or `folder:PATH` for an image folder.
+pub fn dataset() -> DatasetParser {
+    DatasetParser
+}
+
+/// A named dataset that `bulwark data fetch` can obtain.
+pub fn named_dataset() -> PossibleValuesParser {
     PossibleValuesParser::new(DATASETS)
+}
+
+/// [`DATASETS`] or `folder:PATH` (a non-empty path).
+#[derive(Debug, Clone, Copy)]
+pub struct DatasetParser;
+
+impl TypedValueParser for DatasetParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        match value.to_str().and_then(|v| v.strip_prefix(FOLDER_PREFIX)) {
+            Some("") => Err(clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("`{FOLDER_PREFIX}` needs a path: {FOLDER_PREFIX}PATH\n"),
+            )
+            .with_cmd(cmd)),
+            Some(path) => Ok(format!("{FOLDER_PREFIX}{path}")),
+            None => named_dataset().parse_ref(cmd, arg, value),
+        }
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = PossibleValue> + '_>> {
+        let folder = PossibleValue::new("folder:PATH")
+            .help("an image folder: PATH/train/<class>/*.png|jpg and PATH/test/<class>/...");
+        Some(Box::new(
+            DATASETS
+                .iter()
+                .map(|d| PossibleValue::new(*d))
+                .chain([folder]),
+        ))
+    }
 }
 
 /// A training method's name.

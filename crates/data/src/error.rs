@@ -97,9 +97,12 @@ pub enum DataError {
         help: String,
     },
 
-    /// CIFAR-10 files were asked for but are not present; they cannot be fetched automatically.
-    #[error("{}: CIFAR-10 {split} files not found: missing {}. {help}", dir.display(), missing.join(", "))]
+    /// CIFAR-10 or CIFAR-100 files were asked for but are not present; they cannot be fetched
+    /// automatically.
+    #[error("{}: {dataset} {split} files not found: missing {}. {help}", dir.display(), missing.join(", "))]
     CifarUnavailable {
+        /// `CIFAR-10` or `CIFAR-100`.
+        dataset: String,
         /// The directory that was searched.
         dir: PathBuf,
         /// "train" or "test".

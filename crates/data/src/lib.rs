@@ -1,5 +1,5 @@
-//! Bulwark's datasets: readers for the IDX format (MNIST, Fashion-MNIST) and the CIFAR-10
-//! binary format, checksummed fetching with offline fallbacks, seeded splits and batching.
+//! Bulwark's datasets: readers for the IDX format (MNIST, Fashion-MNIST), the CIFAR-10 and
+//! CIFAR-100 binary formats and image folders, checksummed fetching with offline fallbacks, seeded splits and batching.
 //!
 //! - [`load_split`] reads a split from a directory of IDX files (raw or `.gz`) into an
 //!   [`ImageDataset`] (pixels `u8`, NCHW).
@@ -8,7 +8,10 @@
 //!   verified by the SHA-256 of its decompressed bytes before it is used or cached.
 //! - [`ImageDataset::split`] and [`epoch_batches`] shuffle with [`SplitMix64`], a fixed
 //!   algorithm, so experiments are reproducible forever; [`ImageDataset::batch`] makes tensors.
-//! - [`cifar`] reads CIFAR-10 batches, which must be provided by the user.
+//! - [`cifar`] reads CIFAR-10 and CIFAR-100 batches, which must be provided by the user.
+//! - [`folder`] reads image folders (one sub-folder per class, PNG or JPEG), the layout of
+//!   torchvision's `ImageFolder`.
+//! - [`Augment`] makes augmented training batches (padded random crops, horizontal flips).
 //!
 //! ```no_run
 //! use bulwark_data::{DatasetKind, FetchOptions, Split, epoch_batches, fetch, load_split};
@@ -27,6 +30,7 @@
 //!
 //! See `docs/data.md` for sources, checksums, cache location and licences.
 
+mod augment;
 mod batch;
 mod checksums;
 pub mod cifar;
@@ -34,18 +38,23 @@ mod dataset;
 mod diagnose;
 mod error;
 mod fetch;
+pub mod folder;
 pub mod idx;
+mod items;
 mod mnist;
 mod registry;
 
+pub use augment::Augment;
 pub use batch::epoch_batches;
 pub use checksums::{ExpectedFile, ExpectedFiles, content_hash, sha256_file, sha256_hex};
-pub use cifar::{load_cifar10, read_cifar10_batch};
+pub use cifar::{Cifar, fetch_cifar, load_cifar, load_cifar10, read_cifar10_batch};
 pub use dataset::ImageDataset;
 pub use diagnose::diagnose;
 pub use error::{DataError, Result};
 pub use fetch::{DEFAULT_TIMEOUT, FetchOptions, canonical_urls, fetch, fetch_with};
+pub use folder::{ImageFolder, load_folder_split, load_image_folder};
 pub use idx::IdxArray;
+pub use items::ImageItem;
 pub use mnist::{
     DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
     load_split,

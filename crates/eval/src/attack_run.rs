@@ -4,10 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bulwark_attack_core::{Attack, AttackConfig, Norm, within_threat};
+use bulwark_attack_core::{Attack, AttackConfig, Classifier, Norm, within_threat};
 use bulwark_data::{ImageDataset, content_hash, epoch_batches};
-use bulwark_models::Model;
-use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -198,8 +196,8 @@ fn predictions(logits: Tensor<2>) -> Vec<usize> {
 
 /// Attacks every image of `data` (in order) and measures clean, adversarial and robust accuracy.
 /// The model is evaluated in inference mode; the attack crafts as its options say.
-pub fn attack_dataset(
-    model: &Model,
+pub fn attack_dataset<C: Classifier<4> + ?Sized>(
+    model: &C,
     data: &ImageDataset,
     config: &AttackConfig,
     opts: &AttackRunOptions,
@@ -209,7 +207,6 @@ pub fn attack_dataset(
     let threat = attack.threat();
     let bounds = attack.options().bounds;
     let norm = attack.norm();
-    let eval = model.valid();
     let device = device.clone().inner();
     let (c, h, w) = (data.channels, data.height, data.width);
     let n_pixels = c * h * w;
@@ -260,9 +257,9 @@ pub fn attack_dataset(
             ..BatchTally::default()
         };
         let (x, y) = data.batch(&indices, &device);
-        let clean_pred = predictions(eval.forward(x.clone()));
+        let clean_pred = predictions(model.logits(x.clone()));
         let adv = attack.perturb(model, x.clone(), y)?;
-        let adv_pred = predictions(eval.forward(adv.clone()));
+        let adv_pred = predictions(model.logits(adv.clone()));
         let xs = x.try_into_vec_as::<f32>().expect("f32 images");
         let advs = adv.try_into_vec_as::<f32>().expect("f32 images");
         for (j, &i) in indices.iter().enumerate() {

@@ -1,8 +1,7 @@
 //! Clean evaluation of a classifier on a dataset.
 
+use bulwark_attack_core::Classifier;
 use bulwark_data::{ImageDataset, epoch_batches};
-use bulwark_models::Model;
-use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -25,15 +24,17 @@ pub struct EvalResult {
     pub predictions: Vec<usize>,
 }
 
-/// Evaluates `model` in inference mode (`valid()`: no autodiff graph, BatchNorm running statistics,
-/// no dropout) on every sample of `data`, in order.
-pub fn evaluate(
-    model: &Model,
+/// Evaluates `model` in inference mode ([`Classifier::logits`]: BatchNorm running statistics,
+/// no dropout) on every sample of `data`, in order, with plain (untracked) inputs.
+///
+/// Any classifier: a zoo `Model`, a user's network through
+/// [`Network::classifier`](bulwark_attack_core::Network::classifier), or a closure.
+pub fn evaluate<C: Classifier<4> + ?Sized>(
+    model: &C,
     data: &ImageDataset,
     batch_size: usize,
     device: &Device,
 ) -> EvalResult {
-    let model = model.valid();
     let device = device.clone().inner();
     let ce = CrossEntropyLossConfig::new().init(&device);
     let mut per_class = vec![(0usize, 0usize); data.num_classes];
@@ -41,7 +42,7 @@ pub fn evaluate(
     let (mut correct, mut loss_sum) = (0usize, 0f64);
     for indices in epoch_batches(data.len(), batch_size, false, 0, 0) {
         let (x, y) = data.batch(&indices, &device);
-        let logits = model.forward(x);
+        let logits = model.logits(x);
         let loss = ce.forward(logits.clone(), y.clone()).into_scalar::<f32>();
         loss_sum += f64::from(loss) * indices.len() as f64;
         let pred = logits.argmax(1).flatten::<1>(0, 1);

@@ -12,7 +12,9 @@ use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 
-use crate::{Model, ModelError, torch};
+use bulwark_attack_core::Network;
+
+use crate::{ModelError, torch};
 
 /// Loads a burnpack file into `model` (a freshly built model of the file's architecture).
 ///
@@ -32,7 +34,7 @@ use crate::{Model, ModelError, torch};
 /// assert_eq!(model.name(), "mlp");
 /// # std::fs::remove_dir_all(&dir).unwrap();
 /// ```
-pub fn load_bpk(model: Model, path: &Path) -> Result<Model, ModelError> {
+pub fn load_bpk<M: Network>(model: M, path: &Path) -> Result<M, ModelError> {
     // The file is read whole and parsed from memory: burn's file reader allocates the metadata
     // size the header claims (up to 100 MiB) before reading it, so a damaged 4 KiB file could
     // make it allocate 100 MiB; from memory, a size larger than the file is refused first.
@@ -44,11 +46,11 @@ pub fn load_bpk(model: Model, path: &Path) -> Result<Model, ModelError> {
 }
 
 /// Like [`load_bpk`], from the file's bytes; `path` only names the source in errors.
-pub fn from_bpk_bytes(model: Model, bytes: Vec<u8>, path: &Path) -> Result<Model, ModelError> {
-    let name = model.name();
+pub fn from_bpk_bytes<M: Network>(model: M, bytes: Vec<u8>, path: &Path) -> Result<M, ModelError> {
+    let name = model.architecture();
     let error = |e: burn::store::RecordError| ModelError::Burnpack {
         path: path.to_path_buf(),
-        model: name.to_string(),
+        model: name.clone(),
         reason: e.to_string(),
     };
     let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(error)?;
@@ -59,7 +61,7 @@ pub fn from_bpk_bytes(model: Model, bytes: Vec<u8>, path: &Path) -> Result<Model
 
 /// Fails with [`ModelError::NonFinite`] naming the first tensor (PyTorch key, module order) that
 /// holds a NaN or an infinity; `path` names the source in the error.
-pub fn check_finite(model: &Model, path: &Path) -> Result<(), ModelError> {
+pub fn check_finite<M: Network>(model: &M, path: &Path) -> Result<(), ModelError> {
     match torch::state_dict(model)
         .into_iter()
         .find(|t| t.data.iter().any(|v| !v.is_finite()))
@@ -78,7 +80,7 @@ pub fn check_finite(model: &Model, path: &Path) -> Result<(), ModelError> {
 /// built, so the same weights saved from two processes gave two different files. Exported
 /// weights go through this so that the same tensors always give the same bytes. (A training
 /// checkpoint keeps the run's own ids: its optimizer state is keyed by them.)
-pub fn with_ordinal_ids(model: Model) -> Model {
+pub fn with_ordinal_ids<M: Module>(model: M) -> M {
     struct Renumber(u64);
     impl Renumber {
         fn next(&mut self) -> ParamId {

@@ -1,6 +1,7 @@
-//! The zoo's models as attack targets: [`Classifier`] for [`Model`].
+//! The zoo's models as attack targets and trainable networks: [`Classifier`] and [`Network`] for
+//! [`Model`].
 
-use bulwark_attack_core::Classifier;
+use bulwark_attack_core::{Classifier, Network};
 use burn::module::Module;
 use burn::tensor::Tensor;
 
@@ -17,5 +18,24 @@ impl Classifier<4> for Model {
     /// normalizes with the batch statistics and updates its running statistics.
     fn logits_train_mode(&self, x: Tensor<4>) -> Tensor<2> {
         self.clone().train().no_grad().forward(x)
+    }
+}
+
+impl Network for Model {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        Model::forward(self, x)
+    }
+
+    fn sync_running_stats(&self) {
+        Model::sync_running_stats(self);
+    }
+
+    /// The zoo's PyTorch names: the path below the enum variant, renamed per model.
+    fn state_dict_key(&self, path: &[String], container: &str) -> String {
+        self.info().torch_key(&path[1.min(path.len())..], container)
+    }
+
+    fn architecture(&self) -> String {
+        self.name().to_string()
     }
 }

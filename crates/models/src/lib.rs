@@ -37,4 +37,6 @@ pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
 pub use seed::{SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
-pub use zoo::{Model, ModelInfo, model_info, models, seed_device};
+pub use zoo::{
+    Model, ModelInfo, init_seeded_with, model_info, models, seed_device, with_seeded_device,
+};

@@ -19,7 +19,9 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::{Model, ModelError, ModelInfo};
+use bulwark_attack_core::Network;
+
+use crate::ModelError;
 
 /// One tensor of a PyTorch state dict.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,14 +58,13 @@ impl PathTracker {
         self.names.pop();
         self.containers.pop();
     }
-    fn slot(&self, info: &ModelInfo) -> Slot {
-        // names[0] is the enum variant; below it the model's own field path.
-        let path = &self.names[1.min(self.names.len())..];
+    fn slot(&self, net: &impl Network) -> Slot {
+        let path = &self.names;
         let container = self.containers.last().map_or("", String::as_str);
         let is_linear_weight =
             container.ends_with(":Linear") && path.last().is_some_and(|p| p == "weight");
         Slot {
-            key: info.torch_key(path, container),
+            key: net.state_dict_key(path, container),
             transposed: is_linear_weight,
             is_batchnorm: container.ends_with(":BatchNorm"),
         }
@@ -91,14 +92,14 @@ struct Entry {
 
 /// Walks a model's float tensors in module order; reads their values only when asked, so that
 /// names and shapes never draw lazily initialized weights.
-struct Walker {
-    info: &'static ModelInfo,
+struct Walker<'a, M> {
+    net: &'a M,
     path: PathTracker,
     read_values: bool,
     out: Vec<Entry>,
 }
 
-impl ModuleVisitor for Walker {
+impl<M: Network> ModuleVisitor for Walker<'_, M> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -106,7 +107,7 @@ impl ModuleVisitor for Walker {
         self.path.exit();
     }
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let slot = self.path.slot(self.info);
+        let slot = self.path.slot(self.net);
         let mut shape = param.lazy_shape().to_vec();
         let mut data = Vec::new();
         if self.read_values {
@@ -142,12 +143,12 @@ impl ModuleVisitor for Walker {
     }
 }
 
-fn walk(model: &Model, read_values: bool) -> Vec<Entry> {
+fn walk<M: Network>(model: &M, read_values: bool) -> Vec<Entry> {
     if read_values {
         model.sync_running_stats();
     }
     let mut w = Walker {
-        info: model.info(),
+        net: model,
         path: PathTracker::default(),
         read_values,
         out: Vec::new(),
@@ -157,7 +158,7 @@ fn walk(model: &Model, read_values: bool) -> Vec<Entry> {
 }
 
 /// Key and PyTorch shape of every tensor the model expects (no values), in module order.
-fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
+fn expected_tensors<M: Network>(model: &M) -> Vec<TorchTensor> {
     walk(model, false).into_iter().map(|e| e.tensor).collect()
 }
 
@@ -165,13 +166,13 @@ fn expected_tensors(model: &Model) -> Vec<TorchTensor> {
 ///
 /// BatchNorm layers contribute `running_mean`/`running_var` (and `num_batches_tracked` when
 /// written to a file).
-pub fn state_dict(model: &Model) -> Vec<TorchTensor> {
+pub fn state_dict<M: Network>(model: &M) -> Vec<TorchTensor> {
     walk(model, true).into_iter().map(|e| e.tensor).collect()
 }
 
 /// Counts trainable parameters as PyTorch's `sum(p.numel() for p in model.parameters())` does:
 /// BatchNorm running statistics are buffers, not parameters (burn's `num_params` counts them).
-pub fn trainable_parameter_count(model: &Model) -> usize {
+pub fn trainable_parameter_count<M: Network>(model: &M) -> usize {
     walk(model, false)
         .iter()
         .filter(|e| !e.is_buffer)
@@ -184,7 +185,7 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
 }
 
 /// Serializes the model as a PyTorch-layout safetensors file in memory.
-pub fn to_safetensors_bytes(model: &Model) -> Vec<u8> {
+pub fn to_safetensors_bytes<M: Network>(model: &M) -> Vec<u8> {
     let mut owned: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     let mut bn_prefixes = Vec::new();
     for e in walk(model, true) {
@@ -214,7 +215,7 @@ pub fn to_safetensors_bytes(model: &Model) -> Vec<u8> {
         .collect();
     let metadata: HashMap<String, String> = [
         ("format".to_string(), "pt".to_string()),
-        ("bulwark_model".to_string(), model.name().to_string()),
+        ("bulwark_model".to_string(), model.architecture()),
     ]
     .into();
     let bytes =
@@ -255,7 +256,7 @@ fn canonical_header(bytes: Vec<u8>) -> Vec<u8> {
 
 /// Writes the model to `path` as PyTorch-layout safetensors, atomically (temporary file, then
 /// rename): an interrupted write never leaves a half-written file under `path`.
-pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), ModelError> {
+pub fn save_safetensors<M: Network>(model: &M, path: &Path) -> Result<(), ModelError> {
     let bytes = to_safetensors_bytes(model);
     let io = |source| ModelError::Io {
         path: path.to_path_buf(),
@@ -273,7 +274,7 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), ModelError> {
 
 /// Reads a PyTorch-layout safetensors file into `model` (whose architecture decides what is
 /// expected). See the module docs for the checks.
-pub fn load_safetensors(model: Model, path: &Path) -> Result<Model, ModelError> {
+pub fn load_safetensors<M: Network>(model: M, path: &Path) -> Result<M, ModelError> {
     let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
         path: path.to_path_buf(),
         source,
@@ -301,18 +302,18 @@ fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
 }
 
 /// Like [`load_safetensors`], from bytes; `path` only names the source in errors.
-pub fn from_safetensors_bytes(
-    model: Model,
+pub fn from_safetensors_bytes<M: Network>(
+    model: M,
     bytes: &[u8],
     path: &Path,
-) -> Result<Model, ModelError> {
+) -> Result<M, ModelError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| ModelError::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
     let mismatch = |reason: String| ModelError::Mismatch {
         path: path.to_path_buf(),
-        model: model.name().to_string(),
+        model: model.architecture(),
         reason,
     };
     let mut in_file: BTreeMap<String, TensorView<'_>> = file.tensors().into_iter().collect();
@@ -357,21 +358,23 @@ pub fn from_safetensors_bytes(
             in_file.len()
         )));
     }
+    // The keys come from a handle on the same module (a clone shares the tensors' data).
+    let net = model.clone();
     let mut loader = Loader {
-        info: model.info(),
+        net: &net,
         path: PathTracker::default(),
         values,
     };
     Ok(model.map(&mut loader))
 }
 
-struct Loader {
-    info: &'static ModelInfo,
+struct Loader<'a, M> {
+    net: &'a M,
     path: PathTracker,
     values: HashMap<String, Vec<f32>>,
 }
 
-impl ModuleMapper for Loader {
+impl<M: Network> ModuleMapper for Loader<'_, M> {
     fn enter_module(&mut self, name: &str, container_type: &str) {
         self.path.enter(name, container_type);
     }
@@ -379,7 +382,7 @@ impl ModuleMapper for Loader {
         self.path.exit();
     }
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let slot = self.path.slot(self.info);
+        let slot = self.path.slot(self.net);
         let values = self
             .values
             .remove(&slot.key)

@@ -155,8 +155,10 @@ impl Model {
         Ok(model)
     }
 
-    /// The model with lazily initialized weights (drawn at first use).
-    fn build(name: &str, device: &Device) -> Result<Self, ModelError> {
+    /// The named model with lazily initialized weights, drawn at first use from the device's
+    /// shared generator: for [`init_seeded_with`] and the trainer, which draw them at once under
+    /// a lock. Use [`Model::init_seeded`] for reproducible weights.
+    pub fn build(name: &str, device: &Device) -> Result<Self, ModelError> {
         let info = model_info(name)?;
         Ok(match info.name {
             "seed-mlp" => Model::SeedMlp(SeedMlpConfig::new().init(device)),
@@ -176,11 +178,10 @@ impl Model {
     /// weight at once, under a process-wide lock, so that two models built at the same time on
     /// different threads cannot interleave their draws.
     pub fn init_seeded(name: &str, device: &Device, seed: u64) -> Result<Self, ModelError> {
-        let _guard = rng_lock();
-        device.seed(seed);
-        let model = Self::build(name, device)?;
-        model.visit(&mut Materialize);
-        Ok(model)
+        model_info(name)?;
+        Ok(init_seeded_with(device, seed, |d| {
+            Self::build(name, d).expect("the name was checked above")
+        }))
     }
 
     /// The model's registry name.
@@ -236,12 +237,51 @@ fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Builds any module with `build` and weights drawn from `seed`, reproducibly: what
+/// [`Model::init_seeded`] does for the zoo, for a user's own network.
+///
+/// burn draws parameters lazily, at first use, from a generator shared by the whole process. This
+/// seeds the generator, builds the module and reads every parameter at once, under the same
+/// process-wide lock as [`Model::init_seeded`] and [`seed_device`], so that no other thread's
+/// draws can fall in between.
+///
+/// ```
+/// use burn::nn::{Linear, LinearConfig};
+/// use burn::module::Module;
+/// let device = burn::tensor::Device::flex();
+/// let a: Linear = bulwark_models::init_seeded_with(&device, 7, |d| LinearConfig::new(4, 2).init(d));
+/// let b: Linear = bulwark_models::init_seeded_with(&device, 7, |d| LinearConfig::new(4, 2).init(d));
+/// assert_eq!(a.weight.val().into_data(), b.weight.val().into_data());
+/// ```
+pub fn init_seeded_with<M: Module>(
+    device: &Device,
+    seed: u64,
+    build: impl FnOnce(&Device) -> M,
+) -> M {
+    let _guard = rng_lock();
+    device.seed(seed);
+    let model = build(device);
+    model.visit(&mut Materialize);
+    model
+}
+
 /// Seeds `device`'s random generator without interleaving with a concurrent
 /// [`Model::init_seeded`] (burn's generator is shared by the whole process: a re-seed between
 /// another thread's seed and its weight draws would change that model's weights).
 pub fn seed_device(device: &Device, seed: u64) {
     let _guard = rng_lock();
     device.seed(seed);
+}
+
+/// Runs `f` with `device`'s random generator seeded with `seed` and held for this thread alone:
+/// the lock of [`seed_device`] is kept until `f` returns, so random layers (dropout) inside `f`
+/// draw exactly the numbers `seed` gives, whatever other threads of the process do with the
+/// shared generator meanwhile. `f` must not build seeded models or seed the device itself (the
+/// lock is not re-entrant).
+pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
+    let _guard = rng_lock();
+    device.seed(seed);
+    f()
 }
 
 /// Reads every parameter once, which makes burn draw lazily initialized weights now.

@@ -4,12 +4,10 @@
 
 use bulwark_attack_core::rng::SplitMix64;
 use bulwark_attack_core::{
-    Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Norm, PgdConfig, ThreatModel,
+    Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Network, Norm, PgdConfig, ThreatModel,
     TradesKlConfig,
 };
-use bulwark_models::Model;
 use bulwark_reg_core::WeightPerturbation;
-use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Int, Tensor, TensorData};
@@ -50,9 +48,9 @@ fn options(seed: u64, crafting: Crafting, random_start: bool) -> AttackOptions {
 }
 
 /// Adversarial examples for PGD-AT, FGSM-RS and MART (plain tensors in the box).
-pub(crate) fn craft(
+pub(crate) fn craft<M: Network>(
     method: &Method,
-    model: &Model,
+    model: &M,
     x: Tensor<4>,
     y: Tensor<1, Int>,
     eps: f64,
@@ -86,7 +84,7 @@ pub(crate) fn craft(
             .with_step_size(step_size(step))
             .with_options(options(seed, s.crafting, random_start))
             .init()?
-            .perturb(model, x, y)?);
+            .perturb(&model.classifier(), x, y)?);
     }
     let out = match *method {
         Method::FgsmRs {
@@ -111,7 +109,7 @@ pub(crate) fn craft(
             .with_step_size(Some(step_size(alpha).unwrap_or(1.25 * eps)))
             .with_options(options(seed, s.crafting, random_start))
             .init()?
-            .perturb(model, x, y)?,
+            .perturb(&model.classifier(), x, y)?,
         Method::Standard
         | Method::FreeAt { .. }
         | Method::Trades { .. }
@@ -125,7 +123,7 @@ pub(crate) fn craft(
 
 /// The model's logits while crafting: inference behaviour, or training behaviour with untracked
 /// parameters.
-fn crafting_forward(model: &Model, crafting: Crafting, x: Tensor<4>) -> Tensor<2> {
+fn crafting_forward<M: Network>(model: &M, crafting: Crafting, x: Tensor<4>) -> Tensor<2> {
     match crafting {
         Crafting::Inference => model.valid().forward(x),
         Crafting::Train => model.clone().train().no_grad().forward(x),
@@ -140,8 +138,8 @@ fn crafting_forward(model: &Model, crafting: Crafting, x: Tensor<4>) -> Tensor<2
 /// pixels at exactly 0; on MNIST at eps 0.3 that version overfitted catastrophically within two
 /// epochs in our runs.
 #[allow(clippy::too_many_arguments)]
-fn fgsm_rs_linf(
-    model: &Model,
+fn fgsm_rs_linf<M: Network>(
+    model: &M,
     x: Tensor<4>,
     y: Tensor<1, Int>,
     eps: f64,
@@ -180,8 +178,8 @@ fn fgsm_rs_linf(
 /// `KL(f(x) ‖ f(x'))` from `x + 0.001·N(0, I)`, in the L-inf ball around `x` and the box), with
 /// the batch's seed. At radius 0 (the start of an eps ramp) the example is the input.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn trades_craft(
-    model: &Model,
+pub(crate) fn trades_craft<M: Network>(
+    model: &M,
     x: Tensor<4>,
     y: Tensor<1, Int>,
     eps: f64,
@@ -198,7 +196,7 @@ pub(crate) fn trades_craft(
         .with_step_size(Some(step))
         .with_options(options(seed, crafting, true))
         .init()?;
-    Ok(attack.perturb(model, x, y)?)
+    Ok(attack.perturb(&model.classifier(), x, y)?)
 }
 
 /// A batch's inputs after crafting (plain tensors in the box): what the method's loss is
@@ -217,9 +215,9 @@ pub(crate) struct Prepared {
 /// Crafts the inputs of `method` (not Free-AT) for the plain batch `x`, `targets` at radius
 /// `eps`.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn prepare(
+pub(crate) fn prepare<M: Network>(
     method: &Method,
-    model: &Model,
+    model: &M,
     x: Tensor<4>,
     targets: &Targets,
     mixing: Option<&MixDraw>,
@@ -281,9 +279,9 @@ pub(crate) fn prepare(
 }
 
 /// The objective of `method` (not Free-AT) on the prepared batch `p`, on `model`'s graph.
-pub(crate) fn batch_loss(
+pub(crate) fn batch_loss<M: Network>(
     method: &Method,
-    model: &Model,
+    model: &M,
     p: &Prepared,
     s: AdvSettings,
 ) -> BatchObjective {
@@ -356,13 +354,13 @@ pub(crate) fn batch_loss(
 /// with its own BatchNorm running statistics (`valid().train()` gives fresh buffers; the reference
 /// code keeps a proxy model for the same reason), so that only the training pass at the perturbed
 /// weights updates the model's statistics. Parameter ids are kept.
-pub(crate) fn perturbed_weights(
+pub(crate) fn perturbed_weights<M: Network>(
     method: &Method,
-    model: &Model,
+    model: &M,
     p: &Prepared,
     s: AdvSettings,
     awp: &WeightPerturbation,
-) -> Result<Model, TrainError> {
+) -> Result<M, TrainError> {
     let proxy = model.valid().train();
     let ascent = batch_loss(method, &proxy, p, s).loss;
     let grads = GradientsParams::from_grads(ascent.backward(), &proxy);
@@ -373,6 +371,8 @@ pub(crate) fn perturbed_weights(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bulwark_models::Model;
+    use burn::module::Module;
     use burn::tensor::Device;
 
     fn setup() -> (Model, Tensor<4>, Tensor<1, Int>) {

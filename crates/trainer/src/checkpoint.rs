@@ -17,8 +17,8 @@
 
 use std::path::{Path, PathBuf};
 
-use bulwark_models::{Model, bpk};
-use burn::module::Module;
+use bulwark_attack_core::Network;
+use bulwark_models::bpk;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +32,7 @@ pub struct CheckpointState {
     pub format: u32,
     /// Epochs completed.
     pub epoch: usize,
-    /// Zoo model name.
+    /// The model's name: the zoo name, or the label a user's network was trained under.
     pub model: String,
     /// The run's configuration, as TOML.
     pub config_toml: String,
@@ -120,7 +120,7 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
 
 /// Saves a model in burn's burnpack format through a temporary file and a rename, so `path` is
 /// either the old complete file or the new complete file, never a partial one.
-pub fn save_bpk_atomic(model: &Model, path: &Path) -> Result<(), TrainError> {
+pub fn save_bpk_atomic<M: Network>(model: &M, path: &Path) -> Result<(), TrainError> {
     let tmp = path.with_extension("bpk.tmp");
     model.sync_running_stats();
     model
@@ -195,12 +195,12 @@ impl Checkpoint {
     /// Saves model, optimizer, state and the best epoch's weights (`best.bpk`, when there is a
     /// best epoch) as `run_dir/checkpoint/`, atomically (see module docs): the best weights and the
     /// state naming their epoch always belong together.
-    pub fn save(
+    pub fn save<M: Network>(
         run_dir: &Path,
-        model: &Model,
+        model: &M,
         optim: &ModuleOptimizer,
         state: &CheckpointState,
-        best: Option<&Model>,
+        best: Option<&M>,
     ) -> Result<PathBuf, TrainError> {
         let tmp = run_dir.join(Self::TMP);
         let cur = run_dir.join(Self::DIR);
@@ -279,11 +279,11 @@ impl Checkpoint {
     /// The best epoch's weights saved with the checkpoint in `dir`, loaded into `model` (a freshly
     /// built model of the run's architecture); an error when the state names a best epoch but the
     /// file is missing or does not load.
-    pub fn load_best(
+    pub fn load_best<M: Network>(
         dir: &Path,
         state: &CheckpointState,
-        model: Model,
-    ) -> Result<Option<Model>, TrainError> {
+        model: M,
+    ) -> Result<Option<M>, TrainError> {
         if state.best.is_none() {
             return Ok(None);
         }
@@ -296,21 +296,21 @@ impl Checkpoint {
     }
 
     /// Loads a checkpoint into `model` (a freshly built model of the expected architecture, on
-    /// the training device) and `optim`. A checkpoint of another architecture, or damaged files,
-    /// are errors that leave the checkpoint untouched.
-    pub fn load(
+    /// the training device, which the run calls `name`) and `optim`. A checkpoint of another
+    /// architecture, or damaged files, are errors that leave the checkpoint untouched.
+    pub fn load<M: Network>(
         dir: &Path,
-        model: Model,
+        name: &str,
+        model: M,
         optim: ModuleOptimizer,
-    ) -> Result<(Model, ModuleOptimizer, CheckpointState), TrainError> {
+    ) -> Result<(M, ModuleOptimizer, CheckpointState), TrainError> {
         let state = Self::read_state(dir)?;
-        if state.model != model.name() {
+        if state.model != name {
             return Err(TrainError::Checkpoint {
                 path: dir.to_path_buf(),
                 reason: format!(
-                    "it holds model `{}`, but this run trains `{}`",
-                    state.model,
-                    model.name()
+                    "it holds model `{}`, but this run trains `{name}`",
+                    state.model
                 ),
             });
         }

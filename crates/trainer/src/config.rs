@@ -6,6 +6,7 @@ use burn::config::Config;
 use serde::{Deserialize, Serialize};
 
 use bulwark_attack_core::{Crafting, Norm, Preset};
+use bulwark_data::Augment;
 use bulwark_reg_core::{Constraint, Penalty};
 
 use crate::{AwpSpec, Method, Mixing, Schedule, SpectralSpec, TrainError};
@@ -103,8 +104,9 @@ pub struct TrainConfig {
     /// Zoo model name (`bulwark models list`).
     #[config(default = "\"small-cnn\".to_string()")]
     pub model: String,
-    /// Dataset: `mnist`, `fashion-mnist`, or `cifar10` (binary version in the data directory;
-    /// it is never downloaded).
+    /// Dataset: `mnist`, `fashion-mnist`, `cifar10` or `cifar100` (binary versions in the data
+    /// directory; they are never downloaded), or `folder:PATH` (an image folder with `train/`
+    /// and `test/`).
     #[config(default = "\"mnist\".to_string()")]
     pub dataset: String,
     /// Number of epochs.
@@ -198,6 +200,10 @@ pub struct TrainConfig {
     /// Mixup or cutmix of the training batches.
     #[config(default = "Mixing::None")]
     pub mixing: Mixing,
+    /// Augmentations of the training batches (`[augment]`: `crop_padding`, `horizontal_flip`;
+    /// none by default).
+    #[config(default = "Augment::none()")]
+    pub augment: Augment,
     /// Penalties added to the loss (`[[penalties]]`, see bulwark-reg-core).
     #[config(default = "Vec::new()")]
     pub penalties: Vec<Penalty>,
@@ -251,16 +257,18 @@ impl TrainConfig {
         toml::to_string_pretty(self).expect("a TrainConfig always serializes")
     }
 
-    /// Checks ranges and consistency; the message names the offending field.
+    /// Checks ranges and consistency, the zoo model's name and the dataset's; the message names
+    /// the offending field.
     pub fn validate(&self) -> Result<(), TrainError> {
-        let bad = |m: String| Err(TrainError::Config(m));
         bulwark_models::model_info(&self.model)?;
-        if self.dataset != "cifar10" && self.dataset.parse::<bulwark_data::DatasetKind>().is_err() {
-            return bad(format!(
-                "dataset `{}` is not one of: mnist, fashion-mnist, cifar10",
-                self.dataset
-            ));
-        }
+        crate::job::check_dataset_name(&self.dataset)?;
+        self.validate_training()
+    }
+
+    /// [`TrainConfig::validate`] without the names of the model and the dataset: what training a
+    /// user's own network on a user's own data needs ([`crate::fit_network`]).
+    pub fn validate_training(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
         if self.epochs == 0 {
             return bad("epochs must be at least 1".into());
         }

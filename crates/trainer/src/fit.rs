@@ -4,10 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bulwark_attack_core::rng::SplitMix64;
-use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, PgdConfig, ThreatModel};
+use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, Network, PgdConfig, ThreatModel};
 use bulwark_data::{ImageDataset, epoch_batches};
-use bulwark_models::Model;
-use burn::module::Module;
+use bulwark_models::{Model, init_seeded_with};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::ProgressBar;
@@ -36,12 +35,12 @@ pub struct FitOptions {
     pub stop_after_epoch: Option<usize>,
 }
 
-/// What [`fit`] returns.
+/// What [`fit`] and [`fit_network`] return.
 #[derive(Debug)]
-pub struct FitOutcome {
+pub struct FitOutcome<M = Model> {
     /// The model the run ends with (inference mode): the best validation epoch's weights, or
     /// the last epoch's with `keep = "last"`.
-    pub model: Model,
+    pub model: M,
     /// Metrics of every epoch, including those before a resume.
     pub history: Vec<EpochMetrics>,
     /// Epoch (from 1) with the best validation metric (robust accuracy for adversarial methods,
@@ -68,6 +67,13 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     SplitMix64::with_stream(epoch_seed(seed, epoch), batch as u64).next_u64()
 }
+
+/// Mixed into a batch's seed for its augmentation draws, so that they are independent of the
+/// attack's and the mixing's draws from the same seed.
+const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
+
+/// Mixed into a batch's seed for the device generator during its step (dropout).
+const DROPOUT_STREAM: u64 = 0x6472_6f70_6f75_7421;
 
 /// Running sums of an epoch's per-batch statistics.
 #[derive(Default)]
@@ -128,8 +134,8 @@ fn eps_at(cfg: &TrainConfig, t: f64) -> Option<f64> {
 
 /// PGD-`robust_valid_steps` and FGSM accuracy on the first `robust_valid_size` validation images
 /// at the full training radius, in inference mode.
-fn robust_validation(
-    model: &Model,
+fn robust_validation<M: Network>(
+    model: &M,
     valid: &ImageDataset,
     cfg: &TrainConfig,
     eps: f64,
@@ -151,32 +157,20 @@ fn robust_validation(
     let all: Vec<usize> = (0..n).collect();
     for indices in all.chunks(cfg.eval_batch_size) {
         let (x, y) = valid.batch(indices, device);
-        let xa = pgd.perturb(model, x.clone(), y.clone())?;
+        let xa = pgd.perturb(&model.classifier(), x.clone(), y.clone())?;
         pgd_ok += hits(eval.forward(xa), y.clone());
-        let xf = fgsm.perturb(model, x, y.clone())?;
+        let xf = fgsm.perturb(&model.classifier(), x, y.clone())?;
         fgsm_ok += hits(eval.forward(xf), y);
     }
     let n = n.max(1) as f64;
     Ok((pgd_ok as f64 / n, fgsm_ok as f64 / n))
 }
 
-/// Trains `cfg.model` on `train`, validating on `valid` after every epoch and checkpointing
-/// atomically into `opts.run_dir`.
+/// Trains the zoo model `cfg.model` on `train`, validating on `valid` after every epoch and
+/// checkpointing atomically into `opts.run_dir`: [`fit_network`] with the zoo's architecture.
 ///
-/// The method (standard or adversarial), the regularizers and the stopping rules come from `cfg`.
-/// Adversarial methods also measure PGD and FGSM accuracy on `robust_valid_size` validation images
-/// after every epoch; the best epoch is chosen on that robust accuracy (clean accuracy for standard
-/// training), early stopping (`patience`) and the catastrophic-overfitting guard watch it, and the
-/// run ends with the best epoch's weights unless `keep = "last"`.
-///
-/// Determinism: weights are drawn from `cfg.seed` ([`Model::init_seeded`]); batch order, attack
-/// starts, TRADES noise and mixing draws are functions of `(seed, epoch, batch)`; the device is
-/// re-seeded at each epoch start for random layers (dropout). So on the CPU backends a run that is
-/// killed and resumed produces the same metrics as one that is not.
-///
-/// The run directory is locked for the duration ([`RunLock`]): a second `fit` or
-/// [`run_job`](crate::run_job) into it, from this process or another, fails with
-/// [`bulwark_eval::EvalError::Busy`] (inside [`TrainError::Eval`]) instead of mixing two runs' files.
+/// Determinism: weights are drawn from `cfg.seed` ([`Model::init_seeded`]); see [`fit_network`]
+/// for the rest.
 pub fn fit(
     cfg: &TrainConfig,
     train: &ImageDataset,
@@ -184,15 +178,60 @@ pub fn fit(
     devices: &DeviceSet,
     opts: &FitOptions,
 ) -> Result<FitOutcome, TrainError> {
+    cfg.validate()?;
+    let name = cfg.model.clone();
+    fit_network(cfg, &zoo_builder(name), train, valid, devices, opts)
+}
+
+/// The builder of a zoo model whose name has been checked.
+pub(crate) fn zoo_builder(name: String) -> impl Fn(&Device) -> Model {
+    move |device: &Device| Model::build(&name, device).expect("the model name was validated")
+}
+
+/// Trains any [`Network`] on `train`, validating on `valid` after every epoch and checkpointing
+/// atomically into `opts.run_dir`.
+///
+/// `build` makes the architecture on a device, with burn's lazily drawn weights (a `Config::init`
+/// call): the weights are then drawn from `cfg.seed` under the zoo's generator lock
+/// ([`bulwark_models::init_seeded_with`]), and on resume `build` makes the skeleton the
+/// checkpoint loads into. `cfg.model` is the name the checkpoint and the report record; a
+/// checkpoint written under another name is refused. Everything else in `cfg` applies as for the
+/// zoo: every method, regularizer, constraint and parameter selection (by the network's own
+/// parameter paths), AWP, robust validation and the stopping rules.
+///
+/// The method (standard or adversarial), the regularizers and the stopping rules come from `cfg`.
+/// Adversarial methods also measure PGD and FGSM accuracy on `robust_valid_size` validation images
+/// after every epoch; the best epoch is chosen on that robust accuracy (clean accuracy for standard
+/// training), early stopping (`patience`) and the catastrophic-overfitting guard watch it, and the
+/// run ends with the best epoch's weights unless `keep = "last"`.
+///
+/// Determinism: weights are drawn from `cfg.seed`; batch order, augmentation, attack starts,
+/// TRADES noise and mixing draws are functions of `(seed, epoch, batch)`; random layers (dropout)
+/// draw from the device's generator seeded from the batch and held by the step (see
+/// [`bulwark_models::with_seeded_device`]; concurrent runs in one process take turns at their
+/// steps). So on the CPU backends a run that is killed and resumed produces the same metrics as
+/// one that is not.
+///
+/// The run directory is locked for the duration ([`RunLock`]): a second `fit` or
+/// [`run_job`](crate::run_job) into it, from this process or another, fails with
+/// [`bulwark_eval::EvalError::Busy`] (inside [`TrainError::Eval`]) instead of mixing two runs' files.
+pub fn fit_network<M: Network>(
+    cfg: &TrainConfig,
+    build: &dyn Fn(&Device) -> M,
+    train: &ImageDataset,
+    valid: &ImageDataset,
+    devices: &DeviceSet,
+    opts: &FitOptions,
+) -> Result<FitOutcome<M>, TrainError> {
     // Checked before the lock, which creates the run directory.
     check_options(cfg, opts)?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
-    fit_locked(cfg, train, valid, devices, opts)
+    fit_locked(cfg, build, train, valid, devices, opts)
 }
 
 /// Options that cannot work, refused before anything is written.
 pub(crate) fn check_options(cfg: &TrainConfig, opts: &FitOptions) -> Result<(), TrainError> {
-    cfg.validate()?;
+    cfg.validate_training()?;
     if opts.stop_after_epoch == Some(0) {
         return Err(TrainError::Settings {
             what: "run options",
@@ -204,14 +243,15 @@ pub(crate) fn check_options(cfg: &TrainConfig, opts: &FitOptions) -> Result<(), 
     Ok(())
 }
 
-/// [`fit`] for a caller that already holds the run directory's [`RunLock`].
-pub(crate) fn fit_locked(
+/// [`fit_network`] for a caller that already holds the run directory's [`RunLock`].
+pub(crate) fn fit_locked<M: Network>(
     cfg: &TrainConfig,
+    build: &dyn Fn(&Device) -> M,
     train: &ImageDataset,
     valid: &ImageDataset,
     devices: &DeviceSet,
     opts: &FitOptions,
-) -> Result<FitOutcome, TrainError> {
+) -> Result<FitOutcome<M>, TrainError> {
     check_options(cfg, opts)?;
     if train.is_empty() {
         return Err(TrainError::Config("the training set is empty".into()));
@@ -221,7 +261,7 @@ pub(crate) fn fit_locked(
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
     }
-    let mut run = Run::start(cfg, train, opts, &device)?;
+    let mut run = Run::start(cfg, build, train, opts, &device)?;
     // The log always restarts from what the checkpoint knows: a kill after an epoch's metrics
     // were appended but before its checkpoint must not leave a duplicate line.
     let metrics_path = opts.run_dir.join("metrics.jsonl");
@@ -237,14 +277,14 @@ pub(crate) fn fit_locked(
 }
 
 /// What a run carries from epoch to epoch, and through its checkpoint.
-struct Run {
-    model: Model,
+struct Run<M> {
+    model: M,
     optim: ModuleOptimizer,
     regs: Regularizers,
     history: Vec<EpochMetrics>,
     /// Epoch (from 1) and metric of the best validation epoch.
     best: Option<(usize, f64)>,
-    best_model: Option<Model>,
+    best_model: Option<M>,
     stopped: Option<StopReason>,
     /// Epochs completed.
     epoch: usize,
@@ -261,17 +301,18 @@ struct EpochStats {
     batches: usize,
 }
 
-impl Run {
+impl<M: Network> Run<M> {
     /// The model drawn from the seed, the regularizers checked against it, the optimizer; then,
     /// when resuming, everything the checkpoint holds.
     fn start(
         cfg: &TrainConfig,
+        build: &dyn Fn(&Device) -> M,
         train: &ImageDataset,
         opts: &FitOptions,
         device: &Device,
     ) -> Result<Self, TrainError> {
         let ad_device = device.clone().autodiff();
-        let model = Model::init_seeded(&cfg.model, &ad_device, cfg.seed)?;
+        let model = init_seeded_with(&ad_device, cfg.seed, build);
         let regs = Regularizers::new(cfg, train.num_classes);
         // Selections that match nothing fail here, before any training.
         regs.check(&model)?;
@@ -292,7 +333,7 @@ impl Run {
             resumed_from: None,
         };
         if opts.resume {
-            return run.resume(cfg, opts, &ad_device);
+            return run.resume(cfg, build, opts, &ad_device);
         }
         Ok(run)
     }
@@ -302,12 +343,13 @@ impl Run {
     fn resume(
         mut self,
         cfg: &TrainConfig,
+        build: &dyn Fn(&Device) -> M,
         opts: &FitOptions,
         ad_device: &Device,
     ) -> Result<Self, TrainError> {
         let dir = Checkpoint::find(&opts.run_dir)
             .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir))?;
-        let (m, o, state) = Checkpoint::load(&dir, self.model, self.optim)?;
+        let (m, o, state) = Checkpoint::load(&dir, &cfg.model, self.model, self.optim)?;
         if opts
             .stop_after_epoch
             .is_some_and(|stop| stop <= state.epoch)
@@ -331,7 +373,7 @@ impl Run {
             });
         }
         (self.model, self.optim) = (m, o);
-        let fresh = Model::init_seeded(&cfg.model, ad_device, cfg.seed)?;
+        let fresh = init_seeded_with(ad_device, cfg.seed, build);
         self.best_model = Checkpoint::load_best(&dir, &state, fresh)?;
         self.epoch = state.epoch;
         self.history = state.history;
@@ -357,8 +399,6 @@ impl Run {
         // at epoch start, so that a resumed run replays exactly; Shafahi et al. keep it across
         // epochs).
         let mut free_delta: Option<Tensor<4>> = None;
-        // Under the zoo's generator lock: see `bulwark_models::seed_device`.
-        bulwark_models::seed_device(device, epoch_seed(cfg.seed, epoch));
         let batches = epoch_batches(train.len(), cfg.batch_size, true, cfg.seed, epoch);
         let n_batches = batches.len();
         let bar = progress_bar(opts.progress, n_batches, epoch + 1, cfg.epochs);
@@ -384,12 +424,22 @@ impl Run {
                 eps: stats.eps,
                 seed: batch_seed(cfg.seed, epoch, b),
             };
-            let (x, y) = train.batch(indices, device);
-            let done = if let Method::FreeAt { replays, .. } = cfg.method {
-                self.free_at_step(&step, replays, x, y, &mut free_delta, &mut stats.sums)
-            } else {
-                self.method_step(cfg, train, &step, x, y, &mut stats.sums)
-            };
+            // The augmentation's draws come from their own stream of the batch's seed.
+            let (x, y) = cfg
+                .augment
+                .batch(train, indices, step.seed ^ AUGMENT_STREAM, device);
+            // Random layers (dropout) draw from the device's generator, which the whole process
+            // shares: it is seeded from the batch and held for the step, so that their draws are
+            // the same in a resumed run and whatever other runs in the process do.
+            let sums = &mut stats.sums;
+            let done =
+                bulwark_models::with_seeded_device(device, step.seed ^ DROPOUT_STREAM, || {
+                    if let Method::FreeAt { replays, .. } = cfg.method {
+                        self.free_at_step(&step, replays, x, y, &mut free_delta, sums)
+                    } else {
+                        self.method_step(cfg, train, &step, x, y, sums)
+                    }
+                });
             self = match done {
                 Ok(run) => run,
                 Err(e) => {
@@ -555,7 +605,7 @@ impl Run {
         stats: &EpochStats,
         device: &Device,
     ) -> Result<EpochMetrics, TrainError> {
-        let v = evaluate(&self.model, valid, cfg.eval_batch_size, device);
+        let v = evaluate(&self.model.classifier(), valid, cfg.eval_batch_size, device);
         if !v.loss.is_finite() {
             // The last steps broke the weights; never checkpoint a broken model.
             return Err(TrainError::Diverged {
@@ -664,7 +714,7 @@ impl Run {
     }
 
     /// The outcome: the best epoch's weights unless `keep = "last"`.
-    fn finish(self, cfg: &TrainConfig) -> FitOutcome {
+    fn finish(self, cfg: &TrainConfig) -> FitOutcome<M> {
         let finished = self.stopped.is_some() || self.history.len() >= cfg.epochs;
         let model = match (cfg.keep, self.best_model) {
             (Keep::Best, Some(b)) => b,

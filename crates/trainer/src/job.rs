@@ -3,17 +3,19 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
+use bulwark_data::{
+    Cifar, DatasetKind, FetchOptions, ImageDataset, Split, fetch, fetch_cifar, load_cifar,
+    load_folder_split, load_split,
+};
 use bulwark_models::{model_info, torch};
 
 use crate::checkpoint::save_bpk_atomic;
-use bulwark_attack_core::{AttackConfig, AttackOptions, PgdConfig, ThreatModel};
+use bulwark_attack_core::{AttackConfig, AttackOptions, Network, PgdConfig, ThreatModel};
 use bulwark_eval::write_atomic;
-use bulwark_models::Model;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
-use crate::fit::{check_options, fit_locked};
+use crate::fit::{check_options, fit_locked, zoo_builder};
 use crate::{
     Checkpoint, DeviceSet, EpochMetrics, FitOptions, ReportInputs, StopReason, TrainConfig,
     TrainError, write_report,
@@ -26,8 +28,52 @@ use bulwark_eval::{
 };
 
 /// The datasets a run can name (`dataset = "..."`): MNIST and Fashion-MNIST through the fetch
-/// chain, CIFAR-10's binary version from a data directory.
-pub const DATASETS: [&str; 3] = ["mnist", "fashion-mnist", "cifar10"];
+/// chain, CIFAR-10's and CIFAR-100's binary versions from a data directory. Besides these,
+/// `folder:PATH` names an image folder ([`FOLDER_PREFIX`]).
+pub const DATASETS: [&str; 4] = ["mnist", "fashion-mnist", "cifar10", "cifar100"];
+
+/// `folder:PATH` names an image folder dataset: `PATH/train/<class>/*.png|jpg` and
+/// `PATH/test/<class>/...` (or `val/`); evaluations also take `PATH/<class>/...` alone (see
+/// `bulwark_data::folder`).
+pub const FOLDER_PREFIX: &str = "folder:";
+
+/// The folder of a `folder:PATH` dataset name.
+pub fn dataset_folder(dataset: &str) -> Option<&Path> {
+    dataset.strip_prefix(FOLDER_PREFIX).map(Path::new)
+}
+
+/// A name for `dataset` that can be part of a file name: the dataset's own name, or
+/// `folder-<last path component>` for `folder:PATH`.
+pub fn dataset_label(dataset: &str) -> String {
+    match dataset_folder(dataset) {
+        Some(path) => {
+            let base = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let clean: String = base
+                .chars()
+                .map(|c| {
+                    if c.is_alphanumeric() || c == '-' || c == '_' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            format!("folder-{clean}")
+        }
+        None => dataset.to_string(),
+    }
+}
+
+fn cifar_kind(dataset: &str) -> Option<Cifar> {
+    match dataset {
+        "cifar10" => Some(Cifar::Ten),
+        "cifar100" => Some(Cifar::Hundred),
+        _ => None,
+    }
+}
 
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
 /// not point another output at, and what marks a directory as a run's.
@@ -130,20 +176,43 @@ pub fn check_input_shape(
     Ok(())
 }
 
+/// Fails unless `dataset` is one of [`DATASETS`] or `folder:PATH` with a non-empty path.
+pub fn check_dataset_name(dataset: &str) -> Result<(), TrainError> {
+    match dataset_folder(dataset) {
+        Some(path) if path.as_os_str().is_empty() => Err(TrainError::Input(format!(
+            "dataset `{dataset}` names no folder: write {FOLDER_PREFIX}PATH"
+        ))),
+        Some(_) => Ok(()),
+        None if cifar_kind(dataset).is_some() => Ok(()),
+        None => dataset_kind(dataset).map(|_| ()),
+    }
+}
+
 fn dataset_kind(dataset: &str) -> Result<DatasetKind, TrainError> {
     dataset.parse().map_err(|_| {
         TrainError::Input(format!(
-            "unknown dataset `{dataset}`; known: {}",
+            "unknown dataset `{dataset}`; known: {}, or {FOLDER_PREFIX}PATH for an image folder",
             DATASETS.join(", ")
         ))
     })
 }
 
 /// The verified directory of `dataset`: `mnist` and `fashion-mnist` are fetched (see
-/// `bulwark_data::fetch`), `cifar10` is looked up in the folder the user provides.
+/// `bulwark_data::fetch`), `cifar10` and `cifar100` are looked up in the folder the user
+/// provides, `folder:PATH` is `PATH`.
 pub fn dataset_dir(dataset: &str, fetch_opts: &FetchOptions) -> Result<PathBuf, TrainError> {
-    if dataset == "cifar10" {
-        return Ok(bulwark_data::cifar::fetch_cifar10(fetch_opts)?);
+    if let Some(path) = dataset_folder(dataset) {
+        check_dataset_name(dataset)?;
+        if !path.is_dir() {
+            return Err(TrainError::Input(format!(
+                "dataset `{dataset}`: {} is not a folder",
+                path.display()
+            )));
+        }
+        return Ok(path.to_path_buf());
+    }
+    if let Some(kind) = cifar_kind(dataset) {
+        return Ok(fetch_cifar(kind, fetch_opts)?);
     }
     Ok(fetch(dataset_kind(dataset)?, fetch_opts)?)
 }
@@ -154,8 +223,20 @@ pub fn load_dataset_split(
     dir: &Path,
     split: Split,
 ) -> Result<ImageDataset, TrainError> {
-    if dataset == "cifar10" {
-        return Ok(bulwark_data::cifar::load_cifar10(dir, split)?);
+    if dataset_folder(dataset).is_some() {
+        let folder = load_folder_split(dir, split)?;
+        tracing::info!(
+            "{} {}: {} images of {} classes ({})",
+            dataset,
+            split.name(),
+            folder.dataset.len(),
+            folder.classes.len(),
+            folder.classes.join(", ")
+        );
+        return Ok(folder.dataset);
+    }
+    if let Some(kind) = cifar_kind(dataset) {
+        return Ok(load_cifar(kind, dir, split)?);
     }
     Ok(load_split(dataset_kind(dataset)?, split, dir)?)
 }
@@ -171,9 +252,47 @@ pub fn load_dataset(
     Ok((dir, train, test))
 }
 
-/// Runs the job end to end; the report is written only when training completed all epochs.
+/// The images of a job that trains a user's network on the user's data
+/// ([`run_network_job`]).
+#[derive(Debug, Clone)]
+pub struct JobData {
+    /// The training images; `cfg.valid_size` of them are split off for validation.
+    pub train: ImageDataset,
+    /// The test images, for the final evaluations.
+    pub test: ImageDataset,
+    /// Where the images came from, for the report.
+    pub source: String,
+}
+
+/// Runs the job end to end for the zoo model and the dataset `cfg` names; the report is written
+/// only when training completed all epochs.
 pub fn run_job(
     cfg: &TrainConfig,
+    devices: &DeviceSet,
+    opts: &JobOptions,
+) -> Result<JobOutcome, TrainError> {
+    cfg.validate()?;
+    run_job_inner(cfg, &zoo_builder(cfg.model.clone()), None, devices, opts)
+}
+
+/// Runs the job end to end for a user's network (`build`, as in [`crate::fit_network`]) on the
+/// user's images: the same split, training, test evaluation, final robust evaluations, exports
+/// (`model.bpk`; `model.safetensors` with the keys of [`Network::state_dict_key`]) and report as
+/// [`run_job`]. `cfg.model` and `cfg.dataset` are the names the report gives them.
+pub fn run_network_job<M: Network>(
+    cfg: &TrainConfig,
+    build: &dyn Fn(&Device) -> M,
+    data: JobData,
+    devices: &DeviceSet,
+    opts: &JobOptions,
+) -> Result<JobOutcome, TrainError> {
+    run_job_inner(cfg, build, Some(data), devices, opts)
+}
+
+fn run_job_inner<M: Network>(
+    cfg: &TrainConfig,
+    build: &dyn Fn(&Device) -> M,
+    data: Option<JobData>,
     devices: &DeviceSet,
     opts: &JobOptions,
 ) -> Result<JobOutcome, TrainError> {
@@ -202,8 +321,30 @@ pub fn run_job(
             });
         }
     }
-    let (data_dir, mut train_all, mut test) = load_dataset(&cfg.dataset, &opts.fetch)?;
-    check_input_shape(&cfg.model, &train_all, &cfg.dataset)?;
+    let JobData {
+        train: mut train_all,
+        mut test,
+        source: data_source,
+    } = match data {
+        Some(data) => data,
+        None => {
+            let (data_dir, train, test) = load_dataset(&cfg.dataset, &opts.fetch)?;
+            check_input_shape(&cfg.model, &train, &cfg.dataset)?;
+            let source = match &opts.fetch.data_dir {
+                Some(named) if named != &data_dir => format!(
+                    "{} (verified copy in {})",
+                    named.display(),
+                    data_dir.display()
+                ),
+                _ => data_dir.display().to_string(),
+            };
+            JobData {
+                train,
+                test,
+                source,
+            }
+        }
+    };
     if let Some(n) = cfg.train_limit {
         train_all = train_all.take(n);
     }
@@ -240,7 +381,7 @@ pub fn run_job(
     );
 
     let started = Instant::now();
-    let outcome = fit_locked(cfg, &train, &valid, devices, &fit_opts)?;
+    let outcome = fit_locked(cfg, build, &train, &valid, devices, &fit_opts)?;
     tracing::debug!("fit took {:.1}s", started.elapsed().as_secs_f64());
     let stopped_early = !outcome.finished;
     let weights = opts.run_dir.join("model.safetensors");
@@ -261,10 +402,11 @@ pub fn run_job(
         });
     }
     let device = devices.main().clone().inner();
-    let test_result = evaluate(&outcome.model, &test, cfg.eval_batch_size, &device);
+    let classifier = outcome.model.classifier();
+    let test_result = evaluate(&classifier, &test, cfg.eval_batch_size, &device);
     let train_eval = opts
         .evaluate_train
-        .then(|| evaluate(&outcome.model, &train, cfg.eval_batch_size, &device));
+        .then(|| evaluate(&classifier, &train, cfg.eval_batch_size, &device));
     torch::save_safetensors(&outcome.model, &weights)?;
     let (robust_test, robust_eval) =
         final_evaluation(cfg, &outcome.model, &test, &weights, opts, &device)?;
@@ -290,14 +432,7 @@ pub fn run_job(
             command: opts.command.clone(),
             bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
             backend: opts.backend.clone(),
-            data_source: match &opts.fetch.data_dir {
-                Some(named) if named != &data_dir => format!(
-                    "{} (verified copy in {})",
-                    named.display(),
-                    data_dir.display()
-                ),
-                _ => data_dir.display().to_string(),
-            },
+            data_source,
             config: cfg.clone(),
             history: outcome.history.clone(),
             best: outcome.best,
@@ -333,9 +468,9 @@ pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
 
 /// The configured robust evaluations of the final model (`final_eval`): PGD with restarts, and
 /// the evaluator's preset into `<run_dir>/eval/` (resumed when a killed job left its state).
-fn final_evaluation(
+fn final_evaluation<M: Network>(
     cfg: &TrainConfig,
-    model: &Model,
+    model: &M,
     test: &ImageDataset,
     weights: &Path,
     opts: &JobOptions,
@@ -370,7 +505,7 @@ fn final_evaluation(
             data.len()
         );
         Some(attack_dataset(
-            model,
+            &model.classifier(),
             &data,
             &attack,
             &AttackRunOptions {
@@ -399,7 +534,7 @@ fn final_evaluation(
                 dir.display()
             );
             let report = evaluate_robustness(
-                model,
+                &model.classifier(),
                 &data,
                 &rc,
                 &RobustEvalOptions {

@@ -63,10 +63,11 @@ pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, b
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use fit::{FitOptions, FitOutcome, fit};
+pub use fit::{FitOptions, FitOutcome, fit, fit_network};
 pub use job::{
-    DATASETS, JobOptions, JobOutcome, RUN_OUTPUTS, check_input_shape, dataset_dir, load_dataset,
-    load_dataset_split, run_job,
+    DATASETS, FOLDER_PREFIX, JobData, JobOptions, JobOutcome, RUN_OUTPUTS, check_dataset_name,
+    check_input_shape, dataset_dir, dataset_folder, dataset_label, load_dataset,
+    load_dataset_split, run_job, run_network_job,
 };
 pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};

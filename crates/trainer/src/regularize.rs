@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 
 use bulwark_attack_core::rng::SplitMix64;
-use bulwark_models::Model;
 use bulwark_reg_core::{
     Constraint, MixSampler, Penalty, SpectralBound, cutmix, mix, smooth_labels, soft_cross_entropy,
 };
@@ -79,7 +78,7 @@ impl Regularizers {
     }
 
     /// Checks every selection against the model (an empty one is an error) and the settings.
-    pub fn check(&self, model: &Model) -> Result<(), TrainError> {
+    pub fn check<M: Module>(&self, model: &M) -> Result<(), TrainError> {
         for p in &self.penalties {
             p.loss(&model.valid())?;
         }
@@ -93,7 +92,7 @@ impl Regularizers {
     }
 
     /// Sum of the penalties on the model's graph (`None` without penalties).
-    pub fn penalty(&self, model: &Model) -> Result<Option<Tensor<1>>, TrainError> {
+    pub fn penalty<M: Module>(&self, model: &M) -> Result<Option<Tensor<1>>, TrainError> {
         let mut total: Option<Tensor<1>> = None;
         for p in &self.penalties {
             let term = p.loss(model)?;
@@ -106,7 +105,7 @@ impl Regularizers {
     }
 
     /// Constraints and the spectral bound, after an optimizer step taken with rate `lr`.
-    pub fn after_step(&mut self, mut model: Model, lr: f64) -> Result<Model, TrainError> {
+    pub fn after_step<M: Module>(&mut self, mut model: M, lr: f64) -> Result<M, TrainError> {
         for c in &self.constraints {
             model = c.apply(model, lr)?;
         }

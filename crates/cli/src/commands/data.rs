@@ -14,8 +14,13 @@ pub(super) fn data_fetch(dataset: &str, data_dir: Option<PathBuf>, offline: bool
         opts.use_network = false;
         opts.use_registries = false;
     }
-    if dataset == "cifar10" {
-        let dir = bulwark_data::cifar::fetch_cifar10(&opts)?;
+    let cifar = match dataset {
+        "cifar10" => Some(bulwark_data::Cifar::Ten),
+        "cifar100" => Some(bulwark_data::Cifar::Hundred),
+        _ => None,
+    };
+    if let Some(kind) = cifar {
+        let dir = bulwark_data::fetch_cifar(kind, &opts)?;
         println!("{}", dir.display());
         return Ok(());
     }

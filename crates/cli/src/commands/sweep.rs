@@ -35,7 +35,7 @@ pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
         PathBuf::from("runs").join(format!(
             "sweep-{}-{}-{}{method}",
             base.model,
-            base.dataset,
+            bulwark_trainer::dataset_label(&base.dataset),
             reg.name()
         ))
     });

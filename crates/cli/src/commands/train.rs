@@ -77,7 +77,11 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
         run_dir = match (&a.run_dir, &a.name) {
             (Some(dir), _) => dir.clone(),
             (None, Some(name)) => a.runs_dir.join(run_name(name)?),
-            (None, None) => a.runs_dir.join(format!("{}-{}", cfg.model, cfg.dataset)),
+            (None, None) => a.runs_dir.join(format!(
+                "{}-{}",
+                cfg.model,
+                bulwark_trainer::dataset_label(&cfg.dataset)
+            )),
         };
         cfg
     };

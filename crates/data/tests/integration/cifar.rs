@@ -137,3 +137,64 @@ fn bad_batch_file_names_the_path() {
         .to_string();
     assert!(e.starts_with(&bad.display().to_string()), "{e}");
 }
+
+/// CIFAR-100 record `i`: coarse label `i % 20`, fine label `(i * 7) % 100`, pixels as [`record`].
+fn record100(i: usize) -> Vec<u8> {
+    let mut r = vec![(i % 20) as u8, ((i * 7) % 100) as u8];
+    r.extend_from_slice(&record(i)[1..]);
+    r
+}
+
+#[test]
+fn cifar100_reads_the_fine_label_and_its_files() {
+    use bulwark_data::{Cifar, fetch_cifar, load_cifar};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("cifar-100-binary");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("train.bin"),
+        (0..15).flat_map(record100).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("test.bin"),
+        (20..23).flat_map(record100).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let train = load_cifar(Cifar::Hundred, root.path(), Split::Train).unwrap();
+    assert_eq!(
+        (train.len(), train.num_classes, train.channels),
+        (15, 100, 3)
+    );
+    assert_eq!(train.labels[14], 98, "the fine label, not the coarse one");
+    assert_eq!(train.image(3), &record(3)[1..]);
+    let test = load_cifar(Cifar::Hundred, root.path(), Split::Test).unwrap();
+    assert_eq!(test.labels, vec![40, 47, 54]);
+    let mut opts = FetchOptions::new(root.path().join("cache"));
+    opts.data_dir = Some(root.path().to_path_buf());
+    assert_eq!(fetch_cifar(Cifar::Hundred, &opts).unwrap(), dir);
+    // A CIFAR-10 file is not a CIFAR-100 one: 3073-byte records do not divide evenly.
+    std::fs::write(dir.join("test.bin"), batch(0..2)).unwrap();
+    let e = load_cifar(Cifar::Hundred, root.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("3074-byte CIFAR-100 record"), "{e}");
+    // A fine label past 99 is refused.
+    let mut bad = record100(0);
+    bad[1] = 100;
+    std::fs::write(dir.join("test.bin"), bad).unwrap();
+    let e = load_cifar(Cifar::Hundred, root.path(), Split::Test)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("record 0 has label 100, but CIFAR-100 labels are 0-99"),
+        "{e}"
+    );
+    let e = fetch_cifar(Cifar::Hundred, &FetchOptions::new(root.path().join("none")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("CIFAR-100 train and test files not found") && e.contains("cifar-100-binary"),
+        "{e}"
+    );
+}

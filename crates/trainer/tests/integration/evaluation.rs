@@ -197,11 +197,18 @@ fn every_sanity_flag_fires_on_its_model_and_stays_quiet_on_a_normal_one() {
     assert!(flag(&probs, "probability-outputs").raised());
 
     eprintln!("noisy output");
+    // Fresh noise at every call, drawn under the zoo's generator lock: other tests of this binary
+    // (custom_network) train with dropout and need the generator undisturbed during their steps.
+    let calls = std::sync::atomic::AtomicU64::new(0);
     let noisy = run(
         &|x| {
             let z = model.logits(x);
-            let noise = Tensor::random(z.dims(), Distribution::Normal(0.0, 0.05), &z.device());
-            z + noise
+            let call = calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let noise = bulwark_models::with_seeded_device(&z.device(), call, || {
+                Tensor::<2>::random(z.dims(), Distribution::Normal(0.0, 0.05), &z.device())
+                    .into_data()
+            });
+            z.clone() + Tensor::from_data(noise, &z.device())
         },
         &config,
     );

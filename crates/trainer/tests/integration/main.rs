@@ -4,5 +4,7 @@ mod adversarial;
 mod attacks;
 mod backends;
 mod common;
+mod custom_network;
+mod datasets;
 mod evaluation;
 mod training;
