@@ -6,7 +6,7 @@
 //! training images. It is attacked with FGSM and PGD-20 (L-inf eps 0.1) on the first 1,000 test
 //! images through `attack_dataset`, the same runner `bulwark attack` uses.
 //!
-//! Run: `cargo run --release -p bulwark-eval --example attack_closure`
+//! Run: `cargo run -p bulwark-eval --example attack_closure`
 
 use anyhow::Result;
 use bulwark_attack_core::{AttackConfig, AttackOptions, FgsmConfig, PgdConfig, ThreatModel};

@@ -10,7 +10,7 @@
 //! Data: the first 10,000 MNIST training images (1,000 held out for validation) and the first
 //! 1,000 test images, obtained through Bulwark's fetch chain.
 //!
-//! Run: `cargo run --release -p bulwark-trainer --example custom_network_trades [-- --resume]`
+//! Run: `cargo run -p bulwark-trainer --example custom_network_trades [-- --resume]`
 
 use std::path::PathBuf;
 
@@ -147,10 +147,18 @@ fn main() -> Result<()> {
         test.len(),
         100.0 * clean.accuracy,
         100.0 * report.robust_acc,
-        if report.flags.is_empty() {
-            "none".to_string()
-        } else {
-            format!("{:?}", report.flags)
+        {
+            let raised: Vec<&str> = report
+                .flags
+                .iter()
+                .filter(|f| f.raised())
+                .map(|f| f.check.as_str())
+                .collect();
+            if raised.is_empty() {
+                "none raised".to_string()
+            } else {
+                raised.join(", ")
+            }
         }
     );
     Ok(())
