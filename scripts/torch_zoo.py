@@ -114,6 +114,69 @@ class PreActResNet18(nn.Module):
         return self.linear(out)
 
 
+class WideBlock(nn.Module):
+    """RobustBench's WideResNet block (`BasicBlock`): the shortcut convolves the pre-activated
+    input when the shape changes; `dropRate` dropout sits between the two convolutions."""
+
+    def __init__(self, in_planes, out_planes, stride, drop_rate=0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU()
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU()
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, stride=1, padding=1, bias=False)
+        self.drop_rate = drop_rate
+        self.equal = in_planes == out_planes
+        self.convShortcut = None if self.equal else nn.Conv2d(
+            in_planes, out_planes, 1, stride=stride, padding=0, bias=False)
+
+    def forward(self, x):
+        pre = self.relu1(self.bn1(x))
+        out = self.relu2(self.bn2(self.conv1(pre)))
+        if self.drop_rate > 0:
+            out = F.dropout(out, p=self.drop_rate, training=self.training)
+        out = self.conv2(out)
+        return (x if self.equal else self.convShortcut(pre)) + out
+
+
+class WideStage(nn.Module):
+    """RobustBench's `NetworkBlock`: the blocks of one stage in `layer`."""
+
+    def __init__(self, n, in_planes, out_planes, stride, drop_rate=0.0):
+        super().__init__()
+        self.layer = nn.Sequential(*[
+            WideBlock(in_planes if i == 0 else out_planes, out_planes, stride if i == 0 else 1, drop_rate)
+            for i in range(n)
+        ])
+
+    def forward(self, x):
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-k with RobustBench's state-dict keys; inputs in [0, 1], no normalization."""
+
+    def __init__(self, depth=28, widen_factor=10, num_classes=10, drop_rate=0.0):
+        super().__init__()
+        n = (depth - 4) // 6
+        w = [16, 16 * widen_factor, 32 * widen_factor, 64 * widen_factor]
+        self.conv1 = nn.Conv2d(3, w[0], 3, stride=1, padding=1, bias=False)
+        self.block1 = WideStage(n, w[0], w[1], 1, drop_rate)
+        self.block2 = WideStage(n, w[1], w[2], 2, drop_rate)
+        self.block3 = WideStage(n, w[2], w[3], 2, drop_rate)
+        self.bn1 = nn.BatchNorm2d(w[3])
+        self.relu = nn.ReLU()
+        self.fc = nn.Linear(w[3], num_classes)
+        self.channels = w[3]
+
+    def forward(self, x):
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = self.relu(self.bn1(out))
+        out = F.avg_pool2d(out, 8).view(-1, self.channels)
+        return self.fc(out)
+
+
 BUILDERS = {
     "seed-mlp": seed_mlp,
     "seed-net": SeedNet,
@@ -121,6 +184,8 @@ BUILDERS = {
     "small-cnn": small_cnn,
     "madry-cnn": madry_cnn,
     "preact-resnet18": PreActResNet18,
+    "wrn-28-10": lambda: WideResNet(28, 10),
+    "wrn-34-10": lambda: WideResNet(34, 10),
 }
 
 INPUT_SHAPES = {
@@ -130,6 +195,8 @@ INPUT_SHAPES = {
     "small-cnn": (1, 28, 28),
     "madry-cnn": (1, 28, 28),
     "preact-resnet18": (3, 32, 32),
+    "wrn-28-10": (3, 32, 32),
+    "wrn-34-10": (3, 32, 32),
 }
 
 

@@ -125,6 +125,13 @@ pub struct TrainArgs {
     /// L2 penalty strength on every weight (lambda * sum of squares).
     #[arg(long)]
     pub l2: Option<f64>,
+    /// Input-gradient penalty of this strength lambda: lambda * mean |grad_x loss|^2 on the clean
+    /// inputs (finite difference, step --input-gradient-h).
+    #[arg(long)]
+    pub input_gradient: Option<f64>,
+    /// Finite-difference step h of the input-gradient penalty, in input units [default 0.01].
+    #[arg(long, requires = "input_gradient")]
+    pub input_gradient_h: Option<f64>,
     /// Adversarial weight perturbation (AWP) of this relative size gamma, on every weight, with
     /// an adversarial method (Wu et al.: 0.01 with pgd-at, 0.005 with trades). A configured
     /// `[awp]` table keeps its other settings.
@@ -514,6 +521,14 @@ pub struct ConfigFlags {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long)]
     pub label_smoothing: Option<f64>,
+    /// Dropout probability inside the model (zoo models with dropout layers: the WideResNets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub dropout: Option<f64>,
+    /// DropPath (stochastic depth) probability of each residual branch (the WideResNets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[arg(long)]
+    pub drop_path: Option<f64>,
     /// Stop when the validation metric has not improved for this many epochs.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[arg(long)]

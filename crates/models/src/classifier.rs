@@ -39,3 +39,24 @@ impl Network for Model {
         self.name().to_string()
     }
 }
+
+/// A WideResNet of any depth and width, outside the zoo's two named ones, exports with the
+/// RobustBench state-dict keys too.
+impl Network for crate::WideResNet {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        crate::WideResNet::forward(self, x)
+    }
+
+    fn sync_running_stats(&self) {
+        crate::WideResNet::sync_running_stats(self);
+    }
+
+    fn state_dict_key(&self, path: &[String], container: &str) -> String {
+        bulwark_attack_core::default_state_dict_key(path, container)
+            .replace("conv_shortcut", "convShortcut")
+    }
+
+    fn architecture(&self) -> String {
+        format!("wrn-{}-{}", self.depth(), self.widen_factor())
+    }
+}

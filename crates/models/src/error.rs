@@ -11,6 +11,15 @@ pub enum ModelError {
         /// Comma-separated list of the known names.
         known: String,
     },
+    /// A model's configuration cannot be built (depth, width, probabilities, options the
+    /// architecture does not have).
+    #[error("model `{model}`: {reason}")]
+    Config {
+        /// The model.
+        model: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// A weights file could not be read or written.
     #[error("{path}: {source}")]
     Io {

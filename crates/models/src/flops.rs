@@ -86,6 +86,27 @@ pub(crate) fn layers(name: &str) -> Result<Vec<Layer>, ModelError> {
             v.push(linear(512, classes));
             v
         }
+        // 3x3 stem to 16 channels at 32; three stages of (depth - 4) / 6 blocks with 16k, 32k,
+        // 64k channels at 32, 16, 8; each stage's first block changes the width and has a 1x1
+        // shortcut convolution.
+        "wrn-28-10" | "wrn-34-10" => {
+            let depth: usize = if name == "wrn-28-10" { 28 } else { 34 };
+            let (n, k) = ((depth - 4) / 6, 10);
+            let mut v = vec![conv(3, 16, 3, 32)];
+            let mut cin = 16;
+            for (planes, out) in [(16 * k, 32), (32 * k, 16), (64 * k, 8)] {
+                for _ in 0..n {
+                    v.push(conv(cin, planes, 3, out));
+                    v.push(conv(planes, planes, 3, out));
+                    if cin != planes {
+                        v.push(conv(cin, planes, 1, out));
+                    }
+                    cin = planes;
+                }
+            }
+            v.push(linear(64 * k, classes));
+            v
+        }
         other => unreachable!("model_info knows `{other}` but no layer list does"),
     })
 }
@@ -144,6 +165,10 @@ mod tests {
         // PreAct-ResNet-18 on 32x32: about 0.56 G multiply-adds, as commonly quoted.
         let r = forward_flops("preact-resnet18").unwrap() as f64 / 2.0;
         assert!((r - 0.557e9).abs() < 0.01e9, "{r}");
+        // WRN-28-10: about 5.25 G multiply-adds (Zagoruyko & Komodakis' 36.5 M parameters).
+        let w = forward_flops("wrn-28-10").unwrap() as f64 / 2.0;
+        assert!((w - 5.25e9).abs() < 0.03e9, "{w}");
+        assert!(forward_flops("wrn-34-10").unwrap() > forward_flops("wrn-28-10").unwrap());
         assert!(forward_flops("resnet").is_err());
     }
 }

@@ -20,6 +20,7 @@
 
 pub mod bpk;
 mod classifier;
+mod drop_path;
 mod error;
 mod flops;
 mod madry_cnn;
@@ -28,8 +29,10 @@ mod preact_resnet;
 mod seed;
 mod small_cnn;
 pub mod torch;
+mod wide_resnet;
 mod zoo;
 
+pub use drop_path::DropPath;
 pub use error::ModelError;
 pub use flops::forward_flops;
 pub use madry_cnn::{MadryCnn, MadryCnnConfig};
@@ -37,6 +40,8 @@ pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
 pub use seed::{SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
+pub use wide_resnet::{WideBlock, WideResNet, WideResNetConfig, WideStage};
 pub use zoo::{
-    Model, ModelInfo, init_seeded_with, model_info, models, seed_device, with_seeded_device,
+    ArchOptions, Model, ModelInfo, init_seeded_with, model_info, models, seed_device,
+    with_seeded_device,
 };

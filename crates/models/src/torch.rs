@@ -162,6 +162,16 @@ fn expected_tensors<M: Network>(model: &M) -> Vec<TorchTensor> {
     walk(model, false).into_iter().map(|e| e.tensor).collect()
 }
 
+/// Key and PyTorch shape of every parameter and buffer, in module order, without reading (or
+/// drawing lazily initialized) values. BatchNorm's `num_batches_tracked` counters, which only
+/// files hold, are not listed.
+pub fn state_dict_shapes<M: Network>(model: &M) -> Vec<(String, Vec<usize>)> {
+    expected_tensors(model)
+        .into_iter()
+        .map(|t| (t.key, t.shape))
+        .collect()
+}
+
 /// The model's parameters and buffers as a PyTorch state dict, in module order.
 ///
 /// BatchNorm layers contribute `running_mean`/`running_var` (and `num_batches_tracked` when

@@ -7,7 +7,8 @@ use burn::prelude::*;
 
 use crate::{
     MadryCnn, MadryCnnConfig, Mlp, MlpConfig, ModelError, PreActResNet18, PreActResNet18Config,
-    SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig, SmallCnn, SmallCnnConfig,
+    SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig, SmallCnn, SmallCnnConfig, WideResNet,
+    WideResNetConfig,
 };
 
 /// Static facts about one zoo model.
@@ -21,6 +22,10 @@ pub struct ModelInfo {
     pub num_classes: usize,
     /// One line: what it is and where it comes from.
     pub summary: &'static str,
+    /// Whether the architecture has dropout layers that [`ArchOptions::dropout`] sets.
+    pub dropout: bool,
+    /// Whether its residual branches take [`ArchOptions::drop_path`] (stochastic depth).
+    pub drop_path: bool,
     /// Renames from burn's top-level field names to PyTorch's module names; fields not listed
     /// keep their name.
     pub(crate) torch_renames: &'static [(&'static str, &'static str)],
@@ -51,6 +56,9 @@ impl ModelInfo {
                     }
                     .to_string(),
                 );
+            } else if renamed == "conv_shortcut" {
+                // The RobustBench WideResNet's camel-case attribute.
+                parts.push("convShortcut".to_string());
             } else if renamed == "shortcut" {
                 // PyTorch's PreActBlock holds its shortcut conv in an nn.Sequential.
                 parts.push("shortcut.0".to_string());
@@ -62,13 +70,15 @@ impl ModelInfo {
     }
 }
 
-const MODELS: [ModelInfo; 6] = [
+const MODELS: [ModelInfo; 8] = [
     ModelInfo {
         name: "seed-mlp",
         input_shape: &[10],
         num_classes: 10,
         summary: "Linear(10,50) -> Linear(50,10), no activation (the seed's regularization example)",
         torch_renames: &[("fc1", "0"), ("fc2", "1")],
+        dropout: false,
+        drop_path: false,
     },
     ModelInfo {
         name: "seed-net",
@@ -76,6 +86,8 @@ const MODELS: [ModelInfo; 6] = [
         num_classes: 10,
         summary: "the seed's CNN: 2 conv + 3 linear layers (PyTorch CIFAR-10 tutorial net)",
         torch_renames: &[],
+        dropout: false,
+        drop_path: false,
     },
     ModelInfo {
         name: "mlp",
@@ -83,6 +95,8 @@ const MODELS: [ModelInfo; 6] = [
         num_classes: 10,
         summary: "784-256-256-10 MLP with ReLU",
         torch_renames: &[("fc1", "1"), ("fc2", "3"), ("fc3", "5")],
+        dropout: false,
+        drop_path: false,
     },
     ModelInfo {
         name: "small-cnn",
@@ -90,6 +104,8 @@ const MODELS: [ModelInfo; 6] = [
         num_classes: 10,
         summary: "2 strided conv + 2 linear layers (Wong, Rice & Kolter 2020, MNIST)",
         torch_renames: &[("conv1", "0"), ("conv2", "2"), ("fc1", "5"), ("fc2", "7")],
+        dropout: false,
+        drop_path: false,
     },
     ModelInfo {
         name: "madry-cnn",
@@ -97,6 +113,8 @@ const MODELS: [ModelInfo; 6] = [
         num_classes: 10,
         summary: "2 conv + max-pool, 2 linear layers (Madry et al. 2018, MNIST)",
         torch_renames: &[("conv1", "0"), ("conv2", "3"), ("fc1", "7"), ("fc2", "9")],
+        dropout: false,
+        drop_path: false,
     },
     ModelInfo {
         name: "preact-resnet18",
@@ -104,8 +122,80 @@ const MODELS: [ModelInfo; 6] = [
         num_classes: 10,
         summary: "PreAct-ResNet-18 with built-in CIFAR-10 normalization (Wong et al. 2020, Rice et al. 2020)",
         torch_renames: &[],
+        dropout: false,
+        drop_path: false,
+    },
+    ModelInfo {
+        name: "wrn-28-10",
+        input_shape: &[3, 32, 32],
+        num_classes: 10,
+        summary: "WideResNet-28-10, RobustBench's CIFAR-10 layout, no normalization inside (Zagoruyko & Komodakis 2016)",
+        torch_renames: &[],
+        dropout: true,
+        drop_path: true,
+    },
+    ModelInfo {
+        name: "wrn-34-10",
+        input_shape: &[3, 32, 32],
+        num_classes: 10,
+        summary: "WideResNet-34-10, RobustBench's CIFAR-10 layout (Madry et al. 2018, Zhang et al. 2019)",
+        torch_renames: &[],
+        dropout: true,
+        drop_path: true,
     },
 ];
+
+/// Training-time options of the zoo's architectures, for those that have the layers
+/// ([`ModelInfo::dropout`], [`ModelInfo::drop_path`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ArchOptions {
+    /// Dropout probability inside the network.
+    pub dropout: f64,
+    /// DropPath (stochastic depth) probability of each residual branch.
+    pub drop_path: f64,
+}
+
+impl ArchOptions {
+    /// Fails unless `model` has the layers the non-zero options need and they are in `[0, 1)`.
+    pub fn check(&self, model: &ModelInfo) -> Result<(), ModelError> {
+        let supporting = |f: fn(&ModelInfo) -> bool| {
+            MODELS
+                .iter()
+                .filter(|m| f(m))
+                .map(|m| m.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        for (name, p, has, which) in [
+            (
+                "dropout",
+                self.dropout,
+                model.dropout,
+                supporting(|m| m.dropout),
+            ),
+            (
+                "drop_path",
+                self.drop_path,
+                model.drop_path,
+                supporting(|m| m.drop_path),
+            ),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(ModelError::Config {
+                    model: model.name.into(),
+                    reason: format!("{name} must be in [0, 1), got {p}"),
+                });
+            }
+            if p > 0.0 && !has {
+                return Err(ModelError::Config {
+                    model: model.name.into(),
+                    reason: format!("it has no {name} layers; {name} is available for: {which}"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
 
 /// Every model in the zoo, in a stable order.
 pub fn models() -> &'static [ModelInfo] {
@@ -139,6 +229,8 @@ pub enum Model {
     MadryCnn(MadryCnn),
     /// See [`PreActResNet18`].
     PreActResNet18(PreActResNet18),
+    /// See [`WideResNet`] (`wrn-28-10`, `wrn-34-10`).
+    WideResNet(WideResNet),
 }
 
 impl Model {
@@ -159,7 +251,24 @@ impl Model {
     /// shared generator: for [`init_seeded_with`] and the trainer, which draw them at once under
     /// a lock. Use [`Model::init_seeded`] for reproducible weights.
     pub fn build(name: &str, device: &Device) -> Result<Self, ModelError> {
+        Self::build_with(name, &ArchOptions::default(), device)
+    }
+
+    /// [`Model::build`] with training-time options (dropout, stochastic depth) for the
+    /// architectures that have them; an error for one that does not.
+    pub fn build_with(
+        name: &str,
+        options: &ArchOptions,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let info = model_info(name)?;
+        options.check(info)?;
+        let wrn = |depth| {
+            WideResNetConfig::new()
+                .with_depth(depth)
+                .with_dropout(options.dropout)
+                .with_drop_path(options.drop_path)
+        };
         Ok(match info.name {
             "seed-mlp" => Model::SeedMlp(SeedMlpConfig::new().init(device)),
             "seed-net" => Model::SeedNet(SeedNetConfig::new().init(device)),
@@ -167,6 +276,8 @@ impl Model {
             "small-cnn" => Model::SmallCnn(SmallCnnConfig::new().init(device)),
             "madry-cnn" => Model::MadryCnn(MadryCnnConfig::new().init(device)),
             "preact-resnet18" => Model::PreActResNet18(PreActResNet18Config::new().init(device)),
+            "wrn-28-10" => Model::WideResNet(wrn(28).init(device)),
+            "wrn-34-10" => Model::WideResNet(wrn(34).init(device)),
             other => unreachable!("model_info returned unregistered name {other}"),
         })
     }
@@ -198,6 +309,8 @@ impl Model {
             Model::SmallCnn(_) => 3,
             Model::MadryCnn(_) => 4,
             Model::PreActResNet18(_) => 5,
+            Model::WideResNet(m) if m.depth() == 28 => 6,
+            Model::WideResNet(_) => 7,
         };
         &MODELS[index]
     }
@@ -214,14 +327,17 @@ impl Model {
             Model::SmallCnn(m) => m.forward(x),
             Model::MadryCnn(m) => m.forward(x),
             Model::PreActResNet18(m) => m.forward(x),
+            Model::WideResNet(m) => m.forward(x),
         }
     }
 
     /// Brings BatchNorm running statistics up to date before they are read out (export,
     /// checkpoints). A no-op for models without BatchNorm.
     pub fn sync_running_stats(&self) {
-        if let Model::PreActResNet18(m) = self {
-            m.sync_running_stats();
+        match self {
+            Model::PreActResNet18(m) => m.sync_running_stats(),
+            Model::WideResNet(m) => m.sync_running_stats(),
+            _ => {}
         }
     }
 }

@@ -9,7 +9,7 @@ use bulwark_attack_core::{Crafting, Norm, Preset};
 use bulwark_data::Augment;
 use bulwark_reg_core::{Constraint, Penalty};
 
-use crate::{AwpSpec, Method, Mixing, Schedule, SpectralSpec, TrainError};
+use crate::{AwpSpec, InputGradientSpec, Method, Mixing, Schedule, SpectralSpec, TrainError};
 
 /// Robustness evaluation of the final model on the test set, after training (part of the run's
 /// report). Radius and norm default to the training method's.
@@ -109,6 +109,14 @@ pub struct TrainConfig {
     /// and `test/`).
     #[config(default = "\"mnist\".to_string()")]
     pub dataset: String,
+    /// Dropout probability inside the zoo model, for architectures with dropout layers
+    /// (`bulwark models list`: the WideResNets); 0 elsewhere.
+    #[config(default = 0.0)]
+    pub dropout: f64,
+    /// DropPath (stochastic depth) probability of each residual branch of the zoo model, for
+    /// architectures that have it (the WideResNets); 0 elsewhere.
+    #[config(default = 0.0)]
+    pub drop_path: f64,
     /// Number of epochs.
     #[config(default = 5)]
     pub epochs: usize,
@@ -213,6 +221,9 @@ pub struct TrainConfig {
     /// A spectral-norm bound applied after every optimizer step.
     #[config(default = "None")]
     pub spectral_bound: Option<SpectralSpec>,
+    /// The input-gradient penalty on the clean inputs (`[input_gradient]`: `lambda`, `h`).
+    #[config(default = "None")]
+    pub input_gradient: Option<InputGradientSpec>,
     /// Adversarial weight perturbation (`[awp]`), with an adversarial method other than free-at.
     #[config(default = "None")]
     pub awp: Option<AwpSpec>,
@@ -260,9 +271,32 @@ impl TrainConfig {
     /// Checks ranges and consistency, the zoo model's name and the dataset's; the message names
     /// the offending field.
     pub fn validate(&self) -> Result<(), TrainError> {
-        bulwark_models::model_info(&self.model)?;
-        crate::job::check_dataset_name(&self.dataset)?;
+        let info = bulwark_models::model_info(&self.model)?;
+        self.arch_options().check(info)?;
+        crate::datasets::check_dataset_name(&self.dataset)?;
         self.validate_training()
+    }
+
+    /// The zoo architecture's training-time options (`dropout`, `drop_path`).
+    pub fn arch_options(&self) -> bulwark_models::ArchOptions {
+        bulwark_models::ArchOptions {
+            dropout: self.dropout,
+            drop_path: self.drop_path,
+        }
+    }
+
+    /// Refuses what only a zoo model can take: `dropout` and `drop_path` configure the zoo's
+    /// architectures, while a user's network sets its own layers.
+    pub(crate) fn check_user_network(&self) -> Result<(), TrainError> {
+        if self.dropout != 0.0 || self.drop_path != 0.0 {
+            return Err(TrainError::Config(format!(
+                "dropout ({}) and drop_path ({}) configure the zoo's architectures; a network \
+                 given to fit_network or run_network_job builds its own dropout layers (leave \
+                 both at 0)",
+                self.dropout, self.drop_path
+            )));
+        }
+        Ok(())
     }
 
     /// [`TrainConfig::validate`] without the names of the model and the dataset: what training a
@@ -334,6 +368,14 @@ impl TrainConfig {
                 "overfit_drop must be in (0, 1), got {}",
                 self.overfit_drop
             ));
+        }
+        for (name, p) in [("dropout", self.dropout), ("drop_path", self.drop_path)] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(format!("{name} must be in [0, 1), got {p}"));
+            }
+        }
+        if let Some(ig) = &self.input_gradient {
+            ig.validate().map_err(TrainError::Config)?;
         }
         if !(0.0..1.0).contains(&self.label_smoothing) {
             return bad(format!(
@@ -426,12 +468,13 @@ impl TrainConfig {
 }
 
 /// Top-level fields that are absent from the defaults' TOML because they default to `None`.
-const OPTIONAL_KEYS: [&str; 5] = [
+const OPTIONAL_KEYS: [&str; 6] = [
     "train_limit",
     "test_limit",
     "patience",
     "spectral_bound",
     "awp",
+    "input_gradient",
 ];
 
 /// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)

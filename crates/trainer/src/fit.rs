@@ -7,7 +7,10 @@ use bulwark_attack_core::rng::SplitMix64;
 use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, Network, PgdConfig, ThreatModel};
 use bulwark_data::{ImageDataset, epoch_batches};
 use bulwark_models::{Model, init_seeded_with};
+use bulwark_reg_core::input_gradient_penalty;
+use burn::module::{Flag, ModuleMapper, Param};
 use burn::optim::GradientsParams;
+use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 use indicatif::ProgressBar;
 
@@ -15,7 +18,8 @@ use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::regularize::{Regularizers, Targets};
 use crate::{
-    DeviceSet, EpochMetrics, Keep, Method, TrainConfig, TrainError, build_optimizer, metrics,
+    DeviceSet, EpochMetrics, InputGradientSpec, Keep, Method, TrainConfig, TrainError,
+    build_optimizer, metrics,
 };
 use bulwark_eval::RunLock;
 use bulwark_eval::evaluate;
@@ -86,6 +90,7 @@ struct EpochSums {
     adv_correct: usize,
     adv_seen: usize,
     penalty: f64,
+    input_gradient: f64,
 }
 
 impl EpochSums {
@@ -108,6 +113,45 @@ impl EpochSums {
         }
         m.push_str(&format!("  {rate:.0} img/s  lr {lr:.2e}"));
         m
+    }
+}
+
+/// `λ ·` the input-gradient penalty of `model` on the clean batch `x` (see
+/// [`InputGradientSpec`]), on the parameters' graph, and the penalty's value before λ. The
+/// network is taken with its training flags off (BatchNorm on running statistics, dropout off)
+/// and its parameters still tracked, so that the penalty's three forward passes compute one
+/// function and its gradient reaches the weights.
+fn input_gradient_term<M: Network>(
+    model: &M,
+    x: Tensor<4>,
+    y: Tensor<1, Int>,
+    spec: &InputGradientSpec,
+) -> Result<(Tensor<1>, f64), TrainError> {
+    let fixed = model.clone().map(&mut InferenceFlags);
+    let per_sample = |xb: Tensor<4>| {
+        let logits = fixed.forward(xb);
+        let [b, _] = logits.dims();
+        let labels = if logits.is_autodiff() {
+            y.clone().autodiff()
+        } else {
+            y.clone()
+        };
+        -log_softmax(logits, 1)
+            .gather(1, labels.reshape([b, 1]))
+            .reshape([b])
+    };
+    let penalty = input_gradient_penalty(per_sample, x, spec.h)?;
+    let value = f64::from(penalty.clone().inner().into_scalar::<f32>());
+    Ok((penalty * spec.lambda, value))
+}
+
+/// Turns every module-owned training flag off (BatchNorm, dropout, DropPath) and leaves the
+/// parameters as they are, tracked ones included (`valid()` would also detach them).
+struct InferenceFlags;
+
+impl ModuleMapper for InferenceFlags {
+    fn map_flag(&mut self, flag: Param<Flag>) -> Param<Flag> {
+        flag.with_value(false)
     }
 }
 
@@ -179,13 +223,19 @@ pub fn fit(
     opts: &FitOptions,
 ) -> Result<FitOutcome, TrainError> {
     cfg.validate()?;
-    let name = cfg.model.clone();
-    fit_network(cfg, &zoo_builder(name), train, valid, devices, opts)
+    check_options(cfg, opts)?;
+    let _lock = RunLock::acquire(&opts.run_dir)?;
+    fit_locked(cfg, &zoo_builder(cfg), train, valid, devices, opts)
 }
 
-/// The builder of a zoo model whose name has been checked.
-pub(crate) fn zoo_builder(name: String) -> impl Fn(&Device) -> Model {
-    move |device: &Device| Model::build(&name, device).expect("the model name was validated")
+/// The builder of the zoo model `cfg` names, with its architecture options; `cfg` has been
+/// validated.
+pub(crate) fn zoo_builder(cfg: &TrainConfig) -> impl Fn(&Device) -> Model {
+    let (name, options) = (cfg.model.clone(), cfg.arch_options());
+    move |device: &Device| {
+        Model::build_with(&name, &options, device)
+            .expect("the model and its options were validated")
+    }
 }
 
 /// Trains any [`Network`] on `train`, validating on `valid` after every epoch and checkpointing
@@ -224,6 +274,7 @@ pub fn fit_network<M: Network>(
     opts: &FitOptions,
 ) -> Result<FitOutcome<M>, TrainError> {
     // Checked before the lock, which creates the run directory.
+    cfg.check_user_network()?;
     check_options(cfg, opts)?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
     fit_locked(cfg, build, train, valid, devices, opts)
@@ -435,7 +486,7 @@ impl<M: Network> Run<M> {
             let done =
                 bulwark_models::with_seeded_device(device, step.seed ^ DROPOUT_STREAM, || {
                     if let Method::FreeAt { replays, .. } = cfg.method {
-                        self.free_at_step(&step, replays, x, y, &mut free_delta, sums)
+                        self.free_at_step(cfg, &step, replays, x, y, &mut free_delta, sums)
                     } else {
                         self.method_step(cfg, train, &step, x, y, sums)
                     }
@@ -458,8 +509,10 @@ impl<M: Network> Run<M> {
 
     /// Free-AT (Shafahi et al. 2019): `replays` steps on one batch, each also moving the carried
     /// perturbation δ up its gradient.
+    #[allow(clippy::too_many_arguments)]
     fn free_at_step(
         mut self,
+        cfg: &TrainConfig,
         step: &Step,
         replays: usize,
         x: Tensor<4>,
@@ -491,6 +544,11 @@ impl<M: Network> Run<M> {
                 sums.penalty +=
                     f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64 / replays as f64;
                 loss = loss + p;
+            }
+            if let Some(spec) = &cfg.input_gradient {
+                let (term, value) = input_gradient_term(&self.model, x.clone(), y.clone(), spec)?;
+                sums.input_gradient += value * n as f64 / replays as f64;
+                loss = loss + term;
             }
             let value = loss.clone().inner().into_scalar::<f32>();
             if !value.is_finite() {
@@ -565,6 +623,11 @@ impl<M: Network> Run<M> {
             sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
             loss = loss + p;
         }
+        if let Some(spec) = &cfg.input_gradient {
+            let (term, value) = input_gradient_term(&at, x.clone(), y.clone(), spec)?;
+            sums.input_gradient += value * n as f64;
+            loss = loss + term;
+        }
         let value = loss.clone().inner().into_scalar::<f32>();
         if !value.is_finite() {
             return Err(step.diverged(value));
@@ -637,6 +700,10 @@ impl<M: Network> Run<M> {
             train_adv_acc: (sums.adv_seen > 0)
                 .then(|| sums.adv_correct as f64 / sums.adv_seen as f64),
             penalty: (!cfg.penalties.is_empty()).then(|| sums.penalty / seen),
+            input_gradient: cfg
+                .input_gradient
+                .as_ref()
+                .map(|_| sums.input_gradient / seen),
             valid_robust_acc: robust.map(|r| r.0),
             valid_fgsm_acc: robust.map(|r| r.1),
             rss_mib: metrics::resident_mib(),
@@ -794,6 +861,42 @@ fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> Progr
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_zoo_builder_applies_dropout_and_drop_path() {
+        // WRN-28-10 in training mode on two images: the masks follow the device's seed only when
+        // the configuration asks for dropout or DropPath.
+        let device = Device::flex();
+        let ad = device.clone().autodiff();
+        let x = Tensor::<4>::full([2, 3, 32, 32], 0.5, &device);
+        let out = |cfg: &TrainConfig, seed: u64| {
+            let model = init_seeded_with(&ad, 1, zoo_builder(cfg));
+            bulwark_models::with_seeded_device(&device, seed, || {
+                model.forward(x.clone().autodiff()).inner().into_data()
+            })
+        };
+        let plain = TrainConfig::new().with_model("wrn-28-10".into());
+        plain.validate().unwrap();
+        assert_eq!(out(&plain, 1), out(&plain, 2), "no random layers");
+        for cfg in [
+            plain.clone().with_dropout(0.3),
+            plain.clone().with_drop_path(0.3),
+        ] {
+            cfg.validate().unwrap();
+            assert_eq!(out(&cfg, 1), out(&cfg, 1), "a seed fixes the masks");
+            assert_ne!(out(&cfg, 1), out(&cfg, 2), "{cfg:?}");
+        }
+        let e = TrainConfig::new()
+            .with_model("small-cnn".into())
+            .with_dropout(0.3)
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no dropout layers") && e.contains("wrn-28-10"),
+            "{e}"
+        );
+    }
+
     fn epoch(epoch: usize, robust: f64, fgsm: f64) -> EpochMetrics {
         EpochMetrics {
             epoch,
@@ -808,6 +911,7 @@ mod tests {
             train_adv_loss: None,
             train_adv_acc: None,
             penalty: None,
+            input_gradient: None,
             valid_robust_acc: Some(robust),
             valid_fgsm_acc: Some(fgsm),
             rss_mib: None,

@@ -3,11 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use bulwark_data::{
-    Cifar, DatasetKind, FetchOptions, ImageDataset, Split, fetch, fetch_cifar, load_cifar,
-    load_folder_split, load_split,
-};
-use bulwark_models::{model_info, torch};
+use bulwark_data::{FetchOptions, ImageDataset};
+use bulwark_models::torch;
 
 use crate::checkpoint::save_bpk_atomic;
 use bulwark_attack_core::{AttackConfig, AttackOptions, Network, PgdConfig, ThreatModel};
@@ -15,6 +12,7 @@ use bulwark_eval::write_atomic;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
 
+use crate::datasets::{check_input_shape, load_dataset};
 use crate::fit::{check_options, fit_locked, zoo_builder};
 use crate::{
     Checkpoint, DeviceSet, EpochMetrics, FitOptions, ReportInputs, StopReason, TrainConfig,
@@ -26,54 +24,6 @@ use bulwark_eval::{
     RobustEvalConfig, RobustEvalOptions, RobustReport, attack_dataset, evaluate,
     evaluate_robustness,
 };
-
-/// The datasets a run can name (`dataset = "..."`): MNIST and Fashion-MNIST through the fetch
-/// chain, CIFAR-10's and CIFAR-100's binary versions from a data directory. Besides these,
-/// `folder:PATH` names an image folder ([`FOLDER_PREFIX`]).
-pub const DATASETS: [&str; 4] = ["mnist", "fashion-mnist", "cifar10", "cifar100"];
-
-/// `folder:PATH` names an image folder dataset: `PATH/train/<class>/*.png|jpg` and
-/// `PATH/test/<class>/...` (or `val/`); evaluations also take `PATH/<class>/...` alone (see
-/// `bulwark_data::folder`).
-pub const FOLDER_PREFIX: &str = "folder:";
-
-/// The folder of a `folder:PATH` dataset name.
-pub fn dataset_folder(dataset: &str) -> Option<&Path> {
-    dataset.strip_prefix(FOLDER_PREFIX).map(Path::new)
-}
-
-/// A name for `dataset` that can be part of a file name: the dataset's own name, or
-/// `folder-<last path component>` for `folder:PATH`.
-pub fn dataset_label(dataset: &str) -> String {
-    match dataset_folder(dataset) {
-        Some(path) => {
-            let base = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let clean: String = base
-                .chars()
-                .map(|c| {
-                    if c.is_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })
-                .collect();
-            format!("folder-{clean}")
-        }
-        None => dataset.to_string(),
-    }
-}
-
-fn cifar_kind(dataset: &str) -> Option<Cifar> {
-    match dataset {
-        "cifar10" => Some(Cifar::Ten),
-        "cifar100" => Some(Cifar::Hundred),
-        _ => None,
-    }
-}
 
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
 /// not point another output at, and what marks a directory as a run's.
@@ -159,99 +109,6 @@ pub struct JobOutcome {
     pub robust_eval: Option<RobustReport>,
 }
 
-/// Fails unless the dataset's images have the shape the model takes.
-pub fn check_input_shape(
-    model: &str,
-    data: &ImageDataset,
-    dataset: &str,
-) -> Result<(), TrainError> {
-    let info = model_info(model)?;
-    let have = [data.channels, data.height, data.width];
-    if info.input_shape != have {
-        return Err(TrainError::Input(format!(
-            "model `{model}` takes inputs of shape {:?}, but {dataset} images are {:?}",
-            info.input_shape, have
-        )));
-    }
-    Ok(())
-}
-
-/// Fails unless `dataset` is one of [`DATASETS`] or `folder:PATH` with a non-empty path.
-pub fn check_dataset_name(dataset: &str) -> Result<(), TrainError> {
-    match dataset_folder(dataset) {
-        Some(path) if path.as_os_str().is_empty() => Err(TrainError::Input(format!(
-            "dataset `{dataset}` names no folder: write {FOLDER_PREFIX}PATH"
-        ))),
-        Some(_) => Ok(()),
-        None if cifar_kind(dataset).is_some() => Ok(()),
-        None => dataset_kind(dataset).map(|_| ()),
-    }
-}
-
-fn dataset_kind(dataset: &str) -> Result<DatasetKind, TrainError> {
-    dataset.parse().map_err(|_| {
-        TrainError::Input(format!(
-            "unknown dataset `{dataset}`; known: {}, or {FOLDER_PREFIX}PATH for an image folder",
-            DATASETS.join(", ")
-        ))
-    })
-}
-
-/// The verified directory of `dataset`: `mnist` and `fashion-mnist` are fetched (see
-/// `bulwark_data::fetch`), `cifar10` and `cifar100` are looked up in the folder the user
-/// provides, `folder:PATH` is `PATH`.
-pub fn dataset_dir(dataset: &str, fetch_opts: &FetchOptions) -> Result<PathBuf, TrainError> {
-    if let Some(path) = dataset_folder(dataset) {
-        check_dataset_name(dataset)?;
-        if !path.is_dir() {
-            return Err(TrainError::Input(format!(
-                "dataset `{dataset}`: {} is not a folder",
-                path.display()
-            )));
-        }
-        return Ok(path.to_path_buf());
-    }
-    if let Some(kind) = cifar_kind(dataset) {
-        return Ok(fetch_cifar(kind, fetch_opts)?);
-    }
-    Ok(fetch(dataset_kind(dataset)?, fetch_opts)?)
-}
-
-/// One split of `dataset` from the directory [`dataset_dir`] returned.
-pub fn load_dataset_split(
-    dataset: &str,
-    dir: &Path,
-    split: Split,
-) -> Result<ImageDataset, TrainError> {
-    if dataset_folder(dataset).is_some() {
-        let folder = load_folder_split(dir, split)?;
-        tracing::info!(
-            "{} {}: {} images of {} classes ({})",
-            dataset,
-            split.name(),
-            folder.dataset.len(),
-            folder.classes.len(),
-            folder.classes.join(", ")
-        );
-        return Ok(folder.dataset);
-    }
-    if let Some(kind) = cifar_kind(dataset) {
-        return Ok(load_cifar(kind, dir, split)?);
-    }
-    Ok(load_split(dataset_kind(dataset)?, split, dir)?)
-}
-
-/// The training and test splits of `dataset`, with the directory they came from.
-pub fn load_dataset(
-    dataset: &str,
-    fetch_opts: &FetchOptions,
-) -> Result<(PathBuf, ImageDataset, ImageDataset), TrainError> {
-    let dir = dataset_dir(dataset, fetch_opts)?;
-    let train = load_dataset_split(dataset, &dir, Split::Train)?;
-    let test = load_dataset_split(dataset, &dir, Split::Test)?;
-    Ok((dir, train, test))
-}
-
 /// The images of a job that trains a user's network on the user's data
 /// ([`run_network_job`]).
 #[derive(Debug, Clone)]
@@ -272,7 +129,7 @@ pub fn run_job(
     opts: &JobOptions,
 ) -> Result<JobOutcome, TrainError> {
     cfg.validate()?;
-    run_job_inner(cfg, &zoo_builder(cfg.model.clone()), None, devices, opts)
+    run_job_inner(cfg, &zoo_builder(cfg), None, devices, opts)
 }
 
 /// Runs the job end to end for a user's network (`build`, as in [`crate::fit_network`]) on the
@@ -286,6 +143,7 @@ pub fn run_network_job<M: Network>(
     devices: &DeviceSet,
     opts: &JobOptions,
 ) -> Result<JobOutcome, TrainError> {
+    cfg.check_user_network()?;
     run_job_inner(cfg, build, Some(data), devices, opts)
 }
 

@@ -46,6 +46,7 @@ mod backend;
 mod bench;
 mod checkpoint;
 mod config;
+mod datasets;
 mod error;
 mod fit;
 mod job;
@@ -62,19 +63,19 @@ pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
+pub use datasets::{
+    DATASETS, FOLDER_PREFIX, check_dataset_name, check_input_shape, dataset_dir, dataset_folder,
+    dataset_label, load_dataset, load_dataset_split,
+};
 pub use error::TrainError;
 pub use fit::{FitOptions, FitOutcome, fit, fit_network};
-pub use job::{
-    DATASETS, FOLDER_PREFIX, JobData, JobOptions, JobOutcome, RUN_OUTPUTS, check_dataset_name,
-    check_input_shape, dataset_dir, dataset_folder, dataset_label, load_dataset,
-    load_dataset_split, run_job, run_network_job,
-};
+pub use job::{JobData, JobOptions, JobOutcome, RUN_OUTPUTS, run_job, run_network_job};
 pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};
 pub use optim::build_optimizer;
 pub use report::{ReportInputs, write_report};
 pub use schedule::Schedule;
-pub use specs::{AwpSpec, Mixing, SpectralSpec};
+pub use specs::{AwpSpec, InputGradientSpec, Mixing, SpectralSpec};
 pub use sweep::{
     SWEEP_OUTPUTS, SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep,
 };

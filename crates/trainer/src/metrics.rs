@@ -40,6 +40,9 @@ pub struct EpochMetrics {
     /// Mean value of the penalties over the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub penalty: Option<f64>,
+    /// Mean input-gradient penalty `mean_b ‖∇ₓ ℓ‖²` over the epoch (before λ), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_gradient: Option<f64>,
     /// PGD accuracy on the robust validation images at the full radius (adversarial methods).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_robust_acc: Option<f64>,

@@ -68,3 +68,50 @@ impl AwpSpec {
         epoch >= self.warmup_epochs
     }
 }
+
+/// The input-gradient penalty `λ · mean_b ‖∇ₓ ℓ(x_b)‖²` on each training batch's clean inputs
+/// (Drucker & LeCun 1992; Ross & Doshi-Velez 2018; see
+/// `bulwark_reg_core::input_gradient_penalty`, a finite difference of step `h` along the
+/// normalized input gradient). The loss it differentiates is the cross-entropy against the hard
+/// labels, with the network in inference behaviour (BatchNorm on running statistics, no dropout)
+/// so that its three evaluations compute one function.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputGradientSpec {
+    /// Strength λ (> 0).
+    pub lambda: f64,
+    /// Finite-difference step `h` in input units (default 0.01, for inputs in [0, 1]).
+    #[serde(default = "default_h")]
+    pub h: f64,
+}
+
+fn default_h() -> f64 {
+    InputGradientSpec::DEFAULT_H
+}
+
+impl InputGradientSpec {
+    /// The default finite-difference step, for inputs in [0, 1].
+    pub const DEFAULT_H: f64 = 0.01;
+
+    /// Strength `lambda` with the default step.
+    pub fn new(lambda: f64) -> Self {
+        Self {
+            lambda,
+            h: Self::DEFAULT_H,
+        }
+    }
+
+    /// Checks λ and `h`.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.lambda.is_finite() && self.lambda > 0.0) {
+            return Err(format!(
+                "input_gradient lambda must be > 0, got {}",
+                self.lambda
+            ));
+        }
+        if !(self.h.is_finite() && self.h > 0.0) {
+            return Err(format!("input_gradient h must be > 0, got {}", self.h));
+        }
+        Ok(())
+    }
+}

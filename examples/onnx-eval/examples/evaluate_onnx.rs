@@ -8,35 +8,12 @@
 //! Run: `cargo run -p bulwark-example-onnx --example evaluate_onnx`
 
 use anyhow::Result;
-use bulwark_attack_core::{Classifier, Network, Norm, Preset};
-use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
-use bulwark_eval::{RobustEvalConfig, RobustEvalOptions, RobustReport, evaluate_robustness};
+use bulwark_attack_core::{Network, Norm, Preset};
+use bulwark_data::{DatasetKind, FetchOptions, Split, fetch, load_split};
+use bulwark_eval::RobustEvalConfig;
+use bulwark_example_onnx::quick_robustness;
 use bulwark_models::{Model, torch};
 use burn::tensor::Device;
-
-fn robust(model: &impl Classifier<4>, data: &ImageDataset, name: &str) -> Result<RobustReport> {
-    let out = std::env::temp_dir().join(format!(
-        "bulwark-onnx-example-{name}-{}",
-        std::process::id()
-    ));
-    let report = evaluate_robustness(
-        model,
-        data,
-        &RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0),
-        &RobustEvalOptions {
-            progress: true,
-            resume: false,
-            identity: name.into(),
-            examples: 0,
-            others: Vec::new(),
-            report: None,
-        },
-        &out,
-        &Device::flex(),
-    )?;
-    std::fs::remove_dir_all(&out)?;
-    Ok(report)
-}
 
 fn main() -> Result<()> {
     let device = Device::flex();
@@ -45,14 +22,16 @@ fn main() -> Result<()> {
     let onnx = bulwark_example_onnx::load(&device);
     let weights = concat!(env!("CARGO_MANIFEST_DIR"), "/model/small-cnn.safetensors");
     let native = torch::load_safetensors(Model::init("small-cnn", &device)?, weights.as_ref())?;
+    // The quick preset's own black-box probe size.
+    let probe = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0).probe_size;
     for (name, report) in [
         (
             "ONNX (burn-onnx)",
-            robust(&onnx.classifier(), &test, "onnx")?,
+            quick_robustness(&onnx.classifier(), &test, probe, true, "onnx")?,
         ),
         (
             "native small-cnn",
-            robust(&native.classifier(), &test, "native")?,
+            quick_robustness(&native.classifier(), &test, probe, true, "native")?,
         ),
     ] {
         println!(

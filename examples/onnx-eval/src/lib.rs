@@ -15,7 +15,11 @@
 //! # let _ = (logits, x);
 //! ```
 
-use bulwark_attack_core::Network;
+use bulwark_attack_core::{Classifier, Network, Norm, Preset};
+use bulwark_data::ImageDataset;
+use bulwark_eval::{
+    EvalError, RobustEvalConfig, RobustEvalOptions, RobustReport, evaluate_robustness,
+};
 use burn::tensor::{Device, Tensor};
 
 /// The code burn-onnx generated from `model/small-cnn.onnx`.
@@ -40,4 +44,37 @@ impl Network for small_cnn::Model {
 /// The generated model with the weights burn-onnx wrote at build time.
 pub fn load(device: &Device) -> small_cnn::Model {
     small_cnn::Model::from_file(concat!(env!("OUT_DIR"), "/model/small-cnn.bpk"), device)
+}
+
+/// Bulwark's robustness evaluation of `model` on `data`: the quick preset (APGD-CE, then APGD-T on
+/// 3 targets) at L-inf eps 0.1, with `probe_size` images for the black-box probe. The evaluator's
+/// files go to a scratch folder named after `name`, removed afterwards.
+pub fn quick_robustness(
+    model: &impl Classifier<4>,
+    data: &ImageDataset,
+    probe_size: usize,
+    progress: bool,
+    name: &str,
+) -> Result<RobustReport, EvalError> {
+    let mut config = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0);
+    config.probe_size = probe_size;
+    let out = std::env::temp_dir().join(format!("bulwark-onnx-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let report = evaluate_robustness(
+        model,
+        data,
+        &config,
+        &RobustEvalOptions {
+            progress,
+            resume: false,
+            identity: name.into(),
+            examples: 0,
+            others: Vec::new(),
+            report: None,
+        },
+        &out,
+        &Device::flex(),
+    );
+    let _ = std::fs::remove_dir_all(&out);
+    report
 }

@@ -2,10 +2,9 @@
 
 use std::path::Path;
 
-use bulwark_attack_core::{Classifier, Network, Norm, Preset};
+use bulwark_attack_core::{Classifier, Network};
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
-use bulwark_eval::{RobustEvalConfig, RobustEvalOptions, evaluate_robustness};
-use bulwark_example_onnx::load;
+use bulwark_example_onnx::{load, quick_robustness};
 use bulwark_models::{Model, torch};
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -56,35 +55,10 @@ fn the_onnx_model_gives_pytorchs_logits() {
     );
 }
 
+/// Clean and robust accuracy under the quick preset (a 20-image black-box probe, for time).
 fn quick(model: &impl Classifier<4>, data: &ImageDataset, name: &str) -> (f64, f64) {
-    let mut config = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0);
-    config.probe_size = 20;
-    let out = tempfile_dir(name);
-    let report = evaluate_robustness(
-        model,
-        data,
-        &config,
-        &RobustEvalOptions {
-            progress: false,
-            resume: false,
-            identity: name.into(),
-            examples: 0,
-            others: Vec::new(),
-            report: None,
-        },
-        &out,
-        &Device::flex(),
-    )
-    .unwrap();
-    std::fs::remove_dir_all(&out).unwrap();
+    let report = quick_robustness(model, data, 20, false, name).unwrap();
     (report.clean_acc, report.robust_acc)
-}
-
-/// A fresh output folder under the target directory (no tempfile dependency for a crate to copy).
-fn tempfile_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("bulwark-onnx-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 #[test]

@@ -12,15 +12,23 @@ pub(super) fn models_list(backend: BackendKind) -> Result<()> {
         "name", "input", "parameters"
     );
     for info in models() {
-        let model = Model::init(info.name, &device)?;
+        // Built lazily: the counts are read from the shapes, without drawing the WideResNets'
+        // tens of millions of weights.
+        let model = Model::build(info.name, &device)?;
         let shape = info
             .input_shape
             .iter()
             .map(|d| d.to_string())
             .collect::<Vec<_>>()
             .join("x");
+        let options = match (info.dropout, info.drop_path) {
+            (true, true) => " [--dropout, --drop-path]",
+            (true, false) => " [--dropout]",
+            (false, true) => " [--drop-path]",
+            (false, false) => "",
+        };
         println!(
-            "{:<16} {:<12} {:>12}  {}",
+            "{:<16} {:<12} {:>12}  {}{options}",
             info.name,
             shape,
             torch::trainable_parameter_count(&model),

@@ -4,7 +4,8 @@ use anyhow::{Context, Result, bail};
 use bulwark_eval::RunLock;
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AwpSpec, BackendKind, DeviceSet, JobOptions, Method, Mixing, RUN_OUTPUTS, TrainConfig, run_job,
+    AwpSpec, BackendKind, DeviceSet, InputGradientSpec, JobOptions, Method, Mixing, RUN_OUTPUTS,
+    TrainConfig, run_job,
 };
 
 use crate::args::TrainArgs;
@@ -62,6 +63,13 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             if let Some(lambda) = lambda {
                 cfg.penalties.push(Penalty::new(kind, lambda));
             }
+        }
+        if let Some(lambda) = a.input_gradient {
+            let h = a
+                .input_gradient_h
+                .or(cfg.input_gradient.as_ref().map(|ig| ig.h))
+                .unwrap_or(InputGradientSpec::DEFAULT_H);
+            cfg.input_gradient = Some(InputGradientSpec { lambda, h });
         }
         if let Some(gamma) = a.awp {
             cfg.awp = Some(match cfg.awp.take() {
@@ -263,6 +271,7 @@ fn given(a: &TrainArgs) -> Result<bool> {
         || a.cutmix.is_some()
         || a.l1.is_some()
         || a.l2.is_some()
+        || a.input_gradient.is_some()
         || a.awp.is_some())
 }
 
@@ -290,12 +299,14 @@ mod tests {
             valid_size: Some(99),
             test_limit: Some(55),
             label_smoothing: Some(0.1),
+            dropout: Some(0.3),
+            drop_path: Some(0.2),
             patience: Some(4),
         };
         // Each given flag must come back from the overlaid configuration under its own name (a
         // flag whose name is not a field would vanish here).
         let given = flag_table(&flags).unwrap();
-        assert_eq!(given.len(), 16, "a flag is not serialized: {given:?}");
+        assert_eq!(given.len(), 18, "a flag is not serialized: {given:?}");
         let cfg = overlay(TrainConfig::new(), &flags).unwrap();
         let table = toml::Table::try_from(&cfg).unwrap();
         for (key, value) in &given {

@@ -15,6 +15,9 @@ fn models_list_shows_every_model_with_its_parameter_count() {
         ("small-cnn", "1x28x28", "166406"),
         ("madry-cnn", "1x28x28", "3274634"),
         ("preact-resnet18", "3x32x32", "11172170"),
+        // PyTorch's counts of RobustBench's WideResNet (scripts/wrn_fixtures.py).
+        ("wrn-28-10", "3x32x32", "36479194"),
+        ("wrn-34-10", "3x32x32", "46160474"),
     ] {
         let line = out
             .lines()
@@ -607,6 +610,15 @@ fn adversarial_training_writes_robust_numbers_into_the_report() {
     );
     let e = fails(&["train", "--awp", "2", "--method", "pgd-at", "--eps", "0.1"]);
     assert!(e.contains("gamma") && e.contains("(0, 1]"), "{e}");
+    let e = fails(&["train", "--dropout", "0.3"]);
+    assert!(
+        e.contains("small-cnn") && e.contains("no dropout layers") && e.contains("wrn-28-10"),
+        "{e}"
+    );
+    let e = fails(&["train", "--input-gradient", "0"]);
+    assert!(e.contains("input_gradient lambda must be > 0"), "{e}");
+    let e = fails(&["train", "--input-gradient-h", "0.1"]);
+    assert!(e.contains("--input-gradient"), "{e}");
     let data = mnist_dir();
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("adv.toml");
@@ -655,9 +667,18 @@ eps_sweep = [0.05]
         data.to_str().unwrap(),
         "--run-dir",
         run.to_str().unwrap(),
+        "--input-gradient",
+        "0.05",
         "--no-progress",
     ]);
     assert!(out.contains("best robust validation acc"), "{out}");
+    // The input-gradient penalty from the command line: in the saved configuration and measured
+    // in the metrics.
+    let saved = bulwark_trainer::TrainConfig::from_toml_file(&run.join("config.toml")).unwrap();
+    assert_eq!(
+        saved.input_gradient,
+        Some(bulwark_trainer::InputGradientSpec::new(0.05))
+    );
     let report = read_json(&run.join("report.json"));
     assert_eq!(report["method"], "fgsm-rs");
     assert_eq!(report["awp_gamma"], 0.005);
@@ -714,6 +735,7 @@ eps_sweep = [0.05]
     assert!(md.contains("## Sparsity"), "{md}");
     let line = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     let m: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert!(m["input_gradient"].as_f64().is_some_and(|v| v > 0.0), "{m}");
     assert!(
         m["valid_robust_acc"].as_f64().is_some() && m["penalty"].as_f64().is_some(),
         "{m}"

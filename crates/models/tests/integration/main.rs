@@ -2,3 +2,4 @@
 
 mod pytorch_fixtures;
 mod torch_io;
+mod wide_resnet;

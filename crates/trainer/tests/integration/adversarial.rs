@@ -1,31 +1,18 @@
 //! Adversarial training and regularizers through `fit` on real MNIST: each method buys
 //! robustness that standard training does not have, regularizers act, resume is exact.
 
-use std::path::Path;
+use crate::common::{devices, opts};
 
 use bulwark_attack_core::{Attack, AttackOptions, PgdConfig, ThreatModel};
 use bulwark_data::ImageDataset;
 use bulwark_models::Model;
 use bulwark_reg_core::{Constraint, ConstraintKind, ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AwpSpec, BackendKind, DeviceSet, EpochMetrics, FitOptions, FitOutcome, Method, Mixing,
-    OptimizerKind, Schedule, SpectralSpec, StopReason, TrainConfig, TrainError, fit,
+    AwpSpec, EpochMetrics, FitOutcome, Method, Mixing, OptimizerKind, Schedule, SpectralSpec,
+    StopReason, TrainConfig, TrainError, fit,
 };
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::Tensor;
-
-fn devices() -> DeviceSet {
-    DeviceSet::single(BackendKind::Flex).unwrap()
-}
-
-fn opts(dir: &Path, resume: bool, stop: Option<usize>) -> FitOptions {
-    FitOptions {
-        run_dir: dir.to_path_buf(),
-        resume,
-        progress: false,
-        stop_after_epoch: stop,
-    }
-}
 
 fn base(epochs: usize) -> TrainConfig {
     TrainConfig::new()

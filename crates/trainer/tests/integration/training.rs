@@ -1,11 +1,11 @@
 //! Training on a real MNIST slice: learning happens, resume is exact, checkpoints fail safely.
 
+use crate::common::{devices, opts};
 use std::path::{Path, PathBuf};
 
 use bulwark_data::{DatasetKind, ImageDataset, Split, load_split};
 use bulwark_trainer::{
-    BackendKind, Checkpoint, DeviceSet, EpochMetrics, FitOptions, OptimizerKind, Schedule,
-    TrainConfig, TrainError, fit,
+    Checkpoint, EpochMetrics, OptimizerKind, Schedule, TrainConfig, TrainError, fit,
 };
 
 fn slice() -> (ImageDataset, ImageDataset) {
@@ -28,19 +28,6 @@ fn config() -> TrainConfig {
             min_lr: 0.0,
         })
         .with_seed(5)
-}
-
-fn opts(dir: &Path, resume: bool, stop: Option<usize>) -> FitOptions {
-    FitOptions {
-        run_dir: dir.to_path_buf(),
-        resume,
-        progress: false,
-        stop_after_epoch: stop,
-    }
-}
-
-fn devices() -> DeviceSet {
-    DeviceSet::single(BackendKind::Flex).unwrap()
 }
 
 /// Metrics without the wall-clock fields.
