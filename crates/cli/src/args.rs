@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use bulwark_attack_core::{LossKind, Norm, Preset, Targeting};
 use bulwark_trainer::{BackendKind, OptimizerKind, Schedule};
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::values;
 
@@ -82,6 +82,16 @@ Settings not given take each attack's documented default (docs/attacks.md).")]
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Combine the shards of an evaluation, attack or sweep (run with --shard) into the report
+    /// an unsharded run writes.
+    #[command(after_help = "Examples:
+  bulwark eval --model small-cnn --weights w.safetensors --eps 0.3 --out runs/eval/x --shard 0/3   # and 1/3, 2/3
+  bulwark merge runs/eval/x/shard-*          # writes runs/eval/x/report.md
+  bulwark merge a/shard-0-of-2 b/shard-1-of-2 --out merged
+
+Every shard of the job must be given, once; shards of another configuration, weights, data or
+backend are refused. See docs/cluster.md for Slurm and Kubernetes.")]
+    Merge(MergeArgs),
     /// Convert weights between burn's format (.bpk) and PyTorch-layout safetensors.
     #[command(after_help = "Examples:
   bulwark export --model small-cnn --from runs/x/checkpoint/model.bpk --to small-cnn.safetensors
@@ -196,6 +206,10 @@ pub struct SweepArgs {
     /// Sweep directory [default: runs/sweep-<model>-<dataset>-<reg>].
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run one shard of the sweep (its part of the strengths) into <out>/shard-I-of-N: I/N,
+    /// `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with `bulwark merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Directory that already holds the dataset files.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
@@ -204,8 +218,9 @@ pub struct SweepArgs {
     pub no_progress: bool,
 }
 
-/// `bulwark eval`.
-#[derive(Debug, Args)]
+/// `bulwark eval`. Serialized into a shard's manifest, from which `bulwark merge` rebuilds the
+/// evaluation.
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
 pub struct EvalArgs {
     /// Zoo model the weights belong to.
     #[arg(long, value_parser = values::model())]
@@ -268,6 +283,11 @@ pub struct EvalArgs {
     /// Output directory of a robust evaluation (default: runs/eval/<model>-<preset>-<norm>-<eps>).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run one shard of the evaluation (its part of the images, whole chunks of --chunk-size)
+    /// into <out>/shard-I-of-N: I/N, `slurm` (this task of a Slurm job array) or `k8s/N` (this
+    /// pod of a Kubernetes Indexed Job). Combine the shards with `bulwark merge`.
+    #[arg(long, requires = "eps")]
+    pub shard: Option<String>,
     /// Continue the robust evaluation saved in the output directory.
     #[arg(long, requires = "eps")]
     pub resume: bool,
@@ -346,6 +366,10 @@ pub struct AttackArgs {
     /// attack-state.json, the finished batches.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Run one shard of the attack (its part of the batches) into <out>/shard-I-of-N: I/N,
+    /// `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with `bulwark merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Continue an attack that was killed: the batches it finished (attack-state.json in the
     /// output directory) are not attacked again.
     #[arg(long, conflicts_with = "overwrite")]
@@ -355,6 +379,20 @@ pub struct AttackArgs {
     #[arg(long)]
     pub overwrite: bool,
     /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+/// `bulwark merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The shard directories (`shard-I-of-N`), every shard of one job.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where the merged report goes [default: the directory holding the shard directories].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
 }

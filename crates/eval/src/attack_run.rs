@@ -13,6 +13,7 @@ use crate::atomic::write_atomic;
 use crate::error::EvalError;
 use crate::grid::{GridImage, write_png_grid};
 use crate::progress::bar;
+use crate::shard::{SHARD_FILE, Shard, ShardManifest, read_shards};
 
 /// How to run [`attack_dataset`].
 #[derive(Debug, Clone)]
@@ -108,7 +109,7 @@ impl AttackState {
 }
 
 /// One kept example: clean and adversarial image with the label and both predictions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AttackExample {
     /// The clean image.
     pub clean: GridImage,
@@ -203,6 +204,140 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
     opts: &AttackRunOptions,
     device: &Device,
 ) -> Result<AttackSummary, EvalError> {
+    let batches = data.len().div_ceil(opts.batch_size.max(1));
+    let part = attack_batches(model, data, config, opts, 0..batches, device)?;
+    summarize(config, data.len(), opts.examples, part)
+}
+
+/// One shard of [`attack_dataset`]: the batches [`Shard::range`] gives of those an unsharded run
+/// attacks (the same images in the same batches), resumable through `opts.state`; writes
+/// `shard.json` ([`ShardManifest`]) with the finished batches' counts and the shard's example
+/// candidates into `out_dir`, for [`merge_attack`]. `context` is recorded for the merged summary.
+/// Returns the shard's own summary (over its images).
+pub fn attack_dataset_shard<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &AttackConfig,
+    opts: &AttackRunOptions,
+    shard: Shard,
+    context: &AttackContext,
+    out_dir: &Path,
+    device: &Device,
+) -> Result<AttackSummary, EvalError> {
+    let started = Instant::now();
+    let batch_size = opts.batch_size.max(1);
+    let units = data.len().div_ceil(batch_size);
+    let range = shard.range(units);
+    let part = attack_batches(model, data, config, opts, range.clone(), device)?;
+    let images = part.tallies.iter().map(|t| t.len).sum();
+    let manifest = ShardManifest {
+        kind: "attack".into(),
+        shard,
+        fingerprint: attack_fingerprint(config, opts, data),
+        units,
+        range,
+        seconds: started.elapsed().as_secs_f64(),
+        bulwark_version: env!("CARGO_PKG_VERSION").into(),
+        cwd: std::env::current_dir().map_err(EvalError::io("."))?,
+        command: serde_json::json!({
+            "context": context,
+            "n": data.len(),
+            "examples": opts.examples,
+            "config": config,
+        }),
+        partial: serde_json::to_value(&part).map_err(|e| EvalError::Serialize {
+            what: "the attack shard",
+            reason: e.to_string(),
+        })?,
+    };
+    manifest.write(out_dir)?;
+    summarize(config, images, opts.examples, part)
+}
+
+/// Combines the shards of one attack ([`attack_dataset_shard`]) into the summary an unsharded
+/// run gives (the same counts, per-sample results and examples; `seconds` sums the batches'),
+/// with the context the shards recorded. Refuses shards of different attacks, weights or data,
+/// and a missing, duplicated or unfinished shard.
+pub fn merge_attack(shard_dirs: &[PathBuf]) -> Result<(AttackContext, AttackSummary), EvalError> {
+    #[derive(Deserialize)]
+    struct Command {
+        context: AttackContext,
+        n: usize,
+        examples: usize,
+        config: AttackConfig,
+    }
+    let shards = read_shards(shard_dirs)?;
+    let (first_dir, first) = &shards[0];
+    if first.kind != "attack" {
+        return Err(EvalError::State {
+            path: first_dir.clone(),
+            reason: format!("a shard of `{}`, not of an attack", first.kind),
+        });
+    }
+    let command: Command = first.command(first_dir)?;
+    let mut whole = AttackPart::default();
+    for (dir, m) in &shards {
+        let part: AttackPart = m.partial(dir)?;
+        let expected = m.range.len();
+        if part.tallies.len() != expected {
+            return Err(EvalError::State {
+                path: dir.join(SHARD_FILE),
+                reason: format!(
+                    "shard {} holds {} of its {expected} batches",
+                    m.shard,
+                    part.tallies.len()
+                ),
+            });
+        }
+        whole.tallies.extend(part.tallies);
+        whole.fooled.extend(part.fooled);
+        whole.others.extend(part.others);
+        whole.resumed += part.resumed;
+    }
+    let n: usize = whole.tallies.iter().map(|t| t.len).sum();
+    if n != command.n {
+        return Err(EvalError::State {
+            path: first_dir.join(SHARD_FILE),
+            reason: format!("the shards cover {n} of the attack's {} images", command.n),
+        });
+    }
+    let summary = summarize(&command.config, n, command.examples, whole)?;
+    Ok((command.context, summary))
+}
+
+/// The key of an attack's saved batches and of its shards.
+fn attack_fingerprint(
+    config: &AttackConfig,
+    opts: &AttackRunOptions,
+    data: &ImageDataset,
+) -> String {
+    let text = format!(
+        "{}|{}|{}",
+        serde_json::to_string(config).unwrap_or_default(),
+        opts.state.as_ref().map_or("", |s| s.identity.as_str()),
+        opts.batch_size.max(1)
+    );
+    data_fingerprint(&text, data)
+}
+
+/// What attacking some of the batches gives: their counts in order, and the first `examples`
+/// fooled and not-fooled images among them (examples are kept from the batches attacked here).
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct AttackPart {
+    tallies: Vec<BatchTally>,
+    fooled: Vec<AttackExample>,
+    others: Vec<AttackExample>,
+    resumed: usize,
+}
+
+fn attack_batches<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &AttackConfig,
+    opts: &AttackRunOptions,
+    batch_range: std::ops::Range<usize>,
+    device: &Device,
+) -> Result<AttackPart, EvalError> {
     let attack = config.init()?;
     let threat = attack.threat();
     let bounds = attack.options().bounds;
@@ -210,16 +345,11 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
     let device = device.clone().inner();
     let (c, h, w) = (data.channels, data.height, data.width);
     let n_pixels = c * h * w;
-    let bar = bar(data.len(), opts.progress, attack.name());
     let batch_size = opts.batch_size.max(1);
-    let fingerprint = opts.state.as_ref().map(|state| {
-        let text = format!(
-            "{}|{}|{batch_size}",
-            serde_json::to_string(config).unwrap_or_default(),
-            state.identity
-        );
-        data_fingerprint(&text, data)
-    });
+    let fingerprint = opts
+        .state
+        .as_ref()
+        .map(|_| attack_fingerprint(config, opts, data));
     let saved = match (&opts.state, &fingerprint) {
         (Some(state), Some(fp)) => state.load(fp),
         _ => Vec::new(),
@@ -228,12 +358,20 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
     let mut examples: Vec<AttackExample> = Vec::new();
     let mut others: Vec<AttackExample> = Vec::new();
     let mut resumed_batches = 0;
+    let todo: usize = batch_range
+        .clone()
+        .map(|b| batch_size.min(data.len() - b * batch_size))
+        .sum();
+    let bar = bar(todo, opts.progress, attack.name());
     for (b, indices) in epoch_batches(data.len(), batch_size, false, 0, 0)
         .into_iter()
         .enumerate()
     {
+        if !batch_range.contains(&b) {
+            continue;
+        }
         let (start, len) = (b * batch_size, indices.len());
-        if let Some(t) = saved.get(b).filter(|t| (t.start, t.len) == (start, len)) {
+        if let Some(t) = saved.iter().find(|t| (t.start, t.len) == (start, len)) {
             // Counts that no batch of `len` images can give mean a damaged file: the clean-correct
             // images are the robust ones and the fooled ones; the adversarially correct ones are
             // the robust ones and some clean errors; the per-image flags add up to the count.
@@ -332,6 +470,30 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
             state.path.display()
         );
     }
+    Ok(AttackPart {
+        tallies,
+        fooled: examples,
+        others,
+        resumed: resumed_batches,
+    })
+}
+
+/// The summary of `part`'s batches (`n` images).
+fn summarize(
+    config: &AttackConfig,
+    n: usize,
+    keep: usize,
+    part: AttackPart,
+) -> Result<AttackSummary, EvalError> {
+    let attack = config.init()?;
+    let threat = attack.threat();
+    let norm = attack.norm();
+    let AttackPart {
+        tallies,
+        fooled: mut examples,
+        others,
+        resumed: resumed_batches,
+    } = part;
     // Summed batch by batch, so that a resumed run adds exactly what an uninterrupted one does.
     let count = |f: fn(&BatchTally) -> usize| tallies.iter().map(f).sum::<usize>();
     let (clean_ok, adv_ok, robust_ok, fooled) = (
@@ -343,10 +505,12 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
     let max_pert = tallies.iter().fold(0f64, |m, t| m.max(t.max_perturbation));
     let sum_fooled_pert: f64 = tallies.iter().map(|t| t.sum_fooled_perturbation).sum();
     let seconds: f64 = tallies.iter().map(|t| t.seconds).sum();
-    let n = data.len();
     let frac = |k: usize, of: usize| if of == 0 { 0.0 } else { k as f64 / of as f64 };
+    // The first `keep` fooled images, then the first others (in image order: shards are merged
+    // in order, each keeping its first ones).
+    examples.truncate(keep);
     examples.extend(others);
-    examples.truncate(opts.examples);
+    examples.truncate(keep);
     Ok(AttackSummary {
         attack: attack.name().to_string(),
         config: config.clone(),

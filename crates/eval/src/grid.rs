@@ -6,7 +6,7 @@ use crate::atomic::write_atomic;
 use crate::error::EvalError;
 
 /// One image: `channels × height × width` values in [0, 1], channel-major (as the tensors are).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GridImage {
     /// Number of channels: 1 (grey) or 3 (RGB).
     pub channels: usize,

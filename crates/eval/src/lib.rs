@@ -8,6 +8,10 @@
 //!   (AutoAttack-style presets or custom stages) over every image, resumable, with the sanity
 //!   probes and checks, an eps sweep, other attacks' results folded into a per-sample worst case
 //!   (the headline), and the report ([`write_robust_report`]: Markdown, JSON, plot, grids).
+//! - [`Shard`]: a job split over processes (Slurm job arrays, Kubernetes Indexed Jobs):
+//!   [`evaluate_robustness_shard`] and [`merge_robustness`], [`attack_dataset`] with
+//!   [`AttackRunOptions::shard`] and [`merge_attack`]; each shard leaves a [`ShardManifest`],
+//!   and [`read_shards`] checks that a merge has every shard of one job exactly once.
 //! - [`RunLock`] (one writer per output directory), [`write_atomic`], [`line_plot_svg`],
 //!   [`write_png_grid`] and the progress bar: the pieces the trainer's own reports share.
 //!
@@ -48,11 +52,12 @@ mod plot;
 mod progress;
 mod robust;
 mod run_lock;
+mod shard;
 
 pub use atomic::write_atomic;
 pub use attack_run::{
     AttackContext, AttackExample, AttackRunOptions, AttackState, AttackSummary, attack_dataset,
-    write_attack_outputs,
+    attack_dataset_shard, merge_attack, write_attack_outputs,
 };
 pub use clean::{EvalResult, evaluate};
 pub use error::EvalError;
@@ -61,6 +66,8 @@ pub use plot::{Series, labelled_plot_svg, line_plot_svg};
 pub use progress::bar as progress_bar;
 pub use robust::{
     AttackAccuracy, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
-    StageReport, SweepPoint, evaluate_robustness, stages_from_names, write_robust_report,
+    StageReport, SweepPoint, evaluate_robustness, evaluate_robustness_shard, merge_robustness,
+    stages_from_names, write_robust_report,
 };
 pub use run_lock::RunLock;
+pub use shard::{SHARD_FILE, Shard, ShardManifest, common_parent, read_shards};

@@ -77,5 +77,6 @@ pub use report::{ReportInputs, write_report};
 pub use schedule::Schedule;
 pub use specs::{AwpSpec, InputGradientSpec, Mixing, SpectralSpec};
 pub use sweep::{
-    SWEEP_OUTPUTS, SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, run_sweep,
+    SWEEP_OUTPUTS, SweepOptions, SweepPointResult, SweepReg, SweepReport, SweepSpec, merge_sweep,
+    run_sweep,
 };

@@ -13,8 +13,8 @@ use bulwark_reg_core::{Constraint, ConstraintKind, Penalty, PenaltyKind};
 use serde::{Deserialize, Serialize};
 
 use crate::{Checkpoint, DeviceSet, JobOptions, Mixing, TrainConfig, TrainError, run_job};
-use bulwark_eval::RunLock;
 use bulwark_eval::write_atomic;
+use bulwark_eval::{RunLock, Shard, ShardManifest, read_shards};
 use bulwark_eval::{Series, labelled_plot_svg};
 
 /// The regularizer a sweep varies; the swept value is its strength.
@@ -123,7 +123,7 @@ impl FromStr for SweepReg {
 }
 
 /// A sweep: the base configuration, the regularizer and its values.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SweepSpec {
     /// Everything but the swept regularizer (method, epochs, ...).
     pub base: TrainConfig,
@@ -181,6 +181,10 @@ pub struct SweepOptions {
     pub out_dir: PathBuf,
     /// Template for each run's job options (`run_dir` and `resume` are set per run).
     pub job: JobOptions,
+    /// Run only this shard's strengths ([`Shard::range`] of the values, in order) and leave
+    /// `shard.json` for [`merge_sweep`] instead of the table and plot. `out_dir` is then the
+    /// shard's own directory.
+    pub shard: Option<Shard>,
 }
 
 fn value_label(v: f64) -> String {
@@ -223,8 +227,15 @@ pub fn run_sweep(
         .collect::<Result<_, _>>()?;
     // One sweep per directory at a time (each run also locks its own sub-directory).
     let _lock = RunLock::acquire(&opts.out_dir)?;
+    let started = std::time::Instant::now();
     let mut points = Vec::new();
-    for (&value, cfg) in spec.values.iter().zip(&configs) {
+    let range = opts
+        .shard
+        .map_or(0..spec.values.len(), |s| s.range(spec.values.len()));
+    for (&value, cfg) in spec.values[range.clone()]
+        .iter()
+        .zip(&configs[range.clone()])
+    {
         let run_dir = opts
             .out_dir
             .join(format!("{}-{}", spec.reg.name(), value_label(value)));
@@ -303,7 +314,87 @@ pub fn run_sweep(
         dataset: spec.base.dataset.clone(),
         points,
     };
-    write_sweep(&opts.out_dir, &report, spec)?;
+    match opts.shard {
+        Some(shard) => {
+            let to_json = |what: &'static str, v: serde_json::Result<serde_json::Value>| {
+                v.map_err(|e| TrainError::Settings {
+                    what: "sweep settings",
+                    problem: format!("cannot serialize the {what}: {e}"),
+                })
+            };
+            ShardManifest {
+                kind: "sweep".into(),
+                shard,
+                fingerprint: sweep_fingerprint(spec, &opts.job.backend),
+                units: spec.values.len(),
+                range,
+                seconds: started.elapsed().as_secs_f64(),
+                bulwark_version: env!("CARGO_PKG_VERSION").into(),
+                cwd: std::env::current_dir().map_err(TrainError::io("."))?,
+                command: to_json("sweep", serde_json::to_value(spec))?,
+                partial: to_json("sweep points", serde_json::to_value(&report.points))?,
+            }
+            .write(&opts.out_dir)?;
+        }
+        None => write_sweep(&opts.out_dir, &report, spec)?,
+    }
+    Ok(report)
+}
+
+/// What identifies a sweep across its shards: every setting of every run, and the backend.
+fn sweep_fingerprint(spec: &SweepSpec, backend: &str) -> String {
+    let text = format!(
+        "{}|{backend}|{}",
+        serde_json::to_string(spec).unwrap_or_default(),
+        env!("CARGO_PKG_VERSION")
+    );
+    bulwark_data::content_hash([text.as_bytes()])
+}
+
+/// Combines the shards of one sweep ([`SweepOptions::shard`]) into the table, plot and
+/// `sweep.json` an unsharded sweep writes, in `out_dir`; each point's `run_dir` is where its
+/// shard trained it. Refuses shards of different sweeps (any setting, or the backend), and a
+/// missing, duplicated or unfinished shard.
+pub fn merge_sweep(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<SweepReport, TrainError> {
+    let shards = read_shards(shard_dirs)?;
+    let (first_dir, first) = &shards[0];
+    let foreign = |dir: &Path, reason: String| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    if first.kind != "sweep" {
+        return Err(foreign(
+            first_dir,
+            format!("a shard of `{}`, not of a sweep", first.kind),
+        ));
+    }
+    let spec: SweepSpec = first.command(first_dir)?;
+    let mut points = Vec::new();
+    for (dir, m) in &shards {
+        let part: Vec<SweepPointResult> = m.partial(dir)?;
+        if part.len() != m.range.len() {
+            return Err(foreign(
+                dir,
+                format!(
+                    "shard {} holds {} of its {} strengths",
+                    m.shard,
+                    part.len(),
+                    m.range.len()
+                ),
+            ));
+        }
+        points.extend(part);
+    }
+    std::fs::create_dir_all(out_dir).map_err(TrainError::io(out_dir))?;
+    let _lock = RunLock::acquire(out_dir)?;
+    let report = SweepReport {
+        reg: spec.reg,
+        method: spec.base.method.name().into(),
+        model: spec.base.model.clone(),
+        dataset: spec.base.dataset.clone(),
+        points,
+    };
+    write_sweep(out_dir, &report, &spec)?;
     Ok(report)
 }
 

@@ -6,7 +6,8 @@ use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{Attack, AttackConfig, AttackOverrides};
 use bulwark_data::Split;
 use bulwark_eval::{
-    AttackContext, AttackRunOptions, AttackState, RunLock, attack_dataset, write_attack_outputs,
+    AttackContext, AttackRunOptions, AttackState, RunLock, SHARD_FILE, Shard, attack_dataset,
+    attack_dataset_shard, write_attack_outputs,
 };
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
@@ -51,6 +52,16 @@ fn attack_config(a: &AttackArgs) -> Result<AttackConfig> {
         .with_context(|| format!("--attack {}", a.attack))
 }
 
+/// Removes the saved batches of a finished attack (its results are saved elsewhere).
+fn remove_state(path: &std::path::Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
 /// The file in an attack's output directory that holds its finished batches until it completes.
 const ATTACK_STATE: &str = "attack-state.json";
 
@@ -72,6 +83,12 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         };
         PathBuf::from("runs/attacks").join(format!("{}-{name}-{}-{eps}", a.model, checked.norm()))
     });
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let base_out = out.clone();
+    let out = match shard {
+        Some(s) => out.join(s.dir_name()),
+        None => out,
+    };
     // One attack per output directory at a time: two would mix their saved batches. Taken before
     // the directory's contents are looked at, so that what they say stays true.
     let _lock = RunLock::acquire(&out)?;
@@ -83,7 +100,12 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
             state_path.display()
         );
     }
-    let summary_path = out.join("summary.json");
+    // A shard's finished result is its manifest; a whole attack's, its summary.
+    let summary_path = out.join(if shard.is_some() {
+        SHARD_FILE
+    } else {
+        "summary.json"
+    });
     if summary_path.is_file() && !a.overwrite {
         bail!(
             "{} holds a finished attack ({}); choose another --out, or pass --overwrite to \
@@ -128,6 +150,13 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
             }
         }
     }
+    let context = AttackContext {
+        model: a.model.clone(),
+        weights: a.weights.clone(),
+        dataset: format!("{}/test", a.dataset),
+        backend: backend.to_string(),
+        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
+    };
     let opts = AttackRunOptions {
         batch_size: a.batch_size as usize,
         progress: !a.no_progress,
@@ -137,6 +166,29 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
             identity: run_identity(&a.model, &a.weights, &a.dataset, backend)?,
         }),
     };
+    if let Some(shard) = shard {
+        let part = attack_dataset_shard(
+            &model, &test, &config, &opts, shard, &context, &out, &device,
+        )?;
+        remove_state(&state_path)?;
+        println!(
+            "{} {} shard {shard}: {} of {} images: clean {:.2} %, robust {:.2} % on this shard's \
+             images ({:.1} s)",
+            a.model,
+            part.attack,
+            part.n,
+            test.len(),
+            100.0 * part.clean_accuracy,
+            100.0 * part.robust_accuracy,
+            part.seconds
+        );
+        println!(
+            "shard: {}; when every shard has run: bulwark merge {}",
+            out.join(SHARD_FILE).display(),
+            base_out.join("shard-*").display()
+        );
+        return Ok(());
+    }
     let summary = attack_dataset(&model, &test, &config, &opts, &device)?;
     let threat = match summary.eps {
         Some(eps) => format!("{} eps {eps}", summary.norm),
@@ -155,21 +207,9 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         summary.seconds,
         summary.images_per_second
     );
-    let context = AttackContext {
-        model: a.model.clone(),
-        weights: a.weights.clone(),
-        dataset: format!("{}/test", a.dataset),
-        backend: backend.to_string(),
-        bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
-    };
     let (json, png) = write_attack_outputs(&out, &context, &summary)?;
     // The attack is complete and its summary saved: a later run starts afresh.
-    match std::fs::remove_file(&state_path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing {}", state_path.display()));
-        }
-        _ => {}
-    }
+    remove_state(&state_path)?;
     if summary.resumed_batches > 0 {
         println!(
             "resumed: {} finished batch(es) from {ATTACK_STATE}",

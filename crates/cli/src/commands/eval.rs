@@ -6,8 +6,9 @@ use anyhow::Result;
 use bulwark_attack_core::{Evaluator, Norm, Preset};
 use bulwark_data::Split;
 use bulwark_eval::{
-    EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, evaluate, evaluate_robustness,
-    stages_from_names, write_atomic,
+    EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, SHARD_FILE, Shard, evaluate,
+    evaluate_robustness, evaluate_robustness_shard, merge_robustness, stages_from_names,
+    write_atomic,
 };
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
@@ -19,7 +20,18 @@ use crate::guard::{self, EVAL_OUTPUTS, Inputs};
 use super::{fetch_options, file_hash, load_weights};
 
 pub(super) fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
+    run_eval(a, backend, None)
+}
+
+/// `bulwark eval`, or (`merge`: the shard directories) the merge of a sharded robust evaluation
+/// with the shards' own settings.
+pub(super) fn run_eval(
+    a: EvalArgs,
+    backend: BackendKind,
+    merge: Option<Vec<PathBuf>>,
+) -> Result<()> {
     let device: Device = backend.device()?;
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     // Robust-evaluation settings are checked before weights and data are touched.
     let robust = robust_config(&a)?;
     // Weights first: a bad file is reported before any data is fetched.
@@ -38,6 +50,10 @@ pub(super) fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
     }
     if let Some(config) = robust {
         let out = robust_out_dir(&a, &config);
+        let out = match shard {
+            Some(s) => out.join(s.dir_name()),
+            None => out,
+        };
         inputs.refuse_in(&out, &EVAL_OUTPUTS, "--out")?;
         // `<run>/eval` of a live training run is that run's own final evaluation.
         if let Some(parent) = out.parent()
@@ -45,7 +61,12 @@ pub(super) fn eval(a: EvalArgs, backend: BackendKind) -> Result<()> {
         {
             drop(RunLock::acquire(parent)?);
         }
-        return robust_eval(&a, config, &out, &model, &test, backend, &device);
+        let mode = match (shard, merge) {
+            (Some(s), _) => Mode::Shard(s),
+            (None, Some(dirs)) => Mode::Merge(dirs),
+            (None, None) => Mode::Whole,
+        };
+        return robust_eval(&a, config, &out, &model, &test, backend, &device, mode);
     }
     if let Some(path) = &a.predictions {
         inputs.refuse(path, "--predictions")?;
@@ -127,6 +148,14 @@ fn robust_out_dir(a: &EvalArgs, config: &RobustEvalConfig) -> PathBuf {
     })
 }
 
+/// A whole robust evaluation, one shard of it, or the merge of its shards.
+enum Mode {
+    Whole,
+    Shard(Shard),
+    Merge(Vec<PathBuf>),
+}
+
+#[allow(clippy::too_many_arguments)]
 fn robust_eval(
     a: &EvalArgs,
     config: RobustEvalConfig,
@@ -135,6 +164,7 @@ fn robust_eval(
     test: &bulwark_data::ImageDataset,
     backend: BackendKind,
     device: &Device,
+    mode: Mode,
 ) -> Result<()> {
     let eps = config.eps;
     let out = out.to_path_buf();
@@ -152,7 +182,36 @@ fn robust_eval(
             bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
     };
-    let report = evaluate_robustness(model, test, &config, &opts, &out, device)?;
+    let report = match mode {
+        Mode::Whole => evaluate_robustness(model, test, &config, &opts, &out, device)?,
+        Mode::Merge(dirs) => merge_robustness(model, test, &config, &opts, &dirs, &out, device)?,
+        Mode::Shard(shard) => {
+            let command = serde_json::json!({ "args": a, "backend": backend.to_string() });
+            let m = evaluate_robustness_shard(
+                model, test, &config, &opts, shard, command, &out, device,
+            )?;
+            let p = &m.partial;
+            println!(
+                "{} shard {shard} ({} of {} test images from image {}), {} eps {eps}: clean \
+                 {:.2} %, cascade robust {:.2} % on this shard's images ({:.1} s)",
+                a.model,
+                p["images"],
+                test.len(),
+                p["first_image"],
+                config.norm,
+                100.0 * p["clean_acc"].as_f64().unwrap_or_default(),
+                100.0 * p["cascade_robust_acc"].as_f64().unwrap_or_default(),
+                m.seconds
+            );
+            println!(
+                "shard: {}; when every shard has run: bulwark merge {}",
+                out.join(SHARD_FILE).display(),
+                out.parent()
+                    .map_or_else(|| ".".into(), |p| p.join("shard-*").display().to_string())
+            );
+            return Ok(());
+        }
+    };
     println!(
         "{} on {} {} test images, {} eps {}: clean {:.2} %, robust {:.2} % ({}; {:.1} s)",
         a.model,

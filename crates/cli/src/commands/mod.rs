@@ -5,6 +5,7 @@ mod bench;
 mod data;
 mod eval;
 mod export;
+mod merge;
 mod models;
 mod sweep;
 mod train;
@@ -67,6 +68,7 @@ pub fn run(cli: Cli) -> Result<()> {
             command: ModelsCommand::List,
         } => models::models_list(backend),
         Command::Export(args) => export::export(args, backend),
+        Command::Merge(args) => merge::merge(args),
     }
 }
 

@@ -8,6 +8,8 @@ use bulwark_trainer::{
     TrainConfig, run_sweep,
 };
 
+use bulwark_eval::Shard;
+
 use crate::args::SweepArgs;
 use crate::guard::Inputs;
 
@@ -39,6 +41,12 @@ pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
             reg.name()
         ))
     });
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let base_out = out.clone();
+    let out = match shard {
+        Some(s) => out.join(s.dir_name()),
+        None => out,
+    };
     if let Some(config) = &a.config {
         let mut inputs = Inputs::new();
         inputs.file("the configuration file", config);
@@ -73,8 +81,30 @@ pub(super) fn sweep(a: SweepArgs, backend: BackendKind) -> Result<()> {
         &SweepOptions {
             out_dir: out.clone(),
             job,
+            shard,
         },
     )?;
+    if let Some(shard) = shard {
+        for p in &report.points {
+            println!(
+                "{} = {}: train {:.2} %, test {:.2} %{}  ({})",
+                reg.name(),
+                p.value,
+                100.0 * p.train_acc,
+                100.0 * p.test_acc,
+                p.robust_acc
+                    .map(|r| format!(", robust {:.2} %", 100.0 * r))
+                    .unwrap_or_default(),
+                p.run_dir.display()
+            );
+        }
+        println!(
+            "shard {shard}: {} of the strengths; when every shard has run: bulwark merge {}",
+            report.points.len(),
+            base_out.join("shard-*").display()
+        );
+        return Ok(());
+    }
     println!();
     print!(
         "{}",

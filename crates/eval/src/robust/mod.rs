@@ -18,7 +18,7 @@ mod saved;
 mod state;
 
 pub use report::{EvalContext, write_robust_report};
-pub use run::evaluate_robustness;
+pub use run::{evaluate_robustness, evaluate_robustness_shard, merge_robustness};
 
 /// What to evaluate: threat model, radii, attack list, seed and sizes. Recorded in the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +192,9 @@ pub struct RobustReport {
     pub seconds: f64,
     /// Chunks loaded from a previous run instead of computed.
     pub resumed_chunks: usize,
+    /// For a merge of shards ([`merge_robustness`]): how many; `seconds` then adds their times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shards: Option<usize>,
     /// The saved worst-case inputs at the headline radius.
     pub adversarial_file: PathBuf,
     /// Examples for the grid (not serialized).

@@ -155,10 +155,10 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
         s,
         "| time | {:.1} s{} |\n",
         r.seconds,
-        if r.resumed_chunks > 0 {
-            format!(" (this run; {} chunks resumed)", r.resumed_chunks)
-        } else {
-            String::new()
+        match (r.shards, r.resumed_chunks) {
+            (Some(k), _) => format!(" (summed over {k} shards and their merge)"),
+            (None, 0) => String::new(),
+            (None, c) => format!(" (this run; {c} chunks resumed)"),
         }
     );
     let _ = writeln!(s, "## Cascade at eps = {}\n", r.eps);

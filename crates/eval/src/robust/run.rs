@@ -16,6 +16,7 @@ use crate::grid::GridImage;
 use crate::progress::bar;
 use crate::run_lock::RunLock;
 
+use crate::atomic::write_atomic;
 use crate::robust::report::write_robust_report;
 use crate::robust::saved::{broken_rows, recompute_correct, save_adversarial};
 use crate::robust::state::{
@@ -25,6 +26,7 @@ use crate::robust::{
     AttackAccuracy, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,
     threat_name,
 };
+use crate::shard::{Shard, ShardManifest, read_shards};
 
 /// Runs the cascade over every image of `data` (in order), saving each chunk to
 /// `out_dir/eval-state/` as it finishes, then the probes and checks; writes the worst-case inputs
@@ -38,6 +40,194 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     out_dir: &Path,
     device: &Device,
 ) -> Result<RobustReport, EvalError> {
+    run_evaluation(model, data, config, opts, out_dir, device, None)
+}
+
+/// One shard of [`evaluate_robustness`]: the cascade over this shard's chunks only (the chunks
+/// an unsharded run computes, [`Shard::range`] of them), saved to `out_dir/eval-state/` as they
+/// finish (`opts.resume` continues a killed shard), then `shard.json` ([`ShardManifest`]) with the shard's own
+/// numbers. [`merge_robustness`] combines the shards. `command` is recorded for the merge (the
+/// CLI stores its settings there).
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate_robustness_shard<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &RobustEvalConfig,
+    opts: &RobustEvalOptions,
+    shard: Shard,
+    command: serde_json::Value,
+    out_dir: &Path,
+    device: &Device,
+) -> Result<ShardManifest, EvalError> {
+    let device = device.clone().inner();
+    let plan = Plan::new(config, opts, data)?;
+    let started = Instant::now();
+    // A model that cannot be evaluated fails here, in every shard, before anything is written.
+    first_batch_flags(model, data, config, &device)?;
+    let lock = RunLock::acquire(out_dir)?;
+    let fp = open_state(out_dir, config, opts, data)?;
+    let units = chunk_count(plan.n, config.chunk_size);
+    let range = shard.range(units);
+    let run = run_cascade(
+        model,
+        data,
+        config,
+        opts,
+        &plan,
+        out_dir,
+        &fp,
+        range.clone(),
+        &device,
+    )?;
+    let images: usize = run.results.iter().map(|c| c.len).sum();
+    let clean: usize = run
+        .results
+        .iter()
+        .map(|c| c.clean_correct.iter().filter(|&&b| b).count())
+        .sum();
+    let robust: usize = run.results.iter().map(|c| count_robust(c, plan.main)).sum();
+    let frac = |k: usize| {
+        if images == 0 {
+            0.0
+        } else {
+            k as f64 / images as f64
+        }
+    };
+    let stages: Vec<serde_json::Value> = plan
+        .evaluator
+        .stages()
+        .iter()
+        .enumerate()
+        .map(|(s, stage)| {
+            let (attacked, broken) = run.results.iter().fold((0, 0), |acc, c| {
+                let t = c.stage_totals[plan.main][s];
+                (acc.0 + t.0, acc.1 + t.1)
+            });
+            serde_json::json!({ "name": stage.name, "attacked": attacked, "broken": broken })
+        })
+        .collect();
+    let manifest = ShardManifest {
+        kind: "eval".into(),
+        shard,
+        fingerprint: fp,
+        units,
+        range: range.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        bulwark_version: env!("CARGO_PKG_VERSION").into(),
+        cwd: std::env::current_dir().map_err(EvalError::io("."))?,
+        command,
+        partial: serde_json::json!({
+            "images": images,
+            "first_image": (range.start * config.chunk_size).min(plan.n),
+            "clean_acc": frac(clean),
+            "cascade_robust_acc": frac(robust),
+            "stages_at_eps": stages,
+            "resumed_chunks": run.resumed,
+        }),
+    };
+    manifest.write(out_dir)?;
+    drop(lock);
+    Ok(manifest)
+}
+
+/// Combines the shards in `shard_dirs` ([`evaluate_robustness_shard`]) into the evaluation an
+/// unsharded run writes into `out_dir`: their chunks are checked and gathered into
+/// `out_dir/eval-state/`, then the probes, checks, headline, re-check from disk and report run
+/// as in [`evaluate_robustness`] — the same counts, per-sample results and flags. `model`, `data`,
+/// `config` and `opts.identity` must be those of the shards: refused otherwise, as are a missing,
+/// duplicated or unfinished shard. The report's `seconds` adds the shards' times to the merge's.
+pub fn merge_robustness<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &RobustEvalConfig,
+    opts: &RobustEvalOptions,
+    shard_dirs: &[PathBuf],
+    out_dir: &Path,
+    device: &Device,
+) -> Result<RobustReport, EvalError> {
+    run_evaluation(model, data, config, opts, out_dir, device, Some(shard_dirs))
+}
+
+fn chunk_count(n: usize, chunk_size: usize) -> usize {
+    n.div_ceil(chunk_size.max(1))
+}
+
+/// Checks the shards against this evaluation and copies their chunks into `out_dir/eval-state`
+/// (already prepared for fingerprint `fp`); returns the number of shards and their seconds.
+fn gather_shards(
+    shard_dirs: &[PathBuf],
+    out_dir: &Path,
+    fp: &str,
+    plan: &Plan,
+    config: &RobustEvalConfig,
+) -> Result<(usize, f64), EvalError> {
+    let shards = read_shards(shard_dirs)?;
+    let units = chunk_count(plan.n, config.chunk_size);
+    let state_dir = out_dir.join("eval-state");
+    let stages = plan.evaluator.stages().len();
+    let mut seconds = 0.0;
+    for (dir, m) in &shards {
+        if m.kind != "eval" {
+            return Err(EvalError::State {
+                path: dir.clone(),
+                reason: format!("a shard of `{}`, not of an evaluation", m.kind),
+            });
+        }
+        if m.fingerprint != fp || m.units != units {
+            return Err(EvalError::State {
+                path: dir.clone(),
+                reason: format!(
+                    "the shards evaluated another model, weights, dataset, backend or                      configuration than this merge (fingerprint {} there, {fp} here)",
+                    m.fingerprint
+                ),
+            });
+        }
+        seconds += m.seconds;
+        for c in m.range.clone() {
+            let start = c * config.chunk_size;
+            let len = config.chunk_size.min(plan.n - start);
+            let name = |ext: &str| format!("chunk-{c:05}.{ext}");
+            let (json, bin) = (
+                dir.join("eval-state").join(name("json")),
+                dir.join("eval-state").join(name("f32")),
+            );
+            if load_chunk(
+                &json,
+                &bin,
+                fp,
+                start,
+                len,
+                plan.n_pixels,
+                (plan.all_eps.len(), stages),
+            )
+            .is_none()
+            {
+                return Err(EvalError::State {
+                    path: json,
+                    reason: format!(
+                        "chunk {c} of shard {} is missing or damaged; rerun that shard with                          --resume",
+                        m.shard
+                    ),
+                });
+            }
+            for (from, ext) in [(&bin, "f32"), (&json, "json")] {
+                let bytes = std::fs::read(from).map_err(EvalError::io(from))?;
+                write_atomic(&state_dir.join(name(ext)), &bytes)?;
+            }
+        }
+    }
+    Ok((shards.len(), seconds))
+}
+
+fn run_evaluation<C: Classifier<4> + ?Sized>(
+    model: &C,
+    data: &ImageDataset,
+    config: &RobustEvalConfig,
+    opts: &RobustEvalOptions,
+    out_dir: &Path,
+    device: &Device,
+    shard_dirs: Option<&[PathBuf]>,
+) -> Result<RobustReport, EvalError> {
     let device = device.clone().inner();
     let plan = Plan::new(config, opts, data)?;
     let started = Instant::now();
@@ -45,8 +235,32 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
     // One evaluation per output directory at a time: two would mix their chunks. Held until the
     // report is written (`opts.report`).
     let lock = RunLock::acquire(out_dir)?;
-    let fp = open_state(out_dir, config, opts, data)?;
-    let mut run = run_cascade(model, data, config, opts, &plan, out_dir, &fp, &device)?;
+    // A merge continues whatever an earlier merge into the same directory gathered.
+    let state_opts = RobustEvalOptions {
+        resume: opts.resume || shard_dirs.is_some(),
+        ..opts.clone()
+    };
+    let fp = open_state(out_dir, config, &state_opts, data)?;
+    let merged = match shard_dirs {
+        Some(dirs) => Some(gather_shards(dirs, out_dir, &fp, &plan, config)?),
+        None => None,
+    };
+    let units = chunk_count(plan.n, config.chunk_size);
+    let mut run = run_cascade(
+        model,
+        data,
+        config,
+        opts,
+        &plan,
+        out_dir,
+        &fp,
+        0..units,
+        &device,
+    )?;
+    if merged.is_some() {
+        // Every chunk came from a shard (they were checked on the way in).
+        run.resumed = 0;
+    }
     let tally = Tally::new(&run.results, &plan);
     let probe_breaks = black_box_check(model, data, config, &plan, &tally, &mut flags, &device)?;
     eps_trend_checks(model, data, config, &plan, &tally, &mut flags, &device)?;
@@ -86,8 +300,9 @@ pub fn evaluate_robustness<C: Classifier<4> + ?Sized>(
         flags,
         config: config.clone(),
         broken_at_smaller_eps: tally.carried(plan.main),
-        seconds: started.elapsed().as_secs_f64(),
+        seconds: started.elapsed().as_secs_f64() + merged.map_or(0.0, |m| m.1),
         resumed_chunks: run.resumed,
+        shards: merged.map(|m| m.0),
         adversarial_file,
         examples: grid_examples(data, &plan, &tally, &run, opts.examples),
     };
@@ -253,6 +468,7 @@ pub(super) fn run_cascade<C: Classifier<4> + ?Sized>(
     plan: &Plan,
     out_dir: &Path,
     fp: &str,
+    chunk_range: std::ops::Range<usize>,
     device: &Device,
 ) -> Result<CascadeRun, EvalError> {
     let (n, n_pixels, main) = (plan.n, plan.n_pixels, plan.main);
@@ -262,7 +478,13 @@ pub(super) fn run_cascade<C: Classifier<4> + ?Sized>(
         .step_by(config.chunk_size)
         .map(|s| (s, config.chunk_size.min(n - s)))
         .collect();
-    let progress = bar(n, opts.progress, &format!("eval {}", config.norm));
+    let todo: usize = chunks
+        .get(chunk_range.clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.1)
+        .sum();
+    let progress = bar(todo, opts.progress, &format!("eval {}", config.norm));
     let mut run = CascadeRun {
         results: Vec::with_capacity(chunks.len()),
         adversarial_main: Vec::with_capacity(n * n_pixels),
@@ -270,6 +492,9 @@ pub(super) fn run_cascade<C: Classifier<4> + ?Sized>(
     };
     let mut robust_so_far = (0usize, 0usize);
     for (c, &(start, len)) in chunks.iter().enumerate() {
+        if !chunk_range.contains(&c) {
+            continue;
+        }
         let json_path = state_dir.join(format!("chunk-{c:05}.json"));
         let bin_path = state_dir.join(format!("chunk-{c:05}.f32"));
         let loaded = load_chunk(
