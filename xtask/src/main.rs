@@ -84,6 +84,46 @@ fn root() -> PathBuf {
 /// `cargo xtask ci`, or the other way round, only links); flex is the default at run time.
 const FEATURES: &str = "bulwark-cli/ndarray";
 
+/// Whether an MPI library for the `mpi` feature is installed: the compiler wrapper (which the
+/// rsmpi build asks for the flags) and the launcher (which the MPI test starts).
+fn mpi_available() -> bool {
+    let works = |program: &str, arg: &str| {
+        Command::new(program)
+            .arg(arg)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    works("mpicc", "-show") && works("mpirun", "--version")
+}
+
+/// [`FEATURES`], plus data-parallel training over MPI where MPI is installed, so that the main
+/// job, the benchmarks and the tests keep sharing one build.
+fn features() -> String {
+    if mpi_available() {
+        format!("{FEATURES},bulwark-cli/mpi")
+    } else {
+        FEATURES.to_string()
+    }
+}
+
+/// What `cargo xtask ci` says when MPI is missing: CI must run the MPI test; elsewhere it is
+/// announced as not run.
+fn mpi_notice() -> Result<()> {
+    if mpi_available() {
+        return Ok(());
+    }
+    let install = "Open MPI with the headers and libclang (Debian: apt-get install openmpi-bin \
+                   libopenmpi-dev libclang-dev; .ci/run installs them)";
+    if std::env::var_os("CI").is_some() {
+        bail!("CI runs the data-parallel MPI test, and MPI is not installed: install {install}");
+    }
+    eprintln!(
+        "\nWARNING: MPI is not installed, so the data-parallel training test \
+         (crates/cli/tests/integration/mpi.rs) is NOT built or run. Install {install} to run it.\n"
+    );
+    Ok(())
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -104,8 +144,8 @@ fn bulwark_with(extra: Option<&str>) -> Command {
         Some(f) if !f.trim().is_empty() => f
             .split(',')
             .map(|f| format!("bulwark-cli/{}", f.trim()))
-            .fold(FEATURES.to_string(), |acc, f| acc + "," + &f),
-        _ => FEATURES.to_string(),
+            .fold(features(), |acc, f| acc + "," + &f),
+        _ => features(),
     };
     let mut c = cargo();
     c.args(["run", "--quiet", "-p", "bulwark-cli", "--features"])
@@ -250,6 +290,8 @@ fn main() -> Result<()> {
         }
         Task::Cycles => cycles::check(&root()),
         Task::Ci { tests_only } => {
+            mpi_notice()?;
+            let features = features();
             if !tests_only {
                 cycles::check(&root())?;
                 let mut fmt = cargo();
@@ -261,7 +303,7 @@ fn main() -> Result<()> {
                     "--workspace",
                     "--all-targets",
                     "--features",
-                    FEATURES,
+                    &features,
                     "--",
                     "-D",
                     "warnings",
@@ -270,9 +312,11 @@ fn main() -> Result<()> {
             }
             fetch_test_data()?;
             let mut test = cargo();
-            test.args(["test", "--workspace", "--features", FEATURES]);
+            test.args(["test", "--workspace", "--features", &features]);
             run(test)?;
-            run(vendored_flex_tests())
+            run(vendored_flex_tests())?;
+            // Said again at the end, where it is read.
+            mpi_notice()
         }
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use burn::tensor::Device;
 
 use crate::TrainError;
+use crate::collective::{Collective, SharedCollective};
 
 /// A burn backend, named as on the command line (`--backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,21 @@ impl BackendKind {
     /// The device of this backend (the first GPU for GPU backends), or a clear error naming the
     /// Cargo feature to enable.
     pub fn device(self) -> Result<Device, TrainError> {
+        self.device_at(0)
+    }
+
+    /// The `index`-th GPU of a GPU backend (the discrete GPUs in the order the driver lists
+    /// them; index 0 is the default device), or the CPU backends' one device. Data-parallel
+    /// ranks on one node take their local rank.
+    pub fn device_at(self, index: usize) -> Result<Device, TrainError> {
+        // Only the GPU backends have more than one device.
+        let _ = index;
+        #[cfg(any(feature = "wgpu", feature = "vulkan"))]
+        let kind = if index == 0 {
+            burn::tensor::DeviceKind::DefaultDevice
+        } else {
+            burn::tensor::DeviceKind::DiscreteGpu(index)
+        };
         #[allow(unreachable_code)]
         match self {
             BackendKind::Flex => {
@@ -75,15 +91,15 @@ impl BackendKind {
             }
             BackendKind::Wgpu => {
                 #[cfg(feature = "wgpu")]
-                return self.probe(|| Device::wgpu(burn::tensor::DeviceKind::DefaultDevice));
+                return self.probe(|| Device::wgpu(kind));
             }
             BackendKind::Vulkan => {
                 #[cfg(feature = "vulkan")]
-                return self.probe(|| Device::vulkan(burn::tensor::DeviceKind::DefaultDevice));
+                return self.probe(|| Device::vulkan(kind));
             }
             BackendKind::Cuda => {
                 #[cfg(feature = "cuda")]
-                return self.probe(|| Device::cuda(0usize));
+                return self.probe(|| Device::cuda(index));
             }
         }
         Err(TrainError::BackendNotCompiled {
@@ -165,11 +181,13 @@ impl FromStr for BackendKind {
     }
 }
 
-/// The devices a run trains on. Today the trainer uses the first one; the list is the seam for
-/// burn's multi-device strategies.
+/// The devices a run trains on, and the process group it shares its batches with. The trainer
+/// uses the first device; with a [`Collective`] of several ranks ([`DeviceSet::with_collective`])
+/// the run is data-parallel across processes (see [`crate::collective`]).
 #[derive(Debug, Clone)]
 pub struct DeviceSet {
     devices: Vec<Device>,
+    collective: Option<SharedCollective>,
 }
 
 impl DeviceSet {
@@ -177,6 +195,7 @@ impl DeviceSet {
     pub fn single(kind: BackendKind) -> Result<Self, TrainError> {
         Ok(Self {
             devices: vec![kind.device()?],
+            collective: None,
         })
     }
 
@@ -188,7 +207,32 @@ impl DeviceSet {
                 problem: "the device list is empty".into(),
             });
         }
-        Ok(Self { devices })
+        Ok(Self {
+            devices,
+            collective: None,
+        })
+    }
+
+    /// Trains data-parallel with the other ranks of `collective`: each takes its part of every
+    /// batch, the gradients are averaged, rank 0 alone writes the run directory.
+    pub fn with_collective(mut self, collective: SharedCollective) -> Self {
+        self.collective = Some(collective);
+        self
+    }
+
+    /// The process group, when it has more than one rank.
+    pub fn collective(&self) -> Option<&dyn Collective> {
+        self.collective.as_deref().filter(|c| c.size() > 1)
+    }
+
+    /// This process's rank (0 without a process group).
+    pub fn rank(&self) -> usize {
+        self.collective().map_or(0, |c| c.rank())
+    }
+
+    /// Whether this process writes the run's files: rank 0, or a process on its own.
+    pub fn writes(&self) -> bool {
+        self.rank() == 0
     }
 
     /// The device that holds the model and optimizer state.

@@ -16,6 +16,9 @@ use indicatif::ProgressBar;
 
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
+use crate::collective::{
+    Collective, average_gradients, broadcast_buffers, check_batches, rank_rows, rank_seed,
+};
 use crate::regularize::{Regularizers, Targets};
 use crate::{
     DeviceSet, EpochMetrics, InputGradientSpec, Keep, Method, TrainConfig, TrainError,
@@ -94,6 +97,35 @@ struct EpochSums {
 }
 
 impl EpochSums {
+    /// The group's sums: every rank's statistics added up (the counts of the global batches).
+    fn sum_over(&mut self, group: &dyn Collective) -> Result<(), TrainError> {
+        let mut v = [
+            self.seen as f64,
+            self.loss,
+            self.clean_correct as f64,
+            self.clean_seen as f64,
+            self.adv_loss,
+            self.adv_correct as f64,
+            self.adv_seen as f64,
+            self.penalty,
+            self.input_gradient,
+        ];
+        group.sum_f64(&mut v)?;
+        // Counts below 2^53 are exact in f64.
+        *self = EpochSums {
+            seen: v[0] as usize,
+            loss: v[1],
+            clean_correct: v[2] as usize,
+            clean_seen: v[3] as usize,
+            adv_loss: v[4],
+            adv_correct: v[5] as usize,
+            adv_seen: v[6] as usize,
+            penalty: v[7],
+            input_gradient: v[8],
+        };
+        Ok(())
+    }
+
     fn message(&self, rate: f64, lr: f64, eps: Option<f64>) -> String {
         let mut m = format!("loss {:.4}", self.loss / self.seen.max(1) as f64);
         if self.clean_seen > 0 {
@@ -224,7 +256,7 @@ pub fn fit(
 ) -> Result<FitOutcome, TrainError> {
     cfg.validate()?;
     check_options(cfg, opts)?;
-    let _lock = RunLock::acquire(&opts.run_dir)?;
+    let _lock = writer_lock(devices, opts)?;
     fit_locked(cfg, &zoo_builder(cfg), train, valid, devices, opts)
 }
 
@@ -276,8 +308,18 @@ pub fn fit_network<M: Network>(
     // Checked before the lock, which creates the run directory.
     cfg.check_user_network()?;
     check_options(cfg, opts)?;
-    let _lock = RunLock::acquire(&opts.run_dir)?;
+    let _lock = writer_lock(devices, opts)?;
     fit_locked(cfg, build, train, valid, devices, opts)
+}
+
+/// The run directory's lock, taken by the process that writes it (rank 0 of a data-parallel
+/// group; the other ranks write nothing).
+fn writer_lock(devices: &DeviceSet, opts: &FitOptions) -> Result<Option<RunLock>, TrainError> {
+    Ok(if devices.writes() {
+        Some(RunLock::acquire(&opts.run_dir)?)
+    } else {
+        None
+    })
 }
 
 /// Options that cannot work, refused before anything is written.
@@ -308,21 +350,39 @@ pub(crate) fn fit_locked<M: Network>(
         return Err(TrainError::Config("the training set is empty".into()));
     }
     let device = devices.main().clone().inner();
-    std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
-    if !opts.resume {
-        Checkpoint::refuse_existing(&opts.run_dir)?;
+    let group = devices.collective();
+    if let Some(g) = group {
+        check_batches(train.len(), cfg.batch_size, g.size())?;
+    }
+    let writes = devices.writes();
+    if writes {
+        std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
+        if !opts.resume {
+            Checkpoint::refuse_existing(&opts.run_dir)?;
+        }
     }
     let mut run = Run::start(cfg, build, train, opts, &device)?;
     // The log always restarts from what the checkpoint knows: a kill after an epoch's metrics
     // were appended but before its checkpoint must not leave a duplicate line.
     let metrics_path = opts.run_dir.join("metrics.jsonl");
-    metrics::write_all(&metrics_path, &run.history)?;
+    if writes {
+        metrics::write_all(&metrics_path, &run.history)?;
+    }
     let last_epoch = opts.stop_after_epoch.unwrap_or(cfg.epochs).min(cfg.epochs);
+    let place = Place {
+        group,
+        device: &device,
+        writes,
+    };
     while run.epoch < last_epoch && run.stopped.is_none() {
         let stats;
-        (run, stats) = run.train_epoch(cfg, train, opts, &device)?;
+        (run, stats) = run.train_epoch(cfg, train, opts, &place)?;
+        if let Some(g) = group {
+            // Every rank validates and decides alike: same weights, same statistics.
+            run.model = broadcast_buffers(run.model, g, &device)?;
+        }
         let m = run.validate(cfg, valid, &stats, &device)?;
-        run.end_epoch(cfg, valid, m, opts, &metrics_path)?;
+        run.end_epoch(cfg, valid, m, opts, &metrics_path, writes)?;
     }
     Ok(run.finish(cfg))
 }
@@ -443,8 +503,9 @@ impl<M: Network> Run<M> {
         cfg: &TrainConfig,
         train: &ImageDataset,
         opts: &FitOptions,
-        device: &Device,
+        place: &Place<'_>,
     ) -> Result<(Self, EpochStats), TrainError> {
+        let device = place.device;
         let epoch = self.epoch;
         // Free-AT's perturbation, carried from one minibatch to the next within the epoch (reset
         // at epoch start, so that a resumed run replays exactly; Shafahi et al. keep it across
@@ -452,7 +513,12 @@ impl<M: Network> Run<M> {
         let mut free_delta: Option<Tensor<4>> = None;
         let batches = epoch_batches(train.len(), cfg.batch_size, true, cfg.seed, epoch);
         let n_batches = batches.len();
-        let bar = progress_bar(opts.progress, n_batches, epoch + 1, cfg.epochs);
+        let bar = progress_bar(
+            opts.progress && place.writes,
+            n_batches,
+            epoch + 1,
+            cfg.epochs,
+        );
         let started = Instant::now();
         let mut stats = EpochStats {
             sums: EpochSums::default(),
@@ -468,17 +534,29 @@ impl<M: Network> Run<M> {
             // zero-rate first step (as in Wong et al.'s `(i + 1) / n`).
             stats.lr = cfg.schedule.lr_at(cfg.lr, t, total);
             stats.eps = eps_at(cfg, t);
+            let seed = batch_seed(cfg.seed, epoch, b);
+            // The augmentation's draws come from their own stream of the batch's seed, drawn
+            // for the whole batch: every rank's rows are those one process would have.
+            let (x, y) = cfg
+                .augment
+                .batch(train, indices, seed ^ AUGMENT_STREAM, device);
+            let (x, y, share) = match place.group {
+                Some(g) => {
+                    let (lo, hi) = rank_rows(indices.len(), g.rank(), g.size());
+                    let share = (hi - lo) as f64 / indices.len() as f64;
+                    (x.narrow(0, lo, hi - lo), y.narrow(0, lo, hi - lo), share)
+                }
+                None => (x, y, 1.0),
+            };
             let step = Step {
                 epoch,
                 batch: b,
                 lr: stats.lr,
                 eps: stats.eps,
-                seed: batch_seed(cfg.seed, epoch, b),
+                seed: rank_seed(seed, place.group.map_or(0, |g| g.rank())),
+                share,
+                place,
             };
-            // The augmentation's draws come from their own stream of the batch's seed.
-            let (x, y) = cfg
-                .augment
-                .batch(train, indices, step.seed ^ AUGMENT_STREAM, device);
             // Random layers (dropout) draw from the device's generator, which the whole process
             // shares: it is seeded from the batch and held for the step, so that their draws are
             // the same in a resumed run and whatever other runs in the process do.
@@ -504,6 +582,9 @@ impl<M: Network> Run<M> {
         }
         stats.seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
+        if let Some(g) = place.group {
+            stats.sums.sum_over(g)?;
+        }
         Ok((self, stats))
     }
 
@@ -556,7 +637,8 @@ impl<M: Network> Run<M> {
             }
             let mut grads = loss.backward();
             let g = leaf.grad_remove(&mut grads);
-            let params = GradientsParams::from_grads(grads, &self.model);
+            let params =
+                step.average(&self.model, GradientsParams::from_grads(grads, &self.model))?;
             let stepped = self.optim.step(step.lr, self.model, params);
             self.model = self.regs.after_step(stepped, step.lr)?;
             if let Some(g) = g {
@@ -632,7 +714,10 @@ impl<M: Network> Run<M> {
         if !value.is_finite() {
             return Err(step.diverged(value));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &at);
+        let grads = step.average(
+            &self.model,
+            GradientsParams::from_grads(loss.backward(), &at),
+        )?;
         let stepped = self.optim.step(step.lr, self.model, grads);
         self.model = self.regs.after_step(stepped, step.lr)?;
         sums.loss += f64::from(value) * n as f64;
@@ -734,6 +819,7 @@ impl<M: Network> Run<M> {
         m: EpochMetrics,
         opts: &FitOptions,
         metrics_path: &std::path::Path,
+        writes: bool,
     ) -> Result<(), TrainError> {
         let metric = m.selection_metric();
         let improved = !valid.is_empty() && self.best.is_none_or(|(_, acc)| metric > acc);
@@ -763,6 +849,11 @@ impl<M: Network> Run<M> {
             stopped: self.stopped.clone(),
             spectral_vectors: self.regs.spectral_state(),
         };
+        if !writes {
+            // Another rank of the group writes the run directory.
+            self.epoch += 1;
+            return Ok(());
+        }
         // Checkpoint first, then the log line: the checkpoint is the source of truth on resume.
         Checkpoint::save(
             &opts.run_dir,
@@ -798,16 +889,40 @@ impl<M: Network> Run<M> {
     }
 }
 
+/// Where the run executes: its device and, data-parallel, its process group.
+struct Place<'a> {
+    group: Option<&'a dyn Collective>,
+    device: &'a Device,
+    /// Whether this process writes the run directory (rank 0).
+    writes: bool,
+}
+
 /// Where a training step is: what it needs beyond the batch.
-struct Step {
+struct Step<'a> {
     epoch: usize,
     batch: usize,
     lr: f64,
     eps: Option<f64>,
+    /// This rank's seed of the batch (the batch's own on rank 0 and on a process on its own).
     seed: u64,
+    /// This rank's share of the batch's rows (1 on a process on its own).
+    share: f64,
+    place: &'a Place<'a>,
 }
 
-impl Step {
+impl Step<'_> {
+    /// The gradient of the global batch: this rank's, averaged over the group by its share.
+    fn average<M: Network>(
+        &self,
+        model: &M,
+        grads: GradientsParams,
+    ) -> Result<GradientsParams, TrainError> {
+        match self.place.group {
+            Some(g) => average_gradients(model, grads, self.share, g, self.place.device),
+            None => Ok(grads),
+        }
+    }
+
     fn diverged(&self, value: f32) -> TrainError {
         TrainError::Diverged {
             during: "training",

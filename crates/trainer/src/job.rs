@@ -161,10 +161,16 @@ fn run_job_inner<M: Network>(
         stop_after_epoch: opts.stop_after_epoch,
     };
     check_options(cfg, &fit_opts)?;
-    // One writer per run directory, for the whole job (training, evaluations, report).
-    let _lock = RunLock::acquire(&opts.run_dir)?;
+    // One writer per run directory, for the whole job (training, evaluations, report); in a
+    // data-parallel group, rank 0 (the other ranks write nothing).
+    let writes = devices.writes();
+    let _lock = if writes {
+        Some(RunLock::acquire(&opts.run_dir)?)
+    } else {
+        None
+    };
     // Before anything is fetched or written (config.toml included).
-    if !opts.resume {
+    if !opts.resume && writes {
         Checkpoint::refuse_existing(&opts.run_dir)?;
         // A report without a checkpoint is another kind of output (an evaluation's, or a run
         // whose checkpoint was removed): a fresh run would replace it.
@@ -217,7 +223,9 @@ fn run_job_inner<M: Network>(
         )));
     }
     let (train, valid) = train_all.split(cfg.valid_size, cfg.seed)?;
-    std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
+    if writes {
+        std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
+    }
     let config_file = opts.run_dir.join("config.toml");
     // On resume the run's own config.toml stays as it is (fit checks it against the checkpoint;
     // a refused resume must not have replaced it). A file that already describes this
@@ -225,7 +233,7 @@ fn run_job_inner<M: Network>(
     // the configuration was read from.
     let describes_cfg =
         TrainConfig::from_toml_file(&config_file).is_ok_and(|c| c.to_toml() == cfg.to_toml());
-    if !opts.resume && !describes_cfg {
+    if writes && !opts.resume && !describes_cfg {
         write_atomic(&config_file, cfg.to_toml().as_bytes())?;
     }
     tracing::info!(
@@ -241,10 +249,14 @@ fn run_job_inner<M: Network>(
     let started = Instant::now();
     let outcome = fit_locked(cfg, build, &train, &valid, devices, &fit_opts)?;
     tracing::debug!("fit took {:.1}s", started.elapsed().as_secs_f64());
+    if let Some(group) = devices.collective() {
+        // Training is over on every rank: the others exit, rank 0 evaluates and reports alone.
+        group.finish()?;
+    }
     let stopped_early = !outcome.finished;
     let weights = opts.run_dir.join("model.safetensors");
     let report = opts.run_dir.join("report.md");
-    if stopped_early {
+    if stopped_early || !writes {
         return Ok(JobOutcome {
             run_dir: opts.run_dir.clone(),
             test: None,

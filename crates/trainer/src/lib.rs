@@ -45,6 +45,7 @@ mod adversarial;
 mod backend;
 mod bench;
 mod checkpoint;
+pub mod collective;
 mod config;
 mod datasets;
 mod error;
@@ -52,6 +53,8 @@ mod fit;
 mod job;
 mod method;
 mod metrics;
+#[cfg(feature = "mpi")]
+mod mpi_group;
 mod optim;
 mod regularize;
 mod report;
@@ -62,6 +65,7 @@ mod sweep;
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
+pub use collective::{Collective, SharedCollective, launcher_world_size};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
 pub use datasets::{
     DATASETS, FOLDER_PREFIX, check_dataset_name, check_input_shape, dataset_dir, dataset_folder,
@@ -72,6 +76,8 @@ pub use fit::{FitOptions, FitOutcome, fit, fit_network};
 pub use job::{JobData, JobOptions, JobOutcome, RUN_OUTPUTS, run_job, run_network_job};
 pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};
+#[cfg(feature = "mpi")]
+pub use mpi_group::MpiCollective;
 pub use optim::build_optimizer;
 pub use report::{ReportInputs, write_report};
 pub use schedule::Schedule;

@@ -13,8 +13,36 @@ use crate::guard::Inputs;
 
 use super::{fetch_options, flag_table, overlay, run_name, warn_eps_box};
 
+/// The run's devices: under an MPI launcher (`mpirun`, `srun`) and with the `mpi` feature, this
+/// rank's device (its local rank's GPU on a GPU backend) in the job's process group.
+fn run_devices(backend: BackendKind) -> Result<DeviceSet> {
+    #[cfg(feature = "mpi")]
+    if let Some(group) = bulwark_trainer::MpiCollective::from_launcher()? {
+        use bulwark_trainer::Collective;
+        let devices = DeviceSet::new(vec![backend.device_at(group.local_rank())?])?;
+        if group.size() > 1 {
+            tracing::info!(
+                "data-parallel rank {} of {} (local rank {})",
+                group.rank(),
+                group.size(),
+                group.local_rank()
+            );
+        }
+        return Ok(devices.with_collective(std::sync::Arc::new(group)));
+    }
+    #[cfg(not(feature = "mpi"))]
+    if let Some(n) = bulwark_trainer::launcher_world_size().filter(|&n| n > 1) {
+        bail!(
+            "this process is one of {n} that an MPI launcher (mpirun, srun) started, but this \
+             bulwark was built without MPI; build it with `--features mpi` (see \
+             docs/cluster.md), or start a single process"
+        );
+    }
+    Ok(DeviceSet::single(backend)?)
+}
+
 pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
-    let devices = DeviceSet::single(backend)?;
+    let devices = run_devices(backend)?;
     let run_dir;
     let cfg = if a.resume {
         run_dir = match (&a.run_dir, &a.name) {
@@ -126,6 +154,14 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
             evaluate_train: false,
         },
     )?;
+    if !devices.writes() {
+        println!(
+            "rank {}: training done; rank 0 evaluates and writes {}",
+            devices.rank(),
+            run_dir.display()
+        );
+        return Ok(());
+    }
     if outcome.stopped_early {
         println!(
             "Stopped after epoch {} of {} (checkpoint in {}); continue with:\n  bulwark train --resume --run-dir {}",

@@ -2,5 +2,6 @@
 
 mod cli;
 mod common;
+mod mpi;
 mod safety;
 mod shards;
