@@ -214,6 +214,7 @@ pub fn attack_dataset<C: Classifier<4> + ?Sized>(
 /// `shard.json` ([`ShardManifest`]) with the finished batches' counts and the shard's example
 /// candidates into `out_dir`, for [`merge_attack`]. `context` is recorded for the merged summary.
 /// Returns the shard's own summary (over its images).
+#[allow(clippy::too_many_arguments)]
 pub fn attack_dataset_shard<C: Classifier<4> + ?Sized>(
     model: &C,
     data: &ImageDataset,
