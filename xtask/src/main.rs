@@ -84,8 +84,9 @@ fn root() -> PathBuf {
 /// `cargo xtask ci`, or the other way round, only links); flex is the default at run time.
 const FEATURES: &str = "bulwark-cli/ndarray";
 
-/// Whether an MPI library for the `mpi` feature is installed: the compiler wrapper (which the
-/// rsmpi build asks for the flags) and the launcher (which the MPI test starts).
+/// Whether what the `mpi` feature needs is installed: the MPI compiler wrapper (which the rsmpi
+/// build asks for the flags), the launcher (which the MPI test starts) and libclang (with which
+/// rsmpi generates its bindings).
 fn mpi_available() -> bool {
     let works = |program: &str, arg: &str| {
         Command::new(program)
@@ -93,7 +94,38 @@ fn mpi_available() -> bool {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    works("mpicc", "-show") && works("mpirun", "--version")
+    works("mpicc", "-show") && works("mpirun", "--version") && libclang_available()
+}
+
+/// libclang where bindgen looks for it: `LIBCLANG_PATH`, or the usual library directories
+/// (Debian's `/usr/lib/llvm-N/lib`).
+fn libclang_available() -> bool {
+    let holds = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("libclang") && name.contains(".so")
+            })
+        })
+    };
+    if let Some(dir) = std::env::var_os("LIBCLANG_PATH") {
+        return holds(Path::new(&dir));
+    }
+    let mut dirs: Vec<PathBuf> = ["/usr/lib", "/usr/lib64", "/usr/local/lib"]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+    dirs.push(PathBuf::from("/usr/lib/x86_64-linux-gnu"));
+    dirs.push(PathBuf::from("/usr/lib/aarch64-linux-gnu"));
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("llvm-"))
+                .map(|e| e.path().join("lib")),
+        );
+    }
+    dirs.iter().any(|d| holds(d))
 }
 
 /// [`FEATURES`], plus data-parallel training over MPI where MPI is installed, so that the main

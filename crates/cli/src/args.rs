@@ -207,7 +207,8 @@ pub struct SweepArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Run one shard of the sweep (its part of the strengths) into <out>/shard-I-of-N: I/N,
-    /// `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with `bulwark merge`.
+    /// `slurm/N`, `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with
+    /// `bulwark merge`.
     #[arg(long)]
     pub shard: Option<String>,
     /// Directory that already holds the dataset files.
@@ -284,8 +285,9 @@ pub struct EvalArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Run one shard of the evaluation (its part of the images, whole chunks of --chunk-size)
-    /// into <out>/shard-I-of-N: I/N, `slurm` (this task of a Slurm job array) or `k8s/N` (this
-    /// pod of a Kubernetes Indexed Job). Combine the shards with `bulwark merge`.
+    /// into <out>/shard-I-of-N: I/N, `slurm/N` (this task of a Slurm job array 0-(N-1)), `slurm`
+    /// (the count from the array) or `k8s/N` (this pod of a Kubernetes Indexed Job). Combine the
+    /// shards with `bulwark merge`.
     #[arg(long, requires = "eps")]
     pub shard: Option<String>,
     /// Continue the robust evaluation saved in the output directory.
@@ -367,7 +369,8 @@ pub struct AttackArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Run one shard of the attack (its part of the batches) into <out>/shard-I-of-N: I/N,
-    /// `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with `bulwark merge`.
+    /// `slurm/N`, `slurm` or `k8s/N` (see `bulwark eval --help`). Combine the shards with
+    /// `bulwark merge`.
     #[arg(long)]
     pub shard: Option<String>,
     /// Continue an attack that was killed: the batches it finished (attack-state.json in the

@@ -306,6 +306,23 @@ pub fn merge_attack(shard_dirs: &[PathBuf]) -> Result<(AttackContext, AttackSumm
     Ok((command.context, summary))
 }
 
+/// Whether `dir` holds the finished shard `shard` of this attack (the same configuration,
+/// identity, batch size and data): a rerun of that shard (a requeued array task) has nothing left
+/// to do.
+pub fn attack_shard_finished(
+    dir: &Path,
+    config: &AttackConfig,
+    opts: &AttackRunOptions,
+    data: &ImageDataset,
+    shard: Shard,
+) -> bool {
+    ShardManifest::read(dir).is_ok_and(|m| {
+        m.kind == "attack"
+            && m.shard == shard
+            && m.fingerprint == attack_fingerprint(config, opts, data)
+    })
+}
+
 /// The key of an attack's saved batches and of its shards.
 fn attack_fingerprint(
     config: &AttackConfig,

@@ -57,7 +57,7 @@ mod shard;
 pub use atomic::write_atomic;
 pub use attack_run::{
     AttackContext, AttackExample, AttackRunOptions, AttackState, AttackSummary, attack_dataset,
-    attack_dataset_shard, merge_attack, write_attack_outputs,
+    attack_dataset_shard, attack_shard_finished, merge_attack, write_attack_outputs,
 };
 pub use clean::{EvalResult, evaluate};
 pub use error::EvalError;

@@ -22,6 +22,7 @@
 //!     _ => None,
 //! };
 //! assert_eq!(Shard::parse_with_env("slurm", env)?, Shard::new(2, 3)?);
+//! assert_eq!(Shard::parse_with_env("slurm/13", env)?, Shard::new(12, 13)?);
 //! # Ok::<(), bulwark_eval::EvalError>(())
 //! ```
 
@@ -64,10 +65,12 @@ impl Shard {
         Ok(Self { index, count })
     }
 
-    /// `I/N`; `slurm` (this task of a Slurm job array: `SLURM_ARRAY_TASK_ID` from
-    /// `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT` tasks, no step); or `k8s/N` (this pod of
-    /// a Kubernetes Indexed Job with `completions: N`: `JOB_COMPLETION_INDEX`). Reads the
-    /// process's environment.
+    /// `I/N`; `slurm/N` (this task of a Slurm job array `--array=0-(N-1)`:
+    /// `SLURM_ARRAY_TASK_ID`, so that a task resubmitted alone, `--array=5`, is still shard 5);
+    /// `slurm` (the count and first index from the array itself: `SLURM_ARRAY_TASK_ID` from
+    /// `SLURM_ARRAY_TASK_MIN`, `SLURM_ARRAY_TASK_COUNT` tasks, no step); or `k8s/N` (this pod of a
+    /// Kubernetes Indexed Job with `completions: N`: `JOB_COMPLETION_INDEX`). Reads the process's
+    /// environment.
     pub fn parse(spec: &str) -> Result<Self, EvalError> {
         Self::parse_with_env(spec, |k| std::env::var(k).ok())
     }
@@ -116,13 +119,17 @@ impl Shard {
             }
             return Self::new(id.checked_sub(min).unwrap_or(usize::MAX), count);
         }
+        if let Some(n) = spec.strip_prefix("slurm/") {
+            let id = number("SLURM_ARRAY_TASK_ID", &var("SLURM_ARRAY_TASK_ID")?)?;
+            return Self::new(id, number("the count", n)?);
+        }
         if let Some(n) = spec.strip_prefix("k8s/") {
             let index = number("JOB_COMPLETION_INDEX", &var("JOB_COMPLETION_INDEX")?)?;
             return Self::new(index, number("the count", n)?);
         }
         let Some((i, n)) = spec.split_once('/') else {
             return Err(settings(format!(
-                "--shard {spec}: expected I/N (e.g. 0/4), `slurm` or `k8s/N`"
+                "--shard {spec}: expected I/N (e.g. 0/4), `slurm/N`, `slurm` or `k8s/N`"
             )));
         };
         Self::new(number("the index", i)?, number("the count", n)?)
@@ -382,6 +389,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("contiguous"), "{e}");
+        // A task resubmitted alone keeps its index with an explicit count.
+        let alone = |k: &str| {
+            match k {
+                "SLURM_ARRAY_TASK_ID" | "SLURM_ARRAY_TASK_MIN" | "SLURM_ARRAY_TASK_MAX" => {
+                    Some("5")
+                }
+                "SLURM_ARRAY_TASK_COUNT" => Some("1"),
+                _ => None,
+            }
+            .map(str::to_string)
+        };
+        assert_eq!(
+            Shard::parse_with_env("slurm/8", alone).unwrap(),
+            Shard::new(5, 8).unwrap()
+        );
+        assert!(Shard::parse_with_env("slurm/4", alone).is_err());
     }
 
     fn manifest(index: usize, count: usize, fp: &str) -> ShardManifest {

@@ -63,20 +63,23 @@ impl BackendKind {
     /// The device of this backend (the first GPU for GPU backends), or a clear error naming the
     /// Cargo feature to enable.
     pub fn device(self) -> Result<Device, TrainError> {
-        self.device_at(0)
+        self.device_of(None)
     }
 
-    /// The `index`-th GPU of a GPU backend (the discrete GPUs in the order the driver lists
-    /// them; index 0 is the default device), or the CPU backends' one device. Data-parallel
-    /// ranks on one node take their local rank.
+    /// The `index`-th discrete GPU of a GPU backend (in the order the driver lists them), or
+    /// the CPU backends' one device. Data-parallel ranks on one node take their local rank.
     pub fn device_at(self, index: usize) -> Result<Device, TrainError> {
+        self.device_of(Some(index))
+    }
+
+    /// `index`: a discrete GPU, or `None`: the default device.
+    fn device_of(self, index: Option<usize>) -> Result<Device, TrainError> {
         // Only the GPU backends have more than one device.
         let _ = index;
         #[cfg(any(feature = "wgpu", feature = "vulkan"))]
-        let kind = if index == 0 {
-            burn::tensor::DeviceKind::DefaultDevice
-        } else {
-            burn::tensor::DeviceKind::DiscreteGpu(index)
+        let kind = match index {
+            Some(i) => burn::tensor::DeviceKind::DiscreteGpu(i),
+            None => burn::tensor::DeviceKind::DefaultDevice,
         };
         #[allow(unreachable_code)]
         match self {
@@ -99,7 +102,7 @@ impl BackendKind {
             }
             BackendKind::Cuda => {
                 #[cfg(feature = "cuda")]
-                return self.probe(|| Device::cuda(index));
+                return self.probe(|| Device::cuda(index.unwrap_or(0)));
             }
         }
         Err(TrainError::BackendNotCompiled {

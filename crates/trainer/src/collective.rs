@@ -48,10 +48,28 @@ pub type SharedCollective = Arc<dyn Collective>;
 /// with PMI or PMIx) started this job with, read from the variables it sets; `None` for a
 /// process no launcher started.
 pub fn launcher_world_size() -> Option<usize> {
+    let number = |k: &str| std::env::var(k).ok()?.trim().parse::<usize>().ok();
     ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.trim().parse().ok())
-        .or_else(|| std::env::var("PMIX_RANK").ok().map(|_| 1))
+        .into_iter()
+        .find_map(number)
+        .or_else(|| {
+            // `srun --mpi=pmix` sets a rank but no size: the step's task count is the size.
+            ["PMIX_RANK", "PMI_RANK"]
+                .iter()
+                .any(|k| std::env::var_os(k).is_some())
+                .then(|| number("SLURM_STEP_NUM_TASKS").unwrap_or(1))
+        })
+}
+
+/// Rank 0's validation numbers on every rank, so that every rank takes the same decisions
+/// (best epoch, early stopping, the overfitting guard's roll-back) even where a backend's
+/// reductions could differ in the last bits between processes (GPU kernels chosen by autotuning).
+pub(crate) fn agree_on(values: &mut [f64], collective: &dyn Collective) -> Result<(), TrainError> {
+    if collective.rank() != 0 {
+        values.iter_mut().for_each(|v| *v = 0.0);
+    }
+    // x + 0 = x exactly (NaN stays NaN): the sum is rank 0's values.
+    collective.sum_f64(values)
 }
 
 /// Rows `[lo, hi)` of a global batch of `n` that rank `rank` of `size` takes.

@@ -17,7 +17,7 @@ use indicatif::ProgressBar;
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
 use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
 use crate::collective::{
-    Collective, average_gradients, broadcast_buffers, check_batches, rank_rows, rank_seed,
+    Collective, agree_on, average_gradients, broadcast_buffers, check_batches, rank_rows, rank_seed,
 };
 use crate::regularize::{Regularizers, Targets};
 use crate::{
@@ -381,7 +381,10 @@ pub(crate) fn fit_locked<M: Network>(
             // Every rank validates and decides alike: same weights, same statistics.
             run.model = broadcast_buffers(run.model, g, &device)?;
         }
-        let m = run.validate(cfg, valid, &stats, &device)?;
+        let mut m = run.validate(cfg, valid, &stats, &device)?;
+        if let Some(g) = group {
+            m.agree(g)?;
+        }
         run.end_epoch(cfg, valid, m, opts, &metrics_path, writes)?;
     }
     Ok(run.finish(cfg))
@@ -886,6 +889,26 @@ impl<M: Network> Run<M> {
             stopped: self.stopped,
             finished,
         }
+    }
+}
+
+impl EpochMetrics {
+    /// Rank 0's validation numbers on every rank of `group` (see [`agree_on`]).
+    fn agree(&mut self, group: &dyn Collective) -> Result<(), TrainError> {
+        let opt = |v: Option<f64>| v.unwrap_or(f64::NAN);
+        let mut v = [
+            self.valid_loss,
+            self.valid_acc,
+            opt(self.valid_robust_acc),
+            opt(self.valid_fgsm_acc),
+        ];
+        agree_on(&mut v, group)?;
+        let back = |x: f64, was: Option<f64>| was.map(|_| x);
+        self.valid_loss = v[0];
+        self.valid_acc = v[1];
+        self.valid_robust_acc = back(v[2], self.valid_robust_acc);
+        self.valid_fgsm_acc = back(v[3], self.valid_fgsm_acc);
+        Ok(())
     }
 }
 

@@ -2,6 +2,7 @@
 //! library (Open MPI; MPICH should work too), for `bulwark train` under `mpirun` or `srun`.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
@@ -50,6 +51,9 @@ fn finished() -> TrainError {
     }
 }
 
+/// Set once MPI is finalized: a panic afterwards must not call MPI_Abort.
+static FINALIZED: AtomicBool = AtomicBool::new(false);
+
 /// Elements per MPI call: counts are C ints.
 const PIECE: usize = 1 << 28;
 
@@ -75,9 +79,12 @@ impl MpiCollective {
         let default_hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
             default_hook(info);
-            // SAFETY: MPI is initialized; MPI_Abort ends every process of the job.
-            unsafe {
-                mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+            if !FINALIZED.load(Ordering::SeqCst) {
+                // SAFETY: MPI is initialized and not finalized; MPI_Abort ends every process of
+                // the job.
+                unsafe {
+                    mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 101);
+                }
             }
         }));
         let world = universe.world();
@@ -126,6 +133,26 @@ impl MpiCollective {
     }
 }
 
+/// A rank that ends before the group finished (an error on this rank alone: a run directory in
+/// use, a disk full, a diverged loss) would leave the others waiting for it in a sum forever, and
+/// itself in `MPI_Finalize`: it aborts the job instead, which ends every rank with a non-zero
+/// exit. Its error has been printed by then (see `bulwark train`).
+impl Drop for MpiCollective {
+    fn drop(&mut self) {
+        let unfinished = self.world.get_mut().map_or(true, |w| w.is_some());
+        if unfinished && self.size > 1 {
+            eprintln!(
+                "rank {}: ending the MPI job, since this rank stopped before training finished",
+                self.rank
+            );
+            // SAFETY: MPI is initialized and not finalized (`finish` did not run).
+            unsafe {
+                mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, 1);
+            }
+        }
+    }
+}
+
 impl Collective for MpiCollective {
     fn rank(&self) -> usize {
         self.rank
@@ -154,6 +181,7 @@ impl Collective for MpiCollective {
         if let Some((world, universe)) = guard.take() {
             world.barrier();
             drop(world);
+            FINALIZED.store(true, Ordering::SeqCst);
             // MPI_Finalize: every rank has arrived, so none waits here.
             drop(universe);
         }

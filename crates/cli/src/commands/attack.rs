@@ -7,7 +7,7 @@ use bulwark_attack_core::{Attack, AttackConfig, AttackOverrides};
 use bulwark_data::Split;
 use bulwark_eval::{
     AttackContext, AttackRunOptions, AttackState, RunLock, SHARD_FILE, Shard, attack_dataset,
-    attack_dataset_shard, write_attack_outputs,
+    attack_dataset_shard, attack_shard_finished, write_attack_outputs,
 };
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
@@ -106,7 +106,10 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
     } else {
         "summary.json"
     });
-    if summary_path.is_file() && !a.overwrite {
+    // A finished shard rerun with --resume (a requeued array task) is checked once its data is
+    // loaded: it has nothing left to do when it is this very shard.
+    let finished_shard = shard.is_some() && a.resume && summary_path.is_file();
+    if summary_path.is_file() && !a.overwrite && !finished_shard {
         bail!(
             "{} holds a finished attack ({}); choose another --out, or pass --overwrite to \
              replace it{}",
@@ -167,6 +170,20 @@ pub(super) fn attack(a: AttackArgs, backend: BackendKind) -> Result<()> {
         }),
     };
     if let Some(shard) = shard {
+        if finished_shard {
+            if attack_shard_finished(&out, &config, &opts, &test, shard) {
+                println!(
+                    "shard {shard} is finished ({}); nothing to resume",
+                    summary_path.display()
+                );
+                return Ok(());
+            }
+            bail!(
+                "{} holds a finished shard of another attack, model or dataset; choose another \
+                 --out, or pass --overwrite to replace it",
+                out.display()
+            );
+        }
         let part = attack_dataset_shard(
             &model, &test, &config, &opts, shard, &context, &out, &device,
         )?;

@@ -48,13 +48,16 @@ pub(super) fn merge(a: MergeArgs) -> Result<()> {
             args.no_progress = a.no_progress;
             // The shards' weights, data and configuration files are found as they found them:
             // relative paths in their settings are relative to the directory they ran in.
-            std::env::set_current_dir(&first.cwd).with_context(|| {
-                format!(
-                    "the shards ran in {}, which the merge must see too (it reloads their \
-                     weights and data from there)",
+            if first.cwd.is_dir() {
+                std::env::set_current_dir(&first.cwd)
+                    .with_context(|| format!("entering {}", first.cwd.display()))?;
+            } else {
+                tracing::warn!(
+                    "the shards ran in {}, which is not here: their relative paths (weights, \
+                     data) are taken from the current directory",
                     first.cwd.display()
-                )
-            })?;
+                );
+            }
             super::eval::run_eval(args, backend, Some(dirs))
         }
         "attack" => {

@@ -19,7 +19,22 @@ fn run_devices(backend: BackendKind) -> Result<DeviceSet> {
     #[cfg(feature = "mpi")]
     if let Some(group) = bulwark_trainer::MpiCollective::from_launcher()? {
         use bulwark_trainer::Collective;
-        let devices = DeviceSet::new(vec![backend.device_at(group.local_rank())?])?;
+        // The GPU of this rank's local rank; where a task sees only its own GPU (Slurm's
+        // --gpus-per-task, CUDA_VISIBLE_DEVICES), that is the default device.
+        let device = match backend.device_at(group.local_rank()) {
+            Ok(d) => d,
+            Err(e) => {
+                let fallback = backend.device()?;
+                tracing::warn!(
+                    "rank {}: no device {} for local rank {} ({e}); using the default device",
+                    group.rank(),
+                    group.local_rank(),
+                    group.local_rank()
+                );
+                fallback
+            }
+        };
+        let devices = DeviceSet::new(vec![device])?;
         if group.size() > 1 {
             tracing::info!(
                 "data-parallel rank {} of {} (local rank {})",
@@ -43,6 +58,16 @@ fn run_devices(backend: BackendKind) -> Result<DeviceSet> {
 
 pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let devices = run_devices(backend)?;
+    let result = train_on(a, backend, &devices);
+    if let (Err(e), Some(_)) = (&result, devices.collective()) {
+        // Said here, with the rank: an MPI group that did not finish ends the whole job when it
+        // is dropped (see `MpiCollective`), before the error would reach `main`.
+        eprintln!("error (rank {}): {e:#}", devices.rank());
+    }
+    result
+}
+
+fn train_on(a: TrainArgs, backend: BackendKind, devices: &DeviceSet) -> Result<()> {
     let run_dir;
     let cfg = if a.resume {
         run_dir = match (&a.run_dir, &a.name) {
@@ -142,7 +167,7 @@ pub(super) fn train(a: TrainArgs, backend: BackendKind) -> Result<()> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let outcome = run_job(
         &cfg,
-        &devices,
+        devices,
         &JobOptions {
             run_dir: run_dir.clone(),
             resume: a.resume,

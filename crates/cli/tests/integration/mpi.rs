@@ -1,7 +1,7 @@
 //! Data-parallel training over MPI (`--features mpi`): `mpirun -np 2 bulwark train` ends with the
 //! weights one process reaches with the same global batch (within the tolerance of
-//! docs/cluster.md), a killed rank fails the job and leaves the last checkpoint intact, and the
-//! resumed job ends exactly where an uninterrupted one does.
+//! docs/cluster.md), an error on one rank or a killed rank fails the job (the last checkpoint
+//! intact), and the resumed job ends exactly where an uninterrupted one does.
 #![cfg(feature = "mpi")]
 
 use std::path::Path;
@@ -162,6 +162,32 @@ fn two_mpi_ranks_train_like_one_process_and_a_killed_rank_leaves_a_resumable_che
     // Rank 0 alone wrote the run directory: one metrics line per epoch, one report.
     assert_eq!(epochs_logged(&two), 4);
     assert!(two.join("report.md").is_file());
+
+    // An error on rank 0 alone (the run directory already holds a run) ends the job at once,
+    // with the error, instead of leaving rank 1 waiting for it.
+    let mut c = mpirun(&[]);
+    c.args(&a).stdout(Stdio::null()).stderr(Stdio::piped());
+    let mut job = c.spawn().unwrap();
+    let started = Instant::now();
+    while job.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(60) {
+            job.kill().unwrap();
+            panic!("a rank's error left the job hanging");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = job.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("error (rank 0)") && stderr.contains("already holds a run"),
+        "{stderr}"
+    );
+    assert_eq!(
+        epochs_logged(&two),
+        4,
+        "the refused run changed the finished one"
+    );
 
     // Rank 1 is killed once epoch 1 is checkpointed: the job fails, the checkpoint stays.
     let killed = run("killed");

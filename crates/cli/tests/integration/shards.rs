@@ -8,10 +8,11 @@ use serde_json::Value;
 
 use crate::common::{fails, mnist_dir, ok, read_json};
 
-/// Starts `bulwark <args>` without waiting for it.
-fn spawn(args: &[String]) -> Child {
+/// Starts `bulwark <args>` in `cwd` without waiting for it.
+fn spawn(args: &[String], cwd: &Path) -> Child {
     Command::new(env!("CARGO_BIN_EXE_bulwark"))
         .args(args)
+        .current_dir(cwd)
         .env("BULWARK_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -19,9 +20,21 @@ fn spawn(args: &[String]) -> Child {
         .expect("start bulwark")
 }
 
-/// Runs the three shards of `args` at once (three processes), each with `--shard I/3`; returns
-/// their directories.
-fn run_shards(args: &[&str], out: &Path) -> Vec<PathBuf> {
+/// Runs `bulwark <args>` in `cwd`; its standard output.
+fn ok_in(args: &[&str], cwd: &Path) -> String {
+    let a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let done = spawn(&a, cwd).wait_with_output().unwrap();
+    assert!(
+        done.status.success(),
+        "bulwark {args:?} failed:\n{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    String::from_utf8(done.stdout).unwrap()
+}
+
+/// Runs the three shards of `args` at once (three processes in `cwd`), each with `--shard I/3`;
+/// returns their directories (`out` relative to `cwd`, or absolute).
+fn run_shards(args: &[&str], out: &Path, cwd: &Path) -> Vec<PathBuf> {
     let children: Vec<Child> = (0..3)
         .map(|i| {
             let mut a: Vec<String> = args.iter().map(|s| s.to_string()).collect();
@@ -31,7 +44,7 @@ fn run_shards(args: &[&str], out: &Path) -> Vec<PathBuf> {
                 "--shard".into(),
                 format!("{i}/3"),
             ]);
-            spawn(&a)
+            spawn(&a, cwd)
         })
         .collect();
     for (i, child) in children.into_iter().enumerate() {
@@ -44,7 +57,7 @@ fn run_shards(args: &[&str], out: &Path) -> Vec<PathBuf> {
         assert!(String::from_utf8_lossy(&done.stdout).contains("bulwark merge"));
     }
     (0..3)
-        .map(|i| out.join(format!("shard-{i}-of-3")))
+        .map(|i| cwd.join(out).join(format!("shard-{i}-of-3")))
         .collect()
 }
 
@@ -131,7 +144,7 @@ fn sharded_then_merged_sweep_evaluation_and_attack_equal_their_unsharded_runs() 
     let mut args = sweep.clone();
     args.extend(["--out", whole.to_str().unwrap()]);
     ok(&args);
-    let shards = run_shards(&sweep, &at("sweep-sharded"));
+    let shards = run_shards(&sweep, &at("sweep-sharded"), tmp.path());
     let mut merge = vec!["merge"];
     merge.extend(strs(&shards));
     let out = ok(&merge);
@@ -143,8 +156,10 @@ fn sharded_then_merged_sweep_evaluation_and_attack_equal_their_unsharded_runs() 
     );
     assert_eq!(merged["points"].as_array().unwrap().len(), 3);
     assert!(shards[2].join("l2-0.01/model.bpk").is_file());
-    let weights = whole.join("l2-0");
-    let weights = weights.to_str().unwrap();
+    assert!(whole.join("l2-0/model.bpk").is_file());
+    // Relative to the temporary directory, where the evaluation runs: the merge, run from
+    // elsewhere, finds them from the directory the shards ran in.
+    let weights = "sweep/l2-0";
 
     // The robust evaluation: 90 images in chunks of 20 (shards of 1, 2 and 2 chunks).
     let eval: Vec<&str> = vec![
@@ -171,10 +186,10 @@ fn sharded_then_merged_sweep_evaluation_and_attack_equal_their_unsharded_runs() 
     ];
     let whole = at("eval");
     let mut args = eval.clone();
-    args.extend(["--out", whole.to_str().unwrap()]);
-    ok(&args);
+    args.extend(["--out", "eval"]);
+    ok_in(&args, tmp.path());
     let sharded = at("eval-sharded");
-    let shards = run_shards(&eval, &sharded);
+    let shards = run_shards(&eval, Path::new("eval-sharded"), tmp.path());
     let manifest = read_json(&shards[1].join("shard.json"));
     assert_eq!(manifest["range"], serde_json::json!({"start": 1, "end": 3}));
 
@@ -198,7 +213,7 @@ fn sharded_then_merged_sweep_evaluation_and_attack_equal_their_unsharded_runs() 
         "--shard",
         "2/3",
     ]);
-    ok(&args);
+    ok_in(&args, tmp.path());
     let foreign = foreign_dir.join("shard-2-of-3");
     let e = fails(&[
         "merge",
@@ -257,8 +272,20 @@ fn sharded_then_merged_sweep_evaluation_and_attack_equal_their_unsharded_runs() 
     let whole = at("attack");
     let mut args = attack.clone();
     args.extend(["--out", whole.to_str().unwrap()]);
-    ok(&args);
-    let shards = run_shards(&attack, &at("attack-sharded"));
+    ok_in(&args, tmp.path());
+    let shards = run_shards(&attack, &at("attack-sharded"), tmp.path());
+    // A finished shard run again with --resume (a requeued array task) has nothing to do.
+    let attack_sharded = at("attack-sharded");
+    let mut again = attack.clone();
+    again.extend([
+        "--out",
+        attack_sharded.to_str().unwrap(),
+        "--shard",
+        "1/3",
+        "--resume",
+    ]);
+    let out = ok_in(&again, tmp.path());
+    assert!(out.contains("nothing to resume"), "{out}");
     let mut merge = vec!["merge"];
     merge.extend(strs(&shards));
     ok(&merge);

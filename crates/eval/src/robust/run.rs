@@ -177,7 +177,8 @@ fn gather_shards(
             return Err(EvalError::State {
                 path: dir.clone(),
                 reason: format!(
-                    "the shards evaluated another model, weights, dataset, backend or                      configuration than this merge (fingerprint {} there, {fp} here)",
+                    "the shards evaluated another model, weights, dataset, backend or \
+                     configuration than this merge (fingerprint {} there, {fp} here)",
                     m.fingerprint
                 ),
             });
@@ -205,7 +206,8 @@ fn gather_shards(
                 return Err(EvalError::State {
                     path: json,
                     reason: format!(
-                        "chunk {c} of shard {} is missing or damaged; rerun that shard with                          --resume",
+                        "chunk {c} of shard {} is missing or damaged; rerun that shard with \
+                         --resume",
                         m.shard
                     ),
                 });
