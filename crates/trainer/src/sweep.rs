@@ -174,6 +174,19 @@ pub struct SweepReport {
     pub points: Vec<SweepPointResult>,
 }
 
+impl SweepReport {
+    /// The report of `spec` with these points.
+    fn of(spec: &SweepSpec, points: Vec<SweepPointResult>) -> Self {
+        Self {
+            reg: spec.reg,
+            method: spec.base.method.name().into(),
+            model: spec.base.model.clone(),
+            dataset: spec.base.dataset.clone(),
+            points,
+        }
+    }
+}
+
 /// How [`run_sweep`] runs besides the spec.
 #[derive(Debug, Clone)]
 pub struct SweepOptions {
@@ -307,13 +320,7 @@ pub fn run_sweep(
         )?;
         points.push(p);
     }
-    let report = SweepReport {
-        reg: spec.reg,
-        method: spec.base.method.name().into(),
-        model: spec.base.model.clone(),
-        dataset: spec.base.dataset.clone(),
-        points,
-    };
+    let report = SweepReport::of(spec, points);
     match opts.shard {
         Some(shard) => {
             let to_json = |what: &'static str, v: serde_json::Result<serde_json::Value>| {
@@ -387,13 +394,7 @@ pub fn merge_sweep(shard_dirs: &[PathBuf], out_dir: &Path) -> Result<SweepReport
     }
     std::fs::create_dir_all(out_dir).map_err(TrainError::io(out_dir))?;
     let _lock = RunLock::acquire(out_dir)?;
-    let report = SweepReport {
-        reg: spec.reg,
-        method: spec.base.method.name().into(),
-        model: spec.base.model.clone(),
-        dataset: spec.base.dataset.clone(),
-        points,
-    };
+    let report = SweepReport::of(&spec, points);
     write_sweep(out_dir, &report, &spec)?;
     Ok(report)
 }
