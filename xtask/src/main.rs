@@ -128,31 +128,89 @@ fn libclang_available() -> bool {
     dirs.iter().any(|d| holds(d))
 }
 
-/// [`FEATURES`], plus data-parallel training over MPI where MPI is installed, so that the main
-/// job, the benchmarks and the tests keep sharing one build.
-fn features() -> String {
-    if mpi_available() {
-        format!("{FEATURES},bulwark-cli/mpi")
-    } else {
-        FEATURES.to_string()
-    }
+/// Whether this machine can run the `wgpu` backend through Vulkan: the Vulkan loader
+/// (`libvulkan.so.1`) and at least one installable client driver's manifest (a GPU vendor's, or
+/// Mesa's lavapipe, which runs Vulkan on the CPU: Debian `libvulkan1 mesa-vulkan-drivers`).
+fn vulkan_available() -> bool {
+    let lib_dirs = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ];
+    let loader = lib_dirs
+        .iter()
+        .any(|d| Path::new(d).join("libvulkan.so.1").exists());
+    let manifests = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        })
+    };
+    // The loader's own overrides name manifest files directly.
+    let named = ["VK_DRIVER_FILES", "VK_ICD_FILENAMES"].iter().any(|v| {
+        std::env::var_os(v).is_some_and(|files| {
+            std::env::split_paths(&files).any(|f| f.is_file() || manifests(&f))
+        })
+    });
+    let driver = named
+        || [
+            "/usr/share/vulkan/icd.d",
+            "/etc/vulkan/icd.d",
+            "/usr/local/share/vulkan/icd.d",
+        ]
+        .iter()
+        .any(|d| manifests(Path::new(d)));
+    loader && driver
 }
 
-/// What `cargo xtask ci` says when MPI is missing: CI must run the MPI test; elsewhere it is
-/// announced as not run.
-fn mpi_notice() -> Result<()> {
+/// [`FEATURES`], plus data-parallel training over MPI where MPI is installed and the `wgpu`
+/// backend where Vulkan is, so that the main job, the benchmarks and the tests keep sharing one
+/// build.
+fn features() -> String {
+    let mut features = FEATURES.to_string();
     if mpi_available() {
-        return Ok(());
+        features.push_str(",bulwark-cli/mpi");
     }
-    let install = "Open MPI with the headers and libclang (Debian: apt-get install openmpi-bin \
-                   libopenmpi-dev libclang-dev; .ci/run installs them)";
-    if std::env::var_os("CI").is_some() {
-        bail!("CI runs the data-parallel MPI test, and MPI is not installed: install {install}");
+    if vulkan_available() {
+        features.push_str(",bulwark-cli/wgpu");
     }
-    eprintln!(
-        "\nWARNING: MPI is not installed, so the data-parallel training test \
-         (crates/cli/tests/integration/mpi.rs) is NOT built or run. Install {install} to run it.\n"
-    );
+    features
+}
+
+/// What `cargo xtask ci` says when MPI or Vulkan is missing: CI must run the MPI test and the
+/// GPU test set; elsewhere each is announced as not run.
+fn missing_notice() -> Result<()> {
+    let mut missing = Vec::new();
+    if !mpi_available() {
+        missing.push((
+            "the data-parallel training test (crates/cli/tests/integration/mpi.rs)",
+            "Open MPI with the headers and libclang (Debian: apt-get install openmpi-bin \
+             libopenmpi-dev libclang-dev)",
+        ));
+    }
+    if !vulkan_available() {
+        missing.push((
+            "the GPU test set (the wgpu backend against flex, \
+             crates/trainer/tests/integration/gpu.rs)",
+            "the Vulkan loader and a Vulkan driver, without a GPU Mesa's lavapipe (Debian: \
+             apt-get install libvulkan1 mesa-vulkan-drivers)",
+        ));
+    }
+    for (what, install) in &missing {
+        if std::env::var_os("CI").is_some() {
+            bail!(
+                "CI runs {what}, and this machine lacks what it needs: install {install} \
+                 (.ci/run does)"
+            );
+        }
+        eprintln!(
+            "\nWARNING: {what} is NOT built or run: this machine lacks what it needs. Install \
+             {install} to run it (.ci/run installs it).\n"
+        );
+    }
     Ok(())
 }
 
@@ -322,7 +380,7 @@ fn main() -> Result<()> {
         }
         Task::Cycles => cycles::check(&root()),
         Task::Ci { tests_only } => {
-            mpi_notice()?;
+            missing_notice()?;
             let features = features();
             if !tests_only {
                 cycles::check(&root())?;
@@ -345,10 +403,15 @@ fn main() -> Result<()> {
             fetch_test_data()?;
             let mut test = cargo();
             test.args(["test", "--workspace", "--features", &features]);
+            // The GPU test set compiles each kernel once; autotuning would also time candidates
+            // for every new shape, which on a software GPU costs more than the tests themselves.
+            if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+                test.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
+            }
             run(test)?;
             run(vendored_flex_tests())?;
             // Said again at the end, where it is read.
-            mpi_notice()
+            missing_notice()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The registry: every model by name, with its input shape and PyTorch naming.
 
-use std::sync::Mutex;
+use std::cell::Cell;
+use std::sync::{Mutex, MutexGuard};
 
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
@@ -346,11 +347,35 @@ impl Model {
 /// weights, and while anyone else re-seeds the generator.
 static RNG_LOCK: Mutex<()> = Mutex::new(());
 
-fn rng_lock() -> std::sync::MutexGuard<'static, ()> {
+thread_local! {
+    /// How many [`RngGuard`]s this thread holds: the lock is re-entrant, because a builder given
+    /// to [`init_seeded_with`] (or to the trainer's `fit_network`) may itself call
+    /// [`Model::init`], for example to load pretrained weights into the architecture it returns.
+    static RNG_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// A hold on [`RNG_LOCK`]; only the outermost hold of a thread owns the mutex, which it releases
+/// when dropped (the field is held for that, never read).
+struct RngGuard(#[allow(dead_code)] Option<MutexGuard<'static, ()>>);
+
+impl Drop for RngGuard {
+    fn drop(&mut self) {
+        // The outermost guard's mutex (field 0) is released right after this returns.
+        RNG_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+fn rng_lock() -> RngGuard {
+    if RNG_DEPTH.with(|d| d.get()) > 0 {
+        RNG_DEPTH.with(|d| d.set(d.get() + 1));
+        return RngGuard(None);
+    }
     // A panic in another holder cannot leave the guarded state inconsistent.
-    RNG_LOCK
+    let guard = RNG_LOCK
         .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    RNG_DEPTH.with(|d| d.set(1));
+    RngGuard(Some(guard))
 }
 
 /// Builds any module with `build` and weights drawn from `seed`, reproducibly: what
@@ -392,8 +417,8 @@ pub fn seed_device(device: &Device, seed: u64) {
 /// Runs `f` with `device`'s random generator seeded with `seed` and held for this thread alone:
 /// the lock of [`seed_device`] is kept until `f` returns, so random layers (dropout) inside `f`
 /// draw exactly the numbers `seed` gives, whatever other threads of the process do with the
-/// shared generator meanwhile. `f` must not build seeded models or seed the device itself (the
-/// lock is not re-entrant).
+/// shared generator meanwhile. The lock is re-entrant: `f` may build models, but one that seeds
+/// the device (a seeded build) restarts the stream `f` draws from.
 pub fn with_seeded_device<T>(device: &Device, seed: u64, f: impl FnOnce() -> T) -> T {
     let _guard = rng_lock();
     device.seed(seed);
@@ -406,5 +431,36 @@ struct Materialize;
 impl ModuleVisitor for Materialize {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let _ = param.val();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A builder that itself calls [`Model::init`] (to load weights into what it returns, say)
+    /// finishes instead of waiting forever on the generator's lock, and stays reproducible.
+    #[test]
+    fn a_builder_may_build_models_itself() {
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let device = Device::flex();
+            let draw = || {
+                let model =
+                    init_seeded_with(&device, 3, |d| Model::init("mlp", d).expect("registered"));
+                crate::torch::to_safetensors_bytes(&model)
+            };
+            let (a, b) = (draw(), draw());
+            // The lock is free again afterwards: another seeded build goes through.
+            let _ = Model::init_seeded("mlp", &device, 4).expect("registered");
+            tx.send(a == b).expect("the test waits");
+        });
+        let same = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("a nested build waited on the generator's lock (deadlock)");
+        assert!(same, "a nested build drew different weights from one seed");
     }
 }

@@ -7,5 +7,6 @@ mod common;
 mod custom_network;
 mod datasets;
 mod evaluation;
+mod gpu;
 mod input_gradient;
 mod training;
