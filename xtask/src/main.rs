@@ -8,12 +8,15 @@
 //! - `ci`: what CI runs: the import-cycle check, format check, clippy, the datasets the tests
 //!   need (obtained through the project's fetch chain, as on a user's machine), the whole test
 //!   suite, and the vendored burn-flex's own unit tests.
+//! - `gpu-check`: the `wgpu` backend on the first adapter (the GPU test set, the throughput
+//!   benchmark, a short adversarial training with its evaluation) in one report.
 //! - `cycles`: module-level import cycles in every crate.
 
 mod cycles;
+mod gpu_check;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -58,6 +61,19 @@ enum Task {
         /// Extra arguments passed to `bulwark bench <which>` (after `--`).
         #[arg(last = true)]
         extra: Vec<String>,
+    },
+    /// The wgpu backend on this machine's first adapter: the GPU test set (wgpu against flex,
+    /// the CIFAR models included), the throughput benchmark at batch 128 and 1024, and PGD-AT
+    /// training with its evaluation (docs/performance/gpu-smoke.toml); writes
+    /// target/gpu-check/report.md. Fails when a step failed.
+    GpuCheck {
+        /// Output directory (default: target/gpu-check).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Small steps, for a software GPU (Mesa's lavapipe): the MNIST models' tests with
+        /// autotuning off, small-cnn at batch 32, one epoch on 1,000 images.
+        #[arg(long)]
+        quick: bool,
     },
     /// Module-level import cycles in every crate (a module is a source file; `a` depends on `b`
     /// when it names `crate::b`). Fails when there is one; `ci` runs it.
@@ -223,13 +239,22 @@ fn cargo() -> Command {
 /// The main job's configuration: Wong et al.'s FGSM-RS recipe with its final evaluation.
 const MAIN_JOB_CONFIG: &str = "configs/mnist-fgsm-rs-wong.toml";
 
-/// `cargo run` of the `bulwark` binary with the tasks' features; arguments go after it.
-fn bulwark() -> Command {
+/// The `bulwark` binary with the tasks' features, built the way the tests build it; arguments
+/// go after it.
+fn bulwark() -> Result<Command> {
     bulwark_with(None)
 }
 
-/// `cargo run` of the CLI with the default features plus `extra` (comma-separated CLI features).
-fn bulwark_with(extra: Option<&str>) -> Command {
+/// The `bulwark` binary with the tasks' features plus `extra` (comma-separated CLI features),
+/// built by `cargo test --workspace --no-run`, the build the tests run.
+///
+/// Not `cargo run -p bulwark-cli`: Cargo unifies the dependencies' features over what one
+/// invocation builds, and the whole workspace's tests (other members, dev-dependencies) turn on
+/// a few more features of shared dependencies than the CLI alone does (on 2026-12-02 among
+/// them `either/std` and `derive_more/deref`), and each changed feature rebuilds every crate
+/// above it. A `cargo run -p bulwark-cli` build and the tests' build compiled burn's stack twice;
+/// building the tests' way once serves the main job, the benchmark, the data step and the tests.
+fn bulwark_with(extra: Option<&str>) -> Result<Command> {
     let features = match extra {
         Some(f) if !f.trim().is_empty() => f
             .split(',')
@@ -237,11 +262,31 @@ fn bulwark_with(extra: Option<&str>) -> Command {
             .fold(features(), |acc, f| acc + "," + &f),
         _ => features(),
     };
-    let mut c = cargo();
-    c.args(["run", "--quiet", "-p", "bulwark-cli", "--features"])
-        .arg(features)
-        .arg("--");
-    c
+    let mut build = cargo();
+    build
+        .args(["test", "--workspace", "--no-run", "--features", &features])
+        .arg("--message-format=json-render-diagnostics")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    eprintln!("+ {build:?}");
+    let out = build.output().context("starting cargo")?;
+    if !out.status.success() {
+        bail!("building the bulwark binary failed ({})", out.status);
+    }
+    let executable = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "bulwark")
+        .filter(|m| {
+            m["target"]["kind"]
+                .as_array()
+                .is_some_and(|k| k.iter().any(|k| k == "bin"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo built no `bulwark` executable")?;
+    let mut c = Command::new(executable);
+    c.current_dir(root());
+    Ok(c)
 }
 
 fn run(mut cmd: Command) -> Result<()> {
@@ -298,7 +343,7 @@ fn fetch_test_data() -> Result<()> {
         if std::env::var_os("BULWARK_DATA_DIR").is_none()
             && let Some(dir) = shared_data(dataset)
         {
-            let mut cmd = bulwark();
+            let mut cmd = bulwark()?;
             cmd.args(["data", "fetch", dataset, "--data-dir"]).arg(&dir);
             match run(cmd) {
                 Ok(()) => continue,
@@ -308,7 +353,7 @@ fn fetch_test_data() -> Result<()> {
                 ),
             }
         }
-        let mut cmd = bulwark();
+        let mut cmd = bulwark()?;
         cmd.args(["data", "fetch", dataset]);
         run(cmd).with_context(|| {
             format!("the tests need {dataset}, and the fetch chain could not obtain it (see above)")
@@ -342,7 +387,7 @@ fn main() -> Result<()> {
                 None if resume => bail!("give the --name of the run to resume"),
                 None => format!("small-cnn-mnist-fgsm-rs-{}", timestamp()),
             };
-            let mut cmd = bulwark();
+            let mut cmd = bulwark()?;
             cmd.args(["train", "--name", &name]);
             // A resumed run uses its own config.toml.
             if !resume {
@@ -359,7 +404,7 @@ fn main() -> Result<()> {
             run(cmd)
         }
         Task::Data { dataset } => {
-            let mut cmd = bulwark();
+            let mut cmd = bulwark()?;
             cmd.args(["data", "fetch", &dataset]);
             run(cmd)
         }
@@ -372,12 +417,13 @@ fn main() -> Result<()> {
                 bail!("unknown benchmark `{which}`; available: throughput");
             }
             let json = root().join("target/bench/throughput.json");
-            let mut cmd = bulwark_with(features.as_deref());
+            let mut cmd = bulwark_with(features.as_deref())?;
             cmd.args(["bench", "throughput", "--json"])
                 .arg(&json)
                 .args(extra);
             run(cmd)
         }
+        Task::GpuCheck { out, quick } => gpu_check::run(out, quick),
         Task::Cycles => cycles::check(&root()),
         Task::Ci { tests_only } => {
             missing_notice()?;

@@ -75,7 +75,7 @@ mod tests {
 
     /// Logits and input gradient of `sum(logits · r)`.
     fn run(x: &[f32], r: &[f32], f: impl Fn(Tensor<4>) -> Tensor<2>) -> (Vec<f32>, Vec<f32>) {
-        let device = Device::default();
+        let device = Device::flex();
         let xa = Tensor::<4>::from_data(TensorData::new(x.to_vec(), [4, 1, 28, 28]), &device)
             .autodiff()
             .require_grad();
@@ -91,7 +91,7 @@ mod tests {
     /// (random weights leave many windows with no positive value, whose gradient is zero).
     #[test]
     fn pool_then_relu_matches_the_paper_order_exactly() {
-        let device = Device::default();
+        let device = Device::flex();
         let m = MadryCnnConfig::new().init(&device);
         let x: Vec<f32> = (0..4 * 784)
             .map(|i| ((i * 7919) % 1000) as f32 / 999.0)

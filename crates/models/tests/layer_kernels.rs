@@ -132,7 +132,7 @@ fn check(c: Case) {
 
 fn check_path(c: Case, direct: bool) {
     let what = |name: &str| format!("{name} ({} path)", if direct { "direct" } else { "gemm" });
-    let device = Device::default();
+    let device = Device::flex();
     let [ho, wo] = c.out();
     let x = values(c.b * c.cin * c.h * c.w, 1);
     let w = values(c.cout * (c.cin / c.groups) * c.k[0] * c.k[1], 2);
@@ -396,7 +396,7 @@ fn direct_kernels_follow_the_cpu_and_the_switch() {
 /// window in scan order.
 #[test]
 fn max_pooling_values_and_gradient() {
-    let device = Device::default();
+    let device = Device::flex();
     // (kernel, stride, padding): 2x2/2 as in madry-cnn on an odd size (last row and column
     // dropped), overlapping 3x3/2 windows, and a padded window.
     for (k, s, p) in [(2, 2, 0), (3, 2, 0), (3, 1, 1)] {
@@ -468,7 +468,7 @@ fn max_pooling_values_and_gradient() {
 
 #[test]
 fn max_pooling_propagates_nan_and_handles_infinities() {
-    let device = Device::default();
+    let device = Device::flex();
     // Three 2x2 windows of one 2x6 plane: a NaN among numbers, +inf next to -inf, and a tie of
     // -0.0 with 0.0 (the first in scan order wins).
     let nan = f32::NAN;
@@ -511,7 +511,7 @@ fn max_pooling_propagates_nan_and_handles_infinities() {
 /// float (4-byte) and int (8-byte) elements.
 #[test]
 fn mask_where_selects_each_element_bit_for_bit() {
-    let device = Device::default();
+    let device = Device::flex();
     let n = 1037;
     let noise = values(2 * n, 7);
     let specials = [f32::NAN, -0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY];
@@ -589,7 +589,7 @@ fn mask_where_selects_each_element_bit_for_bit() {
 /// infinities and subnormals their sign, on f32 and f64.
 #[test]
 fn sign_of_specials() {
-    let device = Device::default();
+    let device = Device::flex();
     let x = [
         f32::NAN,
         -0.0,
@@ -626,7 +626,7 @@ fn sign_of_specials() {
 /// output), for a unary op (ReLU), a binary op without a SIMD kernel (atan2) and one with (add).
 #[test]
 fn large_elementwise_passes_cover_every_element() {
-    let device = Device::default();
+    let device = Device::flex();
     let n = 200_003;
     let a = values(n, 11);
     let b = values(n, 12);

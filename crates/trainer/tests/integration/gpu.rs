@@ -279,32 +279,57 @@ fn weights(model: &Model) -> Vec<f32> {
         .collect()
 }
 
-/// One epoch of two steps of every training method on both backends: the weights agree to 1e-2 of
-/// their largest magnitude (the crafted examples take signed steps, which can flip where a
-/// gradient component is within rounding of zero; measured in docs/backends.md).
+/// The change training made to the weights: `trained` minus `cfg`'s initial weights (flex's draw,
+/// which both backends start from). Compared instead of the weights themselves, in which a wrong
+/// step would hide: two SGD steps move the weights by a few percent of their magnitude.
+fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
+    let init = weights(&Model::init_seeded(&cfg.model, &cpu(), cfg.seed).unwrap());
+    weights(trained)
+        .iter()
+        .zip(&init)
+        .map(|(w, w0)| w - w0)
+        .collect()
+}
+
+/// One epoch of two SGD steps of every training method on both backends: the weight updates agree
+/// to `tolerance` of their largest magnitude. Standard training sums the same gradients in
+/// another order (1e-3); the adversarial methods' crafted examples take signed steps, which flip
+/// where an input-gradient component is within rounding of zero, moving that pixel by twice the
+/// step, so their updates may differ more (measured in docs/backends.md). A wrong step (a sign, a
+/// missing term) differs by the order of the update itself.
 #[test]
 fn a_training_step_of_every_method_agrees_with_flex() {
     let eps = 0.3;
-    for method in [
-        Method::Standard,
-        Method::from_name("pgd-at", Some(eps)).unwrap(),
-        Method::from_name("fgsm-rs", Some(eps)).unwrap(),
-        Method::from_name("free-at", Some(eps)).unwrap(),
-        Method::from_name("trades", Some(eps)).unwrap(),
-        Method::from_name("mart", Some(eps)).unwrap(),
+    for (method, tolerance) in [
+        (Method::Standard, 1e-3),
+        (Method::from_name("pgd-at", Some(eps)).unwrap(), 0.05),
+        (Method::from_name("fgsm-rs", Some(eps)).unwrap(), 0.05),
+        (Method::from_name("free-at", Some(eps)).unwrap(), 0.05),
+        (Method::from_name("trades", Some(eps)).unwrap(), 0.05),
+        (Method::from_name("mart", Some(eps)).unwrap(), 0.05),
     ] {
         let cfg = method_config(method.clone());
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let on_cpu = weights(&train_on(&cfg, BackendKind::Flex, a.path(), false, None));
-        let on_gpu = weights(&train_on(&cfg, BackendKind::Wgpu, b.path(), false, None));
+        let on_cpu = update(
+            &cfg,
+            &train_on(&cfg, BackendKind::Flex, a.path(), false, None),
+        );
+        let on_gpu = update(
+            &cfg,
+            &train_on(&cfg, BackendKind::Wgpu, b.path(), false, None),
+        );
         let gap = relative_gap(&on_cpu, &on_gpu);
-        eprintln!("{}: weights {gap:.2e}", method.name());
-        assert!(gap <= 1e-2, "{}: weights differ by {gap:e}", method.name());
+        eprintln!("{}: weight updates {gap:.2e}", method.name());
+        assert!(
+            gap <= tolerance,
+            "{}: weight updates differ by {gap:e} of their largest (tolerance {tolerance})",
+            method.name()
+        );
     }
 }
 
-/// A checkpoint written on the GPU resumes on the CPU and the other way round, and each run ends
-/// near the one that never changed backend.
+/// A checkpoint written on the GPU resumes on the CPU and the other way round, and each run's
+/// weight update ends within 1e-3 of the one that never changed backend's.
 #[test]
 fn a_checkpoint_resumes_on_the_other_backend() {
     // The last epoch's weights, so the result is the resumed epoch's (the best epoch could be the
@@ -313,25 +338,22 @@ fn a_checkpoint_resumes_on_the_other_backend() {
         .with_epochs(2)
         .with_keep(Keep::Last);
     let whole = tempfile::tempdir().unwrap();
-    let reference = weights(&train_on(
+    let reference = update(
         &cfg,
-        BackendKind::Flex,
-        whole.path(),
-        false,
-        None,
-    ));
+        &train_on(&cfg, BackendKind::Flex, whole.path(), false, None),
+    );
     for (first, then) in [
         (BackendKind::Wgpu, BackendKind::Flex),
         (BackendKind::Flex, BackendKind::Wgpu),
     ] {
         let dir = tempfile::tempdir().unwrap();
         train_on(&cfg, first, dir.path(), false, Some(1));
-        let resumed = weights(&train_on(&cfg, then, dir.path(), true, None));
+        let resumed = update(&cfg, &train_on(&cfg, then, dir.path(), true, None));
         let gap = relative_gap(&reference, &resumed);
-        eprintln!("{first} then {then}: weights {gap:.2e}");
+        eprintln!("{first} then {then}: weight updates {gap:.2e}");
         assert!(
             gap <= 1e-3,
-            "{first} then {then}: weights differ by {gap:e}"
+            "{first} then {then}: weight updates differ by {gap:e} of their largest"
         );
     }
 }
