@@ -96,8 +96,8 @@ fn root() -> PathBuf {
 }
 
 /// Backends compiled into every build the tasks make. The same features for the main job and the
-/// tests means one build of the dependencies serves both (`cargo xtask train` after
-/// `cargo xtask ci`, or the other way round, only links); flex is the default at run time.
+/// tests means one build serves both (`cargo xtask train` after `cargo xtask ci`, or the other
+/// way round, builds nothing more; see [`bulwark_with`]); flex is the default at run time.
 const FEATURES: &str = "bulwark-cli/ndarray";
 
 /// Whether what the `mpi` feature needs is installed: the MPI compiler wrapper (which the rsmpi
@@ -362,6 +362,57 @@ fn fetch_test_data() -> Result<()> {
     Ok(())
 }
 
+/// Clippy with `-D warnings` over every target of the workspace's crates, run by the tests' own
+/// build instead of a `cargo clippy` pass of its own: `cargo clippy` lints through
+/// `clippy-driver` set as `RUSTC_WORKSPACE_WRAPPER` with its arguments in `CLIPPY_ARGS`, in a
+/// separate check build of every dependency, which with the `wgpu` stack took 17 of CI's minutes
+/// (2026-12-02). With the same two variables on the build that `cargo test --workspace` makes,
+/// the workspace's crates (only they go through the wrapper) are linted while they compile and
+/// the dependencies are built once. The variables stay set for every later cargo command of
+/// `cargo xtask ci`, so the test run reuses that build.
+fn lint_while_building() -> Result<()> {
+    let driver = clippy_driver()?;
+    eprintln!(
+        "clippy -D warnings: through {} while the tests' build compiles the workspace",
+        driver.display()
+    );
+    // SAFETY: xtask is single-threaded; the variables are read by the cargo processes it starts.
+    unsafe {
+        std::env::set_var("RUSTC_WORKSPACE_WRAPPER", &driver);
+        std::env::set_var(
+            "CLIPPY_ARGS",
+            "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__",
+        );
+    }
+    Ok(())
+}
+
+/// The toolchain's `clippy-driver`: rustup's, the one beside cargo, or the one on `PATH`.
+fn clippy_driver() -> Result<PathBuf> {
+    let works = |p: &Path| {
+        Command::new(p)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut candidates = Vec::new();
+    if let Ok(o) = Command::new("rustup")
+        .args(["which", "clippy-driver"])
+        .output()
+        && o.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
+    }
+    if let Some(cargo) = std::env::var_os("CARGO") {
+        candidates.push(Path::new(&cargo).with_file_name("clippy-driver"));
+    }
+    candidates.push(PathBuf::from("clippy-driver"));
+    candidates
+        .into_iter()
+        .find(|p| works(p))
+        .context("clippy-driver not found: install clippy (`rustup component add clippy`)")
+}
+
 /// The vendored burn-flex's own unit tests (427, upstream's and ours). It is not a workspace
 /// member (a member would lose the dependencies' optimization level), so it builds as its own
 /// root with the published crate's `Cargo.lock` (`--locked`) into its own target directory.
@@ -374,7 +425,10 @@ fn vendored_flex_tests() -> Command {
         "vendor/burn-flex/Cargo.toml",
         "--lib",
     ])
-    .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"));
+    .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"))
+    // Upstream's crate is not linted with ours (see `lint_while_building`).
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
+    .env_remove("CLIPPY_ARGS");
     c
 }
 
@@ -433,18 +487,7 @@ fn main() -> Result<()> {
                 let mut fmt = cargo();
                 fmt.args(["fmt", "--all", "--", "--check"]);
                 run(fmt)?;
-                let mut clippy = cargo();
-                clippy.args([
-                    "clippy",
-                    "--workspace",
-                    "--all-targets",
-                    "--features",
-                    &features,
-                    "--",
-                    "-D",
-                    "warnings",
-                ]);
-                run(clippy)?;
+                lint_while_building()?;
             }
             fetch_test_data()?;
             let mut test = cargo();
