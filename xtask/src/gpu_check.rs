@@ -91,6 +91,8 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
              lavapipe: Debian `apt-get install libvulkan1 mesa-vulkan-drivers`)"
         );
     }
+    // SAFETY: xtask is single-threaded; cargo processes started below read it.
+    unsafe { std::env::set_var("BULWARK_WGPU", "1") };
     let out = out.unwrap_or_else(|| root().join("target/gpu-check"));
     let stamp = timestamp();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;

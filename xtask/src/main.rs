@@ -182,6 +182,13 @@ fn vulkan_available() -> bool {
     loader && driver
 }
 
+/// Whether the tasks build the `wgpu` backend and run the GPU test set: opt-in with
+/// `BULWARK_WGPU=1` until the set is stable under the full suite and CI's time budget is
+/// measured (issue 26 in progress; `cargo xtask gpu-check` always builds it).
+fn gpu_set_wanted() -> bool {
+    std::env::var_os("BULWARK_WGPU").is_some_and(|v| v == "1")
+}
+
 /// [`FEATURES`], plus data-parallel training over MPI where MPI is installed and the `wgpu`
 /// backend where Vulkan is, so that the main job, the benchmarks and the tests keep sharing one
 /// build.
@@ -190,7 +197,7 @@ fn features() -> String {
     if mpi_available() {
         features.push_str(",bulwark-cli/mpi");
     }
-    if vulkan_available() {
+    if gpu_set_wanted() && vulkan_available() {
         features.push_str(",bulwark-cli/wgpu");
     }
     features
@@ -207,7 +214,7 @@ fn missing_notice() -> Result<()> {
              libopenmpi-dev libclang-dev)",
         ));
     }
-    if !vulkan_available() {
+    if gpu_set_wanted() && !vulkan_available() {
         missing.push((
             "the GPU test set (the wgpu backend against flex, \
              crates/trainer/tests/integration/gpu.rs)",
