@@ -134,10 +134,13 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
             .args(["--models", "small-cnn,madry-cnn", "--repeats", "3"])
             .args(["--workloads", "clean,pgd-10,pgd-at-step"]);
     }
-    steps.push(step("throughput, batch 128", bench, out.join("bench.log"))?);
-    if quick {
-        steps.last_mut().expect("pushed").title = "throughput, batch 32";
+    let title = if quick {
+        "throughput, batch 32"
     } else {
+        "throughput, batch 128"
+    };
+    steps.push(step(title, bench, out.join("bench.log"))?);
+    if !quick {
         let mut large = bulwark()?;
         large
             .args(["bench", "throughput", "--backend-list", "wgpu", "--json"])
@@ -253,7 +256,7 @@ fn report(out: &Path, run_name: &str, steps: &[Step], quick: bool) -> Result<Str
     writeln!(
         r,
         "\nVulkan devices (`vulkaninfo --summary`, the first is the one used):\n\n```text\n{}\n```",
-        measured_lines_of(&probe("vulkaninfo", &["--summary"]))
+        vulkan_devices(&probe("vulkaninfo", &["--summary"]))
     )?;
     writeln!(
         r,
@@ -286,15 +289,9 @@ fn report(out: &Path, run_name: &str, steps: &[Step], quick: bool) -> Result<Str
         } else {
             let report = out.join("runs").join(run_name).join("report.md");
             writeln!(r, "The run's report: `{}`\n", report.display())?;
-            measured_lines(&s.log, |l| !l.trim().is_empty())
-                .lines()
-                .rev()
-                .take(40)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect::<Vec<_>>()
-                .join("\n")
+            let all = measured_lines(&s.log, |l| !l.trim().is_empty());
+            let lines: Vec<&str> = all.lines().collect();
+            lines[lines.len().saturating_sub(40)..].join("\n")
         };
         writeln!(r, "```text\n{lines}\n```")?;
     }
@@ -302,7 +299,7 @@ fn report(out: &Path, run_name: &str, steps: &[Step], quick: bool) -> Result<Str
 }
 
 /// `vulkaninfo --summary` without its long header: the devices' names, types and drivers.
-fn measured_lines_of(summary: &str) -> String {
+fn vulkan_devices(summary: &str) -> String {
     let keep = [
         "GPU",
         "deviceName",
