@@ -129,15 +129,15 @@ impl BackendKind {
         self,
         make: impl FnOnce() -> Device + std::panic::UnwindSafe,
     ) -> Result<Device, TrainError> {
-        // The default hook would print the runtime's panic and backtrace before our error.
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let result = std::panic::catch_unwind(|| {
-            let device = make();
-            let one = burn::tensor::Tensor::<1>::ones([1], &device).into_scalar::<f32>();
-            (device, one)
+        // The panic hook would print the runtime's panic and backtrace before our error; it is
+        // silenced for this thread alone while it probes (see `quiet_while_probing`).
+        let result = quiet_while_probing(|| {
+            std::panic::catch_unwind(|| {
+                let device = make();
+                let one = burn::tensor::Tensor::<1>::ones([1], &device).into_scalar::<f32>();
+                (device, one)
+            })
         });
-        std::panic::set_hook(hook);
         match result {
             Ok((device, 1.0)) => Ok(device),
             Ok((_, one)) => Err(TrainError::BackendUnavailable {
@@ -156,6 +156,35 @@ impl BackendKind {
             }),
         }
     }
+}
+
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+thread_local! {
+    /// Whether this thread is probing a GPU runtime, whose panics [`quiet_while_probing`] keeps
+    /// from the panic hook.
+    static PROBING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the panic hook silent on this thread only. The hook is process-wide: swapping
+/// it for a silent one during the probe, as this once did, also swallowed the messages of panics
+/// on every other thread meanwhile (a failing test's assertion, a user's worker thread). Instead
+/// a wrapper around the previous hook is installed once, which stays quiet only on a thread that
+/// is probing and passes every other panic on.
+#[cfg(any(feature = "wgpu", feature = "vulkan", feature = "cuda"))]
+fn quiet_while_probing<T>(f: impl FnOnce() -> T) -> T {
+    static WRAPPED: std::sync::Once = std::sync::Once::new();
+    WRAPPED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !PROBING.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    PROBING.with(|p| p.set(true));
+    let result = f();
+    PROBING.with(|p| p.set(false));
+    result
 }
 
 /// The message of a caught panic (a `&str` or `String` payload), else a generic text.
@@ -246,5 +275,38 @@ impl DeviceSet {
     /// All devices.
     pub fn all(&self) -> &[Device] {
         &self.devices
+    }
+}
+
+#[cfg(all(test, any(feature = "wgpu", feature = "vulkan", feature = "cuda")))]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::quiet_while_probing;
+
+    /// While one thread probes, a panic on another thread still reaches the panic hook (a failing
+    /// test's message was once swallowed by a probe running beside it), and the probe's own does
+    /// not. The only test of this binary that touches the hook, so its recorder is the hook the
+    /// probe's wrapper passes panics on to.
+    #[test]
+    fn a_probe_silences_its_own_thread_and_no_other() {
+        static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+        std::panic::set_hook(Box::new(|info| {
+            let text = info
+                .payload()
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            SEEN.lock().unwrap().push(text);
+        }));
+        quiet_while_probing(|| {
+            assert!(std::panic::catch_unwind(|| panic!("the probe's own")).is_err());
+            let other = std::thread::spawn(|| panic!("another thread's"));
+            assert!(other.join().is_err());
+        });
+        assert!(std::panic::catch_unwind(|| panic!("after the probe")).is_err());
+        let _ = std::panic::take_hook();
+        let seen = SEEN.lock().unwrap().clone();
+        assert_eq!(seen, ["another thread's", "after the probe"], "{seen:?}");
     }
 }

@@ -261,34 +261,63 @@ fn train_on(
     .model
 }
 
-fn weights(model: &Model) -> Vec<f32> {
+/// Every parameter of `model` by name, in name order.
+fn named_weights(model: &Model) -> Vec<(String, Vec<f32>)> {
     let bytes = torch::to_safetensors_bytes(model);
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut names: Vec<String> = st.names().into_iter().cloned().collect();
     names.sort();
     names
-        .iter()
-        .flat_map(|n| {
-            st.tensor(n)
+        .into_iter()
+        .map(|n| {
+            let values = st
+                .tensor(&n)
                 .unwrap()
                 .data()
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect::<Vec<_>>()
+                .collect();
+            (n, values)
         })
         .collect()
 }
 
 /// The change training made to the weights: `trained` minus `cfg`'s initial weights (flex's draw,
-/// which both backends start from). Compared instead of the weights themselves, in which a wrong
-/// step would hide: two SGD steps move the weights by a few percent of their magnitude.
-fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
-    let init = weights(&Model::init_seeded(&cfg.model, &cpu(), cfg.seed).unwrap());
-    weights(trained)
-        .iter()
-        .zip(&init)
-        .map(|(w, w0)| w - w0)
+/// which both backends start from), per parameter. Compared instead of the weights themselves, in
+/// which a wrong step would hide: two SGD steps move the weights by a few percent of their
+/// magnitude.
+fn named_update(cfg: &TrainConfig, trained: &Model) -> Vec<(String, Vec<f32>)> {
+    let init = named_weights(&Model::init_seeded(&cfg.model, &cpu(), cfg.seed).unwrap());
+    named_weights(trained)
+        .into_iter()
+        .zip(init)
+        .map(|((name, w), (_, w0))| (name, w.iter().zip(&w0).map(|(w, w0)| w - w0).collect()))
         .collect()
+}
+
+/// [`named_update`], all parameters in one vector.
+fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
+    named_update(cfg, trained)
+        .into_iter()
+        .flat_map(|(_, u)| u)
+        .collect()
+}
+
+/// Each parameter's largest difference between two trainings' updates, relative to that
+/// parameter's own largest update, by name.
+fn update_gaps(cfg: &TrainConfig, a: &Model, b: &Model) -> Vec<(String, f32)> {
+    named_update(cfg, a)
+        .iter()
+        .zip(named_update(cfg, b))
+        .map(|((name, ua), (_, ub))| (name.clone(), relative_gap(ua, &ub)))
+        .collect()
+}
+
+fn show(gaps: &[(String, f32)]) -> String {
+    gaps.iter()
+        .map(|(name, gap)| format!("{name} {gap:.1e}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One epoch of two SGD steps of every training method on both backends: the weight updates agree
@@ -296,10 +325,13 @@ fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
 /// another order (1e-3); the adversarial methods' crafted examples take signed steps, which flip
 /// where an input-gradient component is within rounding of zero, moving that pixel by twice the
 /// step, so their updates may differ more (measured in docs/backends.md). A wrong step (a sign, a
-/// missing term) differs by the order of the update itself.
+/// missing term) differs by the order of the update itself. Every method runs before the test
+/// fails, and a failure names each parameter's own gap (its largest difference relative to its
+/// largest update), which says where a wrong step entered.
 #[test]
 fn a_training_step_of_every_method_agrees_with_flex() {
     let eps = 0.3;
+    let mut failures = Vec::new();
     for (method, tolerance) in [
         (Method::Standard, 1e-3),
         (Method::from_name("pgd-at", Some(eps)).unwrap(), 0.05),
@@ -310,22 +342,23 @@ fn a_training_step_of_every_method_agrees_with_flex() {
     ] {
         let cfg = method_config(method.clone());
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let on_cpu = update(
-            &cfg,
-            &train_on(&cfg, BackendKind::Flex, a.path(), false, None),
-        );
-        let on_gpu = update(
-            &cfg,
-            &train_on(&cfg, BackendKind::Wgpu, b.path(), false, None),
-        );
-        let gap = relative_gap(&on_cpu, &on_gpu);
-        eprintln!("{}: weight updates {gap:.2e}", method.name());
-        assert!(
-            gap <= tolerance,
-            "{}: weight updates differ by {gap:e} of their largest (tolerance {tolerance})",
+        let trained_cpu = train_on(&cfg, BackendKind::Flex, a.path(), false, None);
+        let trained_gpu = train_on(&cfg, BackendKind::Wgpu, b.path(), false, None);
+        let gap = relative_gap(&update(&cfg, &trained_cpu), &update(&cfg, &trained_gpu));
+        let per_parameter = show(&update_gaps(&cfg, &trained_cpu, &trained_gpu));
+        eprintln!(
+            "{}: weight updates {gap:.2e} ({per_parameter})",
             method.name()
         );
+        if gap > tolerance {
+            failures.push(format!(
+                "{}: weight updates differ by {gap:e} of their largest (tolerance {tolerance}); \
+                 per parameter: {per_parameter}",
+                method.name()
+            ));
+        }
     }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// A checkpoint written on the GPU resumes on the CPU and the other way round, and each run's
