@@ -289,6 +289,10 @@ fn bulwark_with(extra: Option<&str>) -> Result<Command> {
                 .as_array()
                 .is_some_and(|k| k.iter().any(|k| k == "bin"))
         })
+        // `cargo test` also builds the binary's own unit tests, an artifact of the same target
+        // and kind whose executable is a test harness; which of the two cargo reports first
+        // varies, so the harness is excluded by its profile.
+        .filter(|m| m["profile"]["test"] == false)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .context("cargo built no `bulwark` executable")?;
     let mut c = Command::new(executable);
