@@ -93,6 +93,12 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
     }
     // SAFETY: xtask is single-threaded; cargo processes started below read it.
     unsafe { std::env::set_var("BULWARK_WGPU", "1") };
+    // On a software GPU autotuning costs more than the work it tunes (docs/ci.md), in the tests,
+    // the benchmark and the training alike; on a real one it is left to cubecl's default.
+    if quick && std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal") };
+    }
     let out = out.unwrap_or_else(|| root().join("target/gpu-check"));
     let stamp = timestamp();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -100,18 +106,14 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
     let features = features();
     let mut steps = Vec::new();
 
-    // 1. The GPU test set, with the CIFAR models. On a software GPU autotuning costs more than
-    // the tests (docs/ci.md); on a real one it is left to cubecl's default.
+    // 1. The GPU test set, with the CIFAR models except in a quick check (minutes per model on
+    // a software GPU).
     let mut tests = cargo();
     tests
         .args(["test", "--workspace", "--features", &features])
         .args(["--test", "integration", "gpu::", "--"])
         .args(["--test-threads", "1", "--nocapture"]);
-    if quick {
-        if std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
-            tests.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
-        }
-    } else {
+    if !quick {
         tests.arg("--include-ignored");
     }
     steps.push(step(
