@@ -261,55 +261,37 @@ fn train_on(
     .model
 }
 
-/// Every parameter of `model` by name, in name order.
-fn named_weights(model: &Model) -> Vec<(String, Vec<f32>)> {
-    let bytes = torch::to_safetensors_bytes(model);
-    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
-    names.sort();
-    names
+/// The change training made to the weights: `trained` minus `cfg`'s initial weights (flex's draw,
+/// which both backends start from), per parameter (PyTorch key, module order). Compared instead of
+/// the weights themselves, in which a wrong step would hide: two SGD steps move the weights by a
+/// few percent of their magnitude.
+fn named_update(cfg: &TrainConfig, trained: &Model) -> Vec<(String, Vec<f32>)> {
+    let init = torch::state_dict(&Model::init_seeded(&cfg.model, &cpu(), cfg.seed).unwrap());
+    torch::state_dict(trained)
         .into_iter()
-        .map(|n| {
-            let values = st
-                .tensor(&n)
-                .unwrap()
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            (n, values)
+        .zip(init)
+        .map(|(w, w0)| {
+            let delta = w.data.iter().zip(&w0.data).map(|(w, w0)| w - w0).collect();
+            (w.key, delta)
         })
         .collect()
 }
 
-/// The change training made to the weights: `trained` minus `cfg`'s initial weights (flex's draw,
-/// which both backends start from), per parameter. Compared instead of the weights themselves, in
-/// which a wrong step would hide: two SGD steps move the weights by a few percent of their
-/// magnitude.
-fn named_update(cfg: &TrainConfig, trained: &Model) -> Vec<(String, Vec<f32>)> {
-    let init = named_weights(&Model::init_seeded(&cfg.model, &cpu(), cfg.seed).unwrap());
-    named_weights(trained)
-        .into_iter()
-        .zip(init)
-        .map(|((name, w), (_, w0))| (name, w.iter().zip(&w0).map(|(w, w0)| w - w0).collect()))
-        .collect()
-}
-
 /// [`named_update`], all parameters in one vector.
-fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
-    named_update(cfg, trained)
-        .into_iter()
-        .flat_map(|(_, u)| u)
-        .collect()
+fn flat(update: &[(String, Vec<f32>)]) -> Vec<f32> {
+    update.iter().flat_map(|(_, u)| u.iter().copied()).collect()
 }
 
-/// Each parameter's largest difference between two trainings' updates, relative to that
-/// parameter's own largest update, by name.
-fn update_gaps(cfg: &TrainConfig, a: &Model, b: &Model) -> Vec<(String, f32)> {
-    named_update(cfg, a)
-        .iter()
-        .zip(named_update(cfg, b))
-        .map(|((name, ua), (_, ub))| (name.clone(), relative_gap(ua, &ub)))
+fn update(cfg: &TrainConfig, trained: &Model) -> Vec<f32> {
+    flat(&named_update(cfg, trained))
+}
+
+/// Each parameter's largest difference between two updates, relative to that parameter's own
+/// largest update in `a`, by name.
+fn update_gaps(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> Vec<(String, f32)> {
+    a.iter()
+        .zip(b)
+        .map(|((name, ua), (_, ub))| (name.clone(), relative_gap(ua, ub)))
         .collect()
 }
 
@@ -342,10 +324,16 @@ fn a_training_step_of_every_method_agrees_with_flex() {
     ] {
         let cfg = method_config(method.clone());
         let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        let trained_cpu = train_on(&cfg, BackendKind::Flex, a.path(), false, None);
-        let trained_gpu = train_on(&cfg, BackendKind::Wgpu, b.path(), false, None);
-        let gap = relative_gap(&update(&cfg, &trained_cpu), &update(&cfg, &trained_gpu));
-        let per_parameter = show(&update_gaps(&cfg, &trained_cpu, &trained_gpu));
+        let on_cpu = named_update(
+            &cfg,
+            &train_on(&cfg, BackendKind::Flex, a.path(), false, None),
+        );
+        let on_gpu = named_update(
+            &cfg,
+            &train_on(&cfg, BackendKind::Wgpu, b.path(), false, None),
+        );
+        let gap = relative_gap(&flat(&on_cpu), &flat(&on_gpu));
+        let per_parameter = show(&update_gaps(&on_cpu, &on_gpu));
         eprintln!(
             "{}: weight updates {gap:.2e} ({per_parameter})",
             method.name()
