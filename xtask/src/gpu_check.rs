@@ -93,8 +93,9 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
     }
     // SAFETY: xtask is single-threaded; cargo processes started below read it.
     unsafe { std::env::set_var("BULWARK_WGPU", "1") };
-    // On a software GPU autotuning costs more than the work it tunes (docs/ci.md), in the tests,
-    // the benchmark and the training alike; on a real one it is left to cubecl's default.
+    // The GPU backends are built without burn's autotuning; should a dependency turn it on
+    // (features unify), on a software GPU it would cost more than the work it tunes, in the
+    // tests, the benchmark and the training alike; on a real one it is left to cubecl's default.
     if quick && std::env::var_os("CUBECL_AUTOTUNE_LEVEL").is_none() {
         // SAFETY: as above.
         unsafe { std::env::set_var("CUBECL_AUTOTUNE_LEVEL", "minimal") };
