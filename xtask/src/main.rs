@@ -182,16 +182,13 @@ fn vulkan_available() -> bool {
     loader && driver
 }
 
-/// Whether the tasks build the `wgpu` backend and run the GPU test set: always under `CI`, and
-/// elsewhere unless `BULWARK_WGPU=0` opts out (its build adds the GPU stack to the one shared
-/// build; `cargo xtask gpu-check` always builds it).
+/// Whether the tasks build the `wgpu` backend and run the GPU test set: opt-in with
+/// `BULWARK_WGPU=1` (`cargo xtask gpu-check` always builds it). The set passes since the GPU
+/// features dropped burn's kernel fusion, but its build takes a clean `.ci/run` on a 2-core
+/// machine from about 30 to about 60 minutes (docs/ci.md, "Measured times"), over CI's budget,
+/// so it joins CI when the build is cut (issue 26).
 fn gpu_set_wanted() -> bool {
-    std::env::var_os("CI").is_some() || !gpu_set_opted_out()
-}
-
-/// `BULWARK_WGPU=0`: the GPU backend and its test set left out on purpose.
-fn gpu_set_opted_out() -> bool {
-    std::env::var_os("BULWARK_WGPU").is_some_and(|v| v == "0")
+    std::env::var_os("BULWARK_WGPU").is_some_and(|v| v == "1")
 }
 
 /// [`FEATURES`], plus data-parallel training over MPI where MPI is installed and the `wgpu`
@@ -229,8 +226,8 @@ fn missing_notice() -> Result<()> {
     }
     if !gpu_set_wanted() {
         eprintln!(
-            "\nNOTE: BULWARK_WGPU=0: the wgpu backend and the GPU test set \
-             (crates/trainer/tests/integration/gpu.rs) are left out of this build and run.\n"
+            "\nNOTE: the wgpu backend and the GPU test set (crates/trainer/tests/integration/gpu.rs) \
+             are not built or run; BULWARK_WGPU=1 adds them (docs/backends.md).\n"
         );
     }
     for (what, install) in &missing {
