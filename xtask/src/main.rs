@@ -14,6 +14,7 @@
 
 mod cycles;
 mod gpu_check;
+mod profiles;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -79,8 +80,9 @@ enum Task {
     /// when it names `crate::b`). Fails when there is one; `ci` runs it.
     Cycles,
     /// Run CI's checks: the import-cycle check, cargo fmt --check, clippy -D warnings, then
-    /// obtain the datasets the tests read (the project's fetch chain), run the tests (flex +
-    /// ndarray backends) and the vendored burn-flex's unit tests.
+    /// obtain the datasets the tests read (the project's fetch chain), run the tests (flex and a
+    /// second backend: wgpu with the GPU set, ndarray without) and the vendored burn-flex's unit
+    /// tests.
     Ci {
         /// Skip fmt and clippy (tests only).
         #[arg(long)]
@@ -95,10 +97,12 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Backends compiled into every build the tasks make. The same features for the main job and the
-/// tests means one build serves both (`cargo xtask train` after `cargo xtask ci`, or the other
-/// way round, builds nothing more; see [`bulwark_with`]); flex is the default at run time.
-const FEATURES: &str = "bulwark-cli/ndarray";
+/// The second backend compiled beside flex (the default at run time) when the GPU set is not built,
+/// so that the cross-backend test (`crates/trainer/tests/integration/backends.rs`) always compares
+/// two backends. With the GPU set, wgpu is that second backend and ndarray is left out: its build
+/// (553 s of one core at opt-level 1, plus its share of burn-dispatch) bought CI nothing the set
+/// does not check more closely (docs/ci.md, "The GPU test set and CI's time").
+const CPU_SECOND_BACKEND: &str = "bulwark-cli/ndarray";
 
 /// Whether what the `mpi` feature needs is installed: the MPI compiler wrapper (which the rsmpi
 /// build asks for the flags), the launcher (which the MPI test starts) and libclang (with which
@@ -184,26 +188,29 @@ fn vulkan_available() -> bool {
 
 /// Whether the tasks build the `wgpu` backend and run the GPU test set: opt-in with
 /// `BULWARK_WGPU=1` (`cargo xtask gpu-check` always builds it). The set passes since the GPU
-/// features dropped burn's kernel fusion, but on a 2-core machine its build adds about 16 minutes
-/// to a clean build (45 against about 28) and takes a clean `.ci/run` past CI's 40-minute budget
-/// (docs/ci.md, "The GPU test set and CI's time"), so it joins CI when the build is cut
+/// features dropped burn's kernel fusion; a clean `CI=true .ci/run` with it took 2468 s on a
+/// 2-core machine (2026-12-02: build 31 min 56 s), just over CI's 40-minute budget (docs/ci.md,
+/// "The GPU test set and CI's time"), so it joins CI when the build is cut a little further
 /// (issue 26).
 fn gpu_set_wanted() -> bool {
     std::env::var_os("BULWARK_WGPU").is_some_and(|v| v == "1")
 }
 
-/// [`FEATURES`], plus data-parallel training over MPI where MPI is installed and the `wgpu`
-/// backend where Vulkan is, so that the main job, the benchmarks and the tests keep sharing one
-/// build.
+/// The features of every build the tasks make: the same for the main job, the benchmarks and the
+/// tests, so that they share one build (see [`bulwark_with`]). Data-parallel training over MPI
+/// where MPI is installed; the `wgpu` backend where the GPU set is wanted and Vulkan is present,
+/// otherwise ndarray ([`CPU_SECOND_BACKEND`]).
 fn features() -> String {
-    let mut features = FEATURES.to_string();
-    if mpi_available() {
-        features.push_str(",bulwark-cli/mpi");
-    }
+    let mut features = Vec::new();
     if gpu_set_wanted() && vulkan_available() {
-        features.push_str(",bulwark-cli/wgpu");
+        features.push("bulwark-cli/wgpu");
+    } else {
+        features.push(CPU_SECOND_BACKEND);
     }
-    features
+    if mpi_available() {
+        features.push("bulwark-cli/mpi");
+    }
+    features.join(",")
 }
 
 /// What `cargo xtask ci` says when MPI or Vulkan is missing: CI must run the MPI test and the
@@ -446,6 +453,9 @@ fn vendored_flex_tests() -> Command {
         "--lib",
     ])
     .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"))
+    // Unoptimized as upstream's profile says, but without debug info: its build took 121 s
+    // instead of 183 s in a clean CI run on 2 cores (2026-12-02); a failure still names the test.
+    .env("CARGO_PROFILE_DEV_DEBUG", "false")
     // Upstream's crate is not linted with ours (see `lint_while_building`).
     .env_remove("RUSTC_WORKSPACE_WRAPPER")
     .env_remove("CLIPPY_ARGS");
@@ -502,6 +512,7 @@ fn main() -> Result<()> {
         Task::Ci { tests_only } => {
             missing_notice()?;
             let features = features();
+            profiles::check(&root())?;
             if !tests_only {
                 cycles::check(&root())?;
                 let mut fmt = cargo();
