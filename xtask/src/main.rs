@@ -453,8 +453,8 @@ fn vendored_flex_tests() -> Command {
         "--lib",
     ])
     .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"))
-    // Unoptimized as upstream's profile says, but without debug info: its build took 121 s
-    // instead of 183 s in a clean CI run on 2 cores (2026-12-02); a failure still names the test.
+    // Unoptimized as upstream's profile says, but without debug info: its clean build took 121 s
+    // instead of 183 s on 2 cores (2026-12-02, docs/ci.md); a failure still names the test.
     .env("CARGO_PROFILE_DEV_DEBUG", "false")
     // Upstream's crate is not linted with ours (see `lint_while_building`).
     .env_remove("RUSTC_WORKSPACE_WRAPPER")

@@ -9,80 +9,78 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use toml::{Table, Value};
 
-/// The settings every member's table must hold, as written in `Cargo.toml`.
-const MEMBER_SETTINGS: [&str; 4] = [
-    "opt-level = 1",
-    "debug = \"line-tables-only\"",
-    "debug-assertions = true",
-    "overflow-checks = true",
-];
-
-/// The member directories listed in the workspace's `members = [...]`.
-fn members(manifest: &str) -> Vec<String> {
-    let Some(start) = manifest.find("members = [") else {
-        return Vec::new();
-    };
-    let rest = &manifest[start + "members = [".len()..];
-    let list = &rest[..rest.find(']').unwrap_or(rest.len())];
-    list.split(',')
-        .map(|m| m.trim().trim_matches('"').to_string())
-        .filter(|m| !m.is_empty())
-        .collect()
+/// The settings every member's table must hold.
+fn member_settings() -> [(&'static str, Value); 4] {
+    [
+        ("opt-level", Value::Integer(1)),
+        ("debug", Value::String("line-tables-only".into())),
+        ("debug-assertions", Value::Boolean(true)),
+        ("overflow-checks", Value::Boolean(true)),
+    ]
 }
 
-/// The `name = "..."` of a member's `[package]` table.
-fn package_name(manifest: &str) -> Option<String> {
-    let package = &manifest[manifest.find("[package]")?..];
-    package.lines().skip(1).find_map(|l| {
-        let l = l.trim();
-        let value = l.strip_prefix("name")?.trim_start().strip_prefix('=')?;
-        Some(value.trim().trim_matches('"').to_string())
-    })
+fn read_toml(path: &Path) -> Result<Table> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse::<Table>()
+        .with_context(|| format!("parsing {}", path.display()))
 }
 
-/// The body of `[profile.dev.package.<name>]`, up to the next table.
-fn member_table<'a>(manifest: &'a str, name: &str) -> Option<&'a str> {
-    let header = format!("[profile.dev.package.{name}]\n");
-    let body = &manifest[manifest.find(&header)? + header.len()..];
-    Some(&body[..body.find("\n[").map_or(body.len(), |i| i + 1)])
+/// What is wrong with the members' profile tables of `manifest`, given each member's directory
+/// and package name; empty when nothing is.
+fn problems(manifest: &Table, members: &[(String, String)]) -> Vec<String> {
+    let tables = manifest
+        .get("profile")
+        .and_then(|p| p.get("dev"))
+        .and_then(|d| d.get("package"))
+        .and_then(Value::as_table);
+    let mut problems = Vec::new();
+    for (dir, name) in members {
+        let Some(table) = tables.and_then(|t| t.get(name)) else {
+            problems.push(format!(
+                "{name} ({dir}) has no [profile.dev.package.{name}]"
+            ));
+            continue;
+        };
+        for (key, value) in member_settings() {
+            if table.get(key) != Some(&value) {
+                problems.push(format!(
+                    "[profile.dev.package.{name}] lacks `{key} = {value}`"
+                ));
+            }
+        }
+    }
+    problems
 }
 
 /// Fails, naming the members, when a workspace member lacks its profile table or a setting in it.
 pub fn check(root: &Path) -> Result<()> {
     let path = root.join("Cargo.toml");
-    let manifest =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let mut problems = Vec::new();
-    let members = members(&manifest);
-    if members.is_empty() {
-        bail!("{}: no `members = [...]` list found", path.display());
+    let manifest = read_toml(&path)?;
+    let dirs = manifest
+        .get("workspace")
+        .and_then(|w| w.get("members"))
+        .and_then(Value::as_array)
+        .with_context(|| format!("{}: no [workspace] members", path.display()))?;
+    let mut members = Vec::new();
+    for dir in dirs.iter().filter_map(Value::as_str) {
+        let member = root.join(dir).join("Cargo.toml");
+        let name = read_toml(&member)?
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .with_context(|| format!("{}: no package name", member.display()))?;
+        members.push((dir.to_string(), name));
     }
-    for dir in members {
-        let member_manifest = root.join(&dir).join("Cargo.toml");
-        let text = std::fs::read_to_string(&member_manifest)
-            .with_context(|| format!("reading {}", member_manifest.display()))?;
-        let name = package_name(&text)
-            .with_context(|| format!("{}: no package name", member_manifest.display()))?;
-        match member_table(&manifest, &name) {
-            None => problems.push(format!(
-                "{name} ({dir}) has no [profile.dev.package.{name}]"
-            )),
-            Some(table) => {
-                for setting in MEMBER_SETTINGS {
-                    if !table.lines().any(|l| l.trim() == setting) {
-                        problems.push(format!("[profile.dev.package.{name}] lacks `{setting}`"));
-                    }
-                }
-            }
-        }
-    }
+    let problems = problems(&manifest, &members);
     if !problems.is_empty() {
         bail!(
-            "{}: every workspace member needs its own dev-profile table ({}), or it builds \
-             like a dependency: {}",
+            "{}: every workspace member needs its own dev-profile table (opt-level 1, line \
+             tables, debug assertions, overflow checks), or it builds like a dependency: {}",
             path.display(),
-            MEMBER_SETTINGS.join(", "),
             problems.join("; ")
         );
     }
@@ -100,22 +98,20 @@ mod tests {
 
     #[test]
     fn a_member_without_a_table_or_with_a_missing_setting_is_named() {
-        let manifest = "[workspace]\nmembers = [\n    \"a\",\n    \"b\",\n]\n\n\
-                        [profile.dev.package.pa]\nopt-level = 1\ndebug = \"line-tables-only\"\n\
-                        debug-assertions = true\noverflow-checks = true\n\
-                        [profile.dev.package.pb]\nopt-level = 1\n";
-        assert_eq!(members(manifest), ["a", "b"]);
-        assert_eq!(
-            package_name("[package]\nname = \"pa\"\nversion = \"0.1.0\"\n").as_deref(),
-            Some("pa")
+        let manifest: Table = "[profile.dev.package.pa]\nopt-level = 1\n\
+                               debug = \"line-tables-only\"\ndebug-assertions = true\n\
+                               overflow-checks = true\n\
+                               [profile.dev.package.pb]\nopt-level = 1\n"
+            .parse()
+            .unwrap();
+        let member = |d: &str, n: &str| (d.to_string(), n.to_string());
+        assert!(problems(&manifest, &[member("a", "pa")]).is_empty());
+        let found = problems(
+            &manifest,
+            &[member("a", "pa"), member("b", "pb"), member("c", "pc")],
         );
-        assert!(
-            member_table(manifest, "pa")
-                .unwrap()
-                .contains("overflow-checks = true")
-        );
-        let pb = member_table(manifest, "pb").unwrap();
-        assert!(pb.contains("opt-level = 1") && !pb.contains("debug-assertions"));
-        assert!(member_table(manifest, "pc").is_none());
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found[0].contains("pb") && found[0].contains("debug"));
+        assert!(found[3].contains("pc (c) has no [profile.dev.package.pc]"));
     }
 }
