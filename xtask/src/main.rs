@@ -186,14 +186,32 @@ fn vulkan_available() -> bool {
     loader && driver
 }
 
-/// Whether the tasks build the `wgpu` backend and run the GPU test set: opt-in with
-/// `BULWARK_WGPU=1` (`cargo xtask gpu-check` always builds it). The set passes since the GPU
-/// features dropped burn's kernel fusion; a clean `CI=true .ci/run` with it took 2468 s on a
-/// 2-core machine (2026-12-02: build 31 min 56 s), just over CI's 40-minute budget (docs/ci.md,
-/// "The GPU test set and CI's time"), so it joins CI when the build is cut a little further
-/// (issue 26).
+/// Whether the tasks build the `wgpu` backend and run the GPU test set ([`gpu_set_choice`] of
+/// `BULWARK_WGPU` and `CI`; `main` has already refused a value it does not know).
 fn gpu_set_wanted() -> bool {
-    std::env::var_os("BULWARK_WGPU").is_some_and(|v| v == "1")
+    gpu_set_choice(
+        std::env::var_os("BULWARK_WGPU").as_deref(),
+        std::env::var_os("CI").is_some(),
+    )
+    .unwrap_or(false)
+}
+
+/// The GPU test set runs under CI (`CI` set, as on every CI system) unless `BULWARK_WGPU=0`, and
+/// elsewhere only with `BULWARK_WGPU=1`: on a machine without a GPU it runs on Mesa's lavapipe and
+/// its build adds minutes (docs/ci.md, "The GPU test set and CI's time"), which a newcomer's
+/// `cargo xtask ci` need not pay; `cargo xtask gpu-check` always builds it.
+fn gpu_set_choice(setting: Option<&std::ffi::OsStr>, ci: bool) -> Result<bool> {
+    match setting.map(|s| s.to_str()) {
+        None => Ok(ci),
+        Some(Some("")) => Ok(ci),
+        Some(Some("1")) => Ok(true),
+        Some(Some("0")) => Ok(false),
+        Some(other) => bail!(
+            "BULWARK_WGPU={}: expected 1 (build the wgpu backend and run the GPU test set) or 0 \
+             (leave them out)",
+            other.map_or_else(|| "<not UTF-8>".to_string(), |s| format!("{s:?}"))
+        ),
+    }
 }
 
 /// The features of every build the tasks make: the same for the main job, the benchmarks and the
@@ -235,7 +253,7 @@ fn missing_notice() -> Result<()> {
     if !gpu_set_wanted() {
         eprintln!(
             "\nNOTE: the wgpu backend and the GPU test set (crates/trainer/tests/integration/gpu.rs) \
-             are not built or run; BULWARK_WGPU=1 adds them (docs/backends.md).\n"
+             are not built or run; CI runs them, BULWARK_WGPU=1 adds them here (docs/backends.md).\n"
         );
     }
     for (what, install) in &missing {
@@ -463,7 +481,12 @@ fn vendored_flex_tests() -> Command {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().task {
+    let cli = Cli::parse();
+    gpu_set_choice(
+        std::env::var_os("BULWARK_WGPU").as_deref(),
+        std::env::var_os("CI").is_some(),
+    )?;
+    match cli.task {
         Task::Train { name, extra } => {
             let resume = extra.iter().any(|a| a == "--resume");
             let name = match name {
@@ -534,5 +557,27 @@ fn main() -> Result<()> {
             // Said again at the end, where it is read.
             missing_notice()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsStr;
+
+    use super::gpu_set_choice;
+
+    #[test]
+    fn the_gpu_set_runs_under_ci_unless_turned_off_and_elsewhere_only_when_asked() {
+        let choice = |setting: Option<&str>, ci| gpu_set_choice(setting.map(OsStr::new), ci);
+        assert!(choice(None, true).unwrap());
+        assert!(!choice(None, false).unwrap());
+        assert!(choice(Some(""), true).unwrap());
+        assert!(!choice(Some("0"), true).unwrap());
+        assert!(choice(Some("1"), false).unwrap());
+        let err = choice(Some("yes"), true).unwrap_err().to_string();
+        assert!(
+            err.contains("BULWARK_WGPU=\"yes\"") && err.contains("expected 1"),
+            "{err}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! The dev profile's base settings are the dependencies' (opt-level 3, no debug assertions), and
 //! each member gets its own `[profile.dev.package.<name>]` table with opt-level 1, line tables,
-//! debug assertions and overflow checks (`Cargo.toml` says why). A member added without such a
+//! debug assertions, overflow checks and Cargo's dev default of 256 codegen units in place of the
+//! dependencies' 16 (`Cargo.toml` says why). A member added without such a
 //! table would silently build like a dependency; this check, run by `cargo xtask ci` and by
 //! xtask's tests, names it instead.
 
@@ -12,12 +13,13 @@ use anyhow::{Context, Result, bail};
 use toml::{Table, Value};
 
 /// The settings every member's table must hold.
-fn member_settings() -> [(&'static str, Value); 4] {
+fn member_settings() -> [(&'static str, Value); 5] {
     [
         ("opt-level", Value::Integer(1)),
         ("debug", Value::String("line-tables-only".into())),
         ("debug-assertions", Value::Boolean(true)),
         ("overflow-checks", Value::Boolean(true)),
+        ("codegen-units", Value::Integer(256)),
     ]
 }
 
@@ -100,7 +102,7 @@ mod tests {
     fn a_member_without_a_table_or_with_a_missing_setting_is_named() {
         let manifest: Table = "[profile.dev.package.pa]\nopt-level = 1\n\
                                debug = \"line-tables-only\"\ndebug-assertions = true\n\
-                               overflow-checks = true\n\
+                               overflow-checks = true\ncodegen-units = 256\n\
                                [profile.dev.package.pb]\nopt-level = 1\n"
             .parse()
             .unwrap();
@@ -110,8 +112,8 @@ mod tests {
             &manifest,
             &[member("a", "pa"), member("b", "pb"), member("c", "pc")],
         );
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 5, "{found:?}");
         assert!(found[0].contains("pb") && found[0].contains("debug"));
-        assert!(found[3].contains("pc (c) has no [profile.dev.package.pc]"));
+        assert!(found[4].contains("pc (c) has no [profile.dev.package.pc]"));
     }
 }
