@@ -33,12 +33,14 @@
 //!   they count as successes and reach the step observer.
 //!
 //! `P` is the exact projection onto the eps-ball around the clean input ∩ the box (see
-//! `geometry`). The result per sample is the first iterate that fooled the model, else the iterate
+//! `geometry`). The L-inf search runs on the device with its whole state as tensors (see
+//! `apgd_linf`); L2 and L1 run the host loop below. The result per sample is the first iterate that fooled the model, else the iterate
 //! with the highest objective. Restarts (with `random_start`) work as for PGD.
 
 use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
+use crate::apgd_schedule::{Found, checkpoints};
 use crate::attack::Attack;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
@@ -121,31 +123,6 @@ pub struct Apgd {
     config: ApgdConfig,
 }
 
-/// The published checkpoints, in the integer form of the reference code: the first after
-/// `⌊0.22·N⌋` iterations, each interval then shorter by `⌊0.03·N⌋` down to `⌊0.06·N⌋` (all at
-/// least 1), i.e. `p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06)`.
-pub(crate) fn checkpoints(n: usize) -> Vec<usize> {
-    let frac = |p: f64| ((p * n as f64) as usize).max(1);
-    let (mut len, shrink, shortest) = (frac(0.22), frac(0.03), frac(0.06));
-    let mut w = Vec::new();
-    let mut k = len;
-    while k < n {
-        w.push(k);
-        len = len.saturating_sub(shrink).max(shortest);
-        k += len;
-    }
-    w
-}
-
-/// What one run of the APGD loop found, per sample: the first fooling iterate (if any) and the
-/// iterate with the highest objective.
-struct Found {
-    best_x: Vec<f32>,
-    best_f: Vec<f32>,
-    found: Vec<bool>,
-    found_x: Vec<f32>,
-}
-
 /// Objective, success and flat input gradient for the flat rows `x` of `view`.
 fn eval_rows<const D: usize, C: Classifier<D> + ?Sized>(
     view: &Batch<'_, D, C>,
@@ -211,6 +188,50 @@ impl Apgd {
                 project(norm, &x0[row(i)], &t, start_eps, lo, hi, &mut x[row(i)]);
             }
         }
+        let found = if norm == Norm::Linf {
+            // L-inf has one stage, and runs on the device (see `apgd_linf`).
+            let settings = crate::apgd_linf::Settings {
+                eps,
+                steps: c.steps,
+                momentum: c.momentum,
+                rho: c.rho,
+                loss: c.options.loss,
+                early_stop: c.options.early_stop,
+            };
+            let start = upload(x, b, n, &batch.device);
+            crate::apgd_linf::search(batch, start, &settings, observer)
+        } else {
+            self.stages(batch, x, &stages, observer)
+        };
+        let Found {
+            best_x,
+            best_f,
+            found,
+            found_x,
+        } = found;
+        let mut out = best_x;
+        let mut objective_out = best_f;
+        for i in (0..b).filter(|&i| found[i]) {
+            out[row(i)].copy_from_slice(&found_x[row(i)]);
+            objective_out[i] = f32::INFINITY;
+        }
+        (out, objective_out, found)
+    }
+
+    /// The host loop (L2, L1) over the stages `(radius, iterations)` from `x`, each stage starting
+    /// from the previous one's highest-objective point projected into its ball.
+    fn stages<const D: usize, C: Classifier<D> + ?Sized>(
+        &self,
+        batch: &Batch<'_, D, C>,
+        mut x: Vec<f32>,
+        stages: &[(f64, usize)],
+        observer: &mut StepObserver<'_>,
+    ) -> Found {
+        let c = &self.config;
+        let (b, n, norm) = (batch.b, batch.n, c.threat.norm);
+        let (lo, hi) = batch.bounds();
+        let x0 = &batch.x0_host;
+        let row = |i: usize| i * n..(i + 1) * n;
         let last = stages.len() - 1;
         let mut result = None;
         for (s, &(stage_eps, steps)) in stages.iter().enumerate() {
@@ -233,19 +254,7 @@ impl Apgd {
             x = found.best_x.clone();
             result = Some(found);
         }
-        let Found {
-            best_x,
-            best_f,
-            found,
-            found_x,
-        } = result.expect("at least one stage");
-        let mut out = best_x;
-        let mut objective_out = best_f;
-        for i in (0..b).filter(|&i| found[i]) {
-            out[row(i)].copy_from_slice(&found_x[row(i)]);
-            objective_out[i] = f32::INFINITY;
-        }
-        (out, objective_out, found)
+        result.expect("at least one stage")
     }
 
     /// The APGD loop at radius `eps` for `steps` iterations from `start` (already in the ball).
@@ -656,15 +665,3 @@ crate::attack::settings!(fixed_budget ApgdConfig => Apgd, "apgd", |c, o| {
     o.refuse("apgd", &["step_size", "decay"])?;
     set(&mut c.steps, o.steps);
 });
-
-#[cfg(test)]
-mod tests {
-    use super::checkpoints;
-
-    #[test]
-    fn checkpoints_follow_the_published_fractions() {
-        // p = 0, 0.22, 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99, ... (the increments shrink by
-        // 0.03 down to 0.06): for N = 100 the step is checked at these iterations.
-        assert_eq!(checkpoints(100), vec![22, 41, 57, 70, 80, 87, 93, 99]);
-    }
-}

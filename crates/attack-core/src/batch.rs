@@ -1,7 +1,7 @@
 //! One validated batch under attack: the clean inputs flattened to `[B, N]` (plain and on the host),
 //! labels, targets, and the model calls every attack makes.
 
-use burn::tensor::{Device, Int, Tensor};
+use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::classifier::Classifier;
 use crate::error::AttackError;
@@ -275,37 +275,18 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
         (host_f32(obj), host_bool(ok))
     }
 
-    /// Objective and success for some rows of this batch (`x` holds one input per listed row).
-    pub(crate) fn judge_rows(
-        &self,
-        rows: &[usize],
-        x: Tensor<2>,
-        loss: LossKind,
-    ) -> (Vec<f32>, Vec<bool>) {
-        if rows.len() == self.b {
-            return self.judge(x, loss);
-        }
-        let labels = upload_int(
-            rows.iter().map(|&i| self.labels_host[i]).collect(),
-            &self.device,
-        );
-        let targets = self
-            .targets_host
-            .as_ref()
-            .map(|t| upload_int(rows.iter().map(|&i| t[i]).collect(), &self.device));
-        let logits = self.logits(x);
-        let obj = objective(loss, logits.clone(), &labels, targets.as_ref());
-        let ok = success(logits, &labels, self.success_targets(targets.as_ref()));
-        (host_f32(obj), host_bool(ok))
-    }
-
     /// Per-sample success of the prediction from given logits.
     pub(crate) fn success_of(&self, logits: Tensor<2>) -> Vec<bool> {
-        host_bool(success(
+        host_bool(self.success_mask(logits))
+    }
+
+    /// Per-sample success of the prediction from given logits, left on the device.
+    pub(crate) fn success_mask(&self, logits: Tensor<2>) -> Tensor<1, Bool> {
+        success(
             logits,
             &self.labels,
             self.success_targets(self.targets.as_ref()),
-        ))
+        )
     }
 
     /// The targets success is judged against: none (any misclassification) with `any_error`.
@@ -329,6 +310,19 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
     /// input. The gradient's forward uses the crafting mode's behaviour (train-mode crafting costs
     /// one extra inference forward); parameters are untracked, so no parameter gradient is built.
     pub(crate) fn gradient(&self, x: Tensor<2>, loss: LossKind) -> (Tensor<2>, Tensor<2>) {
+        let (logits, _, g) = self.gradient_of(x, |logits| {
+            objective(loss, logits, &self.labels, self.targets.as_ref())
+        });
+        (logits, g)
+    }
+
+    /// As [`Batch::gradient`] for any per-sample function of the logits: returns the plain
+    /// logits, the function's plain values `[rows]` and its input gradient `[rows, N]`.
+    pub(crate) fn gradient_of(
+        &self,
+        x: Tensor<2>,
+        f: impl Fn(Tensor<2>) -> Tensor<1>,
+    ) -> (Tensor<2>, Tensor<1>, Tensor<2>) {
         let rows = x.dims()[0];
         let x_plain = x.inner();
         let xa = self.unflatten(x_plain.clone()).autodiff().require_grad();
@@ -336,11 +330,11 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             Crafting::Inference => self.model.logits(xa.clone()),
             Crafting::Train => self.model.logits_train_mode(xa.clone()),
         };
-        let obj = objective(loss, logits.clone(), &self.labels, self.targets.as_ref());
+        let value = f(logits.clone());
         // A model whose output does not depend on the input (or cuts the graph, e.g. by
         // thresholding it) has no graph to walk back: its input gradient is zero.
-        let g = if obj.is_tracked() {
-            let grads = obj.sum().backward();
+        let g = if value.is_tracked() {
+            let grads = value.clone().sum().backward();
             xa.grad(&grads).map(|g| g.reshape([rows, self.n]))
         } else {
             None
@@ -350,7 +344,7 @@ impl<'m, const D: usize, C: Classifier<D> + ?Sized> Batch<'m, D, C> {
             Crafting::Inference => logits.inner(),
             Crafting::Train => self.logits(x_plain),
         };
-        (judged, g)
+        (judged, value.inner(), g)
     }
 
     /// Checks the targets/loss combination against the number of classes.

@@ -26,6 +26,7 @@ use crate::apgd::ApgdConfig;
 use crate::attack::Attack;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
+use crate::fab::FabConfig;
 use crate::host::{argmax_rows, logits_host, upload_int};
 use crate::options::{AttackOptions, Bounds, LossKind, Norm, Targeting, ThreatModel};
 use crate::registry::AttackConfig;
@@ -47,8 +48,8 @@ pub struct Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preset {
-    /// AutoAttack's standard list: APGD-CE, APGD-T (DLR), then — in place of FAB-T, which Bulwark
-    /// does not implement — multi-targeted APGD with the CW margin loss, then Square (L-inf/L2).
+    /// AutoAttack's standard list: APGD-CE, APGD-T (DLR), FAB-T, Square (L-inf, L2); in L1, where
+    /// FAB-T and Square have no version here, APGD-CE, APGD-T and multi-targeted APGD.
     Standard,
     /// APGD-CE, then APGD-T over the 3 most likely target classes (AutoAttack uses 9): about a
     /// third of the standard list's gradient cost, no black-box stage.
@@ -98,64 +99,102 @@ impl Preset {
     /// The stages of this preset for `norm`, every random draw keyed by `seed`. The radius in the
     /// returned configurations is a placeholder, replaced per evaluated eps.
     pub fn stages(self, norm: Norm, seed: u64) -> Vec<Stage> {
-        let (restarts, targets, large_reps) = norm_settings(norm);
-        let threat = ThreatModel::new(norm, 0.0);
-        let options = AttackOptions::new()
-            .with_random_start(true)
-            .with_early_stop(true)
-            .with_seed(seed);
-        let apgd = |loss: LossKind, targeting: Targeting, restarts: usize| {
-            AttackConfig::Apgd(
-                ApgdConfig::new(threat)
-                    .with_large_reps(large_reps)
-                    .with_options(
-                        options
-                            .with_loss(loss)
-                            .with_targeting(targeting)
-                            .with_any_error(targeting.is_targeted())
-                            .with_restarts(restarts),
-                    ),
-            )
+        let names: &[&str] = match (self, norm) {
+            (Preset::Quick, _) => &["apgd-ce", "apgd-t"],
+            // FAB-T has no L1 version here: L1 keeps the multi-targeted APGD in its place.
+            (Preset::Standard, Norm::L1) => &["apgd-ce", "apgd-t", "apgd-mt"],
+            (Preset::Standard, _) => &["apgd-ce", "apgd-t", "fab-t", "square"],
         };
-        let mut stages = vec![
-            Stage {
-                name: "apgd-ce".into(),
-                attack: apgd(LossKind::CrossEntropy, Targeting::Untargeted, restarts),
-                target_classes: None,
-            },
-            Stage {
-                name: "apgd-t".into(),
-                attack: apgd(LossKind::Dlr, Targeting::Given, 1),
-                target_classes: Some(if self == Preset::Quick {
-                    QUICK_TARGETS.min(targets)
-                } else {
-                    targets
-                }),
-            },
-        ];
-        if self == Preset::Standard {
-            stages.push(Stage {
-                name: "apgd-mt".into(),
-                attack: apgd(LossKind::CwMargin, Targeting::Given, 1),
-                target_classes: Some(targets),
-            });
-            if norm != Norm::L1 {
-                stages.push(Stage {
-                    name: "square".into(),
-                    attack: AttackConfig::Square(
-                        SquareConfig::new(threat).with_options(
-                            AttackOptions::new()
-                                .with_loss(LossKind::CwMargin)
-                                .with_early_stop(true)
-                                .with_seed(seed),
-                        ),
-                    ),
-                    target_classes: None,
-                });
-            }
+        let all = catalogue(norm, seed);
+        let mut stages: Vec<Stage> = names
+            .iter()
+            .filter_map(|name| all.iter().find(|s| s.name == *name).cloned())
+            .collect();
+        if self == Preset::Quick {
+            let (_, targets, _) = norm_settings(norm);
+            stages[1].target_classes = Some(QUICK_TARGETS.min(targets));
         }
         stages
     }
+}
+
+/// Every named stage an evaluation can run, with AutoAttack's settings for `norm`: `apgd-ce`,
+/// `apgd-t` (DLR loss), `fab-t` (L-inf and L2), `apgd-mt` (multi-targeted APGD with the CW margin
+/// loss, not in AutoAttack: the standard list ran it in FAB-T's place before FAB-T was written)
+/// and `square` (L-inf and L2). Targeted stages try the 9 most likely classes after the top one
+/// (L1: 5); random draws are keyed by `seed`, the radius is a placeholder.
+pub fn catalogue(norm: Norm, seed: u64) -> Vec<Stage> {
+    let (restarts, targets, large_reps) = norm_settings(norm);
+    let threat = ThreatModel::new(norm, 0.0);
+    let options = AttackOptions::new()
+        .with_random_start(true)
+        .with_early_stop(true)
+        .with_seed(seed);
+    let apgd = |loss: LossKind, targeting: Targeting, restarts: usize| {
+        AttackConfig::Apgd(
+            ApgdConfig::new(threat)
+                .with_large_reps(large_reps)
+                .with_options(
+                    options
+                        .with_loss(loss)
+                        .with_targeting(targeting)
+                        .with_any_error(targeting.is_targeted())
+                        .with_restarts(restarts),
+                ),
+        )
+    };
+    let stage = |name: &str, attack: AttackConfig, target_classes: Option<usize>| Stage {
+        name: name.into(),
+        attack,
+        target_classes,
+    };
+    let mut stages = vec![
+        stage(
+            "apgd-ce",
+            apgd(LossKind::CrossEntropy, Targeting::Untargeted, restarts),
+            None,
+        ),
+        stage(
+            "apgd-t",
+            apgd(LossKind::Dlr, Targeting::Given, 1),
+            Some(targets),
+        ),
+    ];
+    if norm != Norm::L1 {
+        stages.push(stage(
+            "fab-t",
+            AttackConfig::Fab(
+                FabConfig::new(threat).with_options(
+                    AttackOptions::new()
+                        .with_targeting(Targeting::Given)
+                        .with_any_error(true)
+                        .with_early_stop(true)
+                        .with_seed(seed),
+                ),
+            ),
+            Some(targets),
+        ));
+    }
+    stages.push(stage(
+        "apgd-mt",
+        apgd(LossKind::CwMargin, Targeting::Given, 1),
+        Some(targets),
+    ));
+    if norm != Norm::L1 {
+        stages.push(stage(
+            "square",
+            AttackConfig::Square(
+                SquareConfig::new(threat).with_options(
+                    AttackOptions::new()
+                        .with_loss(LossKind::CwMargin)
+                        .with_early_stop(true)
+                        .with_seed(seed),
+                ),
+            ),
+            None,
+        ));
+    }
+    stages
 }
 
 /// Which stage broke a point, and at which radius it was found.

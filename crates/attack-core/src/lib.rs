@@ -19,7 +19,8 @@
 //!   not classes) is an [`AttackError`] naming the problem.
 //!
 //! Attacks: [`Fgsm`] (and its random-start variant, [`FgsmConfig::fast`]), [`Bim`], [`Pgd`] in
-//! L-inf, L2 and L1, [`MiFgsm`], [`Apgd`] (L-inf, L2, L1), the score-based [`Square`] attack
+//! L-inf, L2 and L1, [`MiFgsm`], [`Apgd`] (L-inf, L2, L1), [`Fab`] (FAB-T, L-inf and L2), the
+//! score-based [`Square`] attack
 //! (L-inf, L2; forward passes only), [`CwL2`] (Carlini-Wagner), [`DeepFool`] (L2 and L-inf) and
 //! [`TradesKl`] (TRADES' label-free inner maximization).
 //! [`Evaluator`] runs a list of them as an AutoAttack-style cascade.
@@ -47,6 +48,8 @@
 //! ```
 
 mod apgd;
+mod apgd_linf;
+mod apgd_schedule;
 mod attack;
 mod batch;
 mod classifier;
@@ -54,9 +57,11 @@ mod cw;
 mod deepfool;
 mod error;
 mod evaluator;
+mod fab;
 mod fgsm;
 mod geometry;
 mod host;
+mod hyperplane;
 mod iterative;
 mod loss;
 mod mifgsm;
@@ -77,8 +82,9 @@ pub use cw::{CwL2, CwL2Config};
 pub use deepfool::{DeepFool, DeepFoolConfig};
 pub use error::AttackError;
 pub use evaluator::{
-    BatchOutcome, Break, Evaluator, Preset, Progress, Stage, StageRecord, within_threat,
+    BatchOutcome, Break, Evaluator, Preset, Progress, Stage, StageRecord, catalogue, within_threat,
 };
+pub use fab::{Fab, FabConfig};
 pub use fgsm::{Fgsm, FgsmConfig};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};

@@ -14,6 +14,7 @@ use crate::classifier::Classifier;
 use crate::cw::CwL2Config;
 use crate::deepfool::DeepFoolConfig;
 use crate::error::AttackError;
+use crate::fab::FabConfig;
 use crate::fgsm::FgsmConfig;
 use crate::iterative::StepObserver;
 use crate::mifgsm::MiFgsmConfig;
@@ -208,6 +209,9 @@ registry! {
             ..AttackOverrides::NONE
         },
     ], "auto-PGD, step-size free (Croce & Hein 2020); apgd-t: targeted DLR";
+    /// [`Fab`](crate::Fab).
+    Fab(FabConfig) = "fab-t", aliases ["fab" => AttackOverrides::NONE],
+        "FAB-T, targeted fast adaptive boundary attack, L-inf/L2 (Croce & Hein 2020)";
     /// [`Square`](crate::Square).
     Square(SquareConfig) = "square", aliases [],
         "score-based black-box random search (Andriushchenko et al. 2020)";

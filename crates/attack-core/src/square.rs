@@ -386,11 +386,20 @@ impl Square {
         let best_t = upload(best.clone(), b, n, dev);
         observer(&batch.x0, &best_t);
         let (mut best_f, mut done) = batch.judge(best_t, c.options.loss);
+        // The samples still attacked, as a batch of their own (clean rows, labels and targets on
+        // the device), rebuilt only when a sample stops.
+        let mut active: Vec<usize> = Vec::new();
+        let mut sub: Option<Batch<'_, D, C>> = None;
         for it in 0..c.queries.saturating_sub(1) {
-            let active: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
-            if active.is_empty() {
+            let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
+            if still.is_empty() {
                 break;
             }
+            if still != active {
+                sub = (still.len() < b).then(|| batch.subset(&still));
+                active = still;
+            }
+            let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
             let mut cand = Vec::with_capacity(active.len() * n);
             for &i in &active {
@@ -405,9 +414,8 @@ impl Square {
                 ));
             }
             let cand_t = upload(cand.clone(), active.len(), n, dev);
-            let clean_rows: Vec<f32> = active.iter().flat_map(|&i| x0[row(i)].to_vec()).collect();
-            observer(&upload(clean_rows, active.len(), n, dev), &cand_t);
-            let (f, ok) = batch.judge_rows(&active, cand_t, c.options.loss);
+            observer(&view.x0, &cand_t);
+            let (f, ok) = view.judge(cand_t, c.options.loss);
             for (j, &i) in active.iter().enumerate() {
                 if f[j] > best_f[i] || ok[j] {
                     best_f[i] = f[j];

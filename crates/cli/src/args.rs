@@ -256,12 +256,12 @@ pub struct EvalArgs {
     /// Threat-model norm.
     #[arg(long, default_value = "linf", requires = "eps", value_parser = values::closed::<Norm>(&Norm::NAMES))]
     pub norm: Norm,
-    /// Attack list: standard (APGD-CE, APGD-T, APGD-MT in place of FAB-T, Square) or quick
-    /// (APGD-CE, APGD-T).
+    /// Attack list: standard (AutoAttack's: APGD-CE, APGD-T, FAB-T, Square; L1: APGD-CE, APGD-T,
+    /// APGD-MT) or quick (APGD-CE, APGD-T over 3 target classes).
     #[arg(long, default_value = "standard", requires = "eps", value_parser = values::closed::<Preset>(&Preset::NAMES))]
     pub preset: Preset,
-    /// A custom attack list instead of the preset: comma-separated names from the standard list
-    /// (apgd-ce, apgd-t, apgd-mt, square).
+    /// A custom attack list instead of the preset: comma-separated stage names (apgd-ce, apgd-t,
+    /// fab-t, apgd-mt, square).
     #[arg(long, requires = "eps", conflicts_with = "preset")]
     pub attacks: Option<String>,
     /// Further radii for the robust-accuracy-against-eps curve, comma-separated.
@@ -431,6 +431,53 @@ pub enum BenchCommand {
         /// Directory with MNIST test files (default: the 256 images committed for tests).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Seconds and robust accuracy of the robust evaluation's attacks on a trained model: the
+    /// evaluation's stages each alone on every correctly classified image (apgd-ce, apgd-t, fab-t,
+    /// apgd-mt, square) and the whole `standard` cascade, after one warm-up on 8 images.
+    #[command(after_help = "Examples:
+  bulwark bench eval --model small-cnn --weights runs/main/checkpoint/model.bpk --limit 1000
+  bulwark bench eval --model small-cnn --weights w.safetensors --workloads standard --repeats 3
+
+Benchmark a trained (robust) model: an undefended one is broken in the first steps, and its
+evaluation measures almost nothing. See docs/performance.md, \"Evaluation\".")]
+    Eval {
+        /// Zoo model the weights belong to.
+        #[arg(long, default_value = "small-cnn", value_parser = values::model())]
+        model: String,
+        /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
+        #[arg(long)]
+        weights: PathBuf,
+        /// Dataset (its test split), as for `bulwark eval`.
+        #[arg(long, default_value = "mnist", value_parser = values::dataset())]
+        dataset: String,
+        /// Directory that already holds the dataset files.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The first N test images.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: u64,
+        /// Comma-separated workloads.
+        #[arg(long, default_value = "apgd-ce,apgd-t,fab-t,apgd-mt,square,standard", value_delimiter = ',', value_parser = clap::builder::PossibleValuesParser::new(bulwark_trainer::EVAL_WORKLOADS))]
+        workloads: Vec<String>,
+        /// Radius.
+        #[arg(long, default_value_t = 0.3)]
+        eps: f64,
+        /// Threat-model norm.
+        #[arg(long, default_value = "linf", value_parser = values::closed::<Norm>(&Norm::NAMES))]
+        norm: Norm,
+        /// Images per evaluator batch.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Timed repeats per workload.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        repeats: u64,
+        /// Seed of the attacks' random draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Write the results as JSON here.
         #[arg(long)]
         json: Option<PathBuf>,

@@ -44,6 +44,7 @@
 mod adversarial;
 mod backend;
 mod bench;
+mod bench_eval;
 mod checkpoint;
 pub mod collective;
 mod config;
@@ -64,6 +65,7 @@ mod sweep;
 
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
+pub use bench_eval::{EVAL_WORKLOADS, EvalBenchPlan, EvalBenchRow, bench_evaluation};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use collective::{Collective, SharedCollective, launcher_world_size};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};

@@ -93,6 +93,7 @@ fn quick_stages(norm: Norm, steps: usize) -> Vec<Stage> {
     for s in &mut stages {
         match &mut s.attack {
             AttackConfig::Apgd(a) => a.steps = steps,
+            AttackConfig::Fab(a) => a.steps = steps,
             AttackConfig::Square(a) => a.queries = 20 * steps,
             _ => {}
         }
@@ -197,8 +198,18 @@ fn evaluator_settings_are_checked() {
     // Radii are sorted and deduplicated.
     let e = Evaluator::new(Norm::Linf, &[0.3, 0.1, 0.3], stages, Bounds::new()).unwrap();
     assert_eq!(e.eps(), &[0.1, 0.3]);
-    assert_eq!(Preset::Standard.stages(Norm::L1, 0).len(), 3);
-    assert_eq!(Preset::Standard.stages(Norm::Linf, 0).len(), 4);
+    let names = |norm| -> Vec<String> {
+        Preset::Standard
+            .stages(norm, 0)
+            .into_iter()
+            .map(|s| s.name)
+            .collect()
+    };
+    // AutoAttack's composition in L-inf and L2; L1 has multi-targeted APGD in FAB-T's place.
+    for norm in [Norm::Linf, Norm::L2] {
+        assert_eq!(names(norm), ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    }
+    assert_eq!(names(Norm::L1), ["apgd-ce", "apgd-t", "apgd-mt"]);
 }
 
 #[test]

@@ -351,3 +351,90 @@ fn l1_apgd_with_an_active_box_is_near_the_greedy_optimum() {
         );
     }
 }
+
+#[test]
+fn fab_t_converges_to_the_minimal_distance_to_the_boundary() {
+    // The same hyperplane as for DeepFool: FAB's first step lands η = 1.05 times its distance
+    // away, and the steps back toward the clean input then close in on the distance itself.
+    let c = -0.4f32;
+    let f = (f64::from(c)
+        + MID
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let l1w: f64 = W.iter().map(|&w| f64::from(w).abs()).sum();
+    for (norm, dist, p) in [(Norm::L2, f / l2w, 2), (Norm::Linf, f / l1w, 0)] {
+        // Two classes: the random target is the other one.
+        let fab = |eps: f64| {
+            FabConfig::new(ThreatModel::new(norm, eps))
+                .with_options(AttackOptions::new().with_targeting(Targeting::Random))
+                .init()
+                .unwrap()
+        };
+        let got = run(fab(2.0 * dist), &MID, c);
+        let d = dists(&got, &MID, 6, p)[0];
+        assert!(
+            d >= dist * (1.0 - 1e-5) && d <= 1.01 * dist,
+            "{norm}: distance {d}, minimal {dist}"
+        );
+        let z = host(model(c)(matrix(got.clone(), 1, 6, &device())));
+        assert!(z[1] > z[0], "{norm}: FAB's result is not adversarial");
+        assert_eq!(
+            got[5], MID[5],
+            "{norm}: a coordinate without gradient moved"
+        );
+        // Nothing misclassified lies within a smaller radius: the clean input comes back.
+        assert_eq!(run(fab(0.97 * dist), &MID, c), MID.to_vec(), "{norm}");
+    }
+}
+
+#[test]
+fn fab_t_with_an_active_box_finds_the_boxed_minimal_linf_distance() {
+    // Near the box's faces the closest boundary point in L-inf moves every free coordinate by the
+    // same t, except those the box stops: t solves Σ_i |w_i|·min(t, room_i) = |f| (room in the
+    // direction that lowers f), found here by bisection.
+    // Two coordinates sit close to the face the gradient pushes toward.
+    const NEAR: [f32; 6] = [0.95, 0.5, 0.5, 0.02, 0.5, 0.5];
+    let c = -1.1f32;
+    let f = (f64::from(c)
+        + NEAR
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let room = |x: f32, w: f32| {
+        if w > 0.0 {
+            1.0 - f64::from(x)
+        } else {
+            f64::from(x)
+        }
+    };
+    let gain = |t: f64| -> f64 {
+        NEAR.iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(w.abs()) * t.min(room(x, w)))
+            .sum()
+    };
+    let (mut lo, mut hi) = (0.0, 1.0);
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if gain(mid) >= f { hi = mid } else { lo = mid }
+    }
+    assert!(gain(1.0) > f, "the test needs a reachable boundary");
+    assert!(hi > 0.05, "the test needs the box to stop some coordinates");
+    let fab = FabConfig::new(ThreatModel::linf(0.9))
+        .with_options(AttackOptions::new().with_targeting(Targeting::Random))
+        .init()
+        .unwrap();
+    let got = run(fab, &NEAR, c);
+    let d = dists(&got, &NEAR, 6, 0)[0];
+    assert!(
+        d >= hi * (1.0 - 1e-5) && d <= 1.01 * hi,
+        "distance {d}, minimal {hi}"
+    );
+    assert!(got.iter().all(|v| (0.0..=1.0).contains(v)));
+}

@@ -1,13 +1,18 @@
-//! `bulwark bench throughput`.
+//! `bulwark bench throughput` and `bulwark bench eval`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use bulwark_data::{DatasetKind, Split, load_split};
 use bulwark_eval::write_atomic;
-use bulwark_trainer::BenchPlan;
+use bulwark_models::Model;
+use bulwark_trainer::{
+    BackendKind, BenchPlan, EvalBenchPlan, check_input_shape, dataset_dir, load_dataset_split,
+};
 
 use crate::guard::Inputs;
+
+use super::{fetch_options, load_weights};
 
 pub(super) fn bench(
     plan: &BenchPlan,
@@ -45,6 +50,69 @@ pub(super) fn bench(
             r.repeats,
             r.flops_per_image,
             r.gflops_per_second,
+        );
+    })?;
+    if let Some(path) = json {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        write_atomic(&path, &serde_json::to_vec_pretty(&rows)?)?;
+        println!("results: {}", path.display());
+    }
+    Ok(())
+}
+
+/// The model and images of `bulwark bench eval`.
+pub(super) struct EvalData {
+    pub model: String,
+    pub weights: PathBuf,
+    pub dataset: String,
+    pub data_dir: Option<PathBuf>,
+    pub limit: usize,
+}
+
+pub(super) fn bench_eval(
+    plan: &EvalBenchPlan,
+    data: &EvalData,
+    backend: BackendKind,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    let device = backend.device()?;
+    // Weights first: a bad file is reported before any data is fetched.
+    let model = load_weights(Model::init(&data.model, &device)?, &data.weights)?;
+    let dir = dataset_dir(&data.dataset, &fetch_options(data.data_dir.clone()))?;
+    let test = load_dataset_split(&data.dataset, &dir, Split::Test)?;
+    check_input_shape(&data.model, &test, &data.dataset)?;
+    let test = test.take(data.limit);
+    if let Some(path) = &json {
+        let mut inputs = Inputs::new();
+        inputs.weights(&data.weights).data_dir(&dir);
+        inputs.refuse(path, "--json")?;
+    }
+    println!(
+        "{} on {} test ({} images), {backend}, {} eps {}, batch {}",
+        data.model,
+        data.dataset,
+        test.len(),
+        plan.norm,
+        plan.eps,
+        plan.batch
+    );
+    println!(
+        "{:<10} {:>10} {:>22} {:>8} {:>8} {:>9} {:>9}",
+        "workload", "median s", "range (s)", "repeats", "img/s", "clean %", "robust %"
+    );
+    let rows = bulwark_trainer::bench_evaluation(&model, &test, plan, &device, |r| {
+        println!(
+            "{:<10} {:>10.2} {:>10.2} – {:<9.2} {:>8} {:>8.1} {:>9.2} {:>9.2}",
+            r.workload,
+            r.median_seconds,
+            r.min_seconds,
+            r.max_seconds,
+            r.repeats,
+            r.images_per_second,
+            r.clean_accuracy,
+            r.robust_accuracy
         );
     })?;
     if let Some(path) = json {

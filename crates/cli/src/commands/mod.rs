@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use bulwark_attack_core::{Bounds, Norm};
 use bulwark_data::FetchOptions;
 use bulwark_models::{Model, bpk, torch};
-use bulwark_trainer::{BackendKind, BenchPlan, TrainConfig, Workload};
+use bulwark_trainer::{BackendKind, BenchPlan, EvalBenchPlan, TrainConfig, Workload};
 
 use crate::args::{BenchCommand, Cli, Command, DataCommand, ModelsCommand};
 use crate::guard::RUN_DIR_WEIGHTS;
@@ -55,6 +55,40 @@ pub fn run(cli: Cli) -> Result<()> {
                 matmul: matmul as usize,
             };
             bench::bench(&plan, data_dir, json)
+        }
+        Command::Bench {
+            command:
+                BenchCommand::Eval {
+                    model,
+                    weights,
+                    dataset,
+                    data_dir,
+                    limit,
+                    workloads,
+                    eps,
+                    norm,
+                    batch,
+                    repeats,
+                    seed,
+                    json,
+                },
+        } => {
+            let plan = EvalBenchPlan {
+                workloads,
+                norm,
+                eps,
+                batch: batch as usize,
+                repeats: repeats as usize,
+                seed,
+            };
+            let data = bench::EvalData {
+                model,
+                weights,
+                dataset,
+                data_dir,
+                limit: limit as usize,
+            };
+            bench::bench_eval(&plan, &data, backend, json)
         }
         Command::Data {
             command:

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use bulwark_attack_core::sanity::SanityFlag;
-use bulwark_attack_core::{AttackConfig, Bounds, Norm, Preset, Stage};
+use bulwark_attack_core::{AttackConfig, Bounds, Norm, Preset, Stage, catalogue};
 use serde::{Deserialize, Serialize};
 
 use crate::error::EvalError;
@@ -218,9 +218,9 @@ pub(super) fn threat_name(norm: Norm) -> &'static str {
 }
 
 /// Builds the cascade for the command line: a preset, or a comma-separated list of stage names
-/// (`apgd-ce`, `apgd-t`, `apgd-mt`, `square`) taken from the standard preset.
+/// (`apgd-ce`, `apgd-t`, `fab-t`, `apgd-mt`, `square`) from [`catalogue`].
 pub fn stages_from_names(names: &str, norm: Norm, seed: u64) -> Result<Vec<Stage>, EvalError> {
-    let all = Preset::Standard.stages(norm, seed);
+    let all = catalogue(norm, seed);
     names
         .split(',')
         .map(str::trim)
