@@ -33,15 +33,17 @@
 //!   they count as successes and reach the step observer.
 //!
 //! `P` is the exact projection onto the eps-ball around the clean input ∩ the box (see
-//! `geometry`). The L-inf search runs on the device with its whole state as tensors (see
-//! `apgd_linf`); L2 and L1 run the host loop below. The result per sample is the first iterate that fooled the model, else the iterate
-//! with the highest objective. Restarts (with `random_start`) work as for PGD.
+//! `geometry` and `ball`). The L-inf and L2 searches run on the device with their whole state as
+//! tensors (see `apgd_device`; an L2 result is projected once more on the host, exactly); L1 runs
+//! the host loop below. The result per sample is the first iterate that fooled the model, else the
+//! iterate with the highest objective. Restarts (with `random_start`) work as for PGD.
 
 use burn::config::Config;
 use burn::tensor::{Int, Tensor};
 
-use crate::apgd_schedule::{Found, checkpoints};
+use crate::apgd_schedule::Found;
 use crate::attack::Attack;
+use crate::ball::{Ball, exact_rows};
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
@@ -188,20 +190,22 @@ impl Apgd {
                 project(norm, &x0[row(i)], &t, start_eps, lo, hi, &mut x[row(i)]);
             }
         }
-        let found = if norm == Norm::Linf {
-            // L-inf has one stage, and runs on the device (see `apgd_linf`).
-            let settings = crate::apgd_linf::Settings {
-                eps,
-                steps: c.steps,
-                momentum: c.momentum,
-                rho: c.rho,
-                loss: c.options.loss,
-                early_stop: c.options.early_stop,
-            };
-            let start = upload(x, b, n, &batch.device);
-            crate::apgd_linf::search(batch, start, &settings, observer)
-        } else {
-            self.stages(batch, x, &stages, observer)
+        let (found, exact) = match Ball::new(batch, norm, eps) {
+            // L-inf and L2 have one stage, and run on the device (see `apgd_device`).
+            Some(ball) => {
+                let settings = crate::apgd_device::Settings {
+                    eps,
+                    steps: c.steps,
+                    momentum: c.momentum,
+                    rho: c.rho,
+                    loss: c.options.loss,
+                    early_stop: c.options.early_stop,
+                };
+                let start = upload(x, b, n, &batch.device);
+                let found = crate::apgd_device::search(batch, &ball, start, &settings, observer);
+                (found, norm == Norm::L2)
+            }
+            None => (self.stages(batch, x, &stages, observer), false),
         };
         let Found {
             best_x,
@@ -215,10 +219,14 @@ impl Apgd {
             out[row(i)].copy_from_slice(&found_x[row(i)]);
             objective_out[i] = f32::INFINITY;
         }
+        if exact {
+            // The device's L2 iterates are in the ball up to f32 rounding; the result is exactly.
+            exact_rows(norm, x0, &mut out, eps, (lo, hi), n);
+        }
         (out, objective_out, found)
     }
 
-    /// The host loop (L2, L1) over the stages `(radius, iterations)` from `x`, each stage starting
+    /// The host loop (L1) over the stages `(radius, iterations)` from `x`, each stage starting
     /// from the previous one's highest-objective point projected into its ball.
     fn stages<const D: usize, C: Classifier<D> + ?Sized>(
         &self,
@@ -273,27 +281,23 @@ impl Apgd {
     ) -> Found {
         let c = &self.config;
         let (b, n) = (batch.b, batch.n);
-        let geo = Geometry::new(batch, c.threat.norm, eps);
+        let geo = Geometry::new(batch, eps);
         let dev = &batch.device;
         observer(&batch.x0, &upload(start.clone(), b, n, dev));
         let eval = |x: &[f32]| eval_rows(batch, x.to_vec(), c.options.loss);
         let first = eval(&start);
         let mut s = Search::new(&geo, start, first, fresh, track);
-        let checkpoints = if geo.l1() {
-            let every = ((L1_CHECK_EVERY * steps as f64) as usize).max(1);
-            (1..=steps / every).map(|j| j * every).collect()
-        } else {
-            checkpoints(steps)
-        };
+        let every = ((L1_CHECK_EVERY * steps as f64) as usize).max(1);
+        let checkpoints: Vec<usize> = (1..=steps / every).map(|j| j * every).collect();
         let mut next = vec![0f32; b * n];
         let mut active: Vec<usize> = (0..b).collect();
         let mut sub: Option<Batch<'_, D, C>> = None;
         for k in 0..steps {
-            s.propose(&geo, k == 0, c.momentum, &mut next);
+            geo.step(&s.x, &s.g, &s.eta, &s.topk, &mut next);
             if c.options.early_stop {
                 s.freeze_found(&geo, &mut next);
             }
-            s.x_prev = std::mem::replace(&mut s.x, next.clone());
+            s.x.copy_from_slice(&next);
             observer(&batch.x0, &upload(s.x.clone(), b, n, dev));
             // With early stop, fooled samples are frozen: only the others need a gradient (the
             // sub-batch is rebuilt only when that set changes).
@@ -312,54 +316,41 @@ impl Apgd {
                 Some(view) => s.evaluate_rows(&geo, view, &active, c.options.loss),
             };
             s.record(&geo, evaluated, track);
-            if !checkpoints.contains(&(k + 1)) {
-                continue;
-            }
-            if geo.l1() {
+            if checkpoints.contains(&(k + 1)) {
                 s.adapt_sparsity(&geo);
-            } else {
-                s.halve_stalled(&geo, c.rho, k + 1);
             }
         }
         s.into_found()
     }
 }
 
-/// The geometry of one APGD stage: the batch's clean rows, the norm, the radius and the box.
+/// The geometry of one L1-APGD stage: the batch's clean rows, the radius and the box.
 struct Geometry<'a> {
     x0: &'a [f32],
-    norm: Norm,
     eps: f64,
     lo: f64,
     hi: f64,
     b: usize,
     n: usize,
-    /// The initial step size (`α·eps`: α = 2, L1: 1).
+    /// The initial step size (`α·eps` with α = 1).
     eta0: f64,
 }
 
 impl<'a> Geometry<'a> {
     fn new<const D: usize, C: Classifier<D> + ?Sized>(
         batch: &'a Batch<'_, D, C>,
-        norm: Norm,
         eps: f64,
     ) -> Self {
         let (lo, hi) = batch.bounds();
-        let alpha = if norm == Norm::L1 { 1.0 } else { 2.0 };
         Self {
             x0: &batch.x0_host,
-            norm,
             eps,
             lo,
             hi,
             b: batch.b,
             n: batch.n,
-            eta0: alpha * eps,
+            eta0: eps,
         }
-    }
-
-    fn l1(&self) -> bool {
-        self.norm == Norm::L1
     }
 
     fn row(&self, i: usize) -> std::ops::Range<usize> {
@@ -369,7 +360,7 @@ impl<'a> Geometry<'a> {
     /// Projects the target `t` of sample `i` onto the ball ∩ box.
     fn project(&self, i: usize, t: &[f64], out: &mut [f32]) {
         project(
-            self.norm,
+            Norm::L1,
             &self.x0[self.row(i)],
             t,
             self.eps,
@@ -388,41 +379,27 @@ impl<'a> Geometry<'a> {
             .count()
     }
 
-    /// A step of size `eta[i]` along the norm's steepest direction, then the projection.
+    /// A sparse step of size `eta[i]` on the `topk[i]` share of coordinates, then the
+    /// projection (L1 has no momentum).
     fn step(&self, x: &[f32], g: &[f32], eta: &[f64], topk: &[f64], out: &mut [f32]) {
         let n = self.n;
         for i in 0..self.b {
             let (xr, gr) = (&x[self.row(i)], &g[self.row(i)]);
-            let t: Vec<f64> = match self.norm {
-                Norm::L2 => crate::geometry::l2_step(xr, gr, eta[i]),
-                Norm::L1 => {
-                    // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
-                    let below = ((1.0 - topk[i]) * n as f64)
-                        .floor()
-                        .clamp(0.0, n as f64 - 1.0);
-                    let k = n - below as usize;
-                    crate::geometry::l1_step(xr, gr, eta[i], k, self.lo, self.hi)
-                }
-                Norm::Linf => xr
-                    .iter()
-                    .zip(gr)
-                    .map(|(&v, &gv)| {
-                        f64::from(v)
-                            + eta[i] * f64::from(gv.signum()) * f64::from(u8::from(gv != 0.0))
-                    })
-                    .collect(),
-            };
+            // The reference selects |g| at or above the ⌊(1 − topk)·N⌋-th smallest.
+            let below = ((1.0 - topk[i]) * n as f64)
+                .floor()
+                .clamp(0.0, n as f64 - 1.0);
+            let k = n - below as usize;
+            let t = crate::geometry::l1_step(xr, gr, eta[i], k, self.lo, self.hi);
             self.project(i, &t, &mut out[self.row(i)]);
         }
     }
 }
 
-/// The per-sample state of one APGD stage: the iterate and its predecessor, objective and
-/// gradient; the best point so far; the first fooling point; the step sizes and (L1) sparsities;
-/// the counts the checkpoints decide on.
+/// The per-sample state of one L1-APGD stage: the iterate, its objective and gradient; the best
+/// point so far; the first fooling point; the step sizes and sparsities.
 struct Search {
     x: Vec<f32>,
-    x_prev: Vec<f32>,
     f: Vec<f32>,
     g: Vec<f32>,
     best_f: Vec<f32>,
@@ -435,11 +412,6 @@ struct Search {
     topk: Vec<f64>,
     /// L1: the best point's non-zero count at the last checkpoint.
     sp_old: Vec<usize>,
-    /// Steps since the last checkpoint that increased the objective.
-    improved: Vec<usize>,
-    halved_last: Vec<bool>,
-    best_at_ckpt: Vec<f32>,
-    last_ckpt: usize,
 }
 
 impl Search {
@@ -464,47 +436,17 @@ impl Search {
             .map(|i| if fresh { n } else { geo.nonzero(&x, i) })
             .collect();
         Self {
-            x_prev: x.clone(),
             best_f: f.clone(),
             best_x: x.clone(),
             best_g: g.clone(),
             found: ok.iter().map(|&o| o && track).collect(),
             found_x: x.clone(),
             eta: vec![geo.eta0; b],
-            halved_last: vec![true; b],
-            best_at_ckpt: f.clone(),
-            improved: vec![0; b],
-            last_ckpt: 0,
             topk,
             sp_old,
             x,
             f,
             g,
-        }
-    }
-
-    /// The next iterate into `next`: a plain projected step for the first step and every L1 step
-    /// (L1 has no momentum), else the momentum step from `z = P(x + η·s(g))`.
-    fn propose(&self, geo: &Geometry<'_>, first: bool, momentum: f64, next: &mut [f32]) {
-        if first || geo.l1() {
-            geo.step(&self.x, &self.g, &self.eta, &self.topk, next);
-            return;
-        }
-        let mut z = vec![0f32; geo.b * geo.n];
-        geo.step(&self.x, &self.g, &self.eta, &self.topk, &mut z);
-        for i in 0..geo.b {
-            let t: Vec<f64> = geo
-                .row(i)
-                .map(|j| {
-                    let (xv, zv, pv) = (
-                        f64::from(self.x[j]),
-                        f64::from(z[j]),
-                        f64::from(self.x_prev[j]),
-                    );
-                    xv + momentum * (zv - xv) + (1.0 - momentum) * (xv - pv)
-                })
-                .collect();
-            geo.project(i, &t, &mut next[geo.row(i)]);
         }
     }
 
@@ -549,9 +491,6 @@ impl Search {
         track: bool,
     ) {
         for i in 0..geo.b {
-            if f_new[i] > self.f[i] {
-                self.improved[i] += 1;
-            }
             if f_new[i] > self.best_f[i] {
                 self.best_f[i] = f_new[i];
                 self.best_x[geo.row(i)].copy_from_slice(&self.x[geo.row(i)]);
@@ -585,31 +524,6 @@ impl Search {
                 self.g[geo.row(i)].copy_from_slice(&self.best_g[geo.row(i)]);
             }
         }
-    }
-
-    /// L-inf/L2 checkpoint after `done` iterations: halve the step, and restart from the best
-    /// point with its gradient, where the search stalled.
-    fn halve_stalled(&mut self, geo: &Geometry<'_>, rho: f64, done: usize) {
-        let since = (done - self.last_ckpt) as f64;
-        for i in 0..geo.b {
-            // As in the reference code: at most ρ·(steps since the last checkpoint) increases,
-            // or no halving at the last checkpoint and no better point since (never at the first
-            // checkpoint).
-            let too_few = (self.improved[i] as f64) <= rho * since;
-            let stalled = !self.halved_last[i] && self.best_at_ckpt[i] >= self.best_f[i];
-            self.best_at_ckpt[i] = self.best_f[i];
-            self.halved_last[i] = too_few || stalled;
-            if too_few || stalled {
-                self.eta[i] /= 2.0;
-                let r = geo.row(i);
-                self.x[r.clone()].copy_from_slice(&self.best_x[r.clone()]);
-                self.x_prev[r.clone()].copy_from_slice(&self.best_x[r.clone()]);
-                self.g[r.clone()].copy_from_slice(&self.best_g[r]);
-                self.f[i] = self.best_f[i];
-            }
-            self.improved[i] = 0;
-        }
-        self.last_ckpt = done;
     }
 
     fn into_found(self) -> Found {

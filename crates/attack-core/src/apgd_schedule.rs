@@ -1,5 +1,5 @@
-//! What APGD's two loops share (the host loop in `apgd`, the device loop in `apgd_linf`): the
-//! published checkpoint schedule and the result of one run.
+//! What APGD's two loops share (the L1 host loop in `apgd`, the L-inf/L2 device loop in
+//! `apgd_device`): the published checkpoint schedule and the result of one run.
 
 /// The published checkpoints, in the integer form of the reference code: the first after
 /// `⌊0.22·N⌋` iterations, each interval then shorter by `⌊0.03·N⌋` down to `⌊0.06·N⌋` (all at

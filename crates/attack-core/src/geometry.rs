@@ -1,4 +1,5 @@
-//! Exact geometry of the threat models, computed per sample on flat `f32` rows.
+//! Exact geometry of the threat models, computed per sample on flat `f32` rows on the host (the
+//! L-inf and L2 searches' device forms are in `ball`).
 //!
 //! Projections are computed in f64 and rounded **toward the clean input**: every coordinate of the
 //! f32 result is at most as far from the clean value as the exact f64 projection, so the f32
@@ -132,16 +133,6 @@ pub(crate) fn project_l1_box(d: &mut [f64], x0: &[f32], eps: f64, lo: f64, hi: f
     for (dv, &cap) in d.iter_mut().zip(&caps) {
         *dv = dv.signum() * (dv.abs() - lambda).clamp(0.0, cap);
     }
-}
-
-/// The L2 steepest-ascent step: `x + alpha · g / ‖g‖₂`; a zero gradient gives no step (no NaN).
-pub(crate) fn l2_step(x: &[f32], g: &[f32], alpha: f64) -> Vec<f64> {
-    let n = g.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt();
-    let s = if n > 0.0 { alpha / n } else { 0.0 };
-    x.iter()
-        .zip(g)
-        .map(|(&v, &gv)| f64::from(v) + s * f64::from(gv))
-        .collect()
 }
 
 /// The L1 steepest-ascent sparse step: `alpha` split evenly over the `k` coordinates with the
@@ -325,12 +316,8 @@ mod tests {
     }
 
     #[test]
-    fn steps_handle_zero_gradients() {
+    fn l1_step_handles_a_zero_gradient() {
         let x = [0.5f32, 0.2];
-        assert_eq!(
-            l2_step(&x, &[0.0, 0.0], 1.0),
-            vec![0.5f32 as f64, 0.2f32 as f64]
-        );
         assert_eq!(
             l1_step(&x, &[0.0, 0.0], 1.0, 1, 0.0, 1.0),
             vec![0.5f32 as f64, 0.2f32 as f64]

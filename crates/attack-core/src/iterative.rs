@@ -5,10 +5,11 @@
 
 use burn::tensor::{Int, Tensor};
 
+use crate::ball::{Ball, exact};
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
-use crate::geometry::{l1_step, l2_step, linf_bounds, project, uniform_in_ball};
+use crate::geometry::{l1_step, project, uniform_in_ball};
 use crate::host::{host_f32, upload};
 use crate::options::{AttackOptions, LossKind, Norm, ThreatModel, check_positive, check_steps};
 use crate::rng::{SplitMix64, sample_seed};
@@ -129,14 +130,8 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
     };
     observer(&batch.x0, &x);
 
-    // The L-inf ball ∩ box, computed once (rounded inward) and applied on the device.
-    let linf = (spec.norm == Norm::Linf).then(|| {
-        let (lower, upper) = linf_bounds(x0, spec.eps, lo, hi);
-        (
-            upload(lower, b, n, &batch.device),
-            upload(upper, b, n, &batch.device),
-        )
-    });
+    // L-inf and L2 step and project on the device (`ball`); L1 on the host.
+    let ball = Ball::new(batch, spec.norm, spec.eps);
     let k = ((spec.l1_sparsity * n as f64).ceil() as usize).max(1);
     let mut momentum: Option<Tensor<2>> = None;
     let mut frozen = vec![false; b];
@@ -161,20 +156,15 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
             momentum = Some(m.clone());
             g = m;
         }
-        let next = match &linf {
-            Some((lower, upper)) => (x.clone() + g.sign() * spec.step_size)
-                .max_pair(lower.clone())
-                .min_pair(upper.clone()),
+        let next = match &ball {
+            Some(ball) => ball.project(x.clone() + ball.direction(g) * spec.step_size),
             None => {
                 let xh = host_f32(x.clone());
                 let gh = host_f32(g);
                 let mut out = vec![0f32; b * n];
                 for i in 0..b {
                     let r = i * n..(i + 1) * n;
-                    let t = match spec.norm {
-                        Norm::L2 => l2_step(&xh[r.clone()], &gh[r.clone()], spec.step_size),
-                        _ => l1_step(&xh[r.clone()], &gh[r.clone()], spec.step_size, k, lo, hi),
-                    };
+                    let t = l1_step(&xh[r.clone()], &gh[r.clone()], spec.step_size, k, lo, hi);
                     project(spec.norm, &x0[r.clone()], &t, spec.eps, lo, hi, &mut out[r]);
                 }
                 upload(out, b, n, &batch.device)
@@ -191,7 +181,8 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
         };
         observer(&batch.x0, &x);
     }
-    x
+    // The device's L2 iterates are in the ball up to f32 rounding; the result is exactly.
+    exact(batch, spec.norm, spec.eps, x)
 }
 
 impl Spec {

@@ -48,9 +48,10 @@
 //! ```
 
 mod apgd;
-mod apgd_linf;
+mod apgd_device;
 mod apgd_schedule;
 mod attack;
+mod ball;
 mod batch;
 mod classifier;
 mod cw;

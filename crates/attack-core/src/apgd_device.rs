@@ -1,23 +1,26 @@
-//! APGD's L-inf search with its whole state on the device (the schedule is documented in `apgd`).
+//! APGD's L-inf and L2 search with its whole state on the device (the schedule is documented in
+//! `apgd`).
 //!
 //! Every per-sample quantity — iterate and predecessor, objective, gradient, best point, first
 //! fooling point, step size, the counts the checkpoints decide on — is a tensor, and a step is a
-//! handful of element-wise operations: no row is read back or uploaded during the search. The
-//! L-inf ball ∩ box is a product of intervals, computed once in f64 and rounded inward
-//! (`geometry::linf_bounds`), so clamping to it on the device keeps the exactness guarantee.
+//! handful of batched operations: no row is read back or uploaded during the search. The step's
+//! direction and the projection onto the ball ∩ box are `ball`'s: for L-inf a clamp to bounds
+//! rounded inward, for L2 the exact projection by Newton's method on the active set.
 //!
-//! Device-to-host reads per batch and run: none per step without early stopping; with it, one
-//! scalar per step (how many samples are fooled, to decide whether the batch can shrink) and `B`
-//! booleans each time that count changes; then the result (best point, its objective, the found
-//! flags and the first fooling points) once at the end.
+//! Device-to-host reads per batch and run: for L-inf none per step without early stopping; for
+//! L2 one boolean per Newton iteration of each projection (two projections a step after the
+//! first, each settling in a few iterations; see `ball`). With early stopping, one scalar per step
+//! (how many samples are fooled, to decide whether the batch can shrink) and `B` booleans each
+//! time that count changes. Then the result (best point, its objective, the found flags and the
+//! first fooling points) once at the end.
 
 use burn::tensor::{Bool, Int, Tensor};
 
 use crate::apgd_schedule::{Found, checkpoints};
+use crate::ball::Ball;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
-use crate::geometry::linf_bounds;
-use crate::host::{host_bool, host_f32, host_i64, upload, upload_int};
+use crate::host::{host_bool, host_f32, host_i64, upload_int};
 use crate::iterative::StepObserver;
 use crate::loss::objective;
 use crate::options::LossKind;
@@ -120,19 +123,17 @@ fn evaluate<const D: usize, C: Classifier<D> + ?Sized>(
     (f, ok, g)
 }
 
-/// The APGD L-inf loop at radius `eps` from `start` (in the ball and box). Successes count from
-/// the start point on.
+/// The APGD loop in `ball` (L-inf or L2, of radius `s.eps` around `batch`'s clean rows) from
+/// `start` (in the ball and box). Successes count from the start point on.
 pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
     batch: &Batch<'_, D, C>,
+    ball: &Ball,
     start: Tensor<2>,
     s: &Settings,
     observer: &mut StepObserver<'_>,
 ) -> Found {
     let (b, n, dev) = (batch.b, batch.n, &batch.device);
-    let (lo, hi) = batch.bounds();
-    let (lower, upper) = linf_bounds(&batch.x0_host, s.eps, lo, hi);
-    let (lower, upper) = (upload(lower, b, n, dev), upload(upper, b, n, dev));
-    let project = |t: Tensor<2>| t.max_pair(lower.clone()).min_pair(upper.clone());
+    let project = |t: Tensor<2>| ball.project(t);
 
     observer(&batch.x0, &start);
     let (logits, g) = batch.gradient(start.clone(), s.loss);
@@ -164,8 +165,8 @@ pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
     let mut fooled_count = if s.early_stop { fooled(&st) } else { 0 };
     let mut active: Option<Active<'_, D, C>> = None;
     for k in 0..s.steps {
-        // z = P(x + η·sign(g)); the first step is z, later ones add momentum.
-        let z = project(st.x.clone() + st.g.clone().sign() * st.eta.clone());
+        // z = P(x + η·s(g)); the first step is z, later ones add momentum.
+        let z = project(st.x.clone() + ball.direction(st.g.clone()) * st.eta.clone());
         let mut next = if k == 0 {
             z
         } else {
