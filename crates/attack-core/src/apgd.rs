@@ -219,9 +219,22 @@ impl Apgd {
             out[row(i)].copy_from_slice(&found_x[row(i)]);
             objective_out[i] = f32::INFINITY;
         }
+        let mut found = found;
         if exact {
-            // The device's L2 iterates are in the ball up to f32 rounding; the result is exactly.
+            // The device's L2 iterates aim inside the ball; the result is in it exactly. A row the
+            // exact projection moved is judged again, so that its flag and objective describe
+            // the point returned.
+            let before = out.clone();
             exact_rows(norm, x0, &mut out, eps, (lo, hi), n);
+            let moved = (0..b).any(|i| out[row(i)] != before[row(i)]);
+            if moved {
+                let (obj, ok) =
+                    batch.judge(upload(out.clone(), b, n, &batch.device), c.options.loss);
+                for i in (0..b).filter(|&i| out[row(i)] != before[row(i)]) {
+                    found[i] = ok[i];
+                    objective_out[i] = if ok[i] { f32::INFINITY } else { obj[i] };
+                }
+            }
         }
         (out, objective_out, found)
     }

@@ -17,11 +17,13 @@
 //!   ball, short of the optimum. With a small-cnn on MNIST at eps 1 and 2 (PGD and APGD, 2026-12-04)
 //!   every projection settled within 4 iterations.
 //!
-//! In f32 the L2 sums round, so the device aims at a radius a millionth smaller than eps
-//! (`RADIUS_MARGIN`); the iterates are inside the ball to well within the property tests' `1e-6`,
-//! and the results the attacks return are projected once more on the host in f64 and rounded
-//! toward the clean input (`exact_rows`), which restores `geometry`'s guarantee bit for bit and
-//! leaves a row already inside the ball unchanged.
+//! In f32 the L2 sums round (relative errors of about 1e-7) and so does `x0 + d` (half an ulp of
+//! the box's largest magnitude per coordinate, whatever eps is), so the device aims at
+//! `device_radius`: eps shrunk by a millionth and by `√N` such half-ulps, the most that rounding
+//! `x0 + d` can add to the distance. The iterates are then inside the ball, and the results the
+//! attacks return are projected once more on the host in f64 and rounded toward the clean input
+//! (`exact_rows`), which restores `geometry`'s guarantee bit for bit and leaves a row already
+//! inside the ball unchanged.
 
 use burn::tensor::Tensor;
 
@@ -31,8 +33,17 @@ use crate::geometry::{linf_bounds, project};
 use crate::host::{host_bool, host_f32, upload};
 use crate::options::Norm;
 
-/// The L2 iterates aim at `eps·(1 − RADIUS_MARGIN)`, so that f32 rounding keeps them in the ball.
+/// The L2 iterates aim at `eps·(1 − RADIUS_MARGIN)` less the rounding of `x0 + d` (see
+/// [`device_radius`]), so that f32 rounding keeps them in the ball.
 const RADIUS_MARGIN: f64 = 1e-6;
+
+/// The radius the device's L2 projection aims at for `eps` with rows of `n` values in
+/// `[lo, hi]`: `eps·(1 − RADIUS_MARGIN)` less `√n` half-ulps of the box's largest magnitude (what
+/// rounding each coordinate of `x0 + d` to f32 can add to the distance), never below 0.
+pub(crate) fn device_radius(eps: f64, n: usize, (lo, hi): (f64, f64)) -> f64 {
+    let half_ulp = lo.abs().max(hi.abs()) * f64::from(f32::EPSILON) / 2.0;
+    (eps * (1.0 - RADIUS_MARGIN) - (n as f64).sqrt() * half_ulp).max(0.0)
+}
 
 /// Newton iterations of the L2 projection at most; each crosses at least one clamping point of
 /// every row that has not settled, and rows of real models settle in a few.
@@ -84,11 +95,12 @@ impl Ball {
     }
 
     fn l2(x0: Tensor<2>, eps: f64, (lo, hi): (f64, f64)) -> Self {
+        let n = x0.dims()[1];
         Ball::L2(Box::new(L2Ball {
             room_low: x0.clone().neg() + lo,
             room_high: x0.clone().neg() + hi,
             x0,
-            radius: eps * (1.0 - RADIUS_MARGIN),
+            radius: device_radius(eps, n, (lo, hi)),
             lo,
             hi,
         }))
@@ -265,7 +277,7 @@ mod tests {
         let mut rng = SplitMix64::new(41);
         for trial in 0..40 {
             let (rows, n) = (1 + trial % 6, 2 + (trial * 37) % 300);
-            let eps = [0.05, 0.5, 2.0, 5.0][trial % 4];
+            let eps = [0.003, 0.05, 0.5, 2.0, 5.0][trial % 5];
             let (x0, t) = case(&mut rng, rows, n);
             let ball = Ball::l2(
                 Tensor::from_data(TensorData::new(x0.clone(), [rows, n]), &device),
@@ -286,7 +298,7 @@ mod tests {
                 assert!(got[r.clone()].iter().all(|v| (0.0..=1.0).contains(v)));
                 let t64: Vec<f64> = t[r.clone()].iter().map(|&v| f64::from(v)).collect();
                 // The exact projection onto the ball the device aims at.
-                let radius = eps * (1.0 - RADIUS_MARGIN);
+                let radius = device_radius(eps, n, (0.0, 1.0));
                 let mut want = vec![0f32; n];
                 project(Norm::L2, &x0[r.clone()], &t64, radius, 0.0, 1.0, &mut want);
                 // Up to f32 rounding: half an ulp of 1 per coordinate at most, and the f32 sums.

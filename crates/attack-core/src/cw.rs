@@ -8,6 +8,13 @@
 //! smallest L2 distance is kept. Optimization of one search stops early when the total loss has not
 //! improved by 0.01 % over a tenth of the steps. With `eps` set, results farther than eps are
 //! replaced by the clean input, so the output satisfies the L2 threat model.
+//!
+//! The search runs on the device: the iterate, Adam's moments, each sample's best point and its
+//! squared distance (f32), and the success flags of a round are tensors. Device-to-host reads per
+//! batch: the total loss every tenth of the steps (only with `abort_early`, to decide whether to
+//! stop), the `B` success flags at the end of each binary-search round (to move each `c`), and the
+//! best points once at the end, where the box (rounded toward the clean input) and the eps check
+//! are applied exactly in f64.
 
 use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -17,7 +24,7 @@ use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
 use crate::geometry::toward;
-use crate::host::{host_f32, upload};
+use crate::host::{host_bool, host_f32, upload};
 use crate::iterative::StepObserver;
 use crate::loss::{max_other, pick};
 use crate::options::{
@@ -145,9 +152,14 @@ impl Attack for CwL2 {
 
         let mut c = vec![cfg.initial_const; b];
         let (mut lower, mut upper) = (vec![0.0f64; b], vec![1e10f64; b]);
-        let mut best_l2 = vec![f64::INFINITY; b];
-        let mut best = batch.x0_host.clone();
+        // Per sample, the successful iterate closest to the clean input, and its squared distance.
+        let mut best = batch.x0.clone();
+        let mut best_d2 = Tensor::<1>::full([b], f32::MAX, &dev);
         let targets = batch.targets.clone();
+        let margin_of = |z: Tensor<2>| match &targets {
+            None => pick(z.clone(), &batch.labels) - max_other(z, &batch.labels),
+            Some(t) => max_other(z.clone(), t) - pick(z, t),
+        };
 
         for _ in 0..cfg.binary_search_steps {
             let c_t = Tensor::<1>::from_data(
@@ -157,7 +169,7 @@ impl Attack for CwL2 {
             let mut w = w0.clone();
             let mut m = w.zeros_like();
             let mut v = w.zeros_like();
-            let mut found = vec![false; b];
+            let mut found = Tensor::<1>::zeros([b], &dev).equal_elem(1.0);
             let mut previous = f64::INFINITY;
             let check_every = (cfg.steps / 10).max(1);
             for it in 0..cfg.steps {
@@ -172,55 +184,36 @@ impl Attack for CwL2 {
                     Crafting::Inference => batch.model().logits(input),
                     Crafting::Train => batch.model().logits_train_mode(input),
                 };
-                let margin = match &targets {
-                    None => {
-                        pick(logits.clone(), &batch.labels)
-                            - max_other(logits.clone(), &batch.labels)
-                    }
-                    Some(t) => max_other(logits.clone(), t) - pick(logits.clone(), t),
-                };
+                let margin = margin_of(logits);
                 let total = (dist + margin.clone().clamp_min(-kappa) * c_t.clone()).sum();
-                let total_value = f64::from(total.clone().inner().into_scalar::<f32>());
+                let check = cfg.abort_early && (it + 1) % check_every == 0;
+                let total_value =
+                    check.then(|| f64::from(total.clone().inner().into_scalar::<f32>()));
                 let grads = total.backward();
                 let g = wa.grad(&grads).unwrap_or_else(|| w.zeros_like());
 
-                // Record successes of this iterate (before the update).
+                // Record successes of this iterate (before the update), judged with inference
+                // behaviour, also when crafting in train mode. Strictly negative margin: the
+                // prediction is wrong (targeted: the target) without a tie, with the confidence.
                 let xadv = xadv.inner();
-                let xs = host_f32(xadv.clone());
-                // Success is judged with inference behaviour, also when crafting in train mode.
                 let margins = match cfg.options.crafting {
-                    Crafting::Inference => host_f32(margin.inner()),
-                    Crafting::Train => {
-                        let z = batch.logits(xadv);
-                        host_f32(match &targets {
-                            None => pick(z.clone(), &batch.labels) - max_other(z, &batch.labels),
-                            Some(t) => max_other(z.clone(), t) - pick(z, t),
-                        })
-                    }
+                    Crafting::Inference => margin.inner(),
+                    Crafting::Train => margin_of(batch.logits(xadv.clone())),
                 };
-                for i in 0..b {
-                    // Strictly negative margin: the prediction is wrong (targeted: the target)
-                    // without a tie, with the required confidence.
-                    let ok = margins[i] < 0.0 && margins[i] <= -kappa;
-                    if ok {
-                        found[i] = true;
-                        let r = i * n..(i + 1) * n;
-                        // tanh keeps x' in the box up to rounding; round into it exactly.
-                        let candidate: Vec<f32> = xs[r.clone()]
-                            .iter()
-                            .zip(&batch.x0_host[r.clone()])
-                            .map(|(&p, &c)| toward(f64::from(p).clamp(lo, hi), c))
-                            .collect();
-                        let d = Norm::L2.of(candidate
-                            .iter()
-                            .zip(&batch.x0_host[r.clone()])
-                            .map(|(&p, &q)| f64::from(p) - f64::from(q)));
-                        if d < best_l2[i] {
-                            best_l2[i] = d;
-                            best[r].copy_from_slice(&candidate);
-                        }
-                    }
-                }
+                let ok = margins
+                    .clone()
+                    .lower_elem(0.0)
+                    .bool_and(margins.lower_equal_elem(-kappa));
+                found = found.bool_or(ok.clone());
+                // tanh keeps x' in the box up to rounding; the exact rounding is applied at the end.
+                let candidate = xadv.clamp(lo, hi);
+                let d2 = (candidate.clone() - batch.x0.clone())
+                    .square()
+                    .sum_dim(1)
+                    .reshape([b]);
+                let better = ok.bool_and(d2.clone().lower(best_d2.clone()));
+                best_d2 = best_d2.mask_where(better.clone(), d2);
+                best = best.mask_where(better.reshape([b, 1]).expand([b, n]), candidate);
 
                 // Adam step on w.
                 let t = (it + 1) as i32;
@@ -230,13 +223,14 @@ impl Attack for CwL2 {
                 let vhat = v.clone() / (1.0 - BETA2.powi(t));
                 w = w - mhat / (vhat.sqrt() + ADAM_EPS) * cfg.learning_rate;
 
-                if cfg.abort_early && (it + 1) % check_every == 0 {
+                if let Some(total_value) = total_value {
                     if total_value > previous * 0.9999 {
                         break;
                     }
                     previous = total_value;
                 }
             }
+            let found = host_bool(found);
             for i in 0..b {
                 if found[i] {
                     upper[i] = upper[i].min(c[i]);
@@ -251,10 +245,22 @@ impl Attack for CwL2 {
                 }
             }
         }
+        // Into the box exactly (rounded toward the clean input), then the threat model's check in
+        // f64 on the values returned.
+        let mut best: Vec<f32> = host_f32(best)
+            .into_iter()
+            .zip(&batch.x0_host)
+            .map(|(p, &c)| toward(f64::from(p).clamp(lo, hi), c))
+            .collect();
         if let Some(eps) = cfg.eps {
             for i in 0..b {
-                if best_l2[i] > eps {
-                    best[i * n..(i + 1) * n].copy_from_slice(&batch.x0_host[i * n..(i + 1) * n]);
+                let r = i * n..(i + 1) * n;
+                let d = Norm::L2.of(best[r.clone()]
+                    .iter()
+                    .zip(&batch.x0_host[r.clone()])
+                    .map(|(&p, &q)| f64::from(p) - f64::from(q)));
+                if d > eps {
+                    best[r.clone()].copy_from_slice(&batch.x0_host[r]);
                 }
             }
         }

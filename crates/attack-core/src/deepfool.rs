@@ -12,6 +12,13 @@
 //! with inference behaviour, also when crafting in train mode. All gradients of an iteration
 //! come from one forward/backward over the batch repeated once per class considered. With `eps`
 //! set, results farther than eps are replaced by the clean input.
+//!
+//! The iterations run on the device: the linearized boundaries of every sample and candidate, the
+//! choice of the closest and the step are batched tensor operations, and the accumulated
+//! perturbation and the active samples are tensors. Device-to-host reads per batch: the clean
+//! logits once (to rank the candidate classes), one boolean per iteration (whether any sample is
+//! still active), and the result once at the end, where the box (rounded toward the clean input)
+//! and the eps check are applied exactly in f64.
 
 use burn::config::Config;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -20,12 +27,17 @@ use crate::attack::Attack;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::{AttackError, invalid};
-use crate::host::{host_f32, upload};
+use crate::host::{host_bool, host_f32, upload};
 use crate::iterative::StepObserver;
+use crate::loss::pick;
 use crate::options::{
     AttackOptions, Crafting, LossKind, Norm, Targeting, ThreatModel, check_steps,
 };
 use crate::overrides::set;
+
+/// The longest step DeepFool takes along one boundary's normal: any longer step leaves the box,
+/// which clamps it, and a finite bound keeps `0·∞` out of the coordinates that do not move.
+const STEP_LIMIT: f32 = 1e30;
 
 /// Configuration of [`DeepFool`]. Defaults are the paper's: 50 iterations, overshoot 0.02, the 10
 /// most likely classes.
@@ -130,7 +142,6 @@ impl Attack for DeepFool {
         let (b, n, k, dev) = (batch.b, batch.n, batch.num_classes, batch.device.clone());
         let (lo, hi) = batch.bounds();
         let labels = batch.labels_host().to_vec();
-        let x0 = batch.x0_host.clone();
 
         // Classes considered per sample: the label first, then the most likely others.
         let clean = host_f32(batch.logits(batch.x0.clone()));
@@ -145,105 +156,114 @@ impl Attack for DeepFool {
             })
             .collect();
         let m = classes[0].len();
+        if m == 1 {
+            // A one-class model has no boundary to cross: every sample keeps its clean input.
+            observer(&batch.x0, &batch.x0);
+            return Ok(batch.unflatten(batch.x0.clone()));
+        }
         // Block j of the repeated batch differentiates class `classes[i][j]` of sample i.
         let picks: Vec<i64> = (0..m)
             .flat_map(|j| classes.iter().map(move |c| c[j] as i64))
             .collect();
         let picks = Tensor::<2, Int>::from_data(TensorData::new(picks, [m * b, 1]), &dev);
 
-        let mut r_tot = vec![0f64; b * n];
+        // The candidate classes (not the label) of every sample, `[B, m − 1]`, for the logits.
+        let others: Vec<i64> = classes
+            .iter()
+            .flat_map(|c| c[1..].iter().map(|&v| v as i64))
+            .collect();
+        let others = Tensor::<2, Int>::from_data(TensorData::new(others, [b, m - 1]), &dev);
+        let x0 = batch.x0.clone();
+        let mut r_tot = x0.zeros_like();
         let mut x = x0.clone();
-        let mut active = vec![true; b];
+        let mut active = Tensor::<1>::ones([b], &dev).equal_elem(1.0);
         for _ in 0..cfg.steps {
-            let xt = upload(x.clone(), b, n, &dev);
             let xr = batch
-                .unflatten(Tensor::cat(vec![xt; m], 0))
+                .unflatten(Tensor::cat(vec![x.clone(); m], 0))
                 .autodiff()
                 .require_grad();
             let logits = match cfg.options.crafting {
                 Crafting::Inference => batch.model().logits(xr.clone()),
                 Crafting::Train => batch.model().logits_train_mode(xr.clone()),
             };
-            let chosen = logits.clone().gather(1, picks.clone());
-            let chosen = chosen.sum();
+            let chosen = logits.clone().gather(1, picks.clone()).sum();
             // A model that cuts the graph has a zero input gradient.
-            let g = match chosen
+            let g = chosen
                 .is_tracked()
                 .then(|| xr.grad(&chosen.backward()))
                 .flatten()
-            {
-                Some(g) => host_f32(g.reshape([m * b, n])),
-                None => vec![0f32; m * b * n],
-            };
+                .map(|g| g.reshape([m, b, n]))
+                .unwrap_or_else(|| Tensor::zeros([m, b, n], &dev));
             // Whether a sample is already fooled is judged with inference behaviour.
             let z = match cfg.options.crafting {
-                Crafting::Inference => host_f32(logits.inner().slice([0..b, 0..k])),
-                Crafting::Train => host_f32(batch.logits(upload(x.clone(), b, n, &dev))),
+                Crafting::Inference => logits.inner().slice([0..b, 0..k]),
+                Crafting::Train => batch.logits(x.clone()),
             };
-            for i in 0..b {
-                if !active[i] {
-                    continue;
+            let fooled = z
+                .clone()
+                .argmax(1)
+                .reshape([b])
+                .not_equal(batch.labels.clone());
+            active = active.bool_and(fooled.bool_not());
+            // Per candidate j and sample i: w = ∇z_c − ∇z_y and f = |z_c − z_y|, `[m − 1, B, ·]`.
+            let w = g.clone().slice([1..m, 0..b, 0..n]) - g.slice([0..1, 0..b, 0..n]);
+            let zy = pick(z.clone(), &batch.labels).reshape([b, 1]);
+            let f = (z.gather(1, others.clone()) - zy)
+                .abs()
+                .swap_dims(0, 1)
+                .reshape([m - 1, b, 1]);
+            // The dual norm of each w, computed on w scaled by its largest |w_i| so that the
+            // squares of tiny gradients do not underflow in f32.
+            let big = w.clone().abs().max_dim(2);
+            let scaled = w.clone() / big.clone().clamp_min(f32::MIN_POSITIVE);
+            let scaled_dual = match cfg.norm {
+                Norm::L2 => scaled.clone().square().sum_dim(2).sqrt(),
+                _ => scaled.clone().abs().sum_dim(2),
+            };
+            let dual = scaled_dual.clone() * big.clone();
+            // The closest boundary among those with a direction (a flat one, w = 0, is given the
+            // largest ratio and never chosen while another has a direction; no infinities, which
+            // a GPU's shader compiler may assume away).
+            let flat = big.lower_equal_elem(0.0);
+            let ratio = (f.clone() / dual.clone().clamp_min(f32::MIN_POSITIVE))
+                .clamp_max(f32::MAX)
+                .mask_fill(flat.clone(), f32::MAX);
+            let closest = ratio.argmin(0);
+            // All boundaries are flat: no direction to move in, the sample stops.
+            let moving = flat
+                .bool_not()
+                .int()
+                .sum_dim(0)
+                .reshape([b])
+                .greater_elem(0);
+            active = active.bool_and(moving);
+            let pick_l = |t: Tensor<3>, width: usize| {
+                t.gather(0, closest.clone().expand([1, b, width]))
+                    .reshape([b, width])
+            };
+            let f_l = pick_l(f, 1);
+            let dual_l = pick_l(dual, 1).clamp_min(f32::MIN_POSITIVE);
+            // The step's length |f|/‖w‖ + 1e-4, kept finite (the box clamps any longer step).
+            let length = (f_l / dual_l + 1e-4).clamp_max(STEP_LIMIT);
+            let step = match cfg.norm {
+                // Along the unit vector w/‖w‖₂, from the scaled w.
+                Norm::L2 => {
+                    let unit =
+                        pick_l(scaled, n) / pick_l(scaled_dual, 1).clamp_min(f32::MIN_POSITIVE);
+                    unit * length
                 }
-                let row = &z[i * k..(i + 1) * k];
-                let y = labels[i] as usize;
-                let pred = (0..k)
-                    .max_by(|&p, &q| row[p].total_cmp(&row[q]).then(q.cmp(&p)))
-                    .unwrap_or(y);
-                if pred != y {
-                    active[i] = false;
-                    continue;
-                }
-                let gy = &g[i * n..(i + 1) * n];
-                let mut best: Option<(f64, f64, Vec<f64>)> = None; // (distance, |f|, w)
-                for j in 1..m {
-                    let c = classes[i][j];
-                    let gc = &g[(j * b + i) * n..(j * b + i + 1) * n];
-                    let w: Vec<f64> = gc
-                        .iter()
-                        .zip(gy)
-                        .map(|(&a, &bb)| f64::from(a) - f64::from(bb))
-                        .collect();
-                    let f = (f64::from(row[c]) - f64::from(row[y])).abs();
-                    let dual = match cfg.norm {
-                        Norm::L2 => Norm::L2.of(w.iter().copied()),
-                        _ => Norm::L1.of(w.iter().copied()),
-                    };
-                    if dual > 0.0 && best.as_ref().is_none_or(|(d, _, _)| f / dual < *d) {
-                        best = Some((f / dual, f, w));
-                    }
-                }
-                let Some((_, f, w)) = best else {
-                    active[i] = false; // all boundaries are flat here: no direction to move in
-                    continue;
-                };
-                let r = i * n..(i + 1) * n;
-                match cfg.norm {
-                    Norm::L2 => {
-                        let norm = Norm::L2.of(w.iter().copied());
-                        let s = (f / norm + 1e-4) / norm;
-                        r_tot[r.clone()]
-                            .iter_mut()
-                            .zip(&w)
-                            .for_each(|(t, wv)| *t += s * wv);
-                    }
-                    _ => {
-                        let s = f / Norm::L1.of(w.iter().copied()) + 1e-4;
-                        // `0.0_f64.signum()` is 1: coordinates without gradient must not move.
-                        r_tot[r.clone()]
-                            .iter_mut()
-                            .zip(&w)
-                            .filter(|(_, wv)| **wv != 0.0)
-                            .for_each(|(t, wv)| *t += s * wv.signum());
-                    }
-                }
-                for ((xv, &c), &t) in x[r.clone()].iter_mut().zip(&x0[r.clone()]).zip(&r_tot[r]) {
-                    *xv = ((f64::from(c) + (1.0 + cfg.overshoot) * t).clamp(lo, hi)) as f32;
-                }
-            }
-            if active.iter().all(|a| !a) {
+                // sign(0) = 0: coordinates without gradient do not move.
+                _ => pick_l(w, n).sign() * length,
+            };
+            let wide = active.clone().reshape([b, 1]).expand([b, n]);
+            r_tot = r_tot.clone().mask_where(wide, r_tot + step);
+            x = (x0.clone() + r_tot.clone() * (1.0 + cfg.overshoot)).clamp(lo, hi);
+            if !host_bool(active.clone().any())[0] {
                 break;
             }
         }
+        let x0 = batch.x0_host.clone();
+        let x = host_f32(x);
         let mut x: Vec<f32> = x
             .into_iter()
             .zip(&x0)

@@ -217,6 +217,110 @@ fn deepfool_crosses_the_hyperplane_at_the_predicted_distance() {
 }
 
 #[test]
+fn deepfool_picks_each_samples_closest_boundary_among_several_classes() {
+    // z = (0, w1·x + c1, w2·x + c2), label 0. Sample 0 is closer to class 1's boundary, sample 1
+    // to class 2's; in one batch each must cross its own nearest boundary at its distance.
+    let dev = device();
+    let w1 = [1.0f32, 0.0, 0.0, 0.0];
+    let w2 = [0.0f32, 0.0, 2.0, -1.0];
+    let mut w = vec![0f32; 4];
+    w.extend_from_slice(&w1);
+    w.extend_from_slice(&w2);
+    let model = linear(w, vec![0.0, -0.6, -0.9], 4, &dev);
+    let x0 = [0.5f32, 0.5, 0.5, 0.5, 0.1, 0.5, 0.5, 0.5];
+    let dot = |w: &[f32], x: &[f32]| -> f64 {
+        w.iter()
+            .zip(x)
+            .map(|(&a, &b)| f64::from(a) * f64::from(b))
+            .sum()
+    };
+    for (norm, p) in [(Norm::L2, 2), (Norm::Linf, 0)] {
+        let dual = |w: &[f32]| -> f64 {
+            match norm {
+                Norm::L2 => w.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>().sqrt(),
+                _ => w.iter().map(|&v| f64::from(v).abs()).sum(),
+            }
+        };
+        let attack = DeepFoolConfig::new().with_norm(norm).init().unwrap();
+        let got = host(
+            attack
+                .perturb(
+                    &model,
+                    matrix(x0.to_vec(), 2, 4, &dev),
+                    ints(vec![0, 0], &dev),
+                )
+                .unwrap(),
+        );
+        let d = dists(&got, &x0, 4, p);
+        let z = host(model(matrix(got.clone(), 2, 4, &dev)));
+        for (i, want_class) in [(0usize, 1usize), (1, 2)] {
+            let x = &x0[i * 4..(i + 1) * 4];
+            let to1 = (dot(&w1, x) - 0.6).abs() / dual(&w1);
+            let to2 = (dot(&w2, x) - 0.9).abs() / dual(&w2);
+            let (nearest, other) = if want_class == 1 {
+                (to1, to2)
+            } else {
+                (to2, to1)
+            };
+            assert!(
+                nearest < other,
+                "the test's sample {i} is not set up as meant"
+            );
+            let expected = (nearest + 1e-4) * 1.02;
+            assert!(
+                (d[i] - expected).abs() < 1e-5,
+                "{norm} sample {i}: distance {d:?}, expected {expected}"
+            );
+            let row = &z[i * 3..(i + 1) * 3];
+            assert!(
+                row[want_class] > row[0],
+                "{norm} sample {i}: did not cross into class {want_class}: {row:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn deepfool_handles_tiny_gradients_and_a_one_class_model() {
+    // The hyperplane of the test above with w and c scaled by 1e-20: the squares of w underflow
+    // in f32, but the boundary is just as far, and DeepFool must still cross it there.
+    let dev = device();
+    let scale = 1e-20f32;
+    let c = -0.4f32;
+    let mut w = vec![0f32; 6];
+    w.extend(W.iter().map(|&v| v * scale));
+    let tiny = linear(w, vec![0.0, c * scale], 6, &dev);
+    let f = (f64::from(c)
+        + MID
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let attack = DeepFoolConfig::new().init().unwrap();
+    let got = host(
+        attack
+            .perturb(&tiny, matrix(MID.to_vec(), 1, 6, &dev), ints(vec![0], &dev))
+            .unwrap(),
+    );
+    let d = dists(&got, &MID, 6, 2)[0];
+    let expected = (f / l2w + 1e-4) * 1.02;
+    assert!(
+        (d - expected).abs() < 1e-4,
+        "distance {d}, expected {expected}"
+    );
+    // One class: no boundary to cross, the clean input comes back.
+    let one = linear(vec![1.0; 6], vec![0.0], 6, &dev);
+    let got = host(
+        attack
+            .perturb(&one, matrix(MID.to_vec(), 1, 6, &dev), ints(vec![0], &dev))
+            .unwrap(),
+    );
+    assert_eq!(got, MID.to_vec());
+}
+
+#[test]
 fn carlini_wagner_finds_the_minimal_l2_distance() {
     let c = -0.4f32;
     let f = (f64::from(c)
