@@ -43,6 +43,21 @@ fn assert_close(got: &[f32], want: &[f64], tol: f64) {
 }
 
 const MID: [f32; 6] = [0.5; 6];
+
+/// For the model with bias `c`: the logit gap `|w·MID + c|` at `MID`, `‖w‖₂` and `‖w‖₁`. The
+/// distance from `MID` to the boundary is the gap over the dual norm of the threat model.
+fn mid_gap(c: f32) -> (f64, f64, f64) {
+    let f = (f64::from(c)
+        + MID
+            .iter()
+            .zip(W)
+            .map(|(&x, w)| f64::from(x * w))
+            .sum::<f64>())
+    .abs();
+    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let l1w: f64 = W.iter().map(|&w| f64::from(w).abs()).sum();
+    (f, l2w, l1w)
+}
 const EDGE: [f32; 6] = [0.95, 0.1, 0.5, 0.02, 0.97, 0.5];
 
 fn linf_optimum(x0: &[f32], eps: f64) -> Vec<f64> {
@@ -188,15 +203,7 @@ fn l1_pgd_with_an_active_box_is_near_the_greedy_optimum() {
 fn deepfool_crosses_the_hyperplane_at_the_predicted_distance() {
     // f(x0) = w·x0 + c < 0 (class 0 predicted); the boundary is |f| / ‖w‖_dual away.
     let c = -0.4f32;
-    let f = (f64::from(c)
-        + MID
-            .iter()
-            .zip(W)
-            .map(|(&x, w)| f64::from(x * w))
-            .sum::<f64>())
-    .abs();
-    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
-    let l1w: f64 = W.iter().map(|&w| f64::from(w).abs()).sum();
+    let (f, l2w, l1w) = mid_gap(c);
     for (norm, dist, p) in [(Norm::L2, f / l2w, 2), (Norm::Linf, f / l1w, 0)] {
         let attack = DeepFoolConfig::new().with_norm(norm).init().unwrap();
         let got = run(attack, &MID, c);
@@ -290,14 +297,7 @@ fn deepfool_handles_tiny_gradients_and_a_one_class_model() {
     let mut w = vec![0f32; 6];
     w.extend(W.iter().map(|&v| v * scale));
     let tiny = linear(w, vec![0.0, c * scale], 6, &dev);
-    let f = (f64::from(c)
-        + MID
-            .iter()
-            .zip(W)
-            .map(|(&x, w)| f64::from(x * w))
-            .sum::<f64>())
-    .abs();
-    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let (f, l2w, _) = mid_gap(c);
     let attack = DeepFoolConfig::new().init().unwrap();
     let got = host(
         attack
@@ -323,14 +323,7 @@ fn deepfool_handles_tiny_gradients_and_a_one_class_model() {
 #[test]
 fn carlini_wagner_finds_the_minimal_l2_distance() {
     let c = -0.4f32;
-    let f = (f64::from(c)
-        + MID
-            .iter()
-            .zip(W)
-            .map(|(&x, w)| f64::from(x * w))
-            .sum::<f64>())
-    .abs();
-    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
+    let (f, l2w, _) = mid_gap(c);
     let attack = CwL2Config::new()
         .with_steps(300)
         .with_binary_search_steps(8)
@@ -461,15 +454,7 @@ fn fab_t_converges_to_the_minimal_distance_to_the_boundary() {
     // The same hyperplane as for DeepFool: FAB's first step lands η = 1.05 times its distance
     // away, and the steps back toward the clean input then close in on the distance itself.
     let c = -0.4f32;
-    let f = (f64::from(c)
-        + MID
-            .iter()
-            .zip(W)
-            .map(|(&x, w)| f64::from(x * w))
-            .sum::<f64>())
-    .abs();
-    let l2w = W.iter().map(|&w| f64::from(w).powi(2)).sum::<f64>().sqrt();
-    let l1w: f64 = W.iter().map(|&w| f64::from(w).abs()).sum();
+    let (f, l2w, l1w) = mid_gap(c);
     for (norm, dist, p) in [(Norm::L2, f / l2w, 2), (Norm::Linf, f / l1w, 0)] {
         // Two classes: the random target is the other one.
         let fab = |eps: f64| {
