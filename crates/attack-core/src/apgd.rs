@@ -224,13 +224,11 @@ impl Apgd {
             // The device's L2 iterates aim inside the ball; the result is in it exactly. A row the
             // exact projection moved is judged again, so that its flag and objective describe
             // the point returned.
-            let before = out.clone();
-            exact_rows(norm, x0, &mut out, eps, (lo, hi), n);
-            let moved = (0..b).any(|i| out[row(i)] != before[row(i)]);
-            if moved {
+            let moved = exact_rows(norm, x0, &mut out, eps, (lo, hi), n);
+            if !moved.is_empty() {
                 let (obj, ok) =
                     batch.judge(upload(out.clone(), b, n, &batch.device), c.options.loss);
-                for i in (0..b).filter(|&i| out[row(i)] != before[row(i)]) {
+                for i in moved {
                     found[i] = ok[i];
                     objective_out[i] = if ok[i] { f32::INFINITY } else { obj[i] };
                 }

@@ -185,6 +185,7 @@ impl Ball {
 /// Projects every row of the flat `x` (`[B·N]`, rows of `n`) onto the `norm` ball of radius `eps`
 /// around `x0` ∩ `[lo, hi]` in f64, rounded toward the clean input (`geometry::project`): what the
 /// attacks return is then inside the ball exactly, and a row already inside is left bit for bit.
+/// Returns the indices of the rows it changed.
 pub(crate) fn exact_rows(
     norm: Norm,
     x0: &[f32],
@@ -192,18 +193,24 @@ pub(crate) fn exact_rows(
     eps: f64,
     (lo, hi): (f64, f64),
     n: usize,
-) {
+) -> Vec<usize> {
     if n == 0 {
-        return;
+        return Vec::new();
     }
-    for (row, clean) in x.chunks_mut(n).zip(x0.chunks(n)) {
+    let mut moved = Vec::new();
+    for (i, (row, clean)) in x.chunks_mut(n).zip(x0.chunks(n)).enumerate() {
         let t: Vec<f64> = row.iter().map(|&v| f64::from(v)).collect();
         project(norm, clean, &t, eps, lo, hi, row);
+        if row.iter().zip(&t).any(|(&p, &q)| f64::from(p) != q) {
+            moved.push(i);
+        }
     }
+    moved
 }
 
-/// The rows of the device tensor `x` projected exactly on the host (one read and one upload), for
-/// the L2 result of a device search; L-inf results are exact already and come back unchanged.
+/// The rows of the device tensor `x` projected exactly on the host (one read, and an upload only
+/// when a row moved), for the L2 result of a device search; L-inf results are exact already and
+/// come back unchanged.
 pub(crate) fn exact<const D: usize, C: Classifier<D> + ?Sized>(
     batch: &Batch<'_, D, C>,
     norm: Norm,
@@ -213,8 +220,8 @@ pub(crate) fn exact<const D: usize, C: Classifier<D> + ?Sized>(
     if norm != Norm::L2 {
         return x;
     }
-    let mut rows = host_f32(x);
-    exact_rows(
+    let mut rows = host_f32(x.clone());
+    let moved = exact_rows(
         norm,
         &batch.x0_host,
         &mut rows,
@@ -222,6 +229,9 @@ pub(crate) fn exact<const D: usize, C: Classifier<D> + ?Sized>(
         batch.bounds(),
         batch.n,
     );
+    if moved.is_empty() {
+        return x;
+    }
     upload(rows, batch.b, batch.n, &batch.device)
 }
 
@@ -376,7 +386,8 @@ mod tests {
         // Row 0 is at distance 0.5·√2 > 0.5; row 1 at 0.1.
         let mut x = vec![1.0f32, 1.0, 0.3, 0.2];
         let before = x.clone();
-        exact_rows(Norm::L2, &x0, &mut x, 0.5, (0.0, 1.0), 2);
+        let moved = exact_rows(Norm::L2, &x0, &mut x, 0.5, (0.0, 1.0), 2);
+        assert_eq!(moved, vec![0]);
         assert!(l2_dist(&x[..2], &x0[..2]) <= 0.5);
         assert!((l2_dist(&x[..2], &x0[..2]) - 0.5).abs() < 1e-6);
         assert_eq!(x[2..], before[2..]);

@@ -185,6 +185,8 @@ impl Attack for CwL2 {
                     Crafting::Train => batch.model().logits_train_mode(input),
                 };
                 let margin = margin_of(logits);
+                // The squared distance, kept for the choice of the best point below.
+                let d2 = dist.clone().inner();
                 let total = (dist + margin.clone().clamp_min(-kappa) * c_t.clone()).sum();
                 let check = cfg.abort_early && (it + 1) % check_every == 0;
                 let total_value =
@@ -205,15 +207,10 @@ impl Attack for CwL2 {
                     .lower_elem(0.0)
                     .bool_and(margins.lower_equal_elem(-kappa));
                 found = found.bool_or(ok.clone());
-                // tanh keeps x' in the box up to rounding; the exact rounding is applied at the end.
-                let candidate = xadv.clamp(lo, hi);
-                let d2 = (candidate.clone() - batch.x0.clone())
-                    .square()
-                    .sum_dim(1)
-                    .reshape([b]);
+                // tanh keeps x' in the box up to rounding, which the end rounds away exactly.
                 let better = ok.bool_and(d2.clone().lower(best_d2.clone()));
                 best_d2 = best_d2.mask_where(better.clone(), d2);
-                best = best.mask_where(better.reshape([b, 1]).expand([b, n]), candidate);
+                best = best.mask_where(better.reshape([b, 1]).expand([b, n]), xadv);
 
                 // Adam step on w.
                 let t = (it + 1) as i32;
