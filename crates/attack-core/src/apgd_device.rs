@@ -36,14 +36,14 @@ pub(crate) struct Settings {
 }
 
 /// A `[B]` mask widened to the rows of a `[B, N]` tensor.
-fn rows(mask: Tensor<1, Bool>, n: usize) -> Tensor<2, Bool> {
+pub(crate) fn rows(mask: Tensor<1, Bool>, n: usize) -> Tensor<2, Bool> {
     let b = mask.dims()[0];
     mask.reshape([b, 1]).expand([b, n])
 }
 
 /// The samples still attacked when early stopping has frozen some: a sub-batch of them, their
 /// indices, and for every sample its position in the sub-batch (any position for the others).
-struct Active<'a, const D: usize, C: ?Sized> {
+pub(crate) struct Active<'a, const D: usize, C: ?Sized> {
     view: Batch<'a, D, C>,
     idx: Tensor<1, Int>,
     pos: Tensor<1, Int>,
@@ -51,7 +51,7 @@ struct Active<'a, const D: usize, C: ?Sized> {
 }
 
 impl<'a, const D: usize, C: Classifier<D> + ?Sized> Active<'a, D, C> {
-    fn new(batch: &Batch<'a, D, C>, still: &[usize]) -> Self {
+    pub(crate) fn new(batch: &Batch<'a, D, C>, still: &[usize]) -> Self {
         let dev = &batch.device;
         let mut pos = vec![0i64; batch.b];
         let mut mask = vec![false; batch.b];
@@ -87,14 +87,22 @@ struct State {
     best_at_ckpt: Tensor<1>,
 }
 
+/// The objective, success flags and gradient a search keeps for the samples it no longer
+/// evaluates.
+pub(crate) struct Kept<'s> {
+    pub f: &'s Tensor<1>,
+    pub found: &'s Tensor<1, Bool>,
+    pub g: &'s Tensor<2>,
+}
+
 /// Objective, success and input gradient at `x`, for the whole batch or (early stop) only the
 /// active samples, the others keeping `keep`'s values.
-fn evaluate<const D: usize, C: Classifier<D> + ?Sized>(
+pub(crate) fn evaluate<const D: usize, C: Classifier<D> + ?Sized>(
     batch: &Batch<'_, D, C>,
     active: Option<&Active<'_, D, C>>,
     x: &Tensor<2>,
     loss: LossKind,
-    keep: &State,
+    keep: Kept<'_>,
 ) -> (Tensor<1>, Tensor<1, Bool>, Tensor<2>) {
     let judge = |view: &Batch<'_, D, C>, x: Tensor<2>| {
         let (logits, g) = view.gradient(x, loss);
@@ -195,7 +203,12 @@ pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
                 fooled_count = now;
             }
         }
-        let (f_new, ok_new, g_new) = evaluate(batch, active.as_ref(), &st.x, s.loss, &st);
+        let keep = Kept {
+            f: &st.f,
+            found: &st.found,
+            g: &st.g,
+        };
+        let (f_new, ok_new, g_new) = evaluate(batch, active.as_ref(), &st.x, s.loss, keep);
         record(&mut st, f_new, ok_new, g_new, n);
         if ckpts.contains(&(k + 1)) {
             halve_stalled(&mut st, s.rho * (k + 1 - last_ckpt) as f64, n);

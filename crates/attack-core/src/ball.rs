@@ -49,8 +49,8 @@ pub(crate) fn device_radius(eps: f64, n: usize, (lo, hi): (f64, f64)) -> f64 {
 /// every row that has not settled, and rows of real models settle in a few.
 const NEWTON_STEPS: usize = 24;
 
-/// The ball ∩ box of one batch on its device. L1 has no device form (its step and projection run
-/// on the host, in `geometry`).
+/// The ball ∩ box of one batch on its device, for the searches that step along a direction (L1's
+/// sparse step and projection are in `l1_ball`).
 pub(crate) enum Ball {
     Linf(Box<LinfBall>),
     L2(Box<L2Ball>),
@@ -209,15 +209,15 @@ pub(crate) fn exact_rows(
 }
 
 /// The rows of the device tensor `x` projected exactly on the host (one read, and an upload only
-/// when a row moved), for the L2 result of a device search; L-inf results are exact already and
-/// come back unchanged.
+/// when a row moved), for the L2 or L1 result of a device search; L-inf results are exact already
+/// and come back unchanged.
 pub(crate) fn exact<const D: usize, C: Classifier<D> + ?Sized>(
     batch: &Batch<'_, D, C>,
     norm: Norm,
     eps: f64,
     x: Tensor<2>,
 ) -> Tensor<2> {
-    if norm != Norm::L2 {
+    if norm == Norm::Linf {
         return x;
     }
     let mut rows = host_f32(x.clone());

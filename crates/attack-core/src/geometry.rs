@@ -1,5 +1,6 @@
-//! Exact geometry of the threat models, computed per sample on flat `f32` rows on the host (the
-//! L-inf and L2 searches' device forms are in `ball`).
+//! Exact geometry of the threat models, computed per sample on flat `f32` rows on the host: the
+//! random starts, and the final pass that makes the device searches' results exact (their device
+//! forms are in `ball` and `l1_ball`).
 //!
 //! Projections are computed in f64 and rounded **toward the clean input**: every coordinate of the
 //! f32 result is at most as far from the clean value as the exact f64 projection, so the f32
@@ -133,33 +134,6 @@ pub(crate) fn project_l1_box(d: &mut [f64], x0: &[f32], eps: f64, lo: f64, hi: f
     for (dv, &cap) in d.iter_mut().zip(&caps) {
         *dv = dv.signum() * (dv.abs() - lambda).clamp(0.0, cap);
     }
-}
-
-/// The L1 steepest-ascent sparse step: `alpha` split evenly over the `k` coordinates with the
-/// largest `|g_i|` among those that can still move in the direction of `g_i` (coordinates at the
-/// box edge the gradient pushes against are skipped, as in Croce & Hein's L1-APGD). A zero gradient
-/// gives no step.
-pub(crate) fn l1_step(x: &[f32], g: &[f32], alpha: f64, k: usize, lo: f64, hi: f64) -> Vec<f64> {
-    let mut t: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
-    let mut movable: Vec<usize> = (0..x.len())
-        .filter(|&i| {
-            let (xv, gv) = (f64::from(x[i]), g[i]);
-            (gv > 0.0 && xv < hi) || (gv < 0.0 && xv > lo)
-        })
-        .collect();
-    if movable.is_empty() {
-        return t;
-    }
-    let k = k.clamp(1, movable.len());
-    if k < movable.len() {
-        movable.select_nth_unstable_by(k - 1, |&a, &b| g[b].abs().total_cmp(&g[a].abs()));
-        movable.truncate(k);
-    }
-    let share = alpha / k as f64;
-    for i in movable {
-        t[i] += share * f64::from(g[i].signum());
-    }
-    t
 }
 
 /// A point drawn uniformly from the `norm` ball of radius `eps` in `n` dimensions (not a uniform
@@ -313,22 +287,5 @@ mod tests {
             })
             .count();
         assert!((inner as f64 / 40_000.0 - 0.125).abs() < 0.01, "{inner}");
-    }
-
-    #[test]
-    fn l1_step_handles_a_zero_gradient() {
-        let x = [0.5f32, 0.2];
-        assert_eq!(
-            l1_step(&x, &[0.0, 0.0], 1.0, 1, 0.0, 1.0),
-            vec![0.5f32 as f64, 0.2f32 as f64]
-        );
-    }
-
-    #[test]
-    fn l1_step_skips_coordinates_blocked_by_the_box() {
-        // Coordinate 0 has the largest gradient but sits at the top of the box.
-        let t = l1_step(&[1.0, 0.5], &[5.0, 1.0], 0.1, 1, 0.0, 1.0);
-        assert_eq!(t[0], 1.0);
-        assert!((t[1] - 0.6).abs() < 1e-7);
     }
 }

@@ -9,8 +9,9 @@ use crate::ball::{Ball, exact};
 use crate::batch::Batch;
 use crate::classifier::Classifier;
 use crate::error::AttackError;
-use crate::geometry::{l1_step, project, uniform_in_ball};
+use crate::geometry::{project, uniform_in_ball};
 use crate::host::{host_f32, upload};
+use crate::l1_ball::L1Ball;
 use crate::options::{AttackOptions, LossKind, Norm, ThreatModel, check_positive, check_steps};
 use crate::rng::{SplitMix64, sample_seed};
 
@@ -94,6 +95,19 @@ pub(crate) fn best_over_restarts<const D: usize, C: Classifier<D> + ?Sized>(
     best
 }
 
+/// How a step moves: along a direction of the ball (L-inf, L2), or L1's sparse step of `eta`
+/// over the top `k` coordinates (`[B, 1]` each).
+enum Stepper {
+    Direction(Ball),
+    Sparse(Box<SparseStep>),
+}
+
+struct SparseStep {
+    ball: L1Ball,
+    k: Tensor<2>,
+    eta: Tensor<2>,
+}
+
 fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
     batch: &Batch<'_, D, C>,
     spec: &Spec,
@@ -130,9 +144,18 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
     };
     observer(&batch.x0, &x);
 
-    // L-inf and L2 step and project on the device (`ball`); L1 on the host.
-    let ball = Ball::new(batch, spec.norm, spec.eps);
-    let k = ((spec.l1_sparsity * n as f64).ceil() as usize).max(1);
+    // Every norm steps and projects on the device: L-inf and L2 in `ball`, L1 in `l1_ball`.
+    let stepper = match Ball::new(batch, spec.norm, spec.eps) {
+        Some(ball) => Stepper::Direction(ball),
+        None => {
+            let k = ((spec.l1_sparsity * n as f64).ceil() as usize).max(1);
+            Stepper::Sparse(Box::new(SparseStep {
+                ball: L1Ball::new(batch, spec.eps),
+                k: Tensor::full([b, 1], k as f64, &batch.device),
+                eta: Tensor::full([b, 1], spec.step_size, &batch.device),
+            }))
+        }
+    };
     let mut momentum: Option<Tensor<2>> = None;
     let mut frozen = vec![false; b];
 
@@ -156,18 +179,13 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
             momentum = Some(m.clone());
             g = m;
         }
-        let next = match &ball {
-            Some(ball) => ball.project(x.clone() + ball.direction(g) * spec.step_size),
-            None => {
-                let xh = host_f32(x.clone());
-                let gh = host_f32(g);
-                let mut out = vec![0f32; b * n];
-                for i in 0..b {
-                    let r = i * n..(i + 1) * n;
-                    let t = l1_step(&xh[r.clone()], &gh[r.clone()], spec.step_size, k, lo, hi);
-                    project(spec.norm, &x0[r.clone()], &t, spec.eps, lo, hi, &mut out[r]);
-                }
-                upload(out, b, n, &batch.device)
+        let next = match &stepper {
+            Stepper::Direction(ball) => {
+                ball.project(x.clone() + ball.direction(g) * spec.step_size)
+            }
+            Stepper::Sparse(s) => {
+                s.ball
+                    .project(s.ball.sparse_step(x.clone(), g, s.eta.clone(), s.k.clone()))
             }
         };
         x = if frozen.iter().any(|&f| f) {
@@ -181,7 +199,7 @@ fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
         };
         observer(&batch.x0, &x);
     }
-    // The device's L2 iterates are in the ball up to f32 rounding; the result is exactly.
+    // The device's L2 and L1 iterates are in the ball up to f32 rounding; the result is exactly.
     exact(batch, spec.norm, spec.eps, x)
 }
 

@@ -49,6 +49,7 @@
 
 mod apgd;
 mod apgd_device;
+mod apgd_l1;
 mod apgd_schedule;
 mod attack;
 mod ball;
@@ -64,6 +65,7 @@ mod geometry;
 mod host;
 mod hyperplane;
 mod iterative;
+mod l1_ball;
 mod loss;
 mod mifgsm;
 mod network;
