@@ -17,7 +17,8 @@
 //!
 //! L1 (as in the authors' reference code):
 //! - step size starts at `eps` (α = 1); no momentum;
-//! - a step moves the `topk` share of coordinates with the largest `|g|` by `η / k` each; `topk`
+//! - a step moves the `topk` share of coordinates with the largest `|g|` by `η / k` each (on an
+//!   exact tie at the threshold, every tied coordinate, sharing `η`, as the reference does); `topk`
 //!   starts at 20 % (with `large_reps`, every stage starts from the share of non-zero coordinates
 //!   of its start point divided by 1.5, as the reference passes each stage its start). One
 //!   deliberate difference: the top-k are chosen among the coordinates the box lets move in the

@@ -170,7 +170,8 @@ pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
     let ckpts = checkpoints(s.steps);
     let mut last_ckpt = 0usize;
     let fooled = |st: &State| host_i64(st.found.clone().int().sum())[0] as usize;
-    let mut fooled_count = if s.early_stop { fooled(&st) } else { 0 };
+    // Starting from 0, the first step drops the samples already fooled at the start.
+    let mut fooled_count = 0;
     let mut active: Option<Active<'_, D, C>> = None;
     for k in 0..s.steps {
         // z = P(x + η·s(g)); the first step is z, later ones add momentum.

@@ -61,10 +61,11 @@ fn nonzero(x: &Tensor<2>, x0: &Tensor<2>) -> Tensor<2> {
 }
 
 /// How many coordinates a step moves when the best point has `sp` non-zero ones: the reference's
-/// share `sp/N/1.5` of the `N` coordinates, `⌈2·sp/3⌉`, at least one (exact in f32: the counts are
-/// whole numbers far below 2²⁴).
+/// share `sp/N/1.5` of the `N` coordinates, `⌈2·sp/3⌉`, at least one. `2·sp/3` is a whole number
+/// or a third or two thirds above one, so `⌈2·sp/3 − 1/6⌉` is the same number and survives a
+/// division that is not correctly rounded (WGSL allows 2.5 ulps).
 fn moved_for(sp: Tensor<2>, n: usize) -> Tensor<2> {
-    (sp * 2.0 / 3.0).ceil().clamp(1.0, n as f64)
+    (sp * 2.0 / 3.0 - 1.0 / 6.0).ceil().clamp(1.0, n as f64)
 }
 
 /// The L1-APGD stages from `start` (in the first stage's ball and the box), each stage starting
@@ -158,7 +159,8 @@ fn stage<const D: usize, C: Classifier<D> + ?Sized>(
     let every = ((CHECK_EVERY * steps as f64) as usize).max(1);
     let fooled = |st: &State| host_i64(st.found.clone().int().sum())[0] as usize;
     let shrinking = s.early_stop && track;
-    let mut fooled_count = if shrinking { fooled(&st) } else { 0 };
+    // Starting from 0, the first step drops the samples already fooled at the start.
+    let mut fooled_count = 0;
     let mut active: Option<Active<'_, D, C>> = None;
     for k in 0..steps {
         let target = ball.sparse_step(st.x.clone(), st.g.clone(), st.eta.clone(), st.k.clone());
@@ -238,4 +240,26 @@ fn adapt_sparsity(st: &mut State, x0: &Tensor<2>, eps: f64, n: usize) {
     let wide = sparser.expand([b, n]);
     st.x = st.x.clone().mask_where(wide.clone(), st.best_x.clone());
     st.g = st.g.clone().mask_where(wide, st.best_g.clone());
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Tensor, TensorData};
+
+    use super::moved_for;
+
+    #[test]
+    fn moved_coordinates_are_two_thirds_of_the_non_zero_ones_rounded_up_and_at_least_one() {
+        let sp: Vec<f32> = (0..=3072u32).map(|v| v as f32).collect();
+        let len = sp.len();
+        let got = moved_for(
+            Tensor::from_data(TensorData::new(sp, [len, 1]), &Device::flex()),
+            3072,
+        )
+        .try_into_vec_as::<f32>()
+        .unwrap();
+        for (sp, k) in got.into_iter().enumerate() {
+            assert_eq!(k as usize, (2 * sp).div_ceil(3).max(1), "sp {sp}");
+        }
+    }
 }
