@@ -87,6 +87,44 @@ struct State {
     best_at_ckpt: Tensor<1>,
 }
 
+/// Early stopping's bookkeeping: how many samples were fooled at the last look, and the
+/// sub-batch of the others, rebuilt only when that count changes.
+pub(crate) struct Shrinking<'a, const D: usize, C: ?Sized> {
+    // Starting from 0, the first look drops the samples already fooled at the start.
+    fooled: usize,
+    active: Option<Active<'a, D, C>>,
+}
+
+impl<'a, const D: usize, C: Classifier<D> + ?Sized> Shrinking<'a, D, C> {
+    pub(crate) fn new() -> Self {
+        Self {
+            fooled: 0,
+            active: None,
+        }
+    }
+
+    /// Looks at the found flags after a step (one scalar read, and `B` booleans when the count
+    /// changed): `false` when every sample is fooled and the search can stop.
+    pub(crate) fn update(&mut self, batch: &Batch<'a, D, C>, found: &Tensor<1, Bool>) -> bool {
+        let now = host_i64(found.clone().int().sum())[0] as usize;
+        if now == batch.b {
+            return false;
+        }
+        if now != self.fooled {
+            let flags = host_bool(found.clone());
+            let still: Vec<usize> = (0..batch.b).filter(|&i| !flags[i]).collect();
+            self.active = Some(Active::new(batch, &still));
+            self.fooled = now;
+        }
+        true
+    }
+
+    /// The samples still attacked, once some are fooled.
+    pub(crate) fn active(&self) -> Option<&Active<'a, D, C>> {
+        self.active.as_ref()
+    }
+}
+
 /// The objective, success flags and gradient a search keeps for the samples it no longer
 /// evaluates.
 pub(crate) struct Kept<'s> {
@@ -169,10 +207,7 @@ pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
     };
     let ckpts = checkpoints(s.steps);
     let mut last_ckpt = 0usize;
-    let fooled = |st: &State| host_i64(st.found.clone().int().sum())[0] as usize;
-    // Starting from 0, the first step drops the samples already fooled at the start.
-    let mut fooled_count = 0;
-    let mut active: Option<Active<'_, D, C>> = None;
+    let mut shrinking = Shrinking::new();
     for k in 0..s.steps {
         // z = P(x + η·s(g)); the first step is z, later ones add momentum.
         let z = project(st.x.clone() + ball.direction(st.g.clone()) * st.eta.clone());
@@ -192,24 +227,15 @@ pub(crate) fn search<const D: usize, C: Classifier<D> + ?Sized>(
         }
         st.x_prev = std::mem::replace(&mut st.x, next);
         observer(&batch.x0, &st.x);
-        if s.early_stop {
-            let now = fooled(&st);
-            if now == b {
-                break;
-            }
-            if now != fooled_count {
-                let flags = host_bool(st.found.clone());
-                let still: Vec<usize> = (0..b).filter(|&i| !flags[i]).collect();
-                active = Some(Active::new(batch, &still));
-                fooled_count = now;
-            }
+        if s.early_stop && !shrinking.update(batch, &st.found) {
+            break;
         }
         let keep = Kept {
             f: &st.f,
             found: &st.found,
             g: &st.g,
         };
-        let (f_new, ok_new, g_new) = evaluate(batch, active.as_ref(), &st.x, s.loss, keep);
+        let (f_new, ok_new, g_new) = evaluate(batch, shrinking.active(), &st.x, s.loss, keep);
         record(&mut st, f_new, ok_new, g_new, n);
         if ckpts.contains(&(k + 1)) {
             halve_stalled(&mut st, s.rho * (k + 1 - last_ckpt) as f64, n);

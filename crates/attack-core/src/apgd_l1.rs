@@ -10,11 +10,11 @@
 
 use burn::tensor::{Bool, Tensor};
 
-use crate::apgd_device::{Active, Kept, evaluate, rows};
+use crate::apgd_device::{Kept, Shrinking, evaluate, rows};
 use crate::apgd_schedule::Found;
 use crate::batch::Batch;
 use crate::classifier::Classifier;
-use crate::host::{host_bool, host_f32, host_i64};
+use crate::host::{host_bool, host_f32};
 use crate::iterative::StepObserver;
 use crate::l1_ball::L1Ball;
 use crate::loss::objective;
@@ -157,11 +157,7 @@ fn stage<const D: usize, C: Classifier<D> + ?Sized>(
         sp_old,
     };
     let every = ((CHECK_EVERY * steps as f64) as usize).max(1);
-    let fooled = |st: &State| host_i64(st.found.clone().int().sum())[0] as usize;
-    let shrinking = s.early_stop && track;
-    // Starting from 0, the first step drops the samples already fooled at the start.
-    let mut fooled_count = 0;
-    let mut active: Option<Active<'_, D, C>> = None;
+    let mut shrinking = Shrinking::new();
     for k in 0..steps {
         let target = ball.sparse_step(st.x.clone(), st.g.clone(), st.eta.clone(), st.k.clone());
         let mut next = ball.project(target);
@@ -171,24 +167,15 @@ fn stage<const D: usize, C: Classifier<D> + ?Sized>(
         }
         st.x = next;
         observer(&batch.x0, &st.x);
-        if shrinking {
-            let now = fooled(&st);
-            if now == b {
-                break;
-            }
-            if now != fooled_count {
-                let flags = host_bool(st.found.clone());
-                let still: Vec<usize> = (0..b).filter(|&i| !flags[i]).collect();
-                active = Some(Active::new(batch, &still));
-                fooled_count = now;
-            }
+        if s.early_stop && track && !shrinking.update(batch, &st.found) {
+            break;
         }
         let keep = Kept {
             f: &st.f,
             found: &st.found,
             g: &st.g,
         };
-        let (f_new, ok_new, g_new) = evaluate(batch, active.as_ref(), &st.x, s.loss, keep);
+        let (f_new, ok_new, g_new) = evaluate(batch, shrinking.active(), &st.x, s.loss, keep);
         record(&mut st, f_new, ok_new, g_new, n, track);
         if (k + 1) % every == 0 {
             adapt_sparsity(&mut st, &batch.x0, eps, n);

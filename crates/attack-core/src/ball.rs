@@ -236,7 +236,7 @@ pub(crate) fn exact<const D: usize, C: Classifier<D> + ?Sized>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::tensor::{Device, Tensor, TensorData};
 
     use super::*;
@@ -247,8 +247,8 @@ mod tests {
     }
 
     /// Random clean rows in `[0, 1]` (some on its faces, as images are) and targets far outside
-    /// the ball, inside it, and pushed against the box.
-    fn case(rng: &mut SplitMix64, rows: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
+    /// the ball, inside it, and pushed against the box (the L1 ball's tests use them too).
+    pub(crate) fn case(rng: &mut SplitMix64, rows: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
         let mut pick = |scale: f64| -> Vec<f32> {
             (0..rows * n)
                 .map(|_| match (rng.uniform() * 8.0) as u32 {

@@ -83,6 +83,36 @@ impl fmt::Display for Preset {
     }
 }
 
+impl Preset {
+    /// How this preset relates to AutoAttack's `standard` evaluation (Croce & Hein 2020), in
+    /// words for reports.
+    ///
+    /// ```
+    /// use bulwark_attack_core::{Norm, Preset};
+    /// assert!(Preset::Standard.relation_to_autoattack(Norm::Linf).contains("FAB-T"));
+    /// assert!(Preset::Quick.relation_to_autoattack(Norm::Linf).contains("upper bound"));
+    /// ```
+    pub fn relation_to_autoattack(self, norm: Norm) -> &'static str {
+        match (self, norm) {
+            (Preset::Standard, Norm::L1) => {
+                "AutoAttack's L1 settings for APGD-CE (5 restarts) and APGD-T (5 targets), both \
+                 with the large-radius warm start; multi-targeted APGD stands in for FAB-T and \
+                 Square, which have no L1 version here"
+            }
+            (Preset::Standard, _) => {
+                "AutoAttack's `standard` composition at its published settings: APGD-CE, APGD-T \
+                 (9 targets) and FAB-T (9 targets), 100 iterations each, then Square (5,000 \
+                 queries)"
+            }
+            (Preset::Quick, _) => {
+                "a cheaper part of AutoAttack's `standard` composition (APGD-CE, then APGD-T over \
+                 3 targets instead of 9; no FAB-T, no Square): an upper bound on the `standard` \
+                 robust accuracy"
+            }
+        }
+    }
+}
+
 /// Target classes of the quick preset's APGD-T.
 const QUICK_TARGETS: usize = 3;
 

@@ -263,6 +263,7 @@ mod tests {
     use burn::tensor::{Device, Tensor, TensorData};
 
     use super::*;
+    use crate::ball::tests::case;
     use crate::geometry::project;
     use crate::options::Norm;
     use crate::rng::SplitMix64;
@@ -280,29 +281,6 @@ mod tests {
             .zip(b)
             .map(|(&p, &q)| (f64::from(p) - f64::from(q)).abs())
             .sum()
-    }
-
-    /// Random clean rows in `[0, 1]` (some on its faces) and targets at distances over orders of
-    /// magnitude, some pushed against the box.
-    fn case(rng: &mut SplitMix64, rows: usize, n: usize) -> (Vec<f32>, Vec<f32>) {
-        let mut pick = || -> Vec<f32> {
-            (0..rows * n)
-                .map(|_| match (rng.uniform() * 8.0) as u32 {
-                    0 => 0.0,
-                    1 => 1.0,
-                    _ => rng.uniform() as f32,
-                })
-                .collect()
-        };
-        let x0 = pick();
-        let step = pick();
-        let t = x0
-            .iter()
-            .zip(&step)
-            .enumerate()
-            .map(|(i, (&c, &s))| c + 10f32.powi((i / n % 5) as i32 - 3) * (2.0 * s - 1.0))
-            .collect();
-        (x0, t)
     }
 
     #[test]

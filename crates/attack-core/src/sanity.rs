@@ -165,6 +165,30 @@ pub fn check_gradients<const D: usize, C: Classifier<D> + ?Sized>(
     ))
 }
 
+/// The share of probed points a black-box probe must break for `black-box-beats-white-box` to be
+/// raised (at least one point): half of the 1 % at which a gap matters, so that with 500 probed
+/// points (the evaluator's default) a model where the black-box attack breaks 1 % of the points
+/// every gradient attack missed is flagged with probability 0.88, at 1.7 % (the main job's model)
+/// 0.99, and at 0.1 % 0.01 (the breaks are binomial; `docs/evaluation.md`).
+pub const PROBE_FLAG_SHARE: f64 = 0.005;
+
+/// `black-box-beats-white-box` from a probe: a `queries`-query black-box attack broke `found` of
+/// `probed` points that every gradient attack had failed on. Raised from
+/// [`PROBE_FLAG_SHARE`] of the probed points (at least one).
+pub fn black_box_probe_flag(found: usize, probed: usize, queries: usize) -> SanityFlag {
+    let needed = ((PROBE_FLAG_SHARE * probed as f64).ceil() as usize).max(1);
+    SanityFlag::new(
+        "black-box-beats-white-box",
+        found >= needed,
+        format!(
+            "a {queries}-query Square probe broke {found} of {probed} points still robust after \
+             the gradient attacks ({:.1} %; raised from {needed}, {:.1} % of those probed)",
+            100.0 * found as f64 / probed.max(1) as f64,
+            100.0 * PROBE_FLAG_SHARE
+        ),
+    )
+}
+
 /// `black-box-beats-white-box`: `extra` points broken by the black-box stage after the gradient
 /// stages, out of `n` evaluated points.
 pub fn black_box_flag(extra: usize, n: usize) -> SanityFlag {
@@ -328,4 +352,23 @@ pub fn threat_flag(rejected: usize) -> SanityFlag {
             "{rejected} misclassified attack outputs were outside the eps-ball or the box (rejected, not counted)"
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probe_flag_is_raised_from_half_a_percent_of_the_probed_points() {
+        let raised = |found, probed| black_box_probe_flag(found, probed, 5000).raised();
+        // 500 probed: raised from 3 (2.5 rounded up), whatever the evaluated total.
+        assert!(!raised(2, 500));
+        assert!(raised(3, 500));
+        // Small probes: a single break is enough; none never is.
+        assert!(raised(1, 150));
+        assert!(!raised(0, 150));
+        assert!(!raised(0, 0));
+        // The main job's gap (1.7 % of 500) is far above the threshold.
+        assert!(raised(9, 500));
+    }
 }

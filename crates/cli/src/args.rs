@@ -278,9 +278,14 @@ pub struct EvalArgs {
     /// Images per saved chunk of a robust evaluation (the resume granularity).
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub chunk_size: u64,
-    /// Correctly classified images probed at a large radius by the sanity checks.
-    #[arg(long, default_value_t = 100)]
+    /// Images probed by the sanity checks: correctly classified ones at a large radius, and (for
+    /// a list without a black-box attack, such as `quick`) ones still robust after the cascade
+    /// by Square.
+    #[arg(long, default_value_t = 500)]
     pub probe_size: usize,
+    /// Queries of the sanity checks' Square probe (default: the `standard` preset's Square).
+    #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub probe_queries: u64,
     /// Output directory of a robust evaluation (default: runs/eval/<model>-<preset>-<norm>-<eps>).
     #[arg(long)]
     pub out: Option<PathBuf>,

@@ -292,6 +292,11 @@ fn md_results(r: &ReportInputs) -> String {
                 raised.join(", ")
             }
         );
+        let _ = writeln!(
+            md,
+            "| evaluator attacks and AutoAttack | {} |",
+            e.relation_to_autoattack()
+        );
         if e.probe_broken > 0 {
             let _ = writeln!(
                 md,

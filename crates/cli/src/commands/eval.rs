@@ -128,6 +128,7 @@ fn robust_config(a: &EvalArgs) -> Result<Option<RobustEvalConfig>> {
     config.batch_size = a.batch_size as usize;
     config.chunk_size = a.chunk_size as usize;
     config.probe_size = a.probe_size;
+    config.probe_queries = a.probe_queries as usize;
     Evaluator::new(
         norm,
         &config.all_eps(),

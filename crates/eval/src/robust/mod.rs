@@ -41,16 +41,19 @@ pub struct RobustEvalConfig {
     pub batch_size: usize,
     /// Images per saved chunk (the resume granularity).
     pub chunk_size: usize,
-    /// Correctly classified points probed at a large radius (and, when the list has no
-    /// black-box attack, by a Square probe).
+    /// Correctly classified points probed at a large radius, and (when the list has no black-box
+    /// attack) points still robust after the cascade probed by Square.
     pub probe_size: usize,
-    /// Queries of the Square probe.
+    /// Queries of the Square probe: by default the `standard` preset's 5,000, so that a probed
+    /// point is attacked as hard as the full Square stage would attack it.
     pub probe_queries: usize,
 }
 
 impl RobustEvalConfig {
     /// A preset's attack list at radius `eps` in `norm`, with the defaults: batches of 500,
-    /// chunks of 1,000, 100 probed points, a 1,000-query Square probe, the box [0, 1].
+    /// chunks of 1,000, 500 probed points, a 5,000-query Square probe (the `standard` preset's
+    /// Square stage on a sample of the points; sized in `sanity::PROBE_FLAG_SHARE`), the box
+    /// [0, 1].
     pub fn preset(preset: Preset, norm: Norm, eps: f64, seed: u64) -> Self {
         Self {
             norm,
@@ -62,8 +65,8 @@ impl RobustEvalConfig {
             bounds: Bounds::new(),
             batch_size: 500,
             chunk_size: 1000,
-            probe_size: 100,
-            probe_queries: 1000,
+            probe_size: 500,
+            probe_queries: 5000,
         }
     }
 
@@ -206,6 +209,46 @@ impl RobustReport {
     /// The raised flags.
     pub fn raised(&self) -> impl Iterator<Item = &SanityFlag> {
         self.flags.iter().filter(|f| f.raised())
+    }
+
+    /// How the attack list relates to AutoAttack's `standard` evaluation, in words: the preset's
+    /// [`Preset::relation_to_autoattack`] when its stages are the preset's own, else what the
+    /// list is.
+    pub fn relation_to_autoattack(&self) -> String {
+        match (self.config.preset, self.command_line_list()) {
+            (Some(p), Some(_)) => format!("`{p}`: {}", p.relation_to_autoattack(self.config.norm)),
+            (Some(p), None) => format!(
+                "the `{p}` list with settings changed in code ({}; see `config` in report.json), \
+                 not AutoAttack's published settings",
+                report::names(self)
+            ),
+            (None, _) => format!(
+                "a custom list ({}), not AutoAttack's composition",
+                report::names(self)
+            ),
+        }
+    }
+
+    /// The `bulwark eval` flags that give this attack list: `--preset P` when the stages are the
+    /// preset's own, `--attacks a,b` when each is its catalogue entry, `None` when settings were
+    /// changed in code (the command line cannot repeat it).
+    pub fn command_line_list(&self) -> Option<String> {
+        let c = &self.config;
+        let json = |stages: &[Stage]| serde_json::to_value(stages).ok();
+        if let Some(p) = c.preset {
+            return (json(&c.stages) == json(&p.stages(c.norm, c.seed)))
+                .then(|| format!("--preset {p}"));
+        }
+        let all = catalogue(c.norm, c.seed);
+        let as_catalogued = c.stages.iter().all(|s| {
+            all.iter()
+                .find(|a| a.name == s.name)
+                .is_some_and(|a| json(std::slice::from_ref(a)) == json(std::slice::from_ref(s)))
+        });
+        as_catalogued.then(|| {
+            let names: Vec<&str> = c.stages.iter().map(|s| s.name.as_str()).collect();
+            format!("--attacks {}", names.join(","))
+        })
     }
 }
 

@@ -144,11 +144,31 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
             r.probe_broken
         );
     }
-    if r.preset == "quick" {
-        let _ = writeln!(
-            s,
-            "| note | `quick` is a cheaper upper bound; `standard` is AutoAttack's composition |"
-        );
+    let _ = writeln!(
+        s,
+        "| attacks and AutoAttack | {} |",
+        r.relation_to_autoattack()
+    );
+    // Attacks the caller ran (a training run's final PGD) are not part of `bulwark eval`.
+    let others = r.per_attack.iter().any(|a| a.name != "cascade");
+    match command(ctx, r) {
+        Some(cmd) => {
+            let _ = writeln!(
+                s,
+                "| reproduce{} | `{cmd}` |",
+                if others {
+                    " (the cascade and the probe; the other attacks above are the caller's)"
+                } else {
+                    ""
+                }
+            );
+        }
+        None => {
+            let _ = writeln!(
+                s,
+                "| reproduce | through the library: the attack settings were changed in code (`config` in report.json) |"
+            );
+        }
     }
     let _ = writeln!(s, "| seed | {} |", r.config.seed);
     let _ = writeln!(
@@ -231,6 +251,34 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
         r.adversarial_file.display()
     );
     s
+}
+
+/// The `bulwark eval` command that repeats this evaluation (data from the fetch chain), when the
+/// command line can give its attack list.
+pub(super) fn command(ctx: &EvalContext, r: &RobustReport) -> Option<String> {
+    let c = &r.config;
+    let dataset = ctx.dataset.split('/').next().unwrap_or(&ctx.dataset);
+    let list = r.command_line_list()?;
+    let sweep = if c.eps_sweep.is_empty() {
+        String::new()
+    } else {
+        let radii: Vec<String> = c.eps_sweep.iter().map(|e| e.to_string()).collect();
+        format!(" --eps-sweep {}", radii.join(","))
+    };
+    Some(format!(
+        "bulwark eval --model {} --weights {} --dataset {dataset} --backend {} --norm {} --eps {} \
+         {list}{sweep} --limit {} --seed {} --batch-size {} --probe-size {} --probe-queries {}",
+        ctx.model,
+        ctx.weights.display(),
+        ctx.backend,
+        r.threat_model.to_ascii_lowercase(),
+        r.eps,
+        r.n_examples,
+        c.seed,
+        c.batch_size,
+        c.probe_size,
+        c.probe_queries
+    ))
 }
 
 pub(super) fn names(r: &RobustReport) -> String {

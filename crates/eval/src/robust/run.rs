@@ -753,14 +753,11 @@ pub(super) fn black_box_check<C: Classifier<4> + ?Sized>(
         return Ok(Vec::new());
     }
     let found = broken_rows(model, data, &probe, square, config, device)?;
-    let mut flag = sanity::black_box_flag(found.len(), plan.n);
-    flag.evidence = format!(
-        "{} (a {}-query Square probe of {} points still robust after the cascade)",
-        flag.evidence,
+    flags.push(sanity::black_box_probe_flag(
+        found.len(),
+        probe.len(),
         config.probe_queries,
-        probe.len()
-    );
-    flags.push(flag);
+    ));
     Ok(found)
 }
 

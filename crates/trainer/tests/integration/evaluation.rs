@@ -342,6 +342,13 @@ fn a_killed_evaluation_resumes_with_the_same_results_and_writes_its_report() {
     let md = write_robust_report(dir.path(), &context, &resumed).unwrap();
     let text = std::fs::read_to_string(md).unwrap();
     assert!(text.contains("robust accuracy"), "{text}");
+    // The list is the standard one with fewer iterations: the report must not call it AutoAttack's
+    // published composition, nor offer a command that would run something else.
+    assert!(
+        text.contains("the `standard` list with settings changed in code")
+            && text.contains("| reproduce | through the library"),
+        "{text}"
+    );
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("report.json")).unwrap()).unwrap();
     for key in [

@@ -3,6 +3,7 @@
 mod adversarial;
 mod attacks;
 mod backends;
+mod black_box_probe;
 mod common;
 mod custom_network;
 mod datasets;
