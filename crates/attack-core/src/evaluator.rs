@@ -104,6 +104,10 @@ impl Preset {
                  (9 targets) and FAB-T (9 targets), 100 iterations each, then Square (5,000 \
                  queries)"
             }
+            (Preset::Quick, Norm::L1) => {
+                "a cheaper part of `standard` (APGD-CE, then APGD-T over 3 targets instead of 5; \
+                 no multi-targeted APGD): an upper bound on the `standard` robust accuracy"
+            }
             (Preset::Quick, _) => {
                 "a cheaper part of AutoAttack's `standard` composition (APGD-CE, then APGD-T over \
                  3 targets instead of 9; no FAB-T, no Square): an upper bound on the `standard` \

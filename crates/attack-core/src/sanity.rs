@@ -166,10 +166,10 @@ pub fn check_gradients<const D: usize, C: Classifier<D> + ?Sized>(
 }
 
 /// The share of probed points a black-box probe must break for `black-box-beats-white-box` to be
-/// raised (at least one point): half of the 1 % at which a gap matters, so that with 500 probed
-/// points (the evaluator's default) a model where the black-box attack breaks 1 % of the points
-/// every gradient attack missed is flagged with probability 0.88, at 1.7 % (the main job's model)
-/// 0.99, and at 0.1 % 0.01 (the breaks are binomial; `docs/evaluation.md`).
+/// raised (at least one point): half of the 1 % at which a gap matters. With 500 probed points
+/// (the evaluator's default), if the probe breaks a share `p` of the points it probes, the flag is
+/// raised with probability 0.88 at `p` = 1 %, 0.99 at 1.7 % and 0.014 at 0.1 % (the breaks are
+/// binomial; `docs/evaluation.md`).
 pub const PROBE_FLAG_SHARE: f64 = 0.005;
 
 /// `black-box-beats-white-box` from a probe: a `queries`-query black-box attack broke `found` of

@@ -42,6 +42,7 @@ pub mod folder;
 pub mod idx;
 mod items;
 mod mnist;
+mod names;
 mod registry;
 
 pub use augment::Augment;
@@ -59,6 +60,7 @@ pub use mnist::{
     DatasetKind, FILE_NAMES, Split, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
     load_split,
 };
+pub use names::{DATASETS, FOLDER_PREFIX, is_dataset_name};
 pub use registry::{FASHION_MNIST_DEB, MNIST_PIP_REQUIREMENT, MNIST_PIP_SHA256};
 
 /// Convenience: [`fetch`] `kind`, then [`load_split`] `split` from the returned directory.

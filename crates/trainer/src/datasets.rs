@@ -11,15 +11,7 @@ use bulwark_models::model_info;
 
 use crate::TrainError;
 
-/// The datasets a run can name (`dataset = "..."`): MNIST and Fashion-MNIST through the fetch
-/// chain, CIFAR-10's and CIFAR-100's binary versions from a data directory. Besides these,
-/// `folder:PATH` names an image folder ([`FOLDER_PREFIX`]).
-pub const DATASETS: [&str; 4] = ["mnist", "fashion-mnist", "cifar10", "cifar100"];
-
-/// `folder:PATH` names an image folder dataset: `PATH/train/<class>/*.png|jpg` and
-/// `PATH/test/<class>/...` (or `val/`); evaluations also take `PATH/<class>/...` alone (see
-/// `bulwark_data::folder`).
-pub const FOLDER_PREFIX: &str = "folder:";
+pub use bulwark_data::{DATASETS, FOLDER_PREFIX};
 
 /// The folder of a `folder:PATH` dataset name.
 pub fn dataset_folder(dataset: &str) -> Option<&Path> {

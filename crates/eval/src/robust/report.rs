@@ -166,7 +166,7 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
         None => {
             let _ = writeln!(
                 s,
-                "| reproduce | through the library: the attack settings were changed in code (`config` in report.json) |"
+                "| reproduce | through the library only: the model, dataset, box or attack settings come from code (`config` in report.json) |"
             );
         }
     }
@@ -254,10 +254,17 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
 }
 
 /// The `bulwark eval` command that repeats this evaluation (data from the fetch chain), when the
-/// command line can give its attack list.
+/// command line can: a zoo model, a dataset `bulwark eval` can name, a known backend, the
+/// default box, and an attack list the flags can give.
 pub(super) fn command(ctx: &EvalContext, r: &RobustReport) -> Option<String> {
     let c = &r.config;
-    let dataset = ctx.dataset.split('/').next().unwrap_or(&ctx.dataset);
+    // Evaluations record `<name>/test`; a folder's name holds slashes itself.
+    let dataset = ctx.dataset.strip_suffix("/test").unwrap_or(&ctx.dataset);
+    let zoo = bulwark_models::models().iter().any(|m| m.name == ctx.model);
+    let default_box = c.bounds.lo == 0.0 && c.bounds.hi == 1.0;
+    if !zoo || !bulwark_data::is_dataset_name(dataset) || ctx.backend.is_empty() || !default_box {
+        return None;
+    }
     let list = r.command_line_list()?;
     let sweep = if c.eps_sweep.is_empty() {
         String::new()
@@ -266,10 +273,11 @@ pub(super) fn command(ctx: &EvalContext, r: &RobustReport) -> Option<String> {
         format!(" --eps-sweep {}", radii.join(","))
     };
     Some(format!(
-        "bulwark eval --model {} --weights {} --dataset {dataset} --backend {} --norm {} --eps {} \
+        "bulwark eval --model {} --weights {} --dataset {} --backend {} --norm {} --eps {} \
          {list}{sweep} --limit {} --seed {} --batch-size {} --probe-size {} --probe-queries {}",
         ctx.model,
-        ctx.weights.display(),
+        shell_word(&ctx.weights.display().to_string()),
+        shell_word(dataset),
         ctx.backend,
         r.threat_model.to_ascii_lowercase(),
         r.eps,
@@ -281,10 +289,36 @@ pub(super) fn command(ctx: &EvalContext, r: &RobustReport) -> Option<String> {
     ))
 }
 
+/// `word`, single-quoted when a shell would split or expand it.
+fn shell_word(word: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+:=,@%".contains(c);
+    if !word.is_empty() && word.chars().all(plain) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 pub(super) fn names(r: &RobustReport) -> String {
     r.attacks
         .iter()
         .map(|a| a.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_a_shell_would_split_them() {
+        assert_eq!(
+            shell_word("runs/a-1/model.safetensors"),
+            "runs/a-1/model.safetensors"
+        );
+        assert_eq!(shell_word("folder:/data/pets"), "folder:/data/pets");
+        assert_eq!(shell_word("my runs/w.bpk"), "'my runs/w.bpk'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
 }
