@@ -127,9 +127,12 @@ fn stage<const D: usize, C: Classifier<D> + ?Sized>(
         &batch.labels,
         batch.targets.as_ref(),
     );
-    let found = batch
-        .success_mask(logits)
-        .bool_and(Tensor::<1>::full([b], if track { 1.0 } else { 0.0 }, dev).equal_elem(1.0));
+    // Only the last stage's successes count.
+    let found = if track {
+        batch.success_mask(logits)
+    } else {
+        Tensor::<1>::zeros([b], dev).equal_elem(1.0)
+    };
     let (k, sp_old) = if fresh {
         // The reference's threshold index `⌊(1 − topk)·N⌋` (at most N − 1) from the top.
         let below = ((1.0 - INITIAL_TOPK) * n as f64)

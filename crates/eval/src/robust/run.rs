@@ -747,9 +747,11 @@ pub(super) fn black_box_check<C: Classifier<4> + ?Sized>(
         .take(config.probe_size)
         .collect();
     if probe.is_empty() {
-        flags.push(not_checked(
-            "no black-box attack in the list, and no point left robust to probe with one",
-        ));
+        flags.push(not_checked(if config.probe_size == 0 {
+            "no black-box attack in the list, and the probe size is 0"
+        } else {
+            "no black-box attack in the list, and no point left robust to probe with one"
+        }));
         return Ok(Vec::new());
     }
     let found = broken_rows(model, data, &probe, square, config, device)?;
