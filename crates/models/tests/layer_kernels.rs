@@ -585,6 +585,82 @@ fn mask_where_selects_each_element_bit_for_bit() {
     );
 }
 
+/// `mask_where` with broadcast operands, as a batched projection uses it: a row mask (`[B, 1]`
+/// widened to `[B, N]`), a row value (`min_pair` against a per-row bound widened), a column
+/// operand (`[1, N]`) and a transposed one (no unit stride). Flex runs these through its
+/// three-way zip (patched to fill blocks in parallel, with each mix of contiguous and broadcast
+/// rows specialized): large enough for several blocks, with rows that straddle block boundaries,
+/// on the out-of-place path (shared operands) and the in-place one (a uniquely owned operand);
+/// checked bit for bit against the host.
+#[test]
+fn mask_where_with_broadcast_operands_bit_for_bit() {
+    use burn::tensor::Bool;
+    let device = Device::flex();
+    let (b, n) = (301, 997);
+    let noise = values(b * n + b + n, 11);
+    let full: Vec<f32> = noise[..b * n].to_vec();
+    let per_row: Vec<f32> = noise[b * n..b * n + b].to_vec();
+    let per_col: Vec<f32> = noise[b * n + b..].to_vec();
+    let row_mask: Vec<bool> = per_row.iter().map(|v| *v > 0.1).collect();
+    let full_t = || Tensor::<2>::from_data(TensorData::new(full.clone(), [b, n]), &device);
+    let rows_t = Tensor::<2>::from_data(TensorData::new(per_row.clone(), [b, 1]), &device);
+    let cols_t = Tensor::<2>::from_data(TensorData::new(per_col.clone(), [1, n]), &device);
+    let row_mask_t =
+        Tensor::<2, Bool>::from_data(TensorData::new(row_mask.clone(), [b, 1]), &device)
+            .expand([b, n]);
+    let bits = |t: Tensor<2>| -> Vec<u32> {
+        t.into_data()
+            .try_to_vec::<f32>()
+            .expect("f32")
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    };
+    let host = |f: &dyn Fn(usize, usize) -> f32| -> Vec<u32> {
+        (0..b * n).map(|k| f(k / n, k % n).to_bits()).collect()
+    };
+
+    // A row mask selecting whole rows of a column operand; the tensor shared (out of place).
+    let shared = full_t();
+    let keep = shared.clone();
+    let got = shared.mask_where(row_mask_t.clone(), cols_t.clone().expand([b, n]));
+    drop(keep);
+    let want = host(&|i, j| {
+        if row_mask[i] {
+            per_col[j]
+        } else {
+            full[i * n + j]
+        }
+    });
+    assert_eq!(bits(got), want, "row mask, column value, out of place");
+
+    // The same on a uniquely owned tensor (in place).
+    let got = full_t().mask_where(row_mask_t.clone(), cols_t.clone().expand([b, n]));
+    assert_eq!(bits(got), want, "row mask, column value, in place");
+
+    // min_pair against a per-row bound widened: the projection's clamp to a per-row radius.
+    let shared = full_t();
+    let keep = shared.clone();
+    let got = shared.min_pair(rows_t.clone().expand([b, n]));
+    drop(keep);
+    let want = host(&|i, j| {
+        let (x, r) = (full[i * n + j], per_row[i]);
+        if r < x { r } else { x }
+    });
+    assert_eq!(bits(got), want, "min_pair with a widened row");
+
+    // A transposed operand (inner stride n) with a data-dependent mask.
+    let tr = Tensor::<2>::from_data(TensorData::new(noise[..b * n].to_vec(), [n, b]), &device)
+        .transpose();
+    let mask = full_t().greater(tr.clone());
+    let got = full_t().mask_where(mask, tr);
+    let want = host(&|i, j| {
+        let (x, t) = (full[i * n + j], noise[j * b + i]);
+        if x > t { t } else { x }
+    });
+    assert_eq!(bits(got), want, "transposed value");
+}
+
 /// `sign` (patched to compare instead of calling `copysign`): NaN and both zeros give 0,
 /// infinities and subnormals their sign, on f32 and f64.
 #[test]

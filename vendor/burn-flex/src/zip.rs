@@ -348,36 +348,6 @@ impl Zip3Nest {
         }
         true
     }
-
-    pub fn for_each_run(&self, mut f: impl FnMut(usize, usize, usize)) {
-        debug_assert!(self.ndim >= 1);
-        let outer = self.ndim - 1;
-        let mut idx = [0usize; ZIP_MAX_RANK];
-        let mut a_base = self.a_offset as isize;
-        let mut b_base = self.b_offset as isize;
-        let mut c_base = self.c_offset as isize;
-        loop {
-            f(a_base as usize, b_base as usize, c_base as usize);
-            let mut d = outer;
-            loop {
-                if d == 0 {
-                    return;
-                }
-                d -= 1;
-                idx[d] += 1;
-                a_base += self.a_strides[d];
-                b_base += self.b_strides[d];
-                c_base += self.c_strides[d];
-                if idx[d] < self.shape[d] {
-                    break;
-                }
-                idx[d] = 0;
-                a_base -= self.shape[d] as isize * self.a_strides[d];
-                b_base -= self.shape[d] as isize * self.b_strides[d];
-                c_base -= self.shape[d] as isize * self.c_strides[d];
-            }
-        }
-    }
 }
 
 /// Jointly collapse three same-shape layouts into the minimum-rank
@@ -458,7 +428,131 @@ pub(crate) fn collapse_for_zip3(a: &Layout, b: &Layout, c: &Layout) -> Option<Zi
     Some(nest)
 }
 
-/// Apply a 3-way mapping operation over strided layouts into a new Vec.
+impl Zip3Nest {
+    /// Storage indices `(a, b, c)` of the first element of innermost run number `run`
+    /// (row-major over the outer dims), computed directly rather than by walking the odometer,
+    /// so that blocks of the output can be filled independently (and in parallel).
+    #[inline]
+    fn run_bases(&self, mut run: usize) -> (usize, usize, usize) {
+        let (mut a, mut b, mut c) = (
+            self.a_offset as isize,
+            self.b_offset as isize,
+            self.c_offset as isize,
+        );
+        let mut d = self.ndim - 1;
+        while d > 0 && run > 0 {
+            d -= 1;
+            let i = (run % self.shape[d]) as isize;
+            run /= self.shape[d];
+            a += i * self.a_strides[d];
+            b += i * self.b_strides[d];
+            c += i * self.c_strides[d];
+        }
+        (a as usize, b as usize, c as usize)
+    }
+
+    /// Calls `f(k, a_base, b_base, c_base, i0, n)` for each piece of innermost run that the flat
+    /// output range `start..start + len` covers: `k` is the piece's position in that range, `i0`
+    /// the first index within its run and `n` its length.
+    #[inline]
+    fn for_each_segment(
+        &self,
+        start: usize,
+        len: usize,
+        mut f: impl FnMut(usize, usize, usize, usize, usize, usize),
+    ) {
+        let run_len = self.shape[self.ndim - 1];
+        let (mut o, end) = (start, start + len);
+        while o < end {
+            let (run, i0) = (o / run_len, o % run_len);
+            let n = (run_len - i0).min(end - o);
+            let (a, b, c) = self.run_bases(run);
+            f(o - start, a, b, c, i0, n);
+            o += n;
+        }
+    }
+}
+
+/// One piece of an innermost run, with the inner strides of the three operands known at compile
+/// time when they are 0 (broadcast) or 1 (contiguous), so that the loop vectorizes: this is the
+/// shape of every `mask_where` with a row mask (`[B, 1]` widened to `[B, N]`) or a row value.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn zip3_piece<const SA: usize, const SB: usize, const SC: usize, A, B, C, R>(
+    dst: &mut [R],
+    a: &[A],
+    b: &[B],
+    c: &[C],
+    (ab, bb, cb): (usize, usize, usize),
+    i0: usize,
+    op: impl Fn(A, B, C) -> R,
+) where
+    A: Copy,
+    B: Copy,
+    C: Copy,
+{
+    let n = dst.len();
+    let a = &a[ab + i0 * SA..ab + i0 * SA + (n - 1) * SA + 1];
+    let b = &b[bb + i0 * SB..bb + i0 * SB + (n - 1) * SB + 1];
+    let c = &c[cb + i0 * SC..cb + i0 * SC + (n - 1) * SC + 1];
+    for (j, d) in dst.iter_mut().enumerate() {
+        *d = op(a[j * SA], b[j * SB], c[j * SC]);
+    }
+}
+
+/// Fills `dst` (the flat output range starting at `start`) with `op` over the three operands.
+#[allow(clippy::too_many_arguments)]
+fn zip3_fill<A, B, C, R, F>(
+    nest: &Zip3Nest,
+    a: &[A],
+    b: &[B],
+    c: &[C],
+    start: usize,
+    dst: &mut [R],
+    op: &F,
+) where
+    A: Copy,
+    B: Copy,
+    C: Copy,
+    F: Fn(A, B, C) -> R,
+{
+    let (_, a_st, b_st, c_st) = nest.inner();
+    nest.for_each_segment(start, dst.len(), |k, ab, bb, cb, i0, n| {
+        let out = &mut dst[k..k + n];
+        let bases = (ab, bb, cb);
+        match (a_st, b_st, c_st) {
+            (1, 1, 1) => zip3_piece::<1, 1, 1, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (0, 1, 1) => zip3_piece::<0, 1, 1, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (1, 0, 1) => zip3_piece::<1, 0, 1, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (1, 1, 0) => zip3_piece::<1, 1, 0, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (0, 0, 1) => zip3_piece::<0, 0, 1, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (0, 1, 0) => zip3_piece::<0, 1, 0, _, _, _, _>(out, a, b, c, bases, i0, op),
+            (1, 0, 0) => zip3_piece::<1, 0, 0, _, _, _, _>(out, a, b, c, bases, i0, op),
+            _ => {
+                for (j, d) in out.iter_mut().enumerate() {
+                    let i = i0 + j;
+                    *d = op(
+                        a[ab + i * a_st as usize],
+                        b[bb + i * b_st as usize],
+                        c[cb + i * c_st as usize],
+                    );
+                }
+            }
+        }
+    });
+}
+
+/// Apply `op` over three zipped strided operands via a collapsed loop nest, producing the
+/// results in row-major output order.
+///
+/// The output is written in blocks, on rayon's pool for large tensors (as the unary and binary
+/// ops are); within a block each piece of an innermost run is specialized on its stride triple
+/// (every mix of contiguous and broadcast) so that it vectorizes. Bulwark's patch: this used to
+/// push element by element on the calling thread, which took a quarter of FAB-T's time through
+/// the `min_pair` of its projection (a `[B, N]` tensor against a `[B, 1]` one widened).
+///
+/// Returns `None` when the layouts can't be collapsed (negative strides, rank too high);
+/// callers keep their `StridedIter` fallback for that case.
 pub(crate) fn zip3_map<A, B, C, R, F>(
     a: &[A],
     a_layout: &Layout,
@@ -469,48 +563,39 @@ pub(crate) fn zip3_map<A, B, C, R, F>(
     op: F,
 ) -> Option<Vec<R>>
 where
-    A: Copy,
-    B: Copy,
-    C: Copy,
-    F: Fn(A, B, C) -> R,
+    A: Copy + Sync,
+    B: Copy + Sync,
+    C: Copy + Sync,
+    R: Copy + Send,
+    F: Fn(A, B, C) -> R + Sync + Send,
 {
     let numel = a_layout.num_elements();
     if numel == 0 {
         return Some(Vec::new());
     }
     let nest = collapse_for_zip3(a_layout, b_layout, c_layout)?;
-
-    let mut out: Vec<R> = Vec::with_capacity(numel);
     if nest.ndim == 0 {
+        let mut out = Vec::with_capacity(1);
         out.push(op(a[nest.a_offset], b[nest.b_offset], c[nest.c_offset]));
         return Some(out);
     }
-
-    let (len, a_st, b_st, c_st) = nest.inner();
-    match (a_st, b_st, c_st) {
-        (1, 1, 1) => nest.for_each_run(|ab, bb, cb| {
-            let a_slice = &a[ab..ab + len];
-            let b_slice = &b[bb..bb + len];
-            let c_slice = &c[cb..cb + len];
-            for i in 0..len {
-                out.push(op(a_slice[i], b_slice[i], c_slice[i]));
-            }
-        }),
-        _ => nest.for_each_run(|ab, bb, cb| {
-            for i in 0..len {
-                let av = a[ab + i * a_st as usize];
-                let bv = b[bb + i * b_st as usize];
-                let cv = c[cb + i * c_st as usize];
-                out.push(op(av, bv, cv));
-            }
-        }),
+    let mut out: Vec<R> = Vec::with_capacity(numel);
+    // Every element is written by exactly one block below before the vector is returned; `R`
+    // is plain data (`Copy`), as in the uninitialized outputs of the unary and mask ops.
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        out.set_len(numel);
     }
-    debug_assert_eq!(out.len(), numel);
+    crate::ops::unary::par_blocks(&mut out, |start, block| {
+        zip3_fill(&nest, a, b, c, start, block, &op)
+    });
     Some(out)
 }
 
 /// Apply a 3-way operation in place into `dst`, reading from `b` and `c`.
-/// `dst` is indexed directly at `db`, which includes `a_offset`.
+/// `dst` is indexed directly at `db`, which includes `a_offset`; it must be dense (row-major
+/// from `a_offset`), so that blocks of it can be updated independently (on rayon's pool for
+/// large tensors, as [`zip3_map`]).
 pub(crate) fn zip3_apply_inplace<D, B, C, F>(
     nest: &Zip3Nest,
     dst: &mut [D],
@@ -518,10 +603,10 @@ pub(crate) fn zip3_apply_inplace<D, B, C, F>(
     c: &[C],
     op: F,
 ) where
-    D: Copy,
-    B: Copy,
-    C: Copy,
-    F: Fn(D, B, C) -> D,
+    D: Copy + Send + Sync,
+    B: Copy + Sync,
+    C: Copy + Sync,
+    F: Fn(D, B, C) -> D + Sync + Send,
 {
     debug_assert!(
         nest.a_is_dense(),
@@ -534,26 +619,40 @@ pub(crate) fn zip3_apply_inplace<D, B, C, F>(
     if nest.shape[..nest.ndim].contains(&0) {
         return;
     }
-
-    let (len, d_st, b_st, c_st) = nest.inner();
-    match (d_st, b_st, c_st) {
-        (1, 1, 1) => nest.for_each_run(|db, bb, cb| {
-            let b_slice = &b[bb..bb + len];
-            let c_slice = &c[cb..cb + len];
-            let d_slice = &mut dst[db..db + len];
-            for i in 0..len {
-                d_slice[i] = op(d_slice[i], b_slice[i], c_slice[i]);
+    let numel: usize = nest.shape[..nest.ndim].iter().product();
+    let dense = &mut dst[nest.a_offset..nest.a_offset + numel];
+    let (_, _, b_st, c_st) = nest.inner();
+    crate::ops::unary::par_blocks(dense, |start, block| {
+        nest.for_each_segment(start, block.len(), |k, _, bb, cb, i0, n| {
+            let out = &mut block[k..k + n];
+            match (b_st, c_st) {
+                (1, 1) => {
+                    let (b, c) = (&b[bb + i0..bb + i0 + n], &c[cb + i0..cb + i0 + n]);
+                    for (j, d) in out.iter_mut().enumerate() {
+                        *d = op(*d, b[j], c[j]);
+                    }
+                }
+                (0, 1) => {
+                    let (bv, c) = (b[bb], &c[cb + i0..cb + i0 + n]);
+                    for (j, d) in out.iter_mut().enumerate() {
+                        *d = op(*d, bv, c[j]);
+                    }
+                }
+                (1, 0) => {
+                    let (b, cv) = (&b[bb + i0..bb + i0 + n], c[cb]);
+                    for (j, d) in out.iter_mut().enumerate() {
+                        *d = op(*d, b[j], cv);
+                    }
+                }
+                _ => {
+                    for (j, d) in out.iter_mut().enumerate() {
+                        let i = i0 + j;
+                        *d = op(*d, b[bb + i * b_st as usize], c[cb + i * c_st as usize]);
+                    }
+                }
             }
-        }),
-        _ => nest.for_each_run(|db, bb, cb| {
-            for i in 0..len {
-                let d_idx = db + i * d_st as usize;
-                let b_idx = bb + i * b_st as usize;
-                let c_idx = cb + i * c_st as usize;
-                dst[d_idx] = op(dst[d_idx], b[b_idx], c[c_idx]);
-            }
-        }),
-    }
+        })
+    });
 }
 
 #[cfg(test)]
