@@ -32,7 +32,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// The main job: adversarially train small-cnn on MNIST (FGSM-RS, eps 0.3), evaluate it (clean,
-    /// PGD-50 with restarts, the evaluator's quick cascade) and write runs/<name>/report.md.
+    /// PGD-50 with restarts, the evaluator's `standard` preset: AutoAttack's composition) and
+    /// write runs/<name>/report.md.
     /// Continue a killed run with `cargo xtask train --name <name> -- --resume`.
     Train {
         /// Run name (default: small-cnn-mnist-fgsm-rs-<UTC timestamp>).
