@@ -649,7 +649,7 @@ fn mask_where_with_broadcast_operands_bit_for_bit() {
     });
     assert_eq!(bits(got), want, "min_pair with a widened row");
 
-    // A transposed operand (inner stride n) with a data-dependent mask.
+    // A transposed operand (inner stride b) with a data-dependent mask.
     let tr = Tensor::<2>::from_data(TensorData::new(noise[..b * n].to_vec(), [n, b]), &device)
         .transpose();
     let mask = full_t().greater(tr.clone());
