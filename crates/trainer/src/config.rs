@@ -556,6 +556,14 @@ mod tests {
                 // A recipe round-trips through the TOML a run directory stores.
                 let again = TrainConfig::from_toml_str(&cfg.to_toml(), &path).unwrap();
                 assert_eq!(again.to_toml(), cfg.to_toml(), "{}", path.display());
+                // Every recipe's headline is AutoAttack's composition on the whole test set
+                // (issue 30); `quick` is a cheaper upper bound a user may choose.
+                assert_eq!(
+                    (cfg.final_eval.preset, cfg.final_eval.limit),
+                    (Some(bulwark_attack_core::Preset::Standard), None),
+                    "{}",
+                    path.display()
+                );
                 n += 1;
             }
         }
