@@ -130,7 +130,41 @@ fn check(c: Case) {
     burn_flex::set_conv2d_direct(true);
 }
 
-fn check_path(c: Case, direct: bool) {
+/// [`check`], and the two paths' output and gradients equal bit for bit: for geometries where the
+/// switch changes only how the stride phases are split, merged and summed (the AVX-512 routines
+/// against the generic ones), not which kernel multiplies.
+fn check_bit_for_bit(c: Case) {
+    let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    let mut paths = Vec::new();
+    for direct in [true, false] {
+        burn_flex::set_conv2d_direct(direct);
+        paths.push(check_path(c, direct));
+    }
+    burn_flex::set_conv2d_direct(true);
+    let names = [
+        "output",
+        "input gradient",
+        "weight gradient",
+        "bias gradient",
+    ];
+    for ((name, on), off) in names.iter().zip(&paths[0]).zip(&paths[1]) {
+        let differ = on
+            .iter()
+            .zip(off)
+            .position(|(a, b)| a.to_bits() != b.to_bits());
+        assert!(
+            differ.is_none(),
+            "{name} for {c:?}: element {} is {} on the direct path and {} on the gemm path",
+            differ.unwrap_or_default(),
+            on[differ.unwrap_or_default()],
+            off[differ.unwrap_or_default()]
+        );
+    }
+}
+
+/// Checks one path against the definition and returns its output and gradients (output, input,
+/// weight, bias) as read back.
+fn check_path(c: Case, direct: bool) -> [Vec<f32>; 4] {
     let what = |name: &str| format!("{name} ({} path)", if direct { "direct" } else { "gemm" });
     let device = Device::flex();
     let [ho, wo] = c.out();
@@ -158,18 +192,15 @@ fn check_path(c: Case, direct: bool) {
     let grads = (out.clone() * weights).sum().backward();
     let host = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().unwrap();
 
-    assert_close(&what("output"), &c, &host(out.inner()), &want.out);
-    let dx = xa.grad(&grads).expect("input gradient");
-    assert_close(&what("input gradient"), &c, &host(dx), &want.dx);
-    let dw = wa.grad(&grads).expect("weight gradient");
-    assert_close(&what("weight gradient"), &c, &host(dw), &want.dw);
+    assert_close(&what("output"), &c, &host(out.clone().inner()), &want.out);
+    let dx = host(xa.grad(&grads).expect("input gradient"));
+    assert_close(&what("input gradient"), &c, &dx, &want.dx);
+    let dw = host(wa.grad(&grads).expect("weight gradient"));
+    assert_close(&what("weight gradient"), &c, &dw, &want.dw);
     let db = ba.grad(&grads).expect("bias gradient");
-    assert_close(
-        &what("bias gradient"),
-        &c,
-        &db.into_data().try_to_vec::<f32>().unwrap(),
-        &want.db,
-    );
+    let db = db.into_data().try_to_vec::<f32>().unwrap();
+    assert_close(&what("bias gradient"), &c, &db, &want.db);
+    [host(out.inner()), dx, dw, db]
 }
 
 const BASE: Case = Case {
@@ -322,6 +353,75 @@ fn direct_strided_like_the_small_cnn() {
         pad: [1, 1],
         ..BASE
     });
+}
+
+#[test]
+fn column_stride_two_over_widths_paddings_and_dilations() {
+    // A column stride of 2 splits each input row into even and odd phase rows; with the direct
+    // kernels on, rows whose phases hold at most 16 pixels and whose padded input ends within
+    // 32 lanes take the AVX-512 split and merge (masked loads and stores, even/odd lane
+    // permutations), and col2im sums phase rows in registers. Widths and paddings on both sides
+    // of the phase-row limit (16 and 17), padding plus width of 32 and, with phase rows of 16,
+    // 33 (w 33 unpadded with an even kernel: its last column is read by no window and must
+    // still get a zero gradient), odd and even sizes, dilation, row strides 1, 2 and 3, and
+    // kernels that read the last padded column or stop short of it. With 3 output channels
+    // neither path runs a direct kernel, so the switch changes only the phase routines and the
+    // results must be the same bit for bit.
+    let mut cases = Vec::new();
+    for (w, pad, kw, dil) in [
+        (1, 0, 1, 1),
+        (2, 1, 2, 1),
+        (5, 0, 3, 1),
+        (7, 2, 3, 1),
+        (8, 3, 4, 1),
+        (9, 1, 4, 1),
+        (13, 1, 3, 2),
+        (14, 1, 4, 1),
+        (15, 0, 5, 1),
+        (28, 1, 4, 1),
+        (29, 3, 2, 1),
+        (30, 1, 4, 1),
+        (31, 1, 4, 1),
+        (30, 2, 5, 1),
+        (32, 1, 4, 1),
+        (33, 0, 3, 1),
+        (33, 0, 2, 1),
+        (33, 0, 4, 1),
+        (31, 2, 3, 2),
+    ] {
+        for stride_h in [1, 2, 3] {
+            cases.push(Case {
+                b: 2,
+                cin: 2,
+                h: 5,
+                w,
+                cout: 3,
+                k: [2, kw],
+                stride: [stride_h, 2],
+                pad: [1, pad],
+                dilation: [1, dil],
+                ..BASE
+            });
+        }
+    }
+    for c in cases {
+        check_bit_for_bit(c);
+    }
+    // Through the direct kernel's forward (a reduction of 64 or more) at small-cnn's first-layer
+    // width and an odd one.
+    for w in [28, 27] {
+        check(Case {
+            b: 2,
+            cin: 4,
+            h: 6,
+            w,
+            cout: 16,
+            k: [4, 4],
+            stride: [2, 2],
+            pad: [1, 1],
+            ..BASE
+        });
+    }
 }
 
 #[test]

@@ -30,6 +30,7 @@ use core::mem::MaybeUninit;
 
 use crate::{FlexTensor, Layout};
 
+mod avx512_phases;
 pub(crate) mod direct;
 
 /// The element types with a gemm path here (half types go through f32).
@@ -300,8 +301,26 @@ fn for_each_phase_row(g: &Geom, mut f: impl FnMut(usize, Option<usize>, usize, u
     }
 }
 
+/// `Some(s)` as f32 when `T` is f32 (for the f32-only AVX-512 routines).
+fn as_f32<T: Real>(s: &[T]) -> Option<&[f32]> {
+    (core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>())
+        .then(|| bytemuck::cast_slice(s))
+}
+
+/// [`as_f32`] for a mutable slice.
+fn as_f32_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
+    (core::any::TypeId::of::<T>() == core::any::TypeId::of::<f32>())
+        .then(|| bytemuck::cast_slice_mut(s))
+}
+
 /// Splits one input plane (`h·w`) into its zero-padded stride phases.
 fn split_phases<T: Real>(g: &Geom, plane: &[T], phases: &mut [T]) {
+    if avx512_phases::suits(g)
+        && let (Some(plane), Some(phases)) = (as_f32(plane), as_f32_mut(phases))
+    {
+        avx512_phases::split(g, plane, phases);
+        return;
+    }
     let wq = phase_side(g).1;
     let sw = g.stride[1];
     for_each_phase_row(g, |at, src, lo, hi, iw0| {
@@ -337,6 +356,20 @@ fn init_zero<T: Real>(buf: &mut [MaybeUninit<T>]) -> &mut [T] {
 /// the plane (every input pixel is in exactly one phase position or in none,
 /// when no window reads it; those are set to zero).
 fn merge_phases<T: Real>(g: &Geom, phases: &[T], plane: &mut [MaybeUninit<T>]) {
+    if avx512_phases::suits(g)
+        && let Some(phases) = as_f32(phases)
+    {
+        // SAFETY: `T` is f32 (`as_f32` checked its type id), so the slice's
+        // elements are `MaybeUninit<f32>`.
+        let plane = unsafe {
+            core::slice::from_raw_parts_mut(
+                plane.as_mut_ptr().cast::<MaybeUninit<f32>>(),
+                plane.len(),
+            )
+        };
+        avx512_phases::merge(g, phases, plane);
+        return;
+    }
     let sw = g.stride[1];
     let plane = init_zero(plane);
     for_each_phase_row(g, |at, dst, lo, hi, iw0| {
@@ -426,15 +459,26 @@ fn col2im<T: Real>(g: &Geom, grp: usize, col: &[T], nb: usize, dx: &mut [MaybeUn
     let wq = phase_side(g).1;
     let mut phases = vec![T::ZERO; phase_len(g)];
     let offsets = tap_offsets(g);
+    let fast = avx512_phases::Col2im::new(g, &offsets, n);
     for c in 0..g.cpg() {
         let channel = (grp * g.cpg() + c) * plane;
+        let rows = &col[c * taps * n..(c + 1) * taps * n];
         for s in 0..nb {
-            phases.fill(T::ZERO);
-            for (tap, &dst) in offsets.iter().enumerate() {
-                let src = (c * taps + tap) * n + s * p;
-                for oh in 0..g.ho {
-                    let (d, s) = (dst + oh * wq, src + oh * g.wo);
-                    add_short(&mut phases[d..d + g.wo], &col[s..s + g.wo]);
+            let done = match (&fast, as_f32(rows), as_f32_mut(&mut phases)) {
+                (Some(plan), Some(rows), Some(ph)) => {
+                    plan.run(g, rows, s * p, ph);
+                    true
+                }
+                _ => false,
+            };
+            if !done {
+                phases.fill(T::ZERO);
+                for (tap, &dst) in offsets.iter().enumerate() {
+                    let src = (c * taps + tap) * n + s * p;
+                    for oh in 0..g.ho {
+                        let (d, s) = (dst + oh * wq, src + oh * g.wo);
+                        add_short(&mut phases[d..d + g.wo], &col[s..s + g.wo]);
+                    }
                 }
             }
             let at = s * g.cin * plane + channel;
