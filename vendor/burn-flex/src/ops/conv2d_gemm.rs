@@ -315,10 +315,9 @@ fn as_f32_mut<T: Real>(s: &mut [T]) -> Option<&mut [f32]> {
 
 /// Splits one input plane (`h·w`) into its zero-padded stride phases.
 fn split_phases<T: Real>(g: &Geom, plane: &[T], phases: &mut [T]) {
-    if avx512_phases::suits(g)
-        && let (Some(plane), Some(phases)) = (as_f32(plane), as_f32_mut(phases))
+    if let (Some(plane), Some(phases)) = (as_f32(plane), as_f32_mut(phases))
+        && avx512_phases::split(g, plane, phases)
     {
-        avx512_phases::split(g, plane, phases);
         return;
     }
     let wq = phase_side(g).1;
@@ -356,19 +355,18 @@ fn init_zero<T: Real>(buf: &mut [MaybeUninit<T>]) -> &mut [T] {
 /// the plane (every input pixel is in exactly one phase position or in none,
 /// when no window reads it; those are set to zero).
 fn merge_phases<T: Real>(g: &Geom, phases: &[T], plane: &mut [MaybeUninit<T>]) {
-    if avx512_phases::suits(g)
-        && let Some(phases) = as_f32(phases)
-    {
+    if let Some(phases) = as_f32(phases) {
         // SAFETY: `T` is f32 (`as_f32` checked its type id), so the slice's
         // elements are `MaybeUninit<f32>`.
-        let plane = unsafe {
+        let plane32 = unsafe {
             core::slice::from_raw_parts_mut(
                 plane.as_mut_ptr().cast::<MaybeUninit<f32>>(),
                 plane.len(),
             )
         };
-        avx512_phases::merge(g, phases, plane);
-        return;
+        if avx512_phases::merge(g, phases, plane32) {
+            return;
+        }
     }
     let sw = g.stride[1];
     let plane = init_zero(plane);

@@ -11,8 +11,8 @@
 //! input gradient another 16 % of a PGD step, all scalar. Here one input row
 //! is two masked loads (the zero padding is the mask, the loads never touch
 //! memory outside the row), two lane permutations across the two vectors (the
-//! even and the odd lanes), and two masked stores of the phase rows; the merge is the same in reverse.
-//! col2im sums each phase row in one register over the taps that land in it
+//! even and the odd lanes), and two masked stores of the phase rows; the merge
+//! is the same in reverse. col2im sums each phase row in one register over the taps that land in it
 //! (one masked load of a column row per tap, shifted by the tap's column
 //! offset) and stores it once, where the generic code zeroes the phases and
 //! adds every tap's rows into memory. Same values, bit for bit: copies, and
@@ -27,19 +27,17 @@ use alloc::vec::Vec;
 
 use super::{Geom, phase_side};
 
-/// Whether [`split`] and [`merge`] take geometry `g`: it [`fits`] them, and
-/// AVX-512F is on (the direct kernels' switch and CPU check).
-pub(super) fn suits(g: &Geom) -> bool {
-    fits(g) && super::direct::active()
-}
-
-/// The geometry condition of [`suits`]: a column stride of 2, phase rows of at
-/// most 16 (the part of a padded row the phases read, `2·wq` lanes, fits two
-/// vectors), and input rows that end within those two vectors (`pw + w ≤ 32`,
-/// so the merge writes every input pixel).
-fn fits(g: &Geom) -> bool {
-    let wq = phase_side(g).1;
-    g.stride[1] == 2 && (1..=16).contains(&wq) && g.w >= 1 && g.pad[1] + g.w <= 32
+/// The phase sides `(hq, wq)` of geometry `g` where [`split`] and [`merge`]
+/// take it: a column stride of 2, phase rows of at most 16 (the part of a
+/// padded row the phases read, `2·wq` lanes, fits two vectors), input rows
+/// that end within those two vectors (`pw + w ≤ 32`, so the merge writes every
+/// input pixel), and AVX-512F on (the direct kernels' switch and CPU check).
+/// One check decides and licenses the AVX-512 code, so another thread
+/// flipping the switch cannot come between the two.
+fn sides(g: &Geom) -> Option<(usize, usize)> {
+    let (hq, wq) = phase_side(g);
+    let fits = g.stride[1] == 2 && (1..=16).contains(&wq) && g.w >= 1 && g.pad[1] + g.w <= 32;
+    (fits && super::direct::active()).then_some((hq, wq))
 }
 
 /// Lanes `k` of a padded row (`[0, 32)`, two masks of 16) whose input column
@@ -57,24 +55,21 @@ fn row_masks(pw: usize, w: usize) -> (u16, u16) {
     (m as u16, (m >> 16) as u16)
 }
 
-/// [`super::split_phases`] for geometries that [`suits`] takes: every phase
-/// element written, padding zero.
-pub(super) fn split(g: &Geom, plane: &[f32], phases: &mut [f32]) {
-    let (hq, wq) = phase_side(g);
-    // Not `suits`: the switch may be flipped by another thread after the
-    // caller checked it; what safety needs is the geometry and the CPU.
-    assert!(
-        fits(g) && super::direct::cpu_supported(),
-        "AVX-512 phase split on an unsuited geometry or CPU"
-    );
+/// [`super::split_phases`] where [`sides`] takes geometry `g` (every phase
+/// element written, padding zero); `false`, with nothing written, elsewhere.
+pub(super) fn split(g: &Geom, plane: &[f32], phases: &mut [f32]) -> bool {
+    let Some((hq, wq)) = sides(g) else {
+        return false;
+    };
     assert_eq!(plane.len(), g.h * g.w, "phase split input");
     assert!(
         phases.len() >= g.stride[0] * 2 * hq * wq,
         "phase split output"
     );
-    // SAFETY: AVX-512F and the geometry (asserted); the sizes are asserted above (see
-    // `split_avx512`).
-    unsafe { split_avx512(g, hq, wq, plane, phases) }
+    // SAFETY: AVX-512F and the geometry (`sides`); the sizes are asserted
+    // above (see `split_avx512`).
+    unsafe { split_avx512(g, hq, wq, plane, phases) };
+    true
 }
 
 /// # Safety
@@ -112,22 +107,22 @@ unsafe fn split_avx512(_g: &Geom, _hq: usize, _wq: usize, _plane: &[f32], _phase
     unreachable!("the AVX-512 phase routines run only where `direct::active()` is true (x86-64)");
 }
 
-/// [`super::merge_phases`] for geometries that [`suits`] takes: every input
-/// pixel of `plane` written (zero where no phase element holds it).
-pub(super) fn merge(g: &Geom, phases: &[f32], plane: &mut [core::mem::MaybeUninit<f32>]) {
-    let (hq, wq) = phase_side(g);
-    assert!(
-        fits(g) && super::direct::cpu_supported(),
-        "AVX-512 phase merge on an unsuited geometry or CPU"
-    );
+/// [`super::merge_phases`] where [`sides`] takes geometry `g` (every input
+/// pixel of `plane` written, zero where no phase element holds it); `false`,
+/// with nothing written, elsewhere.
+pub(super) fn merge(g: &Geom, phases: &[f32], plane: &mut [core::mem::MaybeUninit<f32>]) -> bool {
+    let Some((hq, wq)) = sides(g) else {
+        return false;
+    };
     assert_eq!(plane.len(), g.h * g.w, "phase merge output");
     assert!(
         phases.len() >= g.stride[0] * 2 * hq * wq,
         "phase merge input"
     );
-    // SAFETY: AVX-512F and the geometry (asserted); the sizes are asserted above (see
-    // `merge_avx512`).
-    unsafe { merge_avx512(g, hq, wq, phases, plane) }
+    // SAFETY: AVX-512F and the geometry (`sides`); the sizes are asserted
+    // above (see `merge_avx512`).
+    unsafe { merge_avx512(g, hq, wq, phases, plane) };
+    true
 }
 
 /// # Safety

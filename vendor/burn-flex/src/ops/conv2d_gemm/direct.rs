@@ -79,15 +79,13 @@ fn env_allows() -> bool {
     true
 }
 
-/// Whether this CPU has AVX-512F (the switch aside).
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-pub(super) fn cpu_supported() -> bool {
+fn cpu_supported() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// Whether this CPU has AVX-512F (never, off x86-64 or without std).
 #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
-pub(super) fn cpu_supported() -> bool {
+fn cpu_supported() -> bool {
     false
 }
 
