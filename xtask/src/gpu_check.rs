@@ -1,8 +1,8 @@
 //! `cargo xtask gpu-check`: the `wgpu` backend on this machine's first adapter, in one report.
 //!
 //! Three steps, each logged to its own file and run even when an earlier one failed:
-//! 1. the GPU test set (`crates/trainer/tests/integration/gpu.rs`, wgpu against flex), the CIFAR
-//!    models included (`--include-ignored`);
+//! 1. the GPU test set (`crates/trainer/tests/integration/gpu.rs`, wgpu against flex; the CIFAR
+//!    models included, as in CI);
 //! 2. the throughput benchmark on wgpu (clean, PGD-10 and the PGD-AT step of small-cnn and
 //!    madry-cnn at batch 128 with the matrix-multiply rate, and PGD-10 and the PGD-AT step at
 //!    batch 1024);
@@ -107,16 +107,12 @@ pub(crate) fn run(out: Option<PathBuf>, quick: bool) -> Result<()> {
     let features = features();
     let mut steps = Vec::new();
 
-    // 1. The GPU test set, with the CIFAR models except in a quick check (minutes per model on
-    // a software GPU).
+    // 1. The GPU test set.
     let mut tests = cargo();
     tests
         .args(["test", "--workspace", "--features", &features])
         .args(["--test", "integration", "gpu::", "--"])
         .args(["--test-threads", "1", "--nocapture"]);
-    if !quick {
-        tests.arg("--include-ignored");
-    }
     steps.push(step(
         "GPU test set (wgpu against flex)",
         tests,

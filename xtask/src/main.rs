@@ -72,8 +72,8 @@ enum Task {
         /// Output directory (default: target/gpu-check).
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Small steps, for a software GPU (Mesa's lavapipe): the MNIST models' tests, small-cnn
-        /// at batch 32, one epoch on 1,000 images.
+        /// Small steps, for a software GPU (Mesa's lavapipe): small-cnn at batch 32, one epoch on
+        /// 1,000 images (the test set is the same).
         #[arg(long)]
         quick: bool,
     },

@@ -95,20 +95,37 @@ fn forward_backward(name: &str, device: &Device) -> (Vec<f32>, Vec<f32>) {
     (values(logits.inner()), values(g))
 }
 
-/// `models`' forward passes and input gradients on the GPU against flex's: within 1e-3 of their
-/// largest magnitude (f32 sums in another order over up to a few thousand terms per output: a
-/// few units in 1e-7 measured, docs/backends.md).
+/// `models`' forward passes and input gradients on the GPU against flex's. The logits agree within
+/// 1e-3 of their largest magnitude (f32 sums in another order over up to a few thousand terms
+/// per output: a few units in 1e-7 measured, docs/backends.md). The input gradient is piecewise
+/// constant in the input (ReLU masks, max-pool choices): where a pre-activation lies within
+/// rounding of zero the two backends can take different pieces, and the gradient jumps over that
+/// unit's receptive field. So, as for the attacks' steps, at most 1 % of the gradient's values
+/// may be more than 1e-3 of its largest magnitude apart (wrn-28-10 on lavapipe: 13 of 6,144, the
+/// same jump flex makes itself when the input moves by one ulp; docs/backends.md).
 fn models_agree_with_flex(models: &[&str]) {
     let gpu = gpu();
     for name in models {
         let (l_cpu, g_cpu) = forward_backward(name, &cpu());
         let (l_gpu, g_gpu) = forward_backward(name, &gpu);
         let (dl, dg) = (relative_gap(&l_cpu, &l_gpu), relative_gap(&g_cpu, &g_gpu));
-        eprintln!("{name}: logits {dl:.2e}, input gradient {dg:.2e}");
+        let scale = g_cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let far = g_cpu
+            .iter()
+            .zip(&g_gpu)
+            .filter(|(a, b)| (*a - *b).abs() > 1e-3 * scale)
+            .count();
+        eprintln!(
+            "{name}: logits {dl:.2e}, input gradient {dg:.2e} ({far} of {} values more than 1e-3 \
+             apart)",
+            g_cpu.len()
+        );
         assert!(dl <= 1e-3, "{name}: logits differ by {dl:e} (relative)");
         assert!(
-            dg <= 1e-3,
-            "{name}: input gradients differ by {dg:e} (relative)"
+            far * 100 <= g_cpu.len(),
+            "{name}: {far} of {} input-gradient values differ by more than 1e-3 of the largest \
+             (largest gap {dg:e})",
+            g_cpu.len()
         );
     }
 }
@@ -119,10 +136,9 @@ fn zoo_models_agree_with_flex_on_forward_and_input_gradient() {
     models_agree_with_flex(&["seed-net", "mlp", "small-cnn", "madry-cnn"]);
 }
 
-/// The CIFAR-sized zoo models: minutes of shader compilation and arithmetic on a software GPU,
-/// so CI leaves them out and `cargo xtask gpu-check` runs them (with `--include-ignored`).
+/// The CIFAR-sized zoo models, at their real channel counts (wrn-28-10: 36.5 million parameters,
+/// 26 s on lavapipe on a 2-core machine).
 #[test]
-#[ignore = "CIFAR-sized models: run by `cargo xtask gpu-check` on a real GPU"]
 fn cifar_zoo_models_agree_with_flex_on_forward_and_input_gradient() {
     models_agree_with_flex(&["preact-resnet18", "wrn-28-10"]);
 }

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# `cargo xtask gpu-check` for a GPU machine without a Rust toolchain: the same steps (the GPU test
+# set, the wgpu throughput benchmark, a short PGD-AT training with its evaluation) plus the
+# evaluation benchmark, run from binaries built elsewhere, with the GPU's utilisation sampled
+# every 100 ms so that the time the attack loops spend outside kernels can be read per step.
+#
+# Prepare on the build machine (docs/backends.md, "wgpu on a GPU"), from the repository root:
+#   cargo build --release -p bulwark-cli --features bulwark-cli/wgpu     # -> bulwark-release
+#   cargo build -p bulwark-cli --features bulwark-cli/wgpu               # -> bulwark-dev
+#   cargo test --workspace --features bulwark-cli/wgpu,bulwark-cli/mpi --test integration --no-run
+#       # the trainer's integration binary (the one whose --list shows gpu::) -> gpu-tests
+#   cargo build -p bulwark-cli --features bulwark-cli/wgpu,burn/fusion,burn/autotune
+#       # -> bulwark-dev-fusion
+#   cargo test -p bulwark-trainer --features wgpu,burn/fusion,burn/autotune --test integration --no-run
+#       # -> gpu-tests-fusion
+#   strip each, pack them as .gpu/bin.tar.xz (`tar -c ... | xz -9 --lzma2=preset=9,dict=256MiB`),
+#   copy MNIST's four .gz files into .gpu/mnist, write the checkout's absolute path into
+#   .gpu/built-at.txt and
+#   `git rev-parse HEAD > .gpu/commit.txt`; the Vulkan loader's .deb files go into .gl/
+#   (libvulkan1; docs/backends.md says how they were fetched).
+# Then, on the GPU machine, from the repository root:
+#   bash docs/performance/gpu_check_prebuilt.sh OUTDIR [SECONDS]
+# SECONDS (default 540) bounds the whole run: each step has its own limit and the last one, the
+# `standard` evaluation of all 10,000 test images, gets what is left. Every step runs even when
+# an earlier one failed; OUTDIR/logs.tgz holds every log, OUTDIR/summary.txt the measured lines.
+set -u
+out=${1:?usage: gpu_check_prebuilt.sh OUTDIR [SECONDS]}
+budget=${2:-540}
+here=$(pwd)
+start=$(date +%s)
+deadline=$((start + budget))
+logs=/tmp/bulwark-gpu-logs
+bin=/tmp/bulwark-gpu-bin
+mkdir -p "$out" "$logs" "$bin"
+
+# The Vulkan loader, where the machine lacks it; the NVIDIA driver's own ICD file.
+if ! ldconfig -p | grep -q 'libvulkan.so.1' && ls .gl/*.deb >/dev/null 2>&1; then
+  for f in .gl/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+fi
+if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
+  for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
+    [ -f "$f" ] && export VK_DRIVER_FILES="$f" && break
+  done
+fi
+# The binaries travel as one xz archive (with a dictionary larger than one binary, the second and
+# later, which share most of their code with the first, cost a fraction of it).
+if command -v xz >/dev/null 2>&1; then
+  xz -dc .gpu/bin.tar.xz | tar -x -C "$bin"
+else
+  python3 -c 'import lzma, sys, tarfile; tarfile.open(fileobj=lzma.open(sys.argv[1])).extractall(sys.argv[2])' \
+    .gpu/bin.tar.xz "$bin"
+fi
+# The test binary reads its fixtures by the absolute path of the checkout it was built in.
+root_at=$(cat .gpu/built-at.txt 2>/dev/null)
+if [ -n "$root_at" ] && [ ! -e "$root_at" ]; then
+  mkdir -p "$(dirname "$root_at")" && ln -s "$here" "$root_at"
+fi
+
+{
+  date -u
+  echo "commit: $(cat .gpu/commit.txt 2>/dev/null)"
+  nvidia-smi -L
+  nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,memory.total --format=csv
+  lscpu | grep 'Model name'
+  echo "cores: $(nproc)"
+  echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-}"
+  ls /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>&1
+} > "$logs/machine.txt" 2>&1
+cat "$logs/machine.txt"
+
+# utilization.gpu: the share of the sample period in which a kernel was running.
+nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,power.draw,memory.used \
+  --format=csv,noheader,nounits -lms 100 > "$logs/util.csv" 2>&1 &
+sampler=$!
+
+# step NAME LIMIT COMMAND...: runs COMMAND with its output in NAME.log, within LIMIT seconds and
+# the overall deadline; records its start, end and exit status in steps.txt.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((deadline - $(date +%s)))
+  if [ "$left" -lt 15 ]; then
+    echo "== $name: skipped, ${left} s left"
+    echo "$name skipped" >> "$logs/steps.txt"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  echo "== $name (at most $limit s): $*"
+  local s e rc
+  s=$(date +%s.%N)
+  timeout -k 5 "$limit" "$@" > "$logs/$name.log" 2>&1
+  rc=$?
+  e=$(date +%s.%N)
+  echo "$name $s $e $rc" >> "$logs/steps.txt"
+  awk -v s="$s" -v e="$e" -v rc="$rc" 'BEGIN { printf "   exit %d after %.1f s\n", rc, e - s }'
+}
+
+R=$bin/bulwark-release
+D=$bin/bulwark-dev
+W=crates/trainer/tests/fixtures/main-job/small-cnn.safetensors
+F=$bin/bulwark-dev-fusion
+step tests 150 bash -c "cd crates/trainer && exec $bin/gpu-tests gpu:: --test-threads 1 --nocapture"
+step bench-b128 90 "$R" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
+  --workloads clean,pgd-10,pgd-at-step,train-step --repeats 3 --json "$logs/bench-b128.json"
+step bench-b1024 75 "$R" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
+  --workloads clean,pgd-10,pgd-at-step --batch 1024 --repeats 3 --matmul 8192 --json "$logs/bench-b1024.json"
+# One workload repeated 20 times: the last 20 repeats' window of util.csv is the attack loop alone.
+step busy-madry-pgd10 40 "$R" bench throughput --backend-list wgpu --models madry-cnn \
+  --workloads pgd-10 --batch 1024 --repeats 20 --matmul 0
+step eval-1000 100 "$R" --backend wgpu bench eval --model small-cnn --weights "$W" \
+  --data-dir .gpu/mnist --limit 1000 --batch 1000 --workloads standard,apgd-ce,apgd-t,fab-t,square \
+  --json "$logs/eval-1000.json"
+# burn's kernel fusion and autotuning (off in Bulwark's GPU features: docs/backends.md).
+step tests-fusion 150 bash -c "cd crates/trainer && exec $bin/gpu-tests-fusion gpu:: --test-threads 1 --nocapture"
+step bench-fusion-b1024 90 "$F" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
+  --workloads pgd-10,pgd-at-step --batch 1024 --repeats 3 --matmul 0 --json "$logs/bench-fusion-b1024.json"
+step bench-dev-b1024 45 "$D" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
+  --workloads pgd-10,pgd-at-step --batch 1024 --repeats 3 --matmul 0 --json "$logs/bench-dev-b1024.json"
+step train 90 "$R" --backend wgpu train --config docs/performance/gpu-smoke.toml --name gpu-smoke \
+  --no-progress --runs-dir "$logs/runs" --train-limit 21000 --data-dir .gpu/mnist
+step eval-10000 "$budget" "$R" --backend wgpu eval --model small-cnn --weights "$W" --eps 0.3 \
+  --preset standard --batch-size 2000 --data-dir .gpu/mnist --out "$logs/eval-10000" --no-progress
+
+kill "$sampler" 2>/dev/null
+wait "$sampler" 2>/dev/null
+{
+  cat "$logs/machine.txt"
+  echo "== steps (name start end exit)"
+  cat "$logs/steps.txt"
+  for t in tests tests-fusion; do
+    echo "== $t"
+    grep -E '^test |test result| differ|logits|weights|gap|panicked' "$logs/$t.log"
+  done
+  for b in bench-b128 bench-b1024 busy-madry-pgd10 bench-fusion-b1024 bench-dev-b1024; do
+    echo "== $b"
+    grep -E '^(backend|wgpu)' "$logs/$b.log"
+  done
+  echo "== eval-1000"
+  tail -8 "$logs/eval-1000.log"
+  echo "== train"
+  tail -12 "$logs/train.log"
+  echo "== eval-10000"
+  tail -25 "$logs/eval-10000.log"
+} > "$out/summary.txt" 2>&1
+tar czf "$out/logs.tgz" -C "$logs" .
+cat "$out/summary.txt"
+echo "whole run: $(( $(date +%s) - start )) s"
