@@ -4,34 +4,29 @@
 # evaluation benchmark, run from binaries built elsewhere, with the GPU's utilisation sampled
 # every 100 ms so that the time the attack loops spend outside kernels can be read per step.
 #
-# Prepare on the build machine (docs/backends.md, "wgpu on a GPU"), from the repository root:
-#   cargo build --release -p bulwark-cli --features bulwark-cli/wgpu     # -> bulwark-release
-#   cargo build -p bulwark-cli --features bulwark-cli/wgpu               # -> bulwark-dev
-#   cargo test --workspace --features bulwark-cli/wgpu,bulwark-cli/mpi --test integration --no-run
-#       # the trainer's integration binary (the one whose --list shows gpu::) -> gpu-tests
-#   cargo build -p bulwark-cli --features bulwark-cli/wgpu,burn/fusion,burn/autotune
-#       # -> bulwark-dev-fusion
-#   cargo test -p bulwark-trainer --features wgpu,burn/fusion,burn/autotune --test integration --no-run
-#       # -> gpu-tests-fusion
-#   strip each, pack them as .gpu/bin.tar.xz (`tar -c ... | xz -9 --lzma2=preset=9,dict=256MiB`),
-#   copy MNIST's four .gz files into .gpu/mnist, write the checkout's absolute path into
-#   .gpu/built-at.txt and
-#   `git rev-parse HEAD > .gpu/commit.txt`; the Vulkan loader's .deb files go into .gl/
-#   (libvulkan1; docs/backends.md says how they were fetched).
-# Then, on the GPU machine, from the repository root:
+# Prepare on the build machine with docs/performance/gpu_pack.sh (it builds and packs the five
+# binaries, MNIST and the Vulkan loader into .gpu/ and .gl/), carry those two folders beside a
+# copy of the checkout, then on the GPU machine:
 #   bash docs/performance/gpu_check_prebuilt.sh OUTDIR [SECONDS]
-# SECONDS (default 540) bounds the whole run: each step has its own limit and the last one, the
-# `standard` evaluation of all 10,000 test images, gets what is left. Every step runs even when
-# an earlier one failed; OUTDIR/logs.tgz holds every log, OUTDIR/summary.txt the measured lines.
+# SECONDS (default 540) bounds the steps: each has its own limit and the last one, the `standard`
+# evaluation of all 10,000 test images, gets what is left; the summary and the archive take about
+# 10 s more. Every step runs even when an earlier one failed; OUTDIR/logs.tgz holds every log,
+# OUTDIR/summary.txt the measured lines.
 set -u
 out=${1:?usage: gpu_check_prebuilt.sh OUTDIR [SECONDS]}
 budget=${2:-540}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/../.."
 here=$(pwd)
 start=$(date +%s)
 deadline=$((start + budget))
+# Fresh folders: a second run on the same machine must not mix its logs, runs and binaries with
+# the first's.
 logs=/tmp/bulwark-gpu-logs
 bin=/tmp/bulwark-gpu-bin
-mkdir -p "$out" "$logs" "$bin"
+rm -rf "$logs" "$bin"
+mkdir -p "$logs" "$bin"
 
 # The Vulkan loader, where the machine lacks it; the NVIDIA driver's own ICD file.
 if ! ldconfig -p | grep -q 'libvulkan.so.1' && ls .gl/*.deb >/dev/null 2>&1; then
@@ -40,17 +35,21 @@ if ! ldconfig -p | grep -q 'libvulkan.so.1' && ls .gl/*.deb >/dev/null 2>&1; the
 fi
 if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
   for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
-    [ -f "$f" ] && export VK_DRIVER_FILES="$f" && break
+    # VK_ICD_FILENAMES for loaders older than 1.3.207, which do not read VK_DRIVER_FILES.
+    [ -f "$f" ] && export VK_DRIVER_FILES="$f" VK_ICD_FILENAMES="$f" && break
   done
 fi
 # The binaries travel as one xz archive (with a dictionary larger than one binary, the second and
 # later, which share most of their code with the first, cost a fraction of it).
 if command -v xz >/dev/null 2>&1; then
-  xz -dc .gpu/bin.tar.xz | tar -x -C "$bin"
+  xz -dc .gpu/bin.tar.xz | tar -xf - -C "$bin"
 else
-  python3 -c 'import lzma, sys, tarfile; tarfile.open(fileobj=lzma.open(sys.argv[1])).extractall(sys.argv[2])' \
+  python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1], "r:xz").extractall(sys.argv[2])' \
     .gpu/bin.tar.xz "$bin"
 fi
+for b in bulwark-release bulwark-dev bulwark-dev-fusion gpu-tests gpu-tests-fusion; do
+  [ -x "$bin/$b" ] || { echo "unpacking .gpu/bin.tar.xz gave no $b: run gpu_pack.sh first" >&2; exit 1; }
+done
 # The test binary reads its fixtures by the absolute path of the checkout it was built in.
 root_at=$(cat .gpu/built-at.txt 2>/dev/null)
 if [ -n "$root_at" ] && [ ! -e "$root_at" ]; then
@@ -73,6 +72,7 @@ cat "$logs/machine.txt"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,clocks.sm,power.draw,memory.used \
   --format=csv,noheader,nounits -lms 100 > "$logs/util.csv" 2>&1 &
 sampler=$!
+trap 'kill "$sampler" 2>/dev/null' EXIT
 
 # step NAME LIMIT COMMAND...: runs COMMAND with its output in NAME.log, within LIMIT seconds and
 # the overall deadline; records its start, end and exit status in steps.txt.
@@ -128,20 +128,22 @@ wait "$sampler" 2>/dev/null
   cat "$logs/machine.txt"
   echo "== steps (name start end exit)"
   cat "$logs/steps.txt"
+  # show NAME FILTER...: the lines of NAME.log the summary keeps, or why there are none.
+  show() {
+    local name=$1
+    shift
+    echo "== $name"
+    if [ -f "$logs/$name.log" ]; then "$@" "$logs/$name.log"; else echo "(not run)"; fi
+  }
   for t in tests tests-fusion; do
-    echo "== $t"
-    grep -E '^test |test result| differ|logits|weights|gap|panicked' "$logs/$t.log"
+    show "$t" grep -E '^test |test result| differ|logits|weights|gap|panicked'
   done
   for b in bench-b128 bench-b1024 busy-madry-pgd10 bench-fusion-b1024 bench-dev-b1024; do
-    echo "== $b"
-    grep -E '^(backend|wgpu)' "$logs/$b.log"
+    show "$b" grep -E '^(backend|wgpu)'
   done
-  echo "== eval-1000"
-  tail -8 "$logs/eval-1000.log"
-  echo "== train"
-  tail -12 "$logs/train.log"
-  echo "== eval-10000"
-  tail -25 "$logs/eval-10000.log"
+  show eval-1000 tail -8
+  show train tail -12
+  show eval-10000 tail -25
 } > "$out/summary.txt" 2>&1
 tar czf "$out/logs.tgz" -C "$logs" .
 cat "$out/summary.txt"

@@ -19,15 +19,18 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
 mkdir -p .gpu .gl
+exclude=$(git rev-parse --git-path info/exclude)
+mkdir -p "$(dirname "$exclude")"
 for p in /.gpu/ /.gl/; do
-  grep -qx "$p" .git/info/exclude 2>/dev/null || echo "$p" >> .git/info/exclude
+  grep -qx "$p" "$exclude" 2>/dev/null || echo "$p" >> "$exclude"
 done
 
-# The last test executable cargo reports for the trainer's integration tests (`cargo test
-# --no-run` prints one line per test target; the trainer's is the one that lists gpu:: tests).
+# The integration-test executable that holds the GPU test set: `cargo test --no-run` builds one
+# per workspace member, all named `integration`; the trainer's is the one that lists gpu:: tests.
+# cargo's messages go to stdout as JSON, its progress and errors to stderr (shown).
 trainer_tests() {
   local exe
-  for exe in $(cargo test "$@" --test integration --no-run --message-format=json 2>/dev/null \
+  for exe in $(cargo test "$@" --test integration --no-run --message-format=json \
       | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
@@ -56,7 +59,8 @@ cd .gpu
 bins=(bulwark-release bulwark-dev gpu-tests bulwark-dev-fusion gpu-tests-fusion)
 strip "${bins[@]}"
 # A dictionary larger than one binary: the later binaries share most of their code with the first.
-tar -c "${bins[@]}" | xz -9 -T1 --lzma2=preset=9,dict=512MiB > bin.tar.xz
+# (About 5.5 GiB of memory to compress, 512 MiB to decompress.)
+tar -cf - "${bins[@]}" | xz -9 -T1 --lzma2=preset=9,dict=512MiB > bin.tar.xz
 rm "${bins[@]}"
 cd "$root"
 
@@ -79,6 +83,6 @@ mkdir -p /tmp/amd64/partial
 # shellcheck disable=SC2086
 apt-get $o update -qq
 # shellcheck disable=SC2086
-(cd .gl && apt-get $o download libvulkan1)
+(cd .gl && rm -f ./*.deb && apt-get $o download libvulkan1)
 du -sh .gpu/bin.tar.xz .gpu/mnist .gl
 echo "carry: .gpu/bin.tar.xz .gpu/mnist .gpu/commit.txt .gpu/built-at.txt .gl"

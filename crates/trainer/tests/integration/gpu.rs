@@ -102,12 +102,18 @@ fn forward_backward(name: &str, device: &Device) -> (Vec<f32>, Vec<f32>) {
 /// rounding of zero the two backends can take different pieces, and the gradient jumps over that
 /// unit's receptive field. So, as for the attacks' steps, at most 1 % of the gradient's values
 /// may be more than 1e-3 of its largest magnitude apart (wrn-28-10 on lavapipe: 13 of 6,144, the
-/// same jump flex makes itself when the input moves by one ulp; docs/backends.md).
+/// same jump flex makes itself when the input moves by one ulp; docs/backends.md), and none more
+/// than 5e-2.
 fn models_agree_with_flex(models: &[&str]) {
     let gpu = gpu();
     for name in models {
         let (l_cpu, g_cpu) = forward_backward(name, &cpu());
         let (l_gpu, g_gpu) = forward_backward(name, &gpu);
+        // The gaps below pass over a NaN (comparisons with it are false): rule them out first.
+        assert!(
+            l_gpu.iter().chain(&g_gpu).all(|v| v.is_finite()),
+            "{name}: the GPU's logits or input gradient hold a NaN or an infinity"
+        );
         let (dl, dg) = (relative_gap(&l_cpu, &l_gpu), relative_gap(&g_cpu, &g_gpu));
         let scale = g_cpu.iter().fold(0f32, |m, v| m.max(v.abs()));
         let far = g_cpu
@@ -126,6 +132,12 @@ fn models_agree_with_flex(models: &[&str]) {
             "{name}: {far} of {} input-gradient values differ by more than 1e-3 of the largest \
              (largest gap {dg:e})",
             g_cpu.len()
+        );
+        // One unit's piece is a small part of the whole gradient (3.5e-3 measured); a wrong value
+        // confined to a few pixels, which the count lets through, is not.
+        assert!(
+            dg <= 5e-2,
+            "{name}: input gradients differ by {dg:e} of the largest somewhere"
         );
     }
 }
