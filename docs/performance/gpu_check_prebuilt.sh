@@ -11,7 +11,8 @@
 # SECONDS (default 540) bounds the steps: each has its own limit and the last one, the `standard`
 # evaluation of all 10,000 test images, gets what is left; the summary and the archive take about
 # 10 s more. Every step runs even when an earlier one failed; OUTDIR/logs.tgz holds every log,
-# OUTDIR/summary.txt the measured lines.
+# OUTDIR/summary.txt the measured lines; docs/performance/gpu_util.py reads the utilisation per step
+# from the unpacked logs.
 set -u
 out=${1:?usage: gpu_check_prebuilt.sh OUTDIR [SECONDS]}
 budget=${2:-540}
