@@ -83,6 +83,6 @@ mkdir -p /tmp/amd64/partial
 # shellcheck disable=SC2086
 apt-get $o update -qq
 # shellcheck disable=SC2086
-(cd .gl && rm -f ./*.deb && apt-get $o download libvulkan1)
+(cd .gl && rm -f ./*.deb && apt-get $o download libvulkan1 libglvnd0 libegl1 libglx0 libgl1 libopengl0 libgles2)
 du -sh .gpu/bin.tar.xz .gpu/mnist .gl
 echo "carry: .gpu/bin.tar.xz .gpu/mnist .gpu/commit.txt .gpu/built-at.txt .gl"
