@@ -33,11 +33,17 @@ mkdir -p "$logs" "$bin"
 # libGLX_nvidia.so.0, which needs glvnd's libGLdispatch.so.0; without it the loader reports
 # "Could not get 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'" and finds no adapter (seen on
 # an H200 machine). Then the NVIDIA driver's own ICD file.
-if ! { ldconfig -p | grep -q 'libvulkan.so.1' && ldconfig -p | grep -q 'libGLdispatch.so.0'; } \
-  && ls .gl/*.deb >/dev/null 2>&1; then
-  for f in .gl/*.deb; do dpkg -x "$f" /; done
-  ldconfig
+# Only what is missing: a machine's own loader is never overwritten.
+unpacked=0
+if ! ldconfig -p | grep -q 'libvulkan.so.1'; then
+  for f in .gl/libvulkan1_*.deb; do [ -f "$f" ] && dpkg -x "$f" / && unpacked=1; done
 fi
+if ! ldconfig -p | grep -q 'libGLdispatch.so.0'; then
+  for f in .gl/*.deb; do
+    case $f in .gl/libvulkan1_*) ;; *) [ -f "$f" ] && dpkg -x "$f" / && unpacked=1 ;; esac
+  done
+fi
+[ "$unpacked" = 1 ] && ldconfig
 if ! ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json >/dev/null 2>&1; then
   for f in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json; do
     # VK_ICD_FILENAMES for loaders older than 1.3.207, which do not read VK_DRIVER_FILES.
@@ -113,9 +119,9 @@ step bench-b1024 75 "$R" bench throughput --backend-list wgpu --models small-cnn
 # One workload repeated 20 times: the last 20 repeats' window of util.csv is the attack loop alone.
 step busy-madry-pgd10 40 "$R" bench throughput --backend-list wgpu --models madry-cnn \
   --workloads pgd-10 --batch 1024 --repeats 20 --matmul 0
-# On an H200 (2026-12-04) `standard` took 41 s on these images and its warm-up on 8 images about
-# as long (a few hundred points and Square's 5,000 sequential queries are latency-bound): 100 s
-# was not enough for one row.
+# On an H200 (2026-12-04) `standard` took 41 s on these images, and 100 s for the warm-up on 8
+# images plus that run gave no row: the warm-up took about a minute (Square's 5,000 sequential
+# queries and the other stages' steps are latency-bound, whatever the batch).
 step eval-1000 200 "$R" --backend wgpu bench eval --model small-cnn --weights "$W" \
   --data-dir .gpu/mnist --limit 1000 --batch 1000 --workloads standard,apgd-ce,apgd-t \
   --json "$logs/eval-1000.json"
@@ -123,7 +129,8 @@ step eval-1000 200 "$R" --backend wgpu bench eval --model small-cnn --weights "$
 # Only the training test: it is the one that fails with fusion (every method's first-layer weight
 # update on the H200), and the whole set spends minutes autotuning the CIFAR models.
 step tests-fusion 60 bash -c "cd crates/trainer && exec $bin/gpu-tests-fusion gpu::a_training_step --test-threads 1 --nocapture"
-step bench-fusion-b1024 60 "$F" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
+# small-cnn alone: its two rows took 77 s with autotuning on the H200, and madry-cnn's never came.
+step bench-fusion-b1024 90 "$F" bench throughput --backend-list wgpu --models small-cnn \
   --workloads pgd-10,pgd-at-step --batch 1024 --repeats 3 --matmul 0 --json "$logs/bench-fusion-b1024.json"
 step bench-dev-b1024 45 "$D" bench throughput --backend-list wgpu --models small-cnn,madry-cnn \
   --workloads pgd-10,pgd-at-step --batch 1024 --repeats 3 --matmul 0 --json "$logs/bench-dev-b1024.json"

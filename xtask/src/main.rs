@@ -50,8 +50,8 @@ enum Task {
         dataset: String,
     },
     /// Benchmarks; `throughput` (also called `attacks`): images/s and GFLOP/s of clean inference,
-    /// FGSM, PGD-10, a PGD-AT step and a training step per model and compiled backend, with the
-    /// matrix-multiply rate, printed and written to target/bench/throughput.json.
+    /// FGSM, PGD-10, a PGD-AT step, a TRADES step and a training step per model and compiled
+    /// backend, with the matrix-multiply rate, printed and written to target/bench/throughput.json.
     Bench {
         /// Which benchmark.
         #[arg(default_value = "throughput")]

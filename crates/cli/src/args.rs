@@ -408,10 +408,12 @@ pub struct MergeArgs {
 /// `bulwark bench ...`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
-    /// Images/s of clean inference, FGSM, PGD-10 (eps 0.3, step 0.01), a PGD-10
-    /// adversarial-training step and a plain training step at batch 128 for mlp, small-cnn and
-    /// madry-cnn, with FLOPs per image and GFLOP/s, after each backend's float32 matrix-multiply
-    /// rate, on every compiled backend (or --backend-list).
+    /// Images/s of clean inference, FGSM, PGD-10, a PGD-10 adversarial-training step, a TRADES
+    /// step and a plain training step at batch 128 for mlp, small-cnn and madry-cnn (or any zoo
+    /// image model: --models preact-resnet18,wrn-28-10), with FLOPs per image and GFLOP/s, after
+    /// each backend's float32 matrix-multiply rate, on every compiled backend (or
+    /// --backend-list). MNIST-shaped models run on real MNIST test images (L-inf eps 0.3, step
+    /// 0.01), the others on seeded uniform inputs of their shape (eps 8/255, step 2/255).
     #[command(alias = "attacks")]
     Throughput {
         /// Timed repeats per workload (after one warm-up run).
@@ -424,7 +426,7 @@ pub enum BenchCommand {
         #[arg(long, default_value = "mlp,small-cnn,madry-cnn", value_delimiter = ',', value_parser = values::model())]
         models: Vec<String>,
         /// Comma-separated workloads.
-        #[arg(long, default_value = "clean,fgsm,pgd-10,pgd-at-step,train-step", value_delimiter = ',', value_parser = values::workload())]
+        #[arg(long, default_value = "clean,fgsm,pgd-10,pgd-at-step,trades-step,train-step", value_delimiter = ',', value_parser = values::workload())]
         workloads: Vec<String>,
         /// Size n of the n x n float32 matrix multiply that measures the backend's peak rate
         /// (0: skip).
@@ -433,7 +435,7 @@ pub enum BenchCommand {
         /// Comma-separated backends (default: all compiled in).
         #[arg(long, value_delimiter = ',', value_parser = values::backend())]
         backend_list: Option<Vec<BackendKind>>,
-        /// Directory with MNIST test files (default: the 256 images committed for tests).
+        /// Directory with MNIST test files (default: the first 256 test images, built in).
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// Write the results as JSON here.

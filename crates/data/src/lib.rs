@@ -36,6 +36,7 @@ mod checksums;
 pub mod cifar;
 mod dataset;
 mod diagnose;
+mod embedded;
 mod error;
 mod fetch;
 pub mod folder;
@@ -51,6 +52,7 @@ pub use checksums::{ExpectedFile, ExpectedFiles, content_hash, sha256_file, sha2
 pub use cifar::{Cifar, fetch_cifar, load_cifar, load_cifar10, read_cifar10_batch};
 pub use dataset::ImageDataset;
 pub use diagnose::diagnose;
+pub use embedded::{MNIST_TEST_SLICE_LEN, mnist_test_slice};
 pub use error::{DataError, Result};
 pub use fetch::{DEFAULT_TIMEOUT, FetchOptions, canonical_urls, fetch, fetch_with};
 pub use folder::{ImageFolder, load_folder_split, load_image_folder};

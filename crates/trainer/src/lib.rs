@@ -64,7 +64,10 @@ mod specs;
 mod sweep;
 
 pub use backend::{BackendKind, DeviceSet};
-pub use bench::{BenchPlan, BenchRow, Workload, attack_workloads, bench_matmul, bench_throughput};
+pub use bench::{
+    BenchPlan, BenchRow, Radius, Workload, attack_workloads, bench_matmul, bench_throughput,
+    uniform_batch,
+};
 pub use bench_eval::{EVAL_WORKLOADS, EvalBenchPlan, EvalBenchRow, bench_evaluation};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use collective::{Collective, SharedCollective, launcher_world_size};

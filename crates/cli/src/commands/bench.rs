@@ -19,15 +19,21 @@ pub(super) fn bench(
     data_dir: Option<PathBuf>,
     json: Option<PathBuf>,
 ) -> Result<()> {
-    // Real MNIST images: the committed test slice unless a directory is given.
-    let dir = data_dir.unwrap_or_else(|| PathBuf::from("crates/data/tests/fixtures/mnist"));
-    let images = load_split(DatasetKind::Mnist, Split::Test, &dir)
-        .with_context(|| format!("benchmark images from {}", dir.display()))?;
-    if let Some(path) = &json {
-        Inputs::new().data_dir(&dir).refuse(path, "--json")?;
-    }
+    // Real MNIST images: the test slice built into bulwark-data (any working directory) unless a
+    // directory is given. Models of another shape get seeded uniform inputs of their own.
+    let images = match &data_dir {
+        Some(dir) => {
+            let images = load_split(DatasetKind::Mnist, Split::Test, dir)
+                .with_context(|| format!("benchmark images from {}", dir.display()))?;
+            if let Some(path) = &json {
+                Inputs::new().data_dir(dir).refuse(path, "--json")?;
+            }
+            images
+        }
+        None => bulwark_data::mnist_test_slice().context("the built-in MNIST test slice")?,
+    };
     println!(
-        "{:<8} {:<10} {:<12} {:>12} {:>24} {:>8} {:>12} {:>9}",
+        "{:<8} {:<15} {:<12} {:>12} {:>24} {:>8} {:>12} {:>9} {:<7}",
         "backend",
         "model",
         "workload",
@@ -35,12 +41,13 @@ pub(super) fn bench(
         "range (img/s)",
         "repeats",
         "FLOP/image",
-        "GFLOP/s"
+        "GFLOP/s",
+        "inputs"
     );
     let rows = bulwark_trainer::bench_throughput(&images, plan, |r| {
         let unit = if r.model == "-" { " (matmuls/s)" } else { "" };
         println!(
-            "{:<8} {:<10} {:<12} {:>12.1} {:>11.1} – {:<10.1} {:>8} {:>12.3e} {:>9.1}{unit}",
+            "{:<8} {:<15} {:<12} {:>12.1} {:>11.1} – {:<10.1} {:>8} {:>12.3e} {:>9.1} {:<7}{unit}",
             r.backend,
             r.model,
             r.workload,
@@ -50,6 +57,7 @@ pub(super) fn bench(
             r.repeats,
             r.flops_per_image,
             r.gflops_per_second,
+            r.inputs,
         );
     })?;
     if let Some(path) = json {

@@ -270,11 +270,13 @@ fn the_throughput_benchmark_writes_its_table_and_json() {
     );
     let rows = read_json(&json);
     let rows = rows.as_array().unwrap();
-    // The matrix multiply, then five workloads.
-    assert_eq!(rows.len(), 6);
+    // The matrix multiply, then six workloads.
+    assert_eq!(rows.len(), 7);
     assert_eq!(rows[0]["workload"], "matmul-128");
+    assert!(out.contains("trades-step"), "{out}");
     for row in &rows[1..] {
         assert_eq!(row["model"], "mlp");
+        assert_eq!(row["inputs"], "images");
         assert!(row["median_images_per_second"].as_f64().unwrap() > 0.0);
         assert!(row["gflops_per_second"].as_f64().unwrap() > 0.0);
     }
@@ -298,6 +300,83 @@ fn the_throughput_benchmark_writes_its_table_and_json() {
         concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist"),
     ]);
     assert!(out.contains("fgsm") && !out.contains("matmul"), "{out}");
+}
+
+/// From a directory that is not the repository's (an installed `bulwark`), without --data-dir:
+/// MNIST-shaped models time real images built into the binary, CIFAR-shaped ones seeded uniform
+/// inputs of their own shape, every workload included.
+#[test]
+fn the_throughput_benchmark_runs_every_shape_from_any_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args([
+            "bench",
+            "throughput",
+            "--repeats",
+            "1",
+            "--batch",
+            "2",
+            "--models",
+            "small-cnn,seed-net",
+            "--workloads",
+            "clean,trades-step",
+            "--matmul",
+            "0",
+            "--backend-list",
+            "flex",
+            "--json",
+            "rows.json",
+        ])
+        .current_dir(tmp.path())
+        .env("BULWARK_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows = read_json(&tmp.path().join("rows.json"));
+    let got: Vec<(&str, &str, &str)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["model"].as_str().unwrap(),
+                r["workload"].as_str().unwrap(),
+                r["inputs"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("small-cnn", "clean", "images"),
+            ("small-cnn", "trades-step", "images"),
+            ("seed-net", "clean", "uniform"),
+            ("seed-net", "trades-step", "uniform"),
+        ]
+    );
+    // TRADES' step counts 27 forward passes: its attack's 20 and its clean one, and two batches
+    // trained.
+    let r = &rows[3];
+    let per_forward = rows[2]["flops_per_image"].as_f64().unwrap();
+    assert_eq!(r["flops_per_image"].as_f64().unwrap(), 27.0 * per_forward);
+    assert!(r["median_images_per_second"].as_f64().unwrap() > 0.0);
+    // A vector model cannot be timed on images: a clear error, not a panic.
+    let e = fails(&[
+        "bench",
+        "throughput",
+        "--models",
+        "seed-mlp",
+        "--matmul",
+        "0",
+        "--backend-list",
+        "flex",
+    ]);
+    assert!(e.contains("seed-mlp") && e.contains("vectors"), "{e}");
 }
 
 #[test]
