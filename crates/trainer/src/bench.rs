@@ -149,6 +149,12 @@ pub fn attack_workloads() -> Vec<(&'static str, AttackConfig)> {
 }
 
 /// The L-inf radius and step size of the benchmark's attacks for one input shape.
+///
+/// ```
+/// use bulwark_trainer::Radius;
+/// assert_eq!(Radius::for_channels(1), Radius::MNIST);
+/// assert_eq!(Radius::for_channels(3).step, 2.0 / 255.0);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Radius {
     /// Radius.

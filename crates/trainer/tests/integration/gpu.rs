@@ -59,9 +59,15 @@ fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.try_into_vec_as::<f32>().unwrap()
 }
 
-/// Largest difference relative to the largest magnitude of `a`.
+/// Largest difference relative to the largest magnitude of `a`; infinite where either side holds
+/// a NaN or an infinity.
 fn relative_gap(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
+    // `f32::max` passes over a NaN, so a NaN on either side would vanish from the gap: a
+    // non-finite value anywhere is an infinite gap.
+    if a.iter().chain(b).any(|v| !v.is_finite()) {
+        return f32::INFINITY;
+    }
     let scale = a.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
 }
