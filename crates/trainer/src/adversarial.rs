@@ -40,6 +40,13 @@ pub(crate) fn kl_rows(p_logits: Tensor<2>, q_logits: Tensor<2>) -> Tensor<2> {
     (lp.clone().exp() * (lp - lq)).sum_dim(1)
 }
 
+/// TRADES' robust term: `Σ_i KL(softmax p_i ‖ softmax q_i) / B` over the batch (the reference
+/// code's `KLDivLoss(reduction="sum") / B`), shared by the TRADES method and the benchmark's step.
+pub(crate) fn trades_kl(clean_logits: Tensor<2>, adv_logits: Tensor<2>) -> Tensor<1> {
+    let b = clean_logits.dims()[0].max(1) as f64;
+    kl_rows(clean_logits, adv_logits).sum() / b
+}
+
 fn options(seed: u64, crafting: Crafting, random_start: bool) -> AttackOptions {
     AttackOptions::new()
         .with_seed(seed)
@@ -319,8 +326,7 @@ pub(crate) fn batch_loss<M: Network>(
         Method::Trades { beta, .. } => {
             let clean = forward(&p.clean);
             let adv = forward(adv_input());
-            let b = p.clean.dims()[0].max(1) as f64;
-            let kl = kl_rows(clean.clone(), adv.clone()).sum() / b;
+            let kl = trades_kl(clean.clone(), adv.clone());
             BatchObjective {
                 loss: t.cross_entropy(clean.clone()) + kl * beta,
                 clean_logits: Some(clean.inner()),

@@ -32,7 +32,7 @@ use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::adversarial::kl_rows;
+use crate::adversarial::trades_kl;
 use crate::backend::BackendKind;
 use crate::error::TrainError;
 
@@ -220,8 +220,7 @@ const TRADES_BETA: f64 = 6.0;
 /// `mean CE(f(x), y) + β · Σ_i KL(softmax f(x_i) ‖ softmax f(x'_i)) / B`, as the trainer's TRADES
 /// method and the reference code (`KLDivLoss(reduction="sum") / B`).
 fn trades_loss(clean: Tensor<2>, adv: Tensor<2>, y: Tensor<1, Int>) -> Tensor<1> {
-    let b = clean.dims()[0].max(1) as f64;
-    let kl = kl_rows(clean.clone(), adv).sum() / b;
+    let kl = trades_kl(clean.clone(), adv);
     let ce = CrossEntropyLossConfig::new()
         .init(&clean.device())
         .forward(clean, y);
