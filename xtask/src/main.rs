@@ -51,7 +51,9 @@ enum Task {
     },
     /// Benchmarks; `throughput` (also called `attacks`): images/s and GFLOP/s of clean inference,
     /// FGSM, PGD-10, a PGD-AT step, a TRADES step and a training step per model and compiled
-    /// backend, with the matrix-multiply rate, printed and written to target/bench/throughput.json.
+    /// backend, with the matrix-multiply rate, printed and written to target/bench/throughput.json;
+    /// `layers`: every convolution of a model (default preact-resnet18) forward, input gradient
+    /// and weight gradient, with the CPU's measured FMA peak (target/bench/layers.json).
     Bench {
         /// Which benchmark.
         #[arg(default_value = "throughput")]
@@ -521,14 +523,14 @@ fn main() -> Result<()> {
             features,
             extra,
         } => {
-            if which != "throughput" && which != "attacks" {
-                bail!("unknown benchmark `{which}`; available: throughput");
-            }
-            let json = root().join("target/bench/throughput.json");
+            let which = match which.as_str() {
+                "throughput" | "attacks" => "throughput",
+                "layers" => "layers",
+                _ => bail!("unknown benchmark `{which}`; available: throughput, layers"),
+            };
+            let json = root().join(format!("target/bench/{which}.json"));
             let mut cmd = bulwark_with(features.as_deref())?;
-            cmd.args(["bench", "throughput", "--json"])
-                .arg(&json)
-                .args(extra);
+            cmd.args(["bench", which, "--json"]).arg(&json).args(extra);
             run(cmd)
         }
         Task::GpuCheck { out, quick } => gpu_check::run(out, quick),

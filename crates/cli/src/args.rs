@@ -442,6 +442,34 @@ pub enum BenchCommand {
         #[arg(long)]
         json: Option<PathBuf>,
     },
+    /// Milliseconds and GFLOP/s of every distinct convolution of a zoo model at its real channel
+    /// counts and map sizes, in each direction a training step runs it (forward, input gradient,
+    /// weight gradient), on random inputs; with the CPU's measured float32 FMA peak where it can
+    /// be measured (x86-64 with AVX-512F, or AVX2 and FMA), for the share of it each layer
+    /// reaches.
+    #[command(after_help = "Examples:
+  bulwark bench layers --models preact-resnet18 --batch 64
+  bulwark bench layers --models small-cnn,madry-cnn --batch 128 --json layers.json
+
+docs/performance/pytorch_layers.py times the same layers in PyTorch. See docs/performance.md,
+\"CIFAR scale\".")]
+    Layers {
+        /// Comma-separated zoo models with convolutions.
+        #[arg(long, default_value = "preact-resnet18", value_delimiter = ',', value_parser = values::model())]
+        models: Vec<String>,
+        /// Images per batch.
+        #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// Timed repeats per layer and direction (after one warm-up run).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+        repeats: u64,
+        /// Comma-separated backends (default: the build's default backend, flex where compiled).
+        #[arg(long, value_delimiter = ',', value_parser = values::backend())]
+        backend_list: Option<Vec<BackendKind>>,
+        /// Write the results as JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
     /// Seconds and robust accuracy of the robust evaluation's attacks on a trained model: the
     /// evaluation's stages each alone on every correctly classified image (apgd-ce, apgd-t, fab-t,
     /// apgd-mt, square) and the whole `standard` cascade, after one warm-up on 8 images.

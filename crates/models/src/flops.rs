@@ -10,11 +10,55 @@
 use crate::{ModelError, model_info};
 
 /// One layer with weights: its weight shape in burn's layout and the output positions it is
-/// applied at (output height × width for a convolution, 1 for a linear layer).
+/// applied at (output height × width for a convolution, 1 for a linear layer), and for a
+/// convolution its whole geometry.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Layer {
     pub weight: Vec<usize>,
     pub positions: usize,
+    pub conv: Option<ConvShape>,
+}
+
+/// One convolution of a zoo model as its forward pass applies it to one image: square kernel,
+/// stride and symmetric zero padding, one group, on a square input.
+///
+/// ```
+/// use bulwark_models::conv_shapes;
+/// // PreAct-ResNet-18's stem, then the first stage's 3x3 convolutions (four of them).
+/// let shapes = conv_shapes("preact-resnet18").unwrap();
+/// let (stem, _) = shapes[0];
+/// assert_eq!((stem.in_channels, stem.out_channels, stem.input, stem.output()), (3, 64, 32, 32));
+/// assert_eq!(shapes[1].1, 4);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvShape {
+    /// Input channels.
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Kernel side.
+    pub kernel: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Zero padding on every side.
+    pub padding: usize,
+    /// Input side (height = width).
+    pub input: usize,
+    /// Whether the layer adds a bias.
+    pub bias: bool,
+}
+
+impl ConvShape {
+    /// Output side: `(input + 2·padding − kernel) / stride + 1`.
+    pub fn output(&self) -> usize {
+        (self.input + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// FLOPs of the forward pass for one image (2 per multiply-add; the bias left out).
+    pub fn forward_flops(&self) -> u64 {
+        let out = self.output() as u64;
+        2 * (self.out_channels * self.in_channels * self.kernel * self.kernel) as u64 * out * out
+    }
 }
 
 impl Layer {
@@ -23,11 +67,31 @@ impl Layer {
     }
 }
 
-/// `k`×`k` convolution from `cin` to `cout` channels with an `out`×`out` output.
-fn conv(cin: usize, cout: usize, k: usize, out: usize) -> Layer {
+/// `k`×`k` convolution from `cin` to `cout` channels on an `input`×`input` map, with stride `s`,
+/// padding `pad` and a bias or none.
+fn conv(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    s: usize,
+    pad: usize,
+    input: usize,
+    bias: bool,
+) -> Layer {
+    let shape = ConvShape {
+        in_channels: cin,
+        out_channels: cout,
+        kernel: k,
+        stride: s,
+        padding: pad,
+        input,
+        bias,
+    };
+    let out = shape.output();
     Layer {
         weight: vec![cout, cin, k, k],
         positions: out * out,
+        conv: Some(shape),
     }
 }
 
@@ -36,6 +100,7 @@ fn linear(inputs: usize, outputs: usize) -> Layer {
     Layer {
         weight: vec![inputs, outputs],
         positions: 1,
+        conv: None,
     }
 }
 
@@ -47,8 +112,8 @@ pub(crate) fn layers(name: &str) -> Result<Vec<Layer>, ModelError> {
         "seed-mlp" => vec![linear(10, 50), linear(50, classes)],
         // 32 -> conv5 28 -> pool 14 -> conv5 10 -> pool 5.
         "seed-net" => vec![
-            conv(3, 6, 5, 28),
-            conv(6, 16, 5, 10),
+            conv(3, 6, 5, 1, 0, 32, true),
+            conv(6, 16, 5, 1, 0, 14, true),
             linear(400, 120),
             linear(120, 84),
             linear(84, classes),
@@ -56,31 +121,33 @@ pub(crate) fn layers(name: &str) -> Result<Vec<Layer>, ModelError> {
         "mlp" => vec![linear(784, 256), linear(256, 256), linear(256, classes)],
         // Stride-2 convolutions: 28 -> 14 -> 7.
         "small-cnn" => vec![
-            conv(1, 16, 4, 14),
-            conv(16, 32, 4, 7),
+            conv(1, 16, 4, 2, 1, 28, true),
+            conv(16, 32, 4, 2, 1, 14, true),
             linear(32 * 7 * 7, 100),
             linear(100, classes),
         ],
         // Same-padded convolutions at 28 and (after a 2x2 pool) 14.
         "madry-cnn" => vec![
-            conv(1, 32, 5, 28),
-            conv(32, 64, 5, 14),
+            conv(1, 32, 5, 1, 2, 28, true),
+            conv(32, 64, 5, 1, 2, 14, true),
             linear(64 * 7 * 7, 1024),
             linear(1024, classes),
         ],
         // 3x3 stem at 32; four stages of two blocks at 32, 16, 8, 4 with 64..512 planes; the
         // first block of stages 2-4 downsamples and has a 1x1 shortcut convolution.
         "preact-resnet18" => {
-            let mut v = vec![conv(3, 64, 3, 32)];
-            let mut cin = 64;
-            for (planes, out) in [(64, 32), (128, 16), (256, 8), (512, 4)] {
+            let mut v = vec![conv(3, 64, 3, 1, 1, 32, false)];
+            let (mut cin, mut side) = (64, 32);
+            for (planes, stride) in [(64, 1), (128, 2), (256, 2), (512, 2)] {
                 for block in 0..2 {
-                    v.push(conv(cin, planes, 3, out));
-                    v.push(conv(planes, planes, 3, out));
+                    let s = if block == 0 { stride } else { 1 };
+                    v.push(conv(cin, planes, 3, s, 1, side, false));
+                    let out = (side - 1) / s + 1;
+                    v.push(conv(planes, planes, 3, 1, 1, out, false));
                     if block == 0 && cin != planes {
-                        v.push(conv(cin, planes, 1, out));
+                        v.push(conv(cin, planes, 1, s, 0, side, false));
                     }
-                    cin = planes;
+                    (cin, side) = (planes, out);
                 }
             }
             v.push(linear(512, classes));
@@ -92,16 +159,18 @@ pub(crate) fn layers(name: &str) -> Result<Vec<Layer>, ModelError> {
         "wrn-28-10" | "wrn-34-10" => {
             let depth: usize = if name == "wrn-28-10" { 28 } else { 34 };
             let (n, k) = ((depth - 4) / 6, 10);
-            let mut v = vec![conv(3, 16, 3, 32)];
-            let mut cin = 16;
-            for (planes, out) in [(16 * k, 32), (32 * k, 16), (64 * k, 8)] {
-                for _ in 0..n {
-                    v.push(conv(cin, planes, 3, out));
-                    v.push(conv(planes, planes, 3, out));
+            let mut v = vec![conv(3, 16, 3, 1, 1, 32, false)];
+            let (mut cin, mut side) = (16, 32);
+            for (planes, stride) in [(16 * k, 1), (32 * k, 2), (64 * k, 2)] {
+                for block in 0..n {
+                    let s = if block == 0 { stride } else { 1 };
+                    v.push(conv(cin, planes, 3, s, 1, side, false));
+                    let out = (side - 1) / s + 1;
+                    v.push(conv(planes, planes, 3, 1, 1, out, false));
                     if cin != planes {
-                        v.push(conv(cin, planes, 1, out));
+                        v.push(conv(cin, planes, 1, s, 0, side, false));
                     }
-                    cin = planes;
+                    (cin, side) = (planes, out);
                 }
             }
             v.push(linear(64 * k, classes));
@@ -114,6 +183,19 @@ pub(crate) fn layers(name: &str) -> Result<Vec<Layer>, ModelError> {
 /// FLOPs of one forward pass of zoo model `name` for one image (see the module docs).
 pub fn forward_flops(name: &str) -> Result<u64, ModelError> {
     Ok(layers(name)?.iter().map(Layer::flops).sum())
+}
+
+/// The distinct convolutions of zoo model `name`, in the order its forward pass first applies
+/// them, each with how many of its layers have that shape (for per-layer benchmarks).
+pub fn conv_shapes(name: &str) -> Result<Vec<(ConvShape, usize)>, ModelError> {
+    let mut shapes: Vec<(ConvShape, usize)> = Vec::new();
+    for shape in layers(name)?.into_iter().filter_map(|l| l.conv) {
+        match shapes.iter_mut().find(|(s, _)| *s == shape) {
+            Some((_, count)) => *count += 1,
+            None => shapes.push((shape, 1)),
+        }
+    }
+    Ok(shapes)
 }
 
 #[cfg(test)]
@@ -170,5 +252,78 @@ mod tests {
         assert!((w - 5.25e9).abs() < 0.03e9, "{w}");
         assert!(forward_flops("wrn-34-10").unwrap() > forward_flops("wrn-28-10").unwrap());
         assert!(forward_flops("resnet").is_err());
+    }
+
+    #[test]
+    fn conv_shapes_follow_the_models_strides_and_sizes() {
+        // (in, out, kernel, stride, input, output, count) as the model code builds them.
+        let brief = |name: &str| -> Vec<[usize; 7]> {
+            conv_shapes(name)
+                .unwrap()
+                .into_iter()
+                .map(|(c, n)| {
+                    let k = c.kernel;
+                    [
+                        c.in_channels,
+                        c.out_channels,
+                        k,
+                        c.stride,
+                        c.input,
+                        c.output(),
+                        n,
+                    ]
+                })
+                .collect()
+        };
+        assert_eq!(
+            brief("small-cnn"),
+            [[1, 16, 4, 2, 28, 14, 1], [16, 32, 4, 2, 14, 7, 1]]
+        );
+        assert_eq!(
+            brief("madry-cnn"),
+            [[1, 32, 5, 1, 28, 28, 1], [32, 64, 5, 1, 14, 14, 1]]
+        );
+        assert_eq!(
+            brief("preact-resnet18"),
+            [
+                [3, 64, 3, 1, 32, 32, 1],
+                [64, 64, 3, 1, 32, 32, 4],
+                [64, 128, 3, 2, 32, 16, 1],
+                [128, 128, 3, 1, 16, 16, 3],
+                [64, 128, 1, 2, 32, 16, 1],
+                [128, 256, 3, 2, 16, 8, 1],
+                [256, 256, 3, 1, 8, 8, 3],
+                [128, 256, 1, 2, 16, 8, 1],
+                [256, 512, 3, 2, 8, 4, 1],
+                [512, 512, 3, 1, 4, 4, 3],
+                [256, 512, 1, 2, 8, 4, 1],
+            ]
+        );
+        // WRN-28-10: 4 blocks per stage; the first stage keeps 32x32 (stride 1).
+        let wrn = brief("wrn-28-10");
+        assert_eq!(wrn[1], [16, 160, 3, 1, 32, 32, 1]);
+        assert_eq!(wrn[2], [160, 160, 3, 1, 32, 32, 7]);
+        assert_eq!(wrn[3], [16, 160, 1, 1, 32, 32, 1]);
+        assert_eq!(wrn.last().unwrap(), &[320, 640, 1, 2, 16, 8, 1]);
+        // Every model: the convolutions' FLOPs are the model's, less its linear layers'.
+        for info in models() {
+            let convs: u64 = conv_shapes(info.name)
+                .unwrap()
+                .iter()
+                .map(|(c, n)| c.forward_flops() * *n as u64)
+                .sum();
+            let linear: u64 = layers(info.name)
+                .unwrap()
+                .iter()
+                .filter(|l| l.conv.is_none())
+                .map(Layer::flops)
+                .sum();
+            assert_eq!(
+                convs + linear,
+                forward_flops(info.name).unwrap(),
+                "{}",
+                info.name
+            );
+        }
     }
 }

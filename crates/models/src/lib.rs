@@ -34,7 +34,7 @@ mod zoo;
 
 pub use drop_path::DropPath;
 pub use error::ModelError;
-pub use flops::forward_flops;
+pub use flops::{ConvShape, conv_shapes, forward_flops};
 pub use madry_cnn::{MadryCnn, MadryCnnConfig};
 pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};

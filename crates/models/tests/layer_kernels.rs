@@ -339,6 +339,64 @@ fn direct_like_the_madry_cnn_with_a_partial_channel_block() {
 }
 
 #[test]
+fn direct_at_cifar_map_sizes_with_row_pairs() {
+    // PreAct-ResNet-18's stages at reduced channel counts: 3x3, padding 1 on 8x8, 4x4 and odd
+    // maps. Rows of at most 4 pixels run two at a time (a 4x4 map as two tiles of 2 rows; 5x3
+    // and 3x2 maps end with a single row); rows of 8 as one 8-pixel panel. 48 output channels run
+    // a 32- and a 16-channel block; the stride-2 case reads stride phases with rows of 4; the
+    // input gradients (stride 1, 48 input channels) run the kernel with one 32-channel block for
+    // 20 channels, 12 of them padding.
+    for (h, w, stride) in [
+        (8, 8, 1),
+        (4, 4, 1),
+        (5, 3, 1),
+        (3, 2, 1),
+        (8, 8, 2),
+        (16, 16, 1),
+    ] {
+        check(Case {
+            b: 3,
+            cin: 20,
+            h,
+            w,
+            cout: 48,
+            k: [3, 3],
+            stride: [stride, stride],
+            pad: [1, 1],
+            ..BASE
+        });
+    }
+    // Many samples of an 8x8 map (8 tiles each): the direct kernel runs every reduction block
+    // over groups of 4 samples' tiles, and a chunk of 6 samples (44 samples on 2 threads) or 11
+    // (1 thread) ends with a shorter group.
+    check(Case {
+        b: 44,
+        cin: 20,
+        h: 8,
+        w: 8,
+        cout: 48,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
+    // The downsampling shortcuts: 1x1, stride 2, no padding, through the direct kernel (a
+    // reduction of 64) and through im2col + gemm (20), on even and odd maps.
+    for (cin, h) in [(64, 8), (64, 7), (20, 9)] {
+        check(Case {
+            b: 2,
+            cin,
+            h,
+            w: h,
+            cout: 48,
+            k: [1, 1],
+            stride: [2, 2],
+            pad: [0, 0],
+            ..BASE
+        });
+    }
+}
+
+#[test]
 fn direct_strided_like_the_small_cnn() {
     // small-cnn's second layer (16 -> 32, 4x4, stride 2, padding 1) at full size: the forward
     // reads the stride phases; the input gradient (stride 2) takes the gemm path.

@@ -44,6 +44,11 @@ impl BackendKind {
         }
     }
 
+    /// Whether the backend computes on the CPU (flex, ndarray).
+    pub fn is_cpu(self) -> bool {
+        matches!(self, BackendKind::Flex | BackendKind::Ndarray)
+    }
+
     /// Whether this build includes the backend.
     pub fn is_compiled(self) -> bool {
         match self {

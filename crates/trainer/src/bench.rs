@@ -259,7 +259,7 @@ pub fn uniform_batch(
 }
 
 /// Median, min and max of `rates` (at least one) with the number of repeats.
-fn summarize(mut rates: Vec<f64>) -> (f64, f64, f64, usize) {
+pub(crate) fn summarize(mut rates: Vec<f64>) -> (f64, f64, f64, usize) {
     rates.sort_by(f64::total_cmp);
     let n = rates.len();
     (rates[n / 2], rates[0], rates[n - 1], n)
@@ -267,7 +267,7 @@ fn summarize(mut rates: Vec<f64>) -> (f64, f64, f64, usize) {
 
 /// Times `run` (which must finish its work on the device before returning): one warm-up run, then
 /// up to `repeats` (at least one) timed runs within the time box. Returns runs per second.
-fn time(
+pub(crate) fn time(
     repeats: usize,
     run: impl FnMut() -> Result<(), TrainError>,
 ) -> Result<Vec<f64>, TrainError> {
@@ -294,7 +294,7 @@ fn time_boxed(
 }
 
 /// Waits for the device by reading one value back.
-fn sync<const D: usize>(t: Tensor<D>) {
+pub(crate) fn sync<const D: usize>(t: Tensor<D>) {
     let n = t.dims().iter().product::<usize>();
     let _ = t.reshape([n]).narrow(0, 0, 1).into_scalar::<f32>();
 }

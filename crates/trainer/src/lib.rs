@@ -45,12 +45,14 @@ mod adversarial;
 mod backend;
 mod bench;
 mod bench_eval;
+mod bench_layers;
 mod checkpoint;
 pub mod collective;
 mod config;
 mod datasets;
 mod error;
 mod fit;
+mod fma_peak;
 mod job;
 mod method;
 mod metrics;
@@ -69,6 +71,7 @@ pub use bench::{
     uniform_batch,
 };
 pub use bench_eval::{EVAL_WORKLOADS, EvalBenchPlan, EvalBenchRow, bench_evaluation};
+pub use bench_layers::{DIRECTIONS, LayerBenchRow, bench_conv_layers, layer_name, layer_shapes};
 pub use checkpoint::{Checkpoint, CheckpointState, StopReason, save_bpk_atomic};
 pub use collective::{Collective, SharedCollective, launcher_world_size};
 pub use config::{FinalEval, Keep, OptimizerKind, TrainConfig};
@@ -78,6 +81,7 @@ pub use datasets::{
 };
 pub use error::TrainError;
 pub use fit::{FitOptions, FitOutcome, fit, fit_network};
+pub use fma_peak::{FmaPeak, fma_peak};
 pub use job::{JobData, JobOptions, JobOutcome, RUN_OUTPUTS, run_job, run_network_job};
 pub use method::Method;
 pub use metrics::{EpochMetrics, resident_mib};

@@ -1,4 +1,4 @@
-//! `bulwark bench throughput` and `bulwark bench eval`.
+//! `bulwark bench throughput`, `bulwark bench layers` and `bulwark bench eval`.
 
 use std::path::PathBuf;
 
@@ -65,6 +65,70 @@ pub(super) fn bench(
             std::fs::create_dir_all(parent)?;
         }
         write_atomic(&path, &serde_json::to_vec_pretty(&rows)?)?;
+        println!("results: {}", path.display());
+    }
+    Ok(())
+}
+
+pub(super) fn bench_layers(
+    models: &[String],
+    backends: &[BackendKind],
+    batch: usize,
+    repeats: usize,
+    json: Option<PathBuf>,
+) -> Result<()> {
+    // Every model first: one without convolutions is refused before anything is timed.
+    for model in models {
+        bulwark_trainer::layer_shapes(model)?;
+    }
+    let peak = bulwark_trainer::fma_peak();
+    match &peak {
+        Some(p) => println!(
+            "float32 FMA peak of this CPU: {:.1} GFLOP/s ({} threads, {})",
+            p.gflops_per_second, p.threads, p.instructions
+        ),
+        None => println!("float32 FMA peak: not measured on this CPU (x86-64 with FMA only)"),
+    }
+    println!(
+        "{:<8} {:<15} {:<22} {:>5} {:<12} {:>10} {:>9} {:>7}",
+        "backend", "model", "layer", "count", "direction", "median ms", "GFLOP/s", "% peak"
+    );
+    let mut rows = Vec::new();
+    for &backend in backends {
+        for model in models {
+            rows.extend(bulwark_trainer::bench_conv_layers(
+                backend,
+                model,
+                batch,
+                repeats,
+                |r| {
+                    let share = match (&peak, backend.is_cpu()) {
+                        (Some(p), true) => {
+                            format!("{:.1}", 100.0 * r.gflops_per_second / p.gflops_per_second)
+                        }
+                        _ => "-".into(),
+                    };
+                    println!(
+                        "{:<8} {:<15} {:<22} {:>5} {:<12} {:>10.2} {:>9.1} {:>7}",
+                        r.backend,
+                        r.model,
+                        r.layer,
+                        r.count,
+                        r.direction,
+                        r.median_ms,
+                        r.gflops_per_second,
+                        share
+                    );
+                },
+            )?);
+        }
+    }
+    if let Some(path) = json {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let doc = serde_json::json!({ "fma_peak": peak, "layers": rows });
+        write_atomic(&path, &serde_json::to_vec_pretty(&doc)?)?;
         println!("results: {}", path.display());
     }
     Ok(())

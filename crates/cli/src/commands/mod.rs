@@ -58,6 +58,22 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench {
             command:
+                BenchCommand::Layers {
+                    models,
+                    batch,
+                    repeats,
+                    backend_list,
+                    json,
+                },
+        } => {
+            // One backend unless asked: the deprecated ndarray backend, compiled into the tasks'
+            // build, takes many minutes per ResNet layer set.
+            let backends = backend_list
+                .unwrap_or_else(|| BackendKind::compiled().into_iter().take(1).collect());
+            bench::bench_layers(&models, &backends, batch as usize, repeats as usize, json)
+        }
+        Command::Bench {
+            command:
                 BenchCommand::Eval {
                     model,
                     weights,

@@ -380,6 +380,90 @@ fn the_throughput_benchmark_runs_every_shape_from_any_directory() {
 }
 
 #[test]
+fn the_layer_benchmark_times_every_convolution_in_three_directions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bulwark"))
+        .args([
+            "bench",
+            "layers",
+            "--models",
+            "madry-cnn",
+            "--batch",
+            "2",
+            "--repeats",
+            "1",
+            "--backend-list",
+            "flex",
+            "--json",
+            "layers.json",
+        ])
+        .current_dir(tmp.path())
+        .env("BULWARK_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = read_json(&tmp.path().join("layers.json"));
+    let rows = doc["layers"].as_array().unwrap();
+    let got: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r["layer"].as_str().unwrap(),
+                r["direction"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("1>32 5x5 s1 28x28", "forward"),
+            ("1>32 5x5 s1 28x28", "input-grad"),
+            ("1>32 5x5 s1 28x28", "weight-grad"),
+            ("32>64 5x5 s1 14x14", "forward"),
+            ("32>64 5x5 s1 14x14", "input-grad"),
+            ("32>64 5x5 s1 14x14", "weight-grad"),
+        ]
+    );
+    // madry-cnn's second layer: 64·14²·800 multiply-adds per image, 2 images.
+    assert_eq!(
+        rows[3]["flops"].as_f64().unwrap(),
+        2.0 * 2.0 * 64.0 * 196.0 * 800.0
+    );
+    // On an x86-64 CPU with AVX-512F, or AVX2 and FMA, the peak is measured and printed with
+    // each layer's share.
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        || (std::arch::is_x86_feature_detected!("avx2")
+            && std::arch::is_x86_feature_detected!("fma"))
+    {
+        assert!(
+            doc["fma_peak"]["gflops_per_second"].as_f64().unwrap() > 0.0,
+            "{doc}"
+        );
+        assert!(
+            stdout.contains("FMA peak") && stdout.contains("% peak"),
+            "{stdout}"
+        );
+    }
+    // A model without convolutions has no layers to time: a clear error, before anything is
+    // timed (here after a model that would take minutes).
+    let e = fails(&[
+        "bench",
+        "layers",
+        "--models",
+        "wrn-28-10,mlp",
+        "--backend-list",
+        "flex",
+    ]);
+    assert!(e.contains("mlp") && e.contains("no convolutions"), "{e}");
+}
+
+#[test]
 fn a_data_dir_without_the_files_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let e = fails(&[

@@ -715,8 +715,7 @@ pub(crate) fn conv2d<T: Real>(
     if T::DTYPE == DType::F32 && direct::active() && direct::suits(&g) {
         let (x, w): (&[f32], &[f32]) = (bytemuck::cast_slice(x), bytemuck::cast_slice(w));
         let bias: Option<&[f32]> = bias.map(bytemuck::cast_slice);
-        let k = g.k();
-        let packed = direct::pack(g.cout, k, |co, kk| w[co * k + kk]);
+        let packed = direct::pack_rows(g.cout, g.k(), w);
         let mut out = Box::new_uninit_slice(g.b * g.cout * g.p());
         direct::conv(&g, x, &packed, bias, &mut out);
         // SAFETY: `direct::conv` writes every element of `out`.
@@ -829,13 +828,8 @@ fn x_backward_direct(g: &Geom, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     if !direct::suits(&t) {
         return None;
     }
-    let (taps, kw) = (g.kh * g.kw, g.kw);
-    // Reduction index of the transposed problem: (co, fy, fx).
-    let packed = direct::pack(t.cout, t.k(), |c, kk| {
-        let (co, tap) = (kk / taps, kk % taps);
-        let (ky, kx) = (g.kh - 1 - tap / kw, kw - 1 - tap % kw);
-        w[((co * g.cin + c) * g.kh + ky) * kw + kx]
-    });
+    // Reduction index of the transposed problem: (co, fy, fx), the kernel flipped.
+    let packed = direct::pack_flipped(g.cout, g.cin, g.kh * g.kw, w);
     let mut dx = Box::new_uninit_slice(g.b * g.cin * g.h * g.w);
     direct::conv(&t, dy, &packed, None, &mut dx);
     // SAFETY: `direct::conv` writes every element of `dx`.
