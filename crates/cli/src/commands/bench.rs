@@ -61,11 +61,7 @@ pub(super) fn bench(
         );
     })?;
     if let Some(path) = json {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        write_atomic(&path, &serde_json::to_vec_pretty(&rows)?)?;
-        println!("results: {}", path.display());
+        write_results(&path, &rows)?;
     }
     Ok(())
 }
@@ -124,12 +120,10 @@ pub(super) fn bench_layers(
         }
     }
     if let Some(path) = json {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        let doc = serde_json::json!({ "fma_peak": peak, "layers": rows });
-        write_atomic(&path, &serde_json::to_vec_pretty(&doc)?)?;
-        println!("results: {}", path.display());
+        write_results(
+            &path,
+            &serde_json::json!({ "fma_peak": peak, "layers": rows }),
+        )?;
     }
     Ok(())
 }
@@ -188,11 +182,18 @@ pub(super) fn bench_eval(
         );
     })?;
     if let Some(path) = json {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent)?;
-        }
-        write_atomic(&path, &serde_json::to_vec_pretty(&rows)?)?;
-        println!("results: {}", path.display());
+        write_results(&path, &rows)?;
     }
+    Ok(())
+}
+
+/// Writes a benchmark's results as JSON to `path` (its directory created, the file replaced
+/// atomically) and says where.
+fn write_results(path: &std::path::Path, results: &impl serde::Serialize) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    write_atomic(path, &serde_json::to_vec_pretty(results)?)?;
+    println!("results: {}", path.display());
     Ok(())
 }
