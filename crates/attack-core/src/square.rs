@@ -174,6 +174,14 @@ fn sign(rng: &mut SplitMix64) -> f64 {
     if rng.uniform() < 0.5 { -1.0 } else { 1.0 }
 }
 
+/// The square a proposal changed: top-left corner and side, in every channel.
+#[derive(Clone, Copy)]
+struct Window {
+    top: usize,
+    left: usize,
+    side: usize,
+}
+
 /// Image geometry of one sample: channels, height, width.
 #[derive(Clone, Copy)]
 struct Shape {
@@ -185,6 +193,21 @@ struct Shape {
 impl Shape {
     fn at(&self, ch: usize, r: usize, col: usize) -> usize {
         (ch * self.h + r) * self.w + col
+    }
+
+    /// Copies the pixels of `window` (every channel; the whole sample without one) from `src`
+    /// to `dst`, both one sample.
+    fn copy(&self, window: Option<Window>, src: &[f32], dst: &mut [f32]) {
+        let Some(Window { top, left, side }) = window else {
+            dst.copy_from_slice(src);
+            return;
+        };
+        for ch in 0..self.c {
+            for r in top..top + side {
+                let run = self.at(ch, r, left)..self.at(ch, r, left + side);
+                dst[run.clone()].copy_from_slice(&src[run]);
+            }
+        }
     }
 
     /// A uniformly random top-left corner of an `s × s` window.
@@ -257,21 +280,23 @@ impl Square {
         project(Norm::L2, x0, &t, eps, lo, hi, out);
     }
 
-    /// One random-search proposal from the current best point `best` of one sample.
+    /// One random-search proposal from the current best point `best` of one sample, written into
+    /// `out`, which holds `best` on entry. Returns the window it changed (L-inf), or `None` when
+    /// the whole sample may have changed (L2 rescales every pixel).
     #[allow(clippy::too_many_arguments)]
     fn propose(
         &self,
         x0: &[f32],
         best: &[f32],
+        out: &mut [f32],
         shape: Shape,
         p: f64,
         bounds: (f64, f64),
         linf: Option<&(Vec<f32>, Vec<f32>)>,
         rng: &mut SplitMix64,
-    ) -> Vec<f32> {
+    ) -> Option<Window> {
         let Shape { c, h, w } = shape;
         let side = (p * (h * w) as f64).sqrt().round() as usize;
-        let mut out = best.to_vec();
         match linf {
             Some((lower, upper)) => {
                 let s = side.max(1).min(h.min(w));
@@ -294,6 +319,11 @@ impl Square {
                         break;
                     }
                 }
+                Some(Window {
+                    top: vh,
+                    left: vw,
+                    side: s,
+                })
             }
             None => {
                 let eps = self.config.threat.eps;
@@ -350,10 +380,10 @@ impl Square {
                         delta[shape.at(ch, vh + q / s, vw + q % s)] = v;
                     }
                 }
-                self.on_sphere(x0, &delta, bounds, &mut out);
+                self.on_sphere(x0, &delta, bounds, out);
+                None
             }
         }
-        out
     }
 
     fn single_run<const D: usize, C: Classifier<D> + ?Sized>(
@@ -387,9 +417,14 @@ impl Square {
         observer(&batch.x0, &best_t);
         let (mut best_f, mut done) = batch.judge(best_t, c.options.loss);
         // The samples still attacked, as a batch of their own (clean rows, labels and targets on
-        // the device), rebuilt only when a sample stops.
+        // the device), rebuilt only when a sample stops. Their candidates live in `cand`, which
+        // holds their best points between iterations: a proposal changes one window in place, and
+        // the window is copied into the best point if it is taken, back from it if not, instead of
+        // copying whole samples every query.
         let mut active: Vec<usize> = Vec::new();
         let mut sub: Option<Batch<'_, D, C>> = None;
+        let mut cand: Vec<f32> = Vec::new();
+        let mut changed: Vec<Option<Window>> = Vec::new();
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
             if still.is_empty() {
@@ -398,14 +433,19 @@ impl Square {
             if still != active {
                 sub = (still.len() < b).then(|| batch.subset(&still));
                 active = still;
+                cand = active
+                    .iter()
+                    .flat_map(|&i| best[row(i)].iter().copied())
+                    .collect();
             }
             let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
-            let mut cand = Vec::with_capacity(active.len() * n);
-            for &i in &active {
-                cand.extend(self.propose(
+            changed.clear();
+            for (j, &i) in active.iter().enumerate() {
+                changed.push(self.propose(
                     &x0[row(i)],
                     &best[row(i)],
+                    &mut cand[row(j)],
                     shape,
                     p,
                     bounds,
@@ -419,8 +459,10 @@ impl Square {
             for (j, &i) in active.iter().enumerate() {
                 if f[j] > best_f[i] || ok[j] {
                     best_f[i] = f[j];
-                    best[row(i)].copy_from_slice(&cand[j * n..(j + 1) * n]);
+                    shape.copy(changed[j], &cand[row(j)], &mut best[row(i)]);
                     done[i] = ok[j];
+                } else {
+                    shape.copy(changed[j], &best[row(i)], &mut cand[row(j)]);
                 }
             }
         }
