@@ -59,7 +59,7 @@ enum Task {
         #[arg(default_value = "throughput")]
         which: String,
         /// Extra Cargo features of bulwark-cli to build the benchmark with, comma-separated
-        /// (e.g. `x86-v4`, `wgpu`), on top of the default backends.
+        /// (e.g. `wgpu`; `x86-v4` is already a default), on top of the default backends.
         #[arg(long)]
         features: Option<String>,
         /// Extra arguments passed to `bulwark bench <which>` (after `--`).

@@ -420,7 +420,7 @@ impl Square {
         // the device), rebuilt only when a sample stops. Their candidates live in `cand`, which
         // holds their best points between iterations: a proposal changes one window in place, and
         // the window is copied into the best point if it is taken, back from it if not, instead of
-        // copying whole samples every query.
+        // rebuilding whole samples for every proposal.
         let mut active: Vec<usize> = Vec::new();
         let mut sub: Option<Batch<'_, D, C>> = None;
         let mut cand: Vec<f32> = Vec::new();
@@ -433,10 +433,8 @@ impl Square {
             if still != active {
                 sub = (still.len() < b).then(|| batch.subset(&still));
                 active = still;
-                cand = active
-                    .iter()
-                    .flat_map(|&i| best[row(i)].iter().copied())
-                    .collect();
+                cand.clear();
+                cand.extend(active.iter().flat_map(|&i| best[row(i)].iter().copied()));
             }
             let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
@@ -547,6 +545,34 @@ mod tests {
         assert_eq!(p(9000), 0.8 / 512.0);
         // Rescaled: iteration 1000 of 2000 queries is iteration 5000 of 10,000.
         assert_eq!(p_selection(0.8, 1000, 2000, true), 0.8 / 128.0);
+    }
+
+    #[test]
+    fn copying_a_window_moves_exactly_its_pixels_in_every_channel() {
+        // A 3-channel 4×5 image; windows at the corners and the right and bottom edges.
+        let shape = Shape { c: 3, h: 4, w: 5 };
+        let n = 3 * 4 * 5;
+        let src: Vec<f32> = (0..n).map(|v| v as f32).collect();
+        for (top, left, side) in [(0, 0, 1), (2, 3, 2), (0, 1, 4), (3, 4, 1), (1, 2, 3)] {
+            let mut dst = vec![-1f32; n];
+            let window = Window { top, left, side };
+            shape.copy(Some(window), &src, &mut dst);
+            for ch in 0..3 {
+                for r in 0..4 {
+                    for col in 0..5 {
+                        let j = shape.at(ch, r, col);
+                        let inside =
+                            (top..top + side).contains(&r) && (left..left + side).contains(&col);
+                        let want = if inside { src[j] } else { -1.0 };
+                        assert_eq!(dst[j], want, "window {top},{left},{side} at {ch},{r},{col}");
+                    }
+                }
+            }
+        }
+        // Without a window the whole sample is copied.
+        let mut dst = vec![-1f32; n];
+        shape.copy(None, &src, &mut dst);
+        assert_eq!(dst, src);
     }
 
     #[test]
