@@ -424,7 +424,7 @@ impl Square {
         let mut active: Vec<usize> = Vec::new();
         let mut sub: Option<Batch<'_, D, C>> = None;
         let mut cand: Vec<f32> = Vec::new();
-        let mut changed: Vec<Option<Window>> = Vec::new();
+        let mut windows: Vec<Option<Window>> = Vec::new();
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
             if still.is_empty() {
@@ -438,9 +438,9 @@ impl Square {
             }
             let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
-            changed.clear();
+            windows.clear();
             for (j, &i) in active.iter().enumerate() {
-                changed.push(self.propose(
+                windows.push(self.propose(
                     &x0[row(i)],
                     &best[row(i)],
                     &mut cand[row(j)],
@@ -457,10 +457,10 @@ impl Square {
             for (j, &i) in active.iter().enumerate() {
                 if f[j] > best_f[i] || ok[j] {
                     best_f[i] = f[j];
-                    shape.copy(changed[j], &cand[row(j)], &mut best[row(i)]);
+                    shape.copy(windows[j], &cand[row(j)], &mut best[row(i)]);
                     done[i] = ok[j];
                 } else {
-                    shape.copy(changed[j], &best[row(i)], &mut cand[row(j)]);
+                    shape.copy(windows[j], &best[row(i)], &mut cand[row(j)]);
                 }
             }
         }
