@@ -6,10 +6,15 @@
 //! that splits into uneven chunks; max pooling covers ties, NaN and infinities. `mask_where`
 //! (patched to select without branches) is checked bit for bit, and `sign` on special values.
 //!
-//! Every convolution case runs twice, on flex's two f32 paths: the direct AVX-512 kernels (where
-//! the CPU has AVX-512F and the geometry suits them: one group, 16 or more output channels, a
-//! reduction of 64 or more; the input gradient at stride 1 with 16 or more input channels) and
-//! batch-chunked im2col + gemm. The cases named `direct_*` have geometries the direct kernels take.
+//! Every convolution case runs on flex's three f32 paths: the direct AVX-512 kernels with the
+//! Winograd F(2x2, 3x3) path (3x3 kernels of stride and dilation 1 with 32 or more channels in and
+//! out, forward and input gradient), the direct kernels alone (where the CPU has AVX-512F and the
+//! geometry suits them: one group, 16 or more output channels, a reduction of 64 or more; the
+//! input gradient at stride 1 with 16 or more input channels; the weight gradient at stride 1
+//! with 8 or more input and 16 or more output channels and maps of 64 or more pixels), and
+//! batch-chunked im2col + gemm.
+//! The cases named `direct_*` have geometries the direct kernels take, `winograd_*` ones the
+//! Winograd path takes.
 
 use burn::tensor::module::{conv2d, max_pool2d};
 use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
@@ -120,14 +125,21 @@ fn assert_close(what: &str, c: &Case, got: &[f32], want: &[f64]) {
     }
 }
 
-/// Checks a case on both convolution paths (see the module documentation).
+/// Checks a case on every convolution path (see the module documentation): the direct kernels with
+/// and without the Winograd path, then im2col + gemm.
 fn check(c: Case) {
     let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
-    for direct in [true, false] {
+    for (direct, winograd, name) in [
+        (true, true, "direct + Winograd"),
+        (true, false, "direct"),
+        (false, false, "gemm"),
+    ] {
         burn_flex::set_conv2d_direct(direct);
-        check_path(c, direct);
+        burn_flex::set_conv2d_winograd(winograd);
+        check_path(c, name);
     }
     burn_flex::set_conv2d_direct(true);
+    burn_flex::set_conv2d_winograd(true);
 }
 
 /// [`check`], and the two paths' output and gradients equal bit for bit: for geometries where the
@@ -136,11 +148,14 @@ fn check(c: Case) {
 fn check_bit_for_bit(c: Case) {
     let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
     let mut paths = Vec::new();
-    for direct in [true, false] {
+    // Without the Winograd path, which multiplies differently (`check` covers it).
+    burn_flex::set_conv2d_winograd(false);
+    for (direct, name) in [(true, "direct"), (false, "gemm")] {
         burn_flex::set_conv2d_direct(direct);
-        paths.push(check_path(c, direct));
+        paths.push(check_path(c, name));
     }
     burn_flex::set_conv2d_direct(true);
+    burn_flex::set_conv2d_winograd(true);
     let names = [
         "output",
         "input gradient",
@@ -164,8 +179,8 @@ fn check_bit_for_bit(c: Case) {
 
 /// Checks one path against the definition and returns its output and gradients (output, input,
 /// weight, bias) as read back.
-fn check_path(c: Case, direct: bool) -> [Vec<f32>; 4] {
-    let what = |name: &str| format!("{name} ({} path)", if direct { "direct" } else { "gemm" });
+fn check_path(c: Case, path: &str) -> [Vec<f32>; 4] {
+    let what = |name: &str| format!("{name} ({path} path)");
     let device = Device::flex();
     let [ho, wo] = c.out();
     let x = values(c.b * c.cin * c.h * c.w, 1);
@@ -532,6 +547,151 @@ fn direct_forward_with_unequal_strides() {
         pad: [2, 1],
         ..BASE
     });
+}
+
+#[test]
+fn winograd_at_the_resnet_stages() {
+    // PreAct-ResNet-18's stride-1 3x3 convolutions at their real channel counts and map sizes
+    // (2 samples), then WideResNet-28-10's and -34-10's (1 sample): one to five reduction blocks
+    // of the transformed weights (at most 128 channels each), two to twenty output channel
+    // blocks; the input gradients are the same geometries.
+    for (b, ch, side) in [
+        (2, 64, 32),
+        (2, 128, 16),
+        (2, 256, 8),
+        (2, 512, 4),
+        (1, 160, 32),
+        (1, 320, 16),
+        (1, 640, 8),
+    ] {
+        check(Case {
+            b,
+            cin: ch,
+            h: side,
+            w: side,
+            cout: ch,
+            k: [3, 3],
+            pad: [1, 1],
+            ..BASE
+        });
+    }
+}
+
+#[test]
+fn winograd_at_odd_sizes_paddings_and_channel_counts() {
+    let case = Case {
+        b: 3,
+        cin: 33,
+        h: 7,
+        w: 5,
+        cout: 40,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    };
+    // Odd maps (the last tile row and column are half outside), 40 output channels (a 32- and a
+    // 16-channel block, 8 of them padding; 33 for the input gradient), 33 input channels.
+    check(case);
+    // No padding (small-cnn's 32-channel layers: 12x12 to 10x10), and padding 2 (the output is
+    // larger than the input).
+    check(Case {
+        cin: 32,
+        h: 12,
+        w: 12,
+        cout: 64,
+        pad: [0, 0],
+        ..case
+    });
+    check(Case {
+        h: 5,
+        w: 6,
+        pad: [2, 2],
+        ..case
+    });
+    // Unequal padding, 1x1 and 2x1 maps, three channel blocks (70 = 32 + 32 + 16, 10 of them
+    // padding), a reduction of 160 in two blocks of 80.
+    check(Case {
+        h: 6,
+        w: 9,
+        pad: [2, 1],
+        ..case
+    });
+    check(Case {
+        h: 1,
+        w: 1,
+        cout: 70,
+        ..case
+    });
+    check(Case {
+        b: 2,
+        cin: 160,
+        h: 2,
+        w: 1,
+        cout: 32,
+        ..case
+    });
+}
+
+#[test]
+fn winograd_over_chunks_and_passes() {
+    // 11x9 maps hold 30 tiles per sample: chunks of 9 samples (270 tiles, the products in passes
+    // of 128, 128 and 14 tiles, the last pass ending with a 6-tile kernel call) and a last chunk
+    // of one sample.
+    check(Case {
+        b: 10,
+        cin: 32,
+        h: 11,
+        w: 9,
+        cout: 32,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
+    // 4x4 maps (4 tiles per sample): a chunk of 64 samples and one of 6.
+    check(Case {
+        b: 70,
+        cin: 32,
+        h: 4,
+        w: 4,
+        cout: 48,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
+}
+
+#[test]
+fn direct_weight_gradient_over_chunks_runs_and_pixel_blocks() {
+    // With the direct kernels on, the weight gradient of a stride-1 convolution with maps of 64
+    // pixels or more runs on them: 81 pixels per sample make chunks of 4 samples (nine of them
+    // and one of 1), added in two runs of chunks; 324 pixels per chunk are reduced in blocks of
+    // 108; 9 input channels are a group of 8 and a group of 1; 16 output channels one 16-wide
+    // block.
+    check(Case {
+        b: 37,
+        cin: 9,
+        h: 9,
+        w: 9,
+        cout: 16,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
+}
+
+#[test]
+fn winograd_follows_the_direct_kernels_and_its_switch() {
+    let _turn = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    burn_flex::set_conv2d_winograd(false);
+    assert!(!burn_flex::conv2d_winograd_active());
+    burn_flex::set_conv2d_winograd(true);
+    burn_flex::set_conv2d_direct(false);
+    assert!(!burn_flex::conv2d_winograd_active());
+    burn_flex::set_conv2d_direct(true);
+    assert_eq!(
+        burn_flex::conv2d_winograd_active(),
+        burn_flex::conv2d_direct_active()
+    );
 }
 
 #[test]

@@ -48,5 +48,9 @@ pub use layout::Layout;
 pub use ops::conv2d_gemm::direct::{
     active as conv2d_direct_active, set_enabled as set_conv2d_direct,
 };
+/// Bulwark patch: the switch and status of the Winograd path for stride-1 3×3 convolutions.
+pub use ops::conv2d_gemm::winograd::{
+    active as conv2d_winograd_active, set_enabled as set_conv2d_winograd,
+};
 pub use qtensor::FlexQTensor;
 pub use tensor::FlexTensor;

@@ -32,6 +32,8 @@ use crate::{FlexTensor, Layout};
 
 mod avx512_phases;
 pub(crate) mod direct;
+mod weight_grad;
+pub(crate) mod winograd;
 
 /// The element types with a gemm path here (half types go through f32).
 pub(crate) trait Real:
@@ -715,8 +717,16 @@ pub(crate) fn conv2d<T: Real>(
     if T::DTYPE == DType::F32 && direct::active() && direct::suits(&g) {
         let (x, w): (&[f32], &[f32]) = (bytemuck::cast_slice(x), bytemuck::cast_slice(w));
         let bias: Option<&[f32]> = bias.map(bytemuck::cast_slice);
-        let packed = direct::pack_rows(g.cout, g.k(), w);
         let mut out = Box::new_uninit_slice(g.b * g.cout * g.p());
+        if winograd::active() && winograd::suits(&g) {
+            let cin = g.cin;
+            let packed = winograd::pack(g.cout, cin, |co, c, tap| w[(co * cin + c) * 9 + tap]);
+            winograd::conv(&g, x, &packed, bias, &mut out);
+            // SAFETY: `winograd::conv` writes every element of `out`.
+            let out = unsafe { out.assume_init() }.into_vec();
+            return tensor(out, vec![g.b, g.cout, g.ho, g.wo]);
+        }
+        let packed = direct::pack_rows(g.cout, g.k(), w);
         direct::conv(&g, x, &packed, bias, &mut out);
         // SAFETY: `direct::conv` writes every element of `out`.
         let out = unsafe { out.assume_init() }.into_vec();
@@ -828,9 +838,17 @@ fn x_backward_direct(g: &Geom, w: &[f32], dy: &[f32]) -> Option<Vec<f32>> {
     if !direct::suits(&t) {
         return None;
     }
+    let mut dx = Box::new_uninit_slice(g.b * g.cin * g.h * g.w);
+    if winograd::active() && winograd::suits(&t) {
+        // The transposed problem's weight `(c, co, tap)` is `w[co, c, 8 - tap]`.
+        let cin = g.cin;
+        let packed = winograd::pack(g.cin, g.cout, |c, co, tap| w[(co * cin + c) * 9 + 8 - tap]);
+        winograd::conv(&t, dy, &packed, None, &mut dx);
+        // SAFETY: `winograd::conv` writes every element of `dx`.
+        return Some(unsafe { dx.assume_init() }.into_vec());
+    }
     // Reduction index of the transposed problem: (co, fy, fx), the kernel flipped.
     let packed = direct::pack_flipped(g.cout, g.cin, g.kh * g.kw, w);
-    let mut dx = Box::new_uninit_slice(g.b * g.cin * g.h * g.w);
     direct::conv(&t, dy, &packed, None, &mut dx);
     // SAFETY: `direct::conv` writes every element of `dx`.
     Some(unsafe { dx.assume_init() }.into_vec())
@@ -848,6 +866,10 @@ pub(crate) fn conv2d_weight_backward<T: Real>(
     let g = Geom::new(&xd, weight_dims, [dyd[2], dyd[3]], options);
     let x: &[T] = x.storage();
     let dy: &[T] = dy.storage();
+    if T::DTYPE == DType::F32 && weight_grad::suits(&g) {
+        let dw = weight_grad::weight_grad(&g, bytemuck::cast_slice(x), bytemuck::cast_slice(dy));
+        return tensor(dw, weight_dims.to_vec());
+    }
 
     let (p, k, cg) = (g.p(), g.k(), g.cout_g());
     let nb = g.chunk(core::mem::size_of::<T>());

@@ -294,11 +294,11 @@ pub(super) fn conv(
 /// A kernel call's output pixels: `rows` consecutive rows from `oh`, `cols`
 /// consecutive columns from `ow` in each.
 #[derive(Clone, Copy, Debug, PartialEq)]
-struct Tile {
-    oh: usize,
-    ow: usize,
-    rows: usize,
-    cols: usize,
+pub(super) struct Tile {
+    pub(super) oh: usize,
+    pub(super) ow: usize,
+    pub(super) rows: usize,
+    pub(super) cols: usize,
 }
 
 /// Covers an `ho × wo` output with tiles of at most [`TILE`] pixels: each
@@ -345,7 +345,7 @@ fn panels(wo: usize) -> Vec<(usize, usize)> {
 /// `w.len() >= offsets.len() · width`.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_tile(
+pub(super) unsafe fn run_tile(
     t: &Tile,
     width: usize,
     phases: &[f32],
@@ -376,7 +376,7 @@ unsafe fn run_tile(
 
 #[cfg(not(target_arch = "x86_64"))]
 #[allow(clippy::too_many_arguments)]
-unsafe fn run_tile(
+pub(super) unsafe fn run_tile(
     _t: &Tile,
     _width: usize,
     _phases: &[f32],
