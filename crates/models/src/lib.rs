@@ -18,6 +18,7 @@
 //! tensor names of the equivalent PyTorch definitions written out in `docs/models.md`.
 //! [`forward_flops`] gives each model's analytic FLOP count per image (for throughput reports).
 
+mod batch_norm;
 pub mod bpk;
 mod classifier;
 mod drop_path;
@@ -32,6 +33,7 @@ pub mod torch;
 mod wide_resnet;
 mod zoo;
 
+pub use batch_norm::batch_norm_folded;
 pub use drop_path::DropPath;
 pub use error::ModelError;
 pub use flops::{ConvShape, conv_shapes, forward_flops};

@@ -6,6 +6,8 @@ use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
 
+use crate::batch_norm_folded;
+
 /// Per-channel mean of the CIFAR-10 training set, used for the model's built-in normalization.
 pub const CIFAR10_MEAN: [f32; 3] = [0.4914, 0.4822, 0.4465];
 /// Per-channel standard deviation of the CIFAR-10 training set.
@@ -66,13 +68,15 @@ impl PreActBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let out = self.relu.forward(self.bn1.forward(x.clone()));
+        let out = self.relu.forward(batch_norm_folded(&self.bn1, x.clone()));
         let shortcut = match &self.shortcut {
             Some(conv) => conv.forward(out.clone()),
             None => x,
         };
         let out = self.conv1.forward(out);
-        let out = self.conv2.forward(self.relu.forward(self.bn2.forward(out)));
+        let out = self
+            .conv2
+            .forward(self.relu.forward(batch_norm_folded(&self.bn2, out)));
         out + shortcut
     }
 
@@ -151,7 +155,7 @@ impl PreActResNet18 {
         for block in self.blocks() {
             out = block.forward(out);
         }
-        let out = self.relu.forward(self.bn.forward(out));
+        let out = self.relu.forward(batch_norm_folded(&self.bn, out));
         let out = self.pool.forward(out).flatten::<2>(1, 3);
         self.linear.forward(out)
     }

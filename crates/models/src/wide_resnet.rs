@@ -11,6 +11,7 @@ use burn::nn::{
 use burn::prelude::*;
 
 use crate::ModelError;
+use crate::batch_norm_folded;
 use crate::drop_path::DropPath;
 
 /// Configuration of a [`WideResNet`]: WRN-`depth`-`widen_factor`.
@@ -83,10 +84,11 @@ impl WideBlock {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let pre = self.relu.forward(self.bn1.forward(x.clone()));
-        let out = self
-            .relu
-            .forward(self.bn2.forward(self.conv1.forward(pre.clone())));
+        let pre = self.relu.forward(batch_norm_folded(&self.bn1, x.clone()));
+        let out = self.relu.forward(batch_norm_folded(
+            &self.bn2,
+            self.conv1.forward(pre.clone()),
+        ));
         let out = self.conv2.forward(self.dropout.forward(out));
         let out = self.drop_path.forward(out);
         // As in the reference code: with a shape change, the shortcut convolves the
@@ -189,7 +191,7 @@ impl WideResNet {
         for block in self.blocks() {
             out = block.forward(out);
         }
-        let out = self.relu.forward(self.bn1.forward(out));
+        let out = self.relu.forward(batch_norm_folded(&self.bn1, out));
         // PyTorch's avg_pool2d(out, 8) on the 8x8 maps of 32x32 inputs.
         self.fc.forward(self.pool.forward(out).flatten::<2>(1, 3))
     }

@@ -630,6 +630,41 @@ fn winograd_at_odd_sizes_paddings_and_channel_counts() {
         cout: 32,
         ..case
     });
+    // Padding 3, wider than the kernel's reach: the forward on Winograd, the input gradient
+    // (whose transposed problem would need padding -1) on the direct kernel.
+    check(Case {
+        h: 5,
+        w: 4,
+        pad: [3, 3],
+        ..case
+    });
+}
+
+#[test]
+fn an_empty_batch_gives_zero_weight_gradients_on_every_path() {
+    // A geometry the direct weight gradient takes (stride 1, 9 input and 16 output channels,
+    // 81 pixels), with no samples: an empty output and zero gradients, as from im2col + gemm.
+    check(Case {
+        b: 0,
+        cin: 9,
+        h: 9,
+        w: 9,
+        cout: 16,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
+    // The same at Winograd's channel counts.
+    check(Case {
+        b: 0,
+        cin: 32,
+        h: 8,
+        w: 8,
+        cout: 32,
+        k: [3, 3],
+        pad: [1, 1],
+        ..BASE
+    });
 }
 
 #[test]

@@ -92,13 +92,17 @@ fn env_allows() -> bool {
     true
 }
 
+/// Whether the CPU has AVX-512F. The kernels assert this rather than
+/// [`active`]: the switch may be turned off by another thread between a
+/// caller's check and the kernel, which is harmless, while the CPU's features
+/// cannot change.
 #[cfg(all(feature = "std", target_arch = "x86_64"))]
-fn cpu_supported() -> bool {
+pub(super) fn cpu_supported() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
 #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
-fn cpu_supported() -> bool {
+pub(super) fn cpu_supported() -> bool {
     false
 }
 

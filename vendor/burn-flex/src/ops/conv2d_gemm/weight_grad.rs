@@ -44,9 +44,13 @@ const MIN_PIXELS: usize = 64;
 /// Whether the weight gradient of `g` takes this path: the direct kernels are
 /// active, one group, stride 1, at least 8 input and 16 output channels (the
 /// kernel's broadcast and vector widths), maps of at least [`MIN_PIXELS`],
-/// offsets that fit 32 bits.
+/// offsets that fit 32 bits. An empty batch or empty input maps stay on the
+/// gemm path, which returns a zero gradient for them.
 pub(super) fn suits(g: &Geom) -> bool {
     direct::active()
+        && g.b > 0
+        && g.h > 0
+        && g.w > 0
         && g.groups == 1
         && g.stride == [1, 1]
         && g.cin >= GROUP
@@ -83,7 +87,10 @@ fn block_width(cout: usize, first: usize) -> usize {
 /// The chunks' sums are added in a fixed order (the same result for the same
 /// thread count, like the gemm path).
 pub(super) fn weight_grad(g: &Geom, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    assert!(direct::active(), "direct weight gradient without AVX-512F");
+    assert!(
+        direct::cpu_supported(),
+        "direct weight gradient without AVX-512F"
+    );
     assert_eq!(x.len(), g.b * g.cin * g.h * g.w, "weight gradient input");
     assert_eq!(
         dy.len(),
@@ -203,8 +210,8 @@ fn accumulate(g: &Geom, x: &[f32], dy: &[f32], first: usize, nb: usize, acc: &mu
                         cols: GROUP.min(cin - c0),
                     };
                     let slot = ((tap * groups + cg) * blocks + cb) * GROUP * BLOCK;
-                    // SAFETY: the direct kernels are active (asserted by the
-                    // caller): AVX-512F. The kernel reads `xs[at + c0 +
+                    // SAFETY: the CPU has AVX-512F (asserted by
+                    // `weight_grad`). The kernel reads `xs[at + c0 +
                     // offsets[k] + i]` for `i < cols`: the padded pixel
                     // `(oh + ky·dh, ow + kx·dw)` of sample `s`, inside
                     // `hp × wp`, channel `c0 + i < cin`, so inside `xs`;

@@ -225,8 +225,8 @@ pub(super) fn conv(
     out: &mut [MaybeUninit<f32>],
 ) {
     assert!(
-        direct::active(),
-        "Winograd convolution without the direct kernel"
+        direct::cpu_supported(),
+        "Winograd convolution without AVX-512F"
     );
     let (th, tw) = tiles(g);
     let (plane_in, plane_out) = (g.h * g.w, g.p());
@@ -272,7 +272,7 @@ pub(super) fn conv(
                                 cols: 8.min(p0 + n - t0),
                             };
                             let sums = &mut m[(xi * PASS + t0 - p0) * width..];
-                            // SAFETY: `direct::active()` (asserted above) means
+                            // SAFETY: `direct::cpu_supported()` (asserted above):
                             // AVX-512F; the kernel reads `vx[t0 + offsets[c] +
                             // i]` for `c < cin`, `i < cols`, at most `(cin - 1)·t
                             // + t - 1`, inside `vx` (`(16 - xi)·cin·t` floats);
@@ -344,7 +344,7 @@ fn transform_input(g: &Geom, x: &[f32], nb: usize) -> Vec<f32> {
                 // only channel `c`'s worker writes it.
                 let out: [*mut f32; XI] =
                     core::array::from_fn(|xi| unsafe { dst.ptr().add((xi * g.cin + c) * t + t0) });
-                // SAFETY: AVX-512F (the direct kernels are active, checked by
+                // SAFETY: AVX-512F (`direct::cpu_supported()`, asserted by
                 // `conv`); each `src` run has `tw` floats (row `2·ty + i < ph`,
                 // start `j / 2 + tw <= pw`), each `out` run `tw`.
                 unsafe { input_row(src, tw, out) };
