@@ -17,8 +17,9 @@ use burn::prelude::*;
 /// statistics, running statistics updated) when `x` is on an autodiff device and the layer's
 /// training flag is on, and then this calls `bn.forward(x)` itself; inference behaviour
 /// (running statistics) otherwise, folded. The folded result equals burn's up to float
-/// rounding (a few units in the last place), and so do the gradients that flow through it, to
-/// the input and to `gamma` and `beta` alike.
+/// rounding, and so do the gradients that flow through it, to the input and to `gamma` and
+/// `beta` alike; the rounding error is relative to `|x · scale|` rather than to the output, so
+/// it grows where a channel's running mean is large against its standard deviation.
 ///
 /// # Panics
 ///

@@ -46,7 +46,10 @@ fn folded_inference_equals_burns_batch_norm_on_a_plain_device() {
 #[test]
 fn folded_inference_gives_burns_input_gradient() {
     let device = Device::flex();
-    let bn = layer(4, &device);
+    // Inference mode, as `valid()` leaves it (a fresh layer's flag is on, and with an autodiff
+    // input both functions would take burn's training path).
+    let bn = layer(4, &device).valid();
+    assert!(!bn.training.is_enabled());
     let x = Tensor::<4>::random([2, 4, 5, 5], Distribution::Normal(0.0, 1.5), &device);
     let weights = Tensor::<4>::random([2, 4, 5, 5], Distribution::Normal(0.0, 1.0), &device);
     let grad_of = |folded: bool| {
