@@ -67,6 +67,20 @@ pub enum DataError {
         problem: String,
     },
 
+    /// An archive's SHA-256 (of its bytes as they are) is not the pinned one.
+    #[error(
+        "{}: not the pinned archive (SHA-256 {actual}, expected {expected})",
+        path.display()
+    )]
+    ArchiveChecksum {
+        /// The archive that was checked.
+        path: PathBuf,
+        /// The expected hex digest.
+        expected: String,
+        /// The digest that was computed.
+        actual: String,
+    },
+
     /// Files that should be in a directory are not there.
     #[error(
         "{}: missing {}{}",

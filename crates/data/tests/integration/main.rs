@@ -6,3 +6,4 @@ mod fetch;
 mod full_data;
 mod idx_files;
 mod slices;
+mod text;
