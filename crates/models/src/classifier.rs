@@ -5,6 +5,7 @@ use bulwark_attack_core::{Classifier, Network};
 use burn::module::Module;
 use burn::tensor::Tensor;
 
+use crate::text_cnn::TextCnn;
 use crate::zoo::Model;
 
 impl Classifier<4> for Model {
@@ -58,5 +59,17 @@ impl Network for crate::WideResNet {
 
     fn architecture(&self) -> String {
         format!("wrn-{}-{}", self.depth(), self.widen_factor())
+    }
+}
+
+/// The text model as an attack target on its embeddings `[B, L, E]`: attacks in embedding space
+/// (the ball around the clean embeddings) run on it like on images.
+impl Classifier<3> for TextCnn {
+    fn logits(&self, embedded: Tensor<3>) -> Tensor<2> {
+        self.valid().forward_embedded(embedded)
+    }
+
+    fn logits_train_mode(&self, embedded: Tensor<3>) -> Tensor<2> {
+        self.clone().train().no_grad().forward_embedded(embedded)
     }
 }

@@ -14,6 +14,11 @@
 //! | `preact-resnet18` | 3x32x32 | He et al. (2016); as used by Wong et al. (2020) and Rice et al. (2020) |
 //!
 //! Models take images in the valid box `[0, 1]`; any input normalization lives inside the model.
+//!
+//! The text classifier [`TextCnn`] (Kim 2014: word embeddings, 1-D convolutions of widths 3, 4, 5,
+//! max-pooling over time) takes word ids `[B, L]` and is split at its embeddings
+//! ([`TextCnn::embed`], [`TextCnn::forward_embedded`]), where embedding-space adversarial training
+//! perturbs; as an attack target it is a `Classifier<3>` on embeddings `[B, L, E]`.
 //! Weights load from and save to safetensors files in PyTorch's layout ([`torch`]), with the
 //! tensor names of the equivalent PyTorch definitions written out in `docs/models.md`.
 //! [`forward_flops`] gives each model's analytic FLOP count per image (for throughput reports).
@@ -29,6 +34,7 @@ mod mlp;
 mod preact_resnet;
 mod seed;
 mod small_cnn;
+mod text_cnn;
 pub mod torch;
 mod wide_resnet;
 mod zoo;
@@ -42,6 +48,7 @@ pub use mlp::{Mlp, MlpConfig};
 pub use preact_resnet::{PreActBlock, PreActResNet18, PreActResNet18Config};
 pub use seed::{SeedMlp, SeedMlpConfig, SeedNet, SeedNetConfig};
 pub use small_cnn::{SmallCnn, SmallCnnConfig};
+pub use text_cnn::{TextCnn, TextCnnConfig};
 pub use wide_resnet::{WideBlock, WideResNet, WideResNetConfig, WideStage};
 pub use zoo::{
     ArchOptions, Model, ModelInfo, init_seeded_with, model_info, models, seed_device,

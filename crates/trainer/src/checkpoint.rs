@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use bulwark_attack_core::Network;
 use bulwark_models::bpk;
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
@@ -121,8 +122,13 @@ fn sync_dir(dir: &Path) -> Result<(), TrainError> {
 /// Saves a model in burn's burnpack format through a temporary file and a rename, so `path` is
 /// either the old complete file or the new complete file, never a partial one.
 pub fn save_bpk_atomic<M: Network>(model: &M, path: &Path) -> Result<(), TrainError> {
-    let tmp = path.with_extension("bpk.tmp");
     model.sync_running_stats();
+    write_bpk_atomic(model, path)
+}
+
+/// [`save_bpk_atomic`] for any module (one with no lazily kept state to bring up to date).
+pub(crate) fn write_bpk_atomic<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
+    let tmp = path.with_extension("bpk.tmp");
     model
         .clone()
         .save_file(&tmp)
@@ -202,6 +208,21 @@ impl Checkpoint {
         state: &CheckpointState,
         best: Option<&M>,
     ) -> Result<PathBuf, TrainError> {
+        model.sync_running_stats();
+        if let Some(best) = best {
+            best.sync_running_stats();
+        }
+        Self::save_module(run_dir, model, optim, state, best)
+    }
+
+    /// [`Checkpoint::save`] for any module (one with no lazily kept state to bring up to date).
+    pub(crate) fn save_module<M: Module>(
+        run_dir: &Path,
+        model: &M,
+        optim: &ModuleOptimizer,
+        state: &CheckpointState,
+        best: Option<&M>,
+    ) -> Result<PathBuf, TrainError> {
         let tmp = run_dir.join(Self::TMP);
         let cur = run_dir.join(Self::DIR);
         let old = run_dir.join(Self::OLD);
@@ -209,7 +230,6 @@ impl Checkpoint {
             std::fs::remove_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(TrainError::io(&tmp))?;
-        model.sync_running_stats();
         let model_path = tmp.join("model.bpk");
         model
             .clone()
@@ -228,7 +248,7 @@ impl Checkpoint {
             })?;
         sync_file(&optim_path)?;
         if let Some(best) = best {
-            save_bpk_atomic(best, &tmp.join("best.bpk"))?;
+            write_bpk_atomic(best, &tmp.join("best.bpk"))?;
         }
         let json = serde_json::to_vec_pretty(state).expect("state serializes");
         write_atomic(&tmp.join("state.json"), &json)?;
@@ -333,7 +353,10 @@ impl Checkpoint {
 /// next checkpoint had rotated the directory away ("host access failed: No such file or
 /// directory", in the GPU test set on 2026-12-02); a read after a rotation by rename would even
 /// take the newer checkpoint's contents. The model is read the same way (`bpk::load_bpk`).
-fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer, String> {
+pub(crate) fn load_optimizer(
+    optim: ModuleOptimizer,
+    path: &Path,
+) -> Result<ModuleOptimizer, String> {
     let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
     optim
         .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))

@@ -71,7 +71,7 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
 }
 
 /// Seed of one batch's random draws (attack starts, TRADES noise, mixing).
-fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
+pub(crate) fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
     SplitMix64::with_stream(epoch_seed(seed, epoch), batch as u64).next_u64()
 }
 
@@ -80,7 +80,7 @@ fn batch_seed(seed: u64, epoch: usize, batch: usize) -> u64 {
 const AUGMENT_STREAM: u64 = 0x6175_676d_656e_7421;
 
 /// Mixed into a batch's seed for the device generator during its step (dropout).
-const DROPOUT_STREAM: u64 = 0x6472_6f70_6f75_7421;
+pub(crate) const DROPOUT_STREAM: u64 = 0x6472_6f70_6f75_7421;
 
 /// Running sums of an epoch's per-batch statistics.
 #[derive(Default)]
@@ -188,7 +188,7 @@ impl ModuleMapper for InferenceFlags {
 }
 
 /// Correct predictions of plain `logits` for labels `y`.
-fn hits(logits: Tensor<2>, y: Tensor<1, Int>) -> usize {
+pub(crate) fn hits(logits: Tensor<2>, y: Tensor<1, Int>) -> usize {
     logits
         .argmax(1)
         .flatten::<1>(0, 1)
@@ -958,7 +958,7 @@ impl Step<'_> {
 
 /// Early stopping and the catastrophic-overfitting guard, for an epoch `m` that did not improve
 /// on the best epoch.
-fn stop_rule(
+pub(crate) fn stop_rule(
     cfg: &TrainConfig,
     history: &[EpochMetrics],
     m: &EpochMetrics,
@@ -991,7 +991,7 @@ fn stop_rule(
     }
 }
 
-fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
+pub(crate) fn progress_bar(enabled: bool, len: usize, epoch: usize, epochs: usize) -> ProgressBar {
     bulwark_eval::progress_bar(len, enabled, &format!("epoch {epoch}/{epochs}"))
 }
 

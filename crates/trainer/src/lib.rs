@@ -64,6 +64,7 @@ mod report;
 mod schedule;
 mod specs;
 mod sweep;
+pub mod text;
 
 pub use backend::{BackendKind, DeviceSet};
 pub use bench::{

@@ -174,6 +174,29 @@ pub(crate) struct MixDraw {
 }
 
 impl MixDraw {
+    /// Mixup of inputs of any rank (text embeddings `[B, L, E]`) and their soft targets; `None`
+    /// for a CutMix draw, which cuts a box out of images.
+    pub fn mixup<const D: usize>(
+        &self,
+        x: Tensor<D>,
+        targets: &Targets,
+    ) -> Result<Option<(Tensor<D>, Targets)>, TrainError> {
+        if self.cut.is_some() {
+            return Ok(None);
+        }
+        let soft = targets
+            .soft
+            .clone()
+            .expect("mixing always makes soft targets");
+        Ok(Some((
+            mix(x, self.lambda, &self.perm)?,
+            Targets {
+                hard: targets.hard.clone(),
+                soft: Some(mix(soft, self.lambda, &self.perm)?),
+            },
+        )))
+    }
+
     /// Mixes inputs and soft targets with this draw.
     pub fn apply(
         &self,

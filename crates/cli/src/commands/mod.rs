@@ -8,6 +8,7 @@ mod export;
 mod merge;
 mod models;
 mod sweep;
+mod text;
 mod train;
 
 use std::path::{Path, PathBuf};
@@ -18,7 +19,7 @@ use bulwark_data::FetchOptions;
 use bulwark_models::{Model, bpk, torch};
 use bulwark_trainer::{BackendKind, BenchPlan, EvalBenchPlan, TrainConfig, Workload};
 
-use crate::args::{BenchCommand, Cli, Command, DataCommand, ModelsCommand};
+use crate::args::{BenchCommand, Cli, Command, DataCommand, ModelsCommand, TextCommand};
 use crate::guard::RUN_DIR_WEIGHTS;
 
 /// Runs the parsed command line.
@@ -114,6 +115,22 @@ pub fn run(cli: Cli) -> Result<()> {
                     offline,
                 },
         } => data::data_fetch(&dataset, data_dir, offline),
+        Command::Text { command } => match command {
+            TextCommand::Train {
+                config,
+                run_dir,
+                resume,
+                data_dir,
+            } => text::train(config, run_dir, resume, data_dir, backend),
+            TextCommand::Eval {
+                run_dir,
+                eps,
+                steps,
+                restarts,
+                data_dir,
+            } => text::eval(&run_dir, eps, steps, restarts, data_dir, backend),
+            TextCommand::Fetch { data_dir } => text::fetch(data_dir),
+        },
         Command::Models {
             command: ModelsCommand::List,
         } => models::models_list(backend),

@@ -2,5 +2,6 @@
 
 mod batch_norm;
 mod pytorch_fixtures;
+mod text_cnn;
 mod torch_io;
 mod wide_resnet;

@@ -10,4 +10,5 @@ mod datasets;
 mod evaluation;
 mod gpu;
 mod input_gradient;
+mod text;
 mod training;
