@@ -140,9 +140,10 @@ pub(super) fn fetch(data_dir: Option<PathBuf>) -> Result<()> {
 /// The robustness table, as the terminal and report.md show it.
 fn table(r: &TextRobustness) -> String {
     let mut s = format!(
-        "clean accuracy {:.2} % on {} test texts\n\n| L2 eps (embeddings) | PGD | APGD-CE | worst case |\n|---|---|---|---|\n",
+        "clean accuracy {:.2} % on {} test texts; mean L2 norm of their embeddings {:.1}\n\n| L2 eps (embeddings) | PGD | APGD-CE | worst case |\n|---|---|---|---|\n",
         100.0 * r.clean_acc,
-        r.texts
+        r.texts,
+        r.embedding_norm
     );
     for row in &r.rows {
         let _ = writeln!(

@@ -44,6 +44,10 @@ pub struct TextRobustness {
     pub texts: usize,
     /// Clean accuracy.
     pub clean_acc: f64,
+    /// Mean L2 norm of the texts' clean embeddings (the whole `[L, E]` sequence): the scale a
+    /// radius is measured against. Radii compare across models only at similar norms; a penalty
+    /// on the embedding table shrinks it and so makes every radius relatively larger.
+    pub embedding_norm: f64,
     /// One row per radius.
     pub rows: Vec<TextRobustRow>,
 }
@@ -188,12 +192,16 @@ pub fn text_robustness(
     let model = model.valid();
     let n = data.len();
     let mut clean = Vec::with_capacity(n);
+    let mut norm_sum = 0f64;
     let all: Vec<usize> = (0..n).collect();
     for chunk in all.chunks(batch_size.max(1)) {
         let (ids, y) = data.batch(chunk, device);
         let labels = host_labels(&y);
+        let e0 = model.embed(ids);
+        let norms = e0.clone().powf_scalar(2.0).sum_dim(2).sum_dim(1).sqrt();
+        norm_sum += f64::from(norms.sum().into_scalar::<f32>());
         clean.extend(
-            predictions(model.forward(ids))
+            predictions(model.forward_embedded(e0))
                 .iter()
                 .zip(&labels)
                 .map(|(p, l)| p == l),
@@ -235,6 +243,7 @@ pub fn text_robustness(
     Ok(TextRobustness {
         texts: n,
         clean_acc: share(&clean),
+        embedding_norm: norm_sum / n.max(1) as f64,
         rows,
     })
 }

@@ -315,6 +315,8 @@ fn robust_accuracy_is_ordered_and_every_attack_stays_in_the_ball() {
     )
     .unwrap();
     assert_eq!(r.texts, data.test.len());
+    // Embeddings start as N(0, 1) draws: 32 positions x 8 widths, a norm near 16.
+    assert!(r.embedding_norm > 8.0 && r.embedding_norm < 32.0, "{r:?}");
     let mut previous = r.clean_acc;
     for row in &r.rows {
         assert!(row.worst_acc <= row.pgd_acc.min(row.apgd_acc), "{row:?}");
