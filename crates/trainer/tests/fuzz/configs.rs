@@ -1,10 +1,11 @@
-//! The configuration parsers on damaged files: the training configuration (TOML, with the
-//! regularizers' file form inside it) and the attack configuration (TOML or JSON).
+//! The configuration parsers on damaged files: the training configurations of image and text
+//! runs (TOML, with the regularizers' file form inside them) and the attack configuration (TOML or JSON).
 
 use std::path::Path;
 
 use bulwark_attack_core::AttackConfig;
-use bulwark_trainer::TrainConfig;
+use bulwark_trainer::text::TextTrainConfig;
+use bulwark_trainer::{TrainConfig, TrainError};
 use proptest::prelude::*;
 
 use crate::alloc::peak;
@@ -21,6 +22,24 @@ fn recipes() -> Vec<(String, Vec<u8>)> {
         .collect();
     v.sort();
     v
+}
+
+/// Parses a recipe as its kind (`spam-*.toml` are text runs, `bulwark text train`); returns the
+/// configuration's own TOML.
+fn parse(name: &str, src: &str) -> Result<String, TrainError> {
+    let path = Path::new(name);
+    let text_run = path
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("spam-"));
+    if text_run {
+        let cfg = TextTrainConfig::from_toml_str(src, path)?;
+        cfg.validate()?;
+        Ok(cfg.to_toml())
+    } else {
+        let cfg = TrainConfig::from_toml_str(src, path)?;
+        cfg.validate()?;
+        Ok(cfg.to_toml())
+    }
 }
 
 /// Attack configurations as users write them for `bulwark attack --config`.
@@ -53,13 +72,12 @@ proptest! {
         let recipes = recipes();
         let (name, valid) = &recipes[which.index(recipes.len())];
         let src = text(&apply(valid, &m));
-        let (result, used) = peak(|| TrainConfig::from_toml_str(&src, Path::new(name)));
+        let (result, used) = peak(|| parse(name, &src));
         match result {
             // A configuration that parses is valid and survives its own round trip.
-            Ok(cfg) => {
-                prop_assert!(cfg.validate().is_ok());
-                let again = TrainConfig::from_toml_str(&cfg.to_toml(), Path::new(name)).unwrap();
-                prop_assert_eq!(again.to_toml(), cfg.to_toml());
+            Ok(toml) => {
+                let again = parse(name, &toml).unwrap();
+                prop_assert_eq!(again, toml);
             }
             Err(e) => prop_assert!(e.to_string().starts_with(name.as_str()), "{}", e),
         }
@@ -96,7 +114,7 @@ proptest! {
 #[test]
 fn the_seeds_parse() {
     for (name, bytes) in recipes() {
-        TrainConfig::from_toml_str(&text(&bytes), Path::new(&name)).unwrap();
+        parse(&name, &text(&bytes)).unwrap();
     }
     for a in ATTACKS {
         let c = AttackConfig::from_partial(toml::from_str(a).unwrap()).unwrap();
