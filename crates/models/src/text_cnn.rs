@@ -42,7 +42,7 @@ pub struct TextCnnConfig {
 /// use bulwark_models::{TextCnn, TextCnnConfig};
 /// use burn::prelude::*;
 ///
-/// let device = Device::default();
+/// let device = Device::flex();
 /// let model: TextCnn = TextCnnConfig::new(100).init(&device);
 /// let ids = Tensor::<2, Int>::from_data([[5, 7, 9, 0, 0, 0], [3, 3, 2, 1, 0, 0]], &device);
 /// let logits = model.forward(ids.clone());

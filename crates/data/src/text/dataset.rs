@@ -213,7 +213,7 @@ mod tests {
         assert_eq!(all, (0..6).collect::<Vec<_>>());
         assert_eq!(d.split(2, 3).unwrap().1, valid);
         assert!(d.split(7, 0).is_err());
-        let device = Device::default();
+        let device = Device::flex();
         let (ids, labels) = d.batch(&[3, 1], &device);
         assert_eq!(
             ids.to_data().convert::<i64>().try_to_vec::<i64>().unwrap(),
