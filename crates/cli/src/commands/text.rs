@@ -10,7 +10,7 @@ use bulwark_eval::write_atomic;
 use bulwark_trainer::text::{
     TextData, TextRobustness, TextTrainConfig, fit_text, load_module, text_robustness,
 };
-use bulwark_trainer::{BackendKind, FitOptions};
+use bulwark_trainer::{BackendKind, FitOptions, Keep};
 use burn::tensor::Device;
 
 use super::fetch_options;
@@ -182,7 +182,7 @@ fn write_outputs(
         "# Text run: {} on SpamAssassin\n\n{}\nWorst case: correct on the clean text and under both attacks (the \
          headline). Attacks in the L2 ball around each text's clean embeddings (the whole {}x{} \
          sequence, padding included): PGD {} steps x {} restarts (step 2.5 eps/steps, random \
-         start), APGD-CE {} steps. Weights: best validation epoch {}. Training {:.0} s, \
+         start), APGD-CE {} steps. Weights: {}. Training {:.0} s, \
          evaluation {:.0} s.\n\nRepeat the evaluation: `bulwark text eval --run-dir {}`\n",
         cfg.method.name(),
         table(r),
@@ -191,7 +191,10 @@ fn write_outputs(
         e.steps,
         e.restarts,
         e.steps,
-        best_epoch.map_or("-".to_string(), |b| b.to_string()),
+        match (cfg.keep, best_epoch) {
+            (Keep::Best, Some(b)) => format!("the best validation epoch's ({b})"),
+            _ => "the last epoch's".to_string(),
+        },
         train_seconds,
         eval_seconds,
         run_dir.display()

@@ -263,7 +263,8 @@ pub fn read_emails(archive: &Path) -> Result<Vec<Email>> {
         let Some((group, id, md5)) = message_name(&path) else {
             continue;
         };
-        let mut raw = Vec::with_capacity(entry.size() as usize);
+        // The header's size is not trusted for the allocation (an unverified file may lie).
+        let mut raw = Vec::with_capacity((entry.size() as usize).min(1 << 20));
         entry
             .read_to_end(&mut raw)
             .map_err(|e| DataError::io(archive, format!("read {path} from"), e))?;

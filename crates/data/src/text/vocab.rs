@@ -125,7 +125,10 @@ impl Vocabulary {
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = serde_json::to_vec(self)
             .map_err(|e| DataError::InvalidArgument(format!("cannot encode a vocabulary: {e}")))?;
-        std::fs::write(path, json).map_err(|e| DataError::io(path, "write", e))
+        // Through a temporary file and a rename: the file is the old one or the new one.
+        let tmp = path.with_extension("json.tmp");
+        std::fs::write(&tmp, json).map_err(|e| DataError::io(&tmp, "write", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, "rename into place", e))
     }
 
     /// Reads a vocabulary written by [`Vocabulary::save`].

@@ -93,12 +93,13 @@ pub fn fit_text(
     }
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
+    let vocab_path = opts.run_dir.join("vocab.json");
     if !opts.resume {
         Checkpoint::refuse_existing(&opts.run_dir)?;
+        // A resumed run keeps the files it started with: a refused resume changes nothing.
+        write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+        data.vocab.save(&vocab_path)?;
     }
-    let config_path = opts.run_dir.join("config.toml");
-    write_atomic(&config_path, cfg.to_toml().as_bytes())?;
-    data.vocab.save(&opts.run_dir.join("vocab.json"))?;
 
     let ad_device = device.clone().autodiff();
     let vocab_size = data.vocab.len();
@@ -138,6 +139,12 @@ pub fn fit_text(
                 "stop_after_epoch is {}, but the run has already completed {} epoch(s)",
                 opts.stop_after_epoch.unwrap_or_default(),
                 state.epoch
+            )));
+        }
+        if bulwark_data::text::Vocabulary::load(&vocab_path)? != data.vocab {
+            return Err(refuse(format!(
+                "the vocabulary built from the data differs from the run's {}; the corpus changed",
+                vocab_path.display()
             )));
         }
         model = load_module(model, &dir.join("model.bpk"))

@@ -225,8 +225,14 @@ fn a_resumed_run_equals_an_uninterrupted_one() {
             .assert_eq(&whole.model.forward(ids).to_data(), true);
         // A resume with another configuration is refused, naming the reason.
         let other = cfg.clone().with_lr(1e-2);
+        let config = std::fs::read(dir.path().join("parts/config.toml")).unwrap();
         let e = fit_text(&other, &data, &device, &opts("parts", true, None)).unwrap_err();
         assert!(e.to_string().contains("different configuration"), "{e}");
+        let after = std::fs::read(dir.path().join("parts/config.toml")).unwrap();
+        assert_eq!(
+            after, config,
+            "a refused resume leaves the run's files as they were"
+        );
         for file in [
             "config.toml",
             "vocab.json",
