@@ -56,14 +56,22 @@ fn a_batch_gives_each_sample_its_own_logits() {
 #[test]
 fn the_classifier_of_embeddings_runs_in_inference_mode() {
     let device = Device::flex();
-    // Dropout 0.5 on: a training-mode forward would differ from the inference one.
-    let m = model(&device);
+    // A model being trained (autodiff device, dropout 0.5 on): dropout acts only on autodiff
+    // inputs, so a training-mode forward differs from the inference one.
+    let m = model(&device.clone().autodiff());
     let embedded = m.valid().embed(ids(&device));
-    let logits = Classifier::<3>::logits(&m, embedded.clone());
-    logits.to_data().assert_eq(
-        &m.valid().forward_embedded(embedded.clone()).to_data(),
-        true,
-    );
+    let logits = Classifier::<3>::logits(&m, embedded.clone().autodiff());
+    let inference = m.valid().forward_embedded(embedded.clone());
+    logits
+        .inner()
+        .to_data()
+        .assert_eq(&inference.to_data(), true);
+    let train_mode = Classifier::<3>::logits_train_mode(&m, embedded.clone().autodiff());
+    let differs = (train_mode.inner() - inference)
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert!(differs > 1e-4, "training behaviour differs: {differs}");
     // Its input gradient exists and reaches every position (padding positions included).
     let leaf = embedded.autodiff().require_grad();
     let loss = Classifier::<3>::logits(&m, leaf.clone()).sum();
