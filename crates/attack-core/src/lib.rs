@@ -76,6 +76,7 @@ mod registry;
 pub mod rng;
 pub mod sanity;
 mod square;
+mod text_network;
 mod trades;
 
 pub use apgd::{Apgd, ApgdConfig};
@@ -97,4 +98,5 @@ pub use overrides::AttackOverrides;
 pub use pgd::{Bim, BimConfig, Pgd, PgdConfig};
 pub use registry::{ATTACKS, Alias, AnyAttack, AttackConfig, AttackEntry, known_names, lookup};
 pub use square::{Square, SquareConfig};
+pub use text_network::{EmbeddedClassifier, TextNetwork};
 pub use trades::{TradesKl, TradesKlConfig};

@@ -1,9 +1,9 @@
 //! The zoo's models as attack targets and trainable networks: [`Classifier`] and [`Network`] for
-//! [`Model`].
+//! [`Model`], [`TextNetwork`] for [`TextCnn`].
 
-use bulwark_attack_core::{Classifier, Network};
+use bulwark_attack_core::{Classifier, Network, TextNetwork};
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
 use crate::text_cnn::TextCnn;
 use crate::zoo::Model;
@@ -71,5 +71,20 @@ impl Classifier<3> for TextCnn {
 
     fn logits_train_mode(&self, embedded: Tensor<3>) -> Tensor<2> {
         self.clone().train().no_grad().forward_embedded(embedded)
+    }
+}
+
+/// The text model for the text trainer and its evaluation (`bulwark_trainer::text`).
+impl TextNetwork for TextCnn {
+    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        TextCnn::embed(self, ids)
+    }
+
+    fn forward_embedded(&self, embedded: Tensor<3>) -> Tensor<2> {
+        TextCnn::forward_embedded(self, embedded)
+    }
+
+    fn architecture(&self) -> String {
+        "text-cnn".to_string()
     }
 }

@@ -105,6 +105,12 @@ impl std::fmt::Display for StopReason {
 /// The current checkpoint format.
 pub const FORMAT: u32 = 2;
 
+/// The command line that trains (and resumes) image runs, for messages.
+pub(crate) const TRAIN_COMMAND: &str = "bulwark train";
+
+/// The command line that trains (and resumes) text runs, for messages.
+pub(crate) const TEXT_COMMAND: &str = "bulwark text train";
+
 /// Reading and writing checkpoint directories.
 pub struct Checkpoint;
 
@@ -158,13 +164,14 @@ impl Checkpoint {
     }
 
     /// Fails when `run_dir` already holds a run's checkpoint: a fresh run there would overwrite
-    /// it. Resume it instead, or train into another directory.
-    pub fn refuse_existing(run_dir: &Path) -> Result<(), TrainError> {
+    /// it. Resume it instead, or train into another directory; `command` is the command line
+    /// that trains such a run (`bulwark train`, `bulwark text train`), which the message names.
+    pub fn refuse_existing(run_dir: &Path, command: &str) -> Result<(), TrainError> {
         match Self::find(run_dir) {
             Some(dir) => Err(TrainError::Checkpoint {
                 path: dir,
                 reason: format!(
-                    "{} already holds a run; continue it with `bulwark train --resume --run-dir {}`, \
+                    "{} already holds a run; continue it with `{command} --resume --run-dir {}`, \
                      or choose another --name / --run-dir",
                     run_dir.display(),
                     run_dir.display()
@@ -176,11 +183,12 @@ impl Checkpoint {
 
     /// The error of a resume that finds no checkpoint in `run_dir`: the run stopped before its
     /// first epoch ended (or was never started there), so it must be started again.
-    pub fn nothing_to_resume(run_dir: &Path) -> TrainError {
+    /// `command` as for [`Checkpoint::refuse_existing`].
+    pub fn nothing_to_resume(run_dir: &Path, command: &str) -> TrainError {
         let config = run_dir.join("config.toml");
         let again = if config.is_file() {
             format!(
-                " (its configuration is saved: `bulwark train --config {} --run-dir {}`)",
+                " (its configuration is saved: `{command} --config {} --run-dir {}`)",
                 config.display(),
                 run_dir.display()
             )

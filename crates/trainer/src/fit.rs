@@ -15,7 +15,9 @@ use burn::tensor::{Device, Int, Tensor};
 use indicatif::ProgressBar;
 
 use crate::adversarial::{AdvSettings, batch_loss, perturbed_weights, prepare};
-use crate::checkpoint::{Checkpoint, CheckpointState, FORMAT, StopReason, save_bpk_atomic};
+use crate::checkpoint::{
+    Checkpoint, CheckpointState, FORMAT, StopReason, TRAIN_COMMAND, save_bpk_atomic,
+};
 use crate::collective::{
     Collective, agree_on, average_gradients, broadcast_buffers, check_batches, rank_rows, rank_seed,
 };
@@ -358,7 +360,7 @@ pub(crate) fn fit_locked<M: Network>(
     if writes {
         std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
         if !opts.resume {
-            Checkpoint::refuse_existing(&opts.run_dir)?;
+            Checkpoint::refuse_existing(&opts.run_dir, TRAIN_COMMAND)?;
         }
     }
     let mut run = Run::start(cfg, build, train, opts, &device)?;
@@ -462,7 +464,7 @@ impl<M: Network> Run<M> {
         ad_device: &Device,
     ) -> Result<Self, TrainError> {
         let dir = Checkpoint::find(&opts.run_dir)
-            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir))?;
+            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir, TRAIN_COMMAND))?;
         let (m, o, state) = Checkpoint::load(&dir, &cfg.model, self.model, self.optim)?;
         if opts
             .stop_after_epoch

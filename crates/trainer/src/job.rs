@@ -6,7 +6,7 @@ use std::time::Instant;
 use bulwark_data::{FetchOptions, ImageDataset};
 use bulwark_models::torch;
 
-use crate::checkpoint::save_bpk_atomic;
+use crate::checkpoint::{TRAIN_COMMAND, save_bpk_atomic};
 use bulwark_attack_core::{AttackConfig, AttackOptions, Network, PgdConfig, ThreatModel};
 use bulwark_eval::write_atomic;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
@@ -171,7 +171,7 @@ fn run_job_inner<M: Network>(
     };
     // Before anything is fetched or written (config.toml included).
     if !opts.resume && writes {
-        Checkpoint::refuse_existing(&opts.run_dir)?;
+        Checkpoint::refuse_existing(&opts.run_dir, TRAIN_COMMAND)?;
         // A report without a checkpoint is another kind of output (an evaluation's, or a run
         // whose checkpoint was removed): a fresh run would replace it.
         if let Some(path) = ["report.md", "report.json"]

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Instant;
 
+use bulwark_attack_core::TextNetwork;
 use bulwark_attack_core::rng::{SplitMix64, sample_seed};
 use bulwark_data::text::TextDataset;
 use bulwark_eval::{RunLock, write_atomic};
@@ -18,7 +19,7 @@ use super::config::TextTrainConfig;
 use super::data::TextData;
 use super::method::TextMethod;
 use super::robust::{EmbeddingAttack, attack_embeddings, attacked_accuracy, text_accuracy};
-use crate::checkpoint::{FORMAT, load_optimizer, write_bpk_atomic};
+use crate::checkpoint::{FORMAT, TEXT_COMMAND, load_optimizer, write_bpk_atomic};
 use crate::fit::{DROPOUT_STREAM, batch_seed, check_options, hits, progress_bar, stop_rule};
 use crate::regularize::{Regularizers, Targets};
 use crate::{
@@ -26,15 +27,16 @@ use crate::{
     build_optimizer, metrics,
 };
 
-/// The model name text checkpoints carry.
+/// The model name [`fit_text`]'s checkpoints carry ([`TextCnn`]'s
+/// [`TextNetwork::architecture`]).
 pub const TEXT_MODEL: &str = "text-cnn";
 
-/// What [`fit_text`] returns.
+/// What [`fit_text`] and [`fit_text_network`] return.
 #[derive(Debug)]
-pub struct TextFitOutcome {
+pub struct TextFitOutcome<M = TextCnn> {
     /// The model the run ends with (inference mode): the best validation epoch's weights, or the
     /// last epoch's with `keep = "last"`.
-    pub model: TextCnn,
+    pub model: M,
     /// Metrics of every epoch, those before a resume included.
     pub history: Vec<EpochMetrics>,
     /// Epoch (from 1) and value of the best validation metric (robust accuracy for adversarial
@@ -69,16 +71,102 @@ pub(crate) struct Sums {
     penalty: f64,
 }
 
-/// Trains a [`TextCnn`] on `data` as `cfg` says, writing `config.toml`, `vocab.json`,
-/// `metrics.jsonl`, `checkpoint/`, `best.bpk` and (at the end) `model.bpk`, the weights the run
-/// ends with, into `opts.run_dir`; with `opts.resume` it
-/// continues from the checkpoint there, exactly as an uninterrupted run.
+/// Trains a [`TextCnn`] built from `cfg`'s model keys (`embed_dim`, `filters`,
+/// `kernel_sizes`, `dropout`) on `data` as `cfg` says: [`fit_text_network`] with that
+/// architecture.
 pub fn fit_text(
     cfg: &TextTrainConfig,
     data: &TextData,
     device: &Device,
     opts: &FitOptions,
 ) -> Result<TextFitOutcome, TrainError> {
+    cfg.validate()?;
+    let model_cfg = cfg.model_config(data.vocab.len());
+    fit_text_network(cfg, &|d: &Device| model_cfg.init(d), data, device, opts)
+}
+
+/// Trains any [`TextNetwork`] on `data` as `cfg` says, writing `config.toml`, `vocab.json`,
+/// `metrics.jsonl`, `checkpoint/`, `best.bpk` and (at the end) `model.bpk`, the weights the run
+/// ends with, into `opts.run_dir`; with `opts.resume` it continues from the checkpoint there,
+/// exactly as an uninterrupted run.
+///
+/// `build` makes the architecture on a device with burn's lazily drawn weights (a
+/// `Config::init` call): the weights are drawn from `cfg.seed`, and on resume `build` makes the
+/// skeleton the checkpoint loads into. Its ids must be those of `data.vocab`. The checkpoint
+/// records the network's [`TextNetwork::architecture`], and a checkpoint of another
+/// architecture is refused. Everything else in `cfg` applies as for [`TextCnn`]: the method,
+/// penalties and constraints (by the network's own parameter paths), label smoothing, mixup on
+/// the embeddings, robust validation, the stopping rules; `cfg`'s model keys configure only
+/// [`fit_text`]'s `TextCnn` and are not read here.
+///
+/// ```
+/// use bulwark_attack_core::TextNetwork;
+/// use bulwark_data::text::TextCorpus;
+/// use bulwark_trainer::FitOptions;
+/// use bulwark_trainer::text::{TextData, TextMethod, TextTrainConfig, fit_text_network};
+/// use burn::module::Module;
+/// use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+/// use burn::prelude::*;
+///
+/// /// Mean of the word embeddings, then a linear layer.
+/// #[derive(Module, Debug)]
+/// struct MeanBag {
+///     embedding: Embedding,
+///     fc: Linear,
+/// }
+///
+/// impl TextNetwork for MeanBag {
+///     fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+///         self.embedding.forward(ids)
+///     }
+///     fn forward_embedded(&self, embedded: Tensor<3>) -> Tensor<2> {
+///         self.fc.forward(embedded.mean_dim(1).squeeze_dim::<2>(1))
+///     }
+/// }
+///
+/// // The user's own texts (here a few lines; any labelled corpus works the same way).
+/// let mut train = TextCorpus::empty(vec!["ham".into(), "spam".into()]);
+/// for (i, (text, label)) in [
+///     ("meeting notes attached for tomorrow", 0),
+///     ("win a free prize now click here", 1),
+///     ("lunch at noon with the team", 0),
+///     ("cheap pills free offer click now", 1),
+/// ]
+/// .into_iter()
+/// .cycle()
+/// .take(24)
+/// .enumerate()
+/// {
+///     train.push(format!("t{i}"), text.into(), label);
+/// }
+/// let test = train.clone();
+/// let cfg = TextTrainConfig::new()
+///     .with_seq_len(8)
+///     .with_epochs(2)
+///     .with_batch_size(8)
+///     .with_valid_size(4)
+///     .with_min_count(1)
+///     .with_method(TextMethod::Fgm { eps: 0.1 });
+/// let data = TextData::from_corpora(&cfg, &train, &test)?;
+/// let vocab = data.vocab.len();
+/// let build = |d: &Device| MeanBag {
+///     embedding: EmbeddingConfig::new(vocab, 8).init(d),
+///     fc: LinearConfig::new(8, 2).init(d),
+/// };
+/// let run_dir = std::env::temp_dir().join(format!("bulwark-doc-meanbag-{}", std::process::id()));
+/// let opts = FitOptions { run_dir: run_dir.clone(), resume: false, progress: false, stop_after_epoch: None };
+/// let out = fit_text_network(&cfg, &build, &data, &Device::flex(), &opts)?;
+/// assert_eq!(out.history.len(), 2);
+/// # std::fs::remove_dir_all(run_dir).ok();
+/// # Ok::<(), bulwark_trainer::TrainError>(())
+/// ```
+pub fn fit_text_network<M: TextNetwork>(
+    cfg: &TextTrainConfig,
+    build: &dyn Fn(&Device) -> M,
+    data: &TextData,
+    device: &Device,
+    opts: &FitOptions,
+) -> Result<TextFitOutcome<M>, TrainError> {
     cfg.validate()?;
     let shared = cfg.shared();
     check_options(&shared, opts)?;
@@ -95,35 +183,34 @@ pub fn fit_text(
     let _lock = RunLock::acquire(&opts.run_dir)?;
     let vocab_path = opts.run_dir.join("vocab.json");
     if !opts.resume {
-        Checkpoint::refuse_existing(&opts.run_dir)?;
+        Checkpoint::refuse_existing(&opts.run_dir, TEXT_COMMAND)?;
         // A resumed run keeps the files it started with: a refused resume changes nothing.
         write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         data.vocab.save(&vocab_path)?;
     }
 
     let ad_device = device.clone().autodiff();
-    let vocab_size = data.vocab.len();
-    let build = |d: &Device| cfg.model_config(vocab_size).init(d);
     let mut model = init_seeded_with(&ad_device, cfg.seed, build);
+    let architecture = model.architecture();
     let mut regs = Regularizers::new(&shared, 2);
     regs.check(&model)?;
     let mut optim = build_optimizer(&shared);
     let mut history = Vec::new();
     let mut best: Option<(usize, f64)> = None;
-    let mut best_model: Option<TextCnn> = None;
+    let mut best_model: Option<M> = None;
     let mut stopped = None;
     let mut resumed_from = None;
     if opts.resume {
         let dir = Checkpoint::find(&opts.run_dir)
-            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir))?;
+            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir, TEXT_COMMAND))?;
         let state = Checkpoint::read_state(&dir)?;
         let refuse = |reason: String| TrainError::Checkpoint {
             path: dir.clone(),
             reason,
         };
-        if state.model != TEXT_MODEL {
+        if state.model != architecture {
             return Err(refuse(format!(
-                "it holds model `{}`, but this run trains `{TEXT_MODEL}`",
+                "it holds model `{}`, but this run trains `{architecture}`",
                 state.model
             )));
         }
@@ -232,7 +319,7 @@ pub fn fit_text(
         let state = CheckpointState {
             format: FORMAT,
             epoch: epoch + 1,
-            model: TEXT_MODEL.into(),
+            model: architecture.clone(),
             config_toml: cfg.to_toml(),
             history: history.clone(),
             best,
@@ -316,28 +403,76 @@ fn project(delta: Tensor<3>, eps: f64) -> Tensor<3> {
     delta * factor
 }
 
+/// The objective a step differentiates: `loss` plus, when `penalize`, the regularizers' penalty
+/// on `model`; its value is checked (a non-finite loss ends the run) and added to the epoch's
+/// sums.
+fn objective<M: Module>(
+    mut loss: Tensor<1>,
+    penalize: bool,
+    regs: &Regularizers,
+    model: &M,
+    n: usize,
+    sums: &mut Sums,
+    place: Place,
+) -> Result<Tensor<1>, TrainError> {
+    if penalize && let Some(p) = regs.penalty(model)? {
+        sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
+        loss = loss + p;
+    }
+    let value = loss.clone().inner().into_scalar::<f32>();
+    if !value.is_finite() {
+        return Err(TrainError::Diverged {
+            during: "training",
+            epoch: place.epoch + 1,
+            batch: place.batch + 1,
+            value,
+        });
+    }
+    sums.loss += f64::from(value) * n as f64;
+    Ok(loss)
+}
+
+/// Adds a perturbed forward pass's loss on the hard labels (weighted by `share`) and, when
+/// `count`, its hits to the epoch's adversarial sums.
+fn record_adversarial(
+    sums: &mut Sums,
+    adv: Tensor<2>,
+    y: &Tensor<1, Int>,
+    share: f64,
+    count: bool,
+) {
+    let n = y.dims()[0];
+    let ce = Targets {
+        hard: y.clone(),
+        soft: None,
+    }
+    .cross_entropy(adv.clone());
+    sums.adv_loss += f64::from(ce.into_scalar::<f32>()) * n as f64 * share;
+    if count {
+        sums.adv_correct += hits(adv, y.clone());
+        sums.adv_seen += n;
+    }
+}
+
 /// One optimizer step on one batch with the configured method. `on_delta` sees every
 /// perturbation the step trains on (`[B, L, E]`, plain), for tests.
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn text_step(
+pub(crate) fn text_step<M: TextNetwork>(
     cfg: &TextTrainConfig,
-    model: TextCnn,
+    model: M,
     optim: &mut ModuleOptimizer,
     regs: &mut Regularizers,
     (ids, y): (Tensor<2, Int>, Tensor<1, Int>),
     place: Place,
     sums: &mut Sums,
     on_delta: &mut dyn FnMut(&Tensor<3>),
-) -> Result<TextCnn, TrainError> {
+) -> Result<M, TrainError> {
     let Place { lr, seed, .. } = place;
     let n = y.dims()[0];
     let targets = regs.targets(y.clone())?;
-    let plain_targets = Targets {
-        hard: y.clone(),
-        soft: None,
-    };
     // Mixup (text runs take no CutMix) mixes the embeddings every loss sees, clean and
     // perturbed alike, with the batch's draw; perturbations are crafted on the unmixed texts.
+    // Mixed batches have no per-text hits to count.
     let draw = regs.draw(n, 1, 1, seed);
     let mix_in = |e: Tensor<3>| -> Result<(Tensor<3>, Targets), TrainError> {
         match &draw {
@@ -347,12 +482,6 @@ pub(crate) fn text_step(
             None => Ok((e, targets.clone())),
         }
     };
-    let diverged = |value: f32| TrainError::Diverged {
-        during: "training",
-        epoch: place.epoch + 1,
-        batch: place.batch + 1,
-        value,
-    };
     let grads = match cfg.method {
         TextMethod::Freelb {
             eps,
@@ -360,38 +489,19 @@ pub(crate) fn text_step(
             step_size,
             init_mag,
         } => {
-            let e_dims = [n, cfg.seq_len, cfg.embed_dim];
+            let e_dims = model.valid().embed(ids.clone()).dims();
             let mut delta = freelb_start(&ids, e_dims, init_mag, eps, seed, &ids.device());
-            let mut accum = GradientsAccumulator::<TextCnn>::new();
+            let mut accum = GradientsAccumulator::<M>::new();
             for t in 0..steps {
                 on_delta(&delta);
                 let leaf = delta.clone().autodiff().require_grad();
                 let (input, t_targets) = mix_in(model.embed(ids.clone()) + leaf.clone())?;
                 let logits = model.forward_embedded(input);
-                let mut loss = t_targets.cross_entropy(logits.clone()) / steps as f64;
-                if t == 0
-                    && let Some(p) = regs.penalty(&model)?
-                {
-                    sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
-                    loss = loss + p;
-                }
-                let value = loss.clone().inner().into_scalar::<f32>();
-                if !value.is_finite() {
-                    return Err(diverged(value));
-                }
-                sums.loss += f64::from(value) * n as f64;
+                let loss = t_targets.cross_entropy(logits.clone()) / steps as f64;
+                let loss = objective(loss, t == 0, regs, &model, n, sums, place)?;
                 if draw.is_none() {
-                    let adv = logits.inner();
-                    sums.adv_loss += f64::from(
-                        plain_targets
-                            .cross_entropy(adv.clone())
-                            .into_scalar::<f32>(),
-                    ) * n as f64
-                        / steps as f64;
-                    if t + 1 == steps {
-                        sums.adv_correct += hits(adv, y.clone());
-                        sums.adv_seen += n;
-                    }
+                    let last = t + 1 == steps;
+                    record_adversarial(sums, logits.inner(), &y, 1.0 / steps as f64, last);
                 }
                 let mut grads = loss.backward();
                 let g = leaf.grad_remove(&mut grads);
@@ -406,16 +516,8 @@ pub(crate) fn text_step(
         TextMethod::Standard => {
             let (input, targets) = mix_in(model.embed(ids.clone()))?;
             let logits = model.forward_embedded(input);
-            let mut loss = targets.cross_entropy(logits.clone());
-            if let Some(p) = regs.penalty(&model)? {
-                sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
-                loss = loss + p;
-            }
-            let value = loss.clone().inner().into_scalar::<f32>();
-            if !value.is_finite() {
-                return Err(diverged(value));
-            }
-            sums.loss += f64::from(value) * n as f64;
+            let loss = targets.cross_entropy(logits.clone());
+            let loss = objective(loss, true, regs, &model, n, sums, place)?;
             if draw.is_none() {
                 sums.clean_correct += hits(logits.inner(), y.clone());
             }
@@ -443,27 +545,12 @@ pub(crate) fn text_step(
             let clean = model.forward_embedded(clean_in);
             let adv_logits = model.forward_embedded(adv_in);
             let w = cfg.adv_weight;
-            let mut loss = mixed.cross_entropy(clean.clone()) * (1.0 - w)
+            let loss = mixed.cross_entropy(clean.clone()) * (1.0 - w)
                 + mixed.cross_entropy(adv_logits.clone()) * w;
-            if let Some(p) = regs.penalty(&model)? {
-                sums.penalty += f64::from(p.clone().inner().into_scalar::<f32>()) * n as f64;
-                loss = loss + p;
-            }
-            let value = loss.clone().inner().into_scalar::<f32>();
-            if !value.is_finite() {
-                return Err(diverged(value));
-            }
-            sums.loss += f64::from(value) * n as f64;
+            let loss = objective(loss, true, regs, &model, n, sums, place)?;
             if draw.is_none() {
                 sums.clean_correct += hits(clean.inner(), y.clone());
-                let adv = adv_logits.inner();
-                sums.adv_loss += f64::from(
-                    plain_targets
-                        .cross_entropy(adv.clone())
-                        .into_scalar::<f32>(),
-                ) * n as f64;
-                sums.adv_correct += hits(adv, y.clone());
-                sums.adv_seen += n;
+                record_adversarial(sums, adv_logits.inner(), &y, 1.0, true);
             }
             GradientsParams::from_grads(loss.backward(), &model)
         }
@@ -481,9 +568,9 @@ pub(crate) fn text_step(
 /// Clean validation and, for adversarial methods, robust (PGD-L2, `eval.valid_steps`) and FGM
 /// validation at the first evaluation radius; the epoch's metrics.
 #[allow(clippy::too_many_arguments)]
-fn validate(
+fn validate<M: TextNetwork>(
     cfg: &TextTrainConfig,
-    model: &TextCnn,
+    model: &M,
     valid: &TextDataset,
     sums: &Sums,
     epoch: usize,

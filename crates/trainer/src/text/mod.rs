@@ -1,6 +1,7 @@
-//! Text classification with embedding-space adversarial training: the SpamAssassin corpus,
-//! [`bulwark_models::TextCnn`], the methods standard, FGM, PGD on embeddings and FreeLB
-//! ([`TextMethod`]), every regularizer of image runs, exact resume, and clean and
+//! Text classification with embedding-space adversarial training: the SpamAssassin corpus or the
+//! user's own ([`TextData::from_corpora`]), [`bulwark_models::TextCnn`] or the user's own burn
+//! module ([`TextNetwork`], [`fit_text_network`]), the methods standard, FGM, PGD on embeddings
+//! and FreeLB ([`TextMethod`]), every regularizer of image runs, exact resume, and clean and
 //! embedding-space L2 robust accuracy ([`text_robustness`]).
 //!
 //! ```no_run
@@ -24,12 +25,15 @@ mod config;
 mod data;
 mod fit;
 mod method;
+#[cfg(test)]
+mod own_network_tests;
 mod robust;
 #[cfg(test)]
 mod tests;
 
+pub use bulwark_attack_core::TextNetwork;
 pub use config::{TextEval, TextTrainConfig};
 pub use data::TextData;
-pub use fit::{TEXT_MODEL, TextFitOutcome, fit_text, load_module};
+pub use fit::{TEXT_MODEL, TextFitOutcome, fit_text, fit_text_network, load_module};
 pub use method::TextMethod;
 pub use robust::{TextRobustRow, TextRobustness, embedding_bounds, text_accuracy, text_robustness};

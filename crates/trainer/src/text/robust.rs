@@ -2,23 +2,22 @@
 //! model of embeddings, in the ball around each text's clean embeddings.
 
 use bulwark_attack_core::{
-    ApgdConfig, Attack, AttackOptions, Bounds, Classifier, FgsmConfig, PgdConfig, ThreatModel,
+    ApgdConfig, Attack, AttackOptions, Bounds, FgsmConfig, PgdConfig, TextNetwork, ThreatModel,
 };
 use bulwark_data::text::TextDataset;
-use bulwark_models::TextCnn;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::config::TextEval;
 use crate::TrainError;
 
-/// The box handed to attacks on embeddings: the embedding table's range widened by `eps + 1`.
-/// Clean embeddings are rows of the table, and an L2 perturbation of norm at most `eps` moves no
-/// coordinate by more than `eps`, so the box never binds: the threat model is the ball alone.
-pub fn embedding_bounds(model: &TextCnn, eps: f64) -> Bounds {
-    let table = model.embedding_table();
-    let lo = f64::from(table.clone().min().into_scalar::<f32>());
-    let hi = f64::from(table.max().into_scalar::<f32>());
+/// The box handed to attacks on the embeddings `e0` (`[B, L, E]`): their range widened by
+/// `eps + 1`. An L2 perturbation of norm at most `eps` moves no coordinate by more than `eps`,
+/// so the box contains the ball around every text and never binds: the threat model is the
+/// ball alone, whatever the embeddings are (a table lookup, plus positions, ...).
+pub fn embedding_bounds(e0: &Tensor<3>, eps: f64) -> Bounds {
+    let lo = f64::from(e0.clone().min().into_scalar::<f32>());
+    let hi = f64::from(e0.clone().max().into_scalar::<f32>());
     Bounds::new()
         .with_lo(lo - eps - 1.0)
         .with_hi(hi + eps + 1.0)
@@ -71,8 +70,8 @@ fn host_labels(y: &Tensor<1, Int>) -> Vec<i64> {
 }
 
 /// Clean accuracy and mean cross-entropy, in inference behaviour.
-pub fn text_accuracy(
-    model: &TextCnn,
+pub fn text_accuracy<M: TextNetwork>(
+    model: &M,
     data: &TextDataset,
     batch_size: usize,
     device: &Device,
@@ -114,8 +113,8 @@ pub(crate) enum EmbeddingAttack {
 }
 
 /// Adversarial embeddings of `e0` (plain `[B, L, E]`) under `attack` at radius `eps`.
-pub(crate) fn attack_embeddings(
-    model: &TextCnn,
+pub(crate) fn attack_embeddings<M: TextNetwork>(
+    model: &M,
     e0: Tensor<3>,
     y: Tensor<1, Int>,
     eps: f64,
@@ -124,15 +123,16 @@ pub(crate) fn attack_embeddings(
     early_stop: bool,
 ) -> Result<Tensor<3>, TrainError> {
     let options = AttackOptions::new()
-        .with_bounds(embedding_bounds(model, eps))
+        .with_bounds(embedding_bounds(&e0, eps))
         .with_seed(seed)
         .with_early_stop(early_stop);
     let threat = ThreatModel::l2(eps);
+    let target = model.embedded();
     let adv = match attack {
         EmbeddingAttack::Fgm => FgsmConfig::new(threat)
             .with_options(options)
             .init()?
-            .perturb(model, e0, y)?,
+            .perturb(&target, e0, y)?,
         EmbeddingAttack::Pgd {
             steps,
             restarts,
@@ -142,20 +142,20 @@ pub(crate) fn attack_embeddings(
             .with_step_size(step_size)
             .with_options(options.with_random_start(true).with_restarts(restarts))
             .init()?
-            .perturb(model, e0, y)?,
+            .perturb(&target, e0, y)?,
         EmbeddingAttack::Apgd { steps } => ApgdConfig::new(threat)
             .with_steps(steps)
             .with_options(options.with_random_start(true))
             .init()?
-            .perturb(model, e0, y)?,
+            .perturb(&target, e0, y)?,
     };
     Ok(adv)
 }
 
 /// Which texts held under one attack at one radius (inference behaviour): correctly classified
 /// both clean and attacked.
-pub(crate) fn attacked_accuracy(
-    model: &TextCnn,
+pub(crate) fn attacked_accuracy<M: TextNetwork>(
+    model: &M,
     data: &TextDataset,
     eps: f64,
     attack: EmbeddingAttack,
@@ -169,10 +169,10 @@ pub(crate) fn attacked_accuracy(
     for chunk in all.chunks(batch_size.max(1)) {
         let (ids, y) = data.batch(chunk, device);
         let e0 = model.embed(ids);
-        let clean = predictions(Classifier::<3>::logits(&model, e0.clone()));
+        let clean = predictions(model.forward_embedded(e0.clone()));
         let adv = attack_embeddings(&model, e0, y.clone(), eps, attack, seed, true)?;
         let labels = host_labels(&y);
-        let attacked = predictions(Classifier::<3>::logits(&model, adv));
+        let attacked = predictions(model.forward_embedded(adv));
         held.extend((0..labels.len()).map(|i| clean[i] == labels[i] && attacked[i] == labels[i]));
     }
     Ok(held)
@@ -180,8 +180,8 @@ pub(crate) fn attacked_accuracy(
 
 /// Clean accuracy and, per radius of `eval.eps`, PGD-L2 (`eval.steps`, `eval.restarts`),
 /// APGD-CE-L2 (`eval.steps`) and the per-text worst case over both and the clean prediction.
-pub fn text_robustness(
-    model: &TextCnn,
+pub fn text_robustness<M: TextNetwork>(
+    model: &M,
     data: &TextDataset,
     eval: &TextEval,
     batch_size: usize,

@@ -30,7 +30,7 @@ fn corpora() -> (TextCorpus, TextCorpus) {
     (part(0..70), part(70..all.len()))
 }
 
-fn tiny(method: TextMethod) -> TextTrainConfig {
+pub(super) fn tiny(method: TextMethod) -> TextTrainConfig {
     TextTrainConfig::new()
         .with_seq_len(32)
         .with_embed_dim(8)
@@ -52,9 +52,9 @@ fn tiny(method: TextMethod) -> TextTrainConfig {
         )
 }
 
-const EPS: f64 = 0.5;
+pub(super) const EPS: f64 = 0.5;
 
-fn methods() -> [TextMethod; 3] {
+pub(super) fn methods() -> [TextMethod; 3] {
     [
         TextMethod::Fgm { eps: EPS },
         TextMethod::Pgd {
@@ -71,12 +71,12 @@ fn methods() -> [TextMethod; 3] {
     ]
 }
 
-fn data(cfg: &TextTrainConfig) -> TextData {
+pub(super) fn data(cfg: &TextTrainConfig) -> TextData {
     let (train, test) = corpora();
     TextData::from_corpora(cfg, &train, &test).unwrap()
 }
 
-fn model(cfg: &TextTrainConfig, data: &TextData, device: &Device) -> TextCnn {
+pub(super) fn model(cfg: &TextTrainConfig, data: &TextData, device: &Device) -> TextCnn {
     let vocab = data.vocab.len();
     init_seeded_with(&device.clone().autodiff(), 3, |d| {
         cfg.model_config(vocab).init(d)
@@ -84,7 +84,7 @@ fn model(cfg: &TextTrainConfig, data: &TextData, device: &Device) -> TextCnn {
 }
 
 /// Per-sample L2 norms of `[B, L, E]`, on the host.
-fn host_norms(t: &Tensor<3>) -> Vec<f64> {
+pub(super) fn host_norms(t: &Tensor<3>) -> Vec<f64> {
     let [b, l, e] = t.dims();
     let v: Vec<f32> = t.to_data().convert::<f32>().try_into_vec().unwrap();
     (0..b)
@@ -99,9 +99,22 @@ fn host_norms(t: &Tensor<3>) -> Vec<f64> {
 }
 
 /// The perturbations one training step of `cfg` uses on the texts `rows` of the training set.
-fn step_deltas(cfg: &TextTrainConfig, data: &TextData, rows: &[usize]) -> Vec<Tensor<3>> {
+pub(super) fn step_deltas(
+    cfg: &TextTrainConfig,
+    data: &TextData,
+    rows: &[usize],
+) -> Vec<Tensor<3>> {
+    step_deltas_of(cfg, model(cfg, data, &Device::flex()), data, rows)
+}
+
+/// [`step_deltas`] of any text network (on an autodiff flex device).
+pub(super) fn step_deltas_of<M: TextNetwork>(
+    cfg: &TextTrainConfig,
+    model: M,
+    data: &TextData,
+    rows: &[usize],
+) -> Vec<Tensor<3>> {
     let device = Device::flex();
-    let model = model(cfg, data, &device);
     let mut optim = build_optimizer(&cfg.shared());
     let mut regs = Regularizers::new(&cfg.shared(), 2);
     let mut seen = Vec::new();
@@ -181,7 +194,7 @@ fn a_batch_perturbs_each_text_as_it_would_alone() {
 }
 
 /// A run's history without its timings and memory, which differ between runs.
-fn comparable(history: &[crate::EpochMetrics]) -> Vec<String> {
+pub(super) fn comparable(history: &[crate::EpochMetrics]) -> Vec<String> {
     history
         .iter()
         .map(|m| {
