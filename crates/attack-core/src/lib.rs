@@ -64,6 +64,7 @@ mod fgsm;
 mod geometry;
 mod host;
 mod hyperplane;
+mod interval;
 mod iterative;
 mod l1_ball;
 mod loss;
@@ -90,6 +91,7 @@ pub use evaluator::{
 };
 pub use fab::{Fab, FabConfig};
 pub use fgsm::{Fgsm, FgsmConfig};
+pub use interval::{Interval, verified};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};
 pub use network::{Network, NetworkClassifier, default_state_dict_key};

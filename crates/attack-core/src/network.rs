@@ -2,9 +2,9 @@
 //! images.
 
 use burn::module::Module;
-use burn::tensor::Tensor;
+use burn::tensor::{Int, Tensor};
 
-use crate::Classifier;
+use crate::{Classifier, Interval};
 
 /// A burn [`Module`] that maps image batches `[B, C, H, W]` in the valid box to logits
 /// `[B, classes]`: what Bulwark's trainer fits and its evaluator measures.
@@ -68,6 +68,19 @@ pub trait Network: Module + 'static {
         let full = std::any::type_name::<Self>();
         let base = full.split('<').next().unwrap_or(full);
         base.rsplit("::").next().unwrap_or(base).to_string()
+    }
+
+    /// Interval bound propagation (IBP, Gowal et al. 2018): lower bounds `[B, K]` of the logit
+    /// margins `z_y − z_j` over every input in `input` (0 at `j = y`; see [`Interval`]), with
+    /// inference behaviour and the module's own parameter tracking (IBP training differentiates
+    /// them). `None`, the default, where the network does not bound itself: verified accuracy
+    /// and IBP training then refuse it. A network built from linear, convolution, ReLU,
+    /// max-pooling, flattening and inference-mode BatchNorm layers implements it with
+    /// [`Interval`]'s methods, one call per layer, the last layer through
+    /// [`Interval::margins`].
+    fn margin_bounds(&self, input: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
+        let _ = (input, y);
+        None
     }
 
     /// The network as an attack target: inference behaviour, untracked parameters.

@@ -315,6 +315,20 @@ pub fn cascade_vs_attack_flag(
     )
 }
 
+/// `verified-not-robust`: of `proved` points a verifier (`method`) proved robust, `contradicted`
+/// were broken by an attack or misclassified clean. Either the bounds or the attack is wrong: a
+/// verified point can never be broken.
+pub fn verified_flag(method: &str, proved: usize, contradicted: usize, n: usize) -> SanityFlag {
+    SanityFlag::new(
+        "verified-not-robust",
+        contradicted > 0,
+        format!(
+            "{method} verified {proved} of {n} point(s); {contradicted} of them broken by an attack \
+             or misclassified"
+        ),
+    )
+}
+
 /// `large-eps-not-broken`: `robust` of `probed` points survived at radius `eps`.
 pub fn large_eps_flag(eps: f64, robust: usize, probed: usize) -> SanityFlag {
     if probed == 0 {

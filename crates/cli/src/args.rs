@@ -56,6 +56,17 @@ pub enum Command {
   bulwark eval --model small-cnn --weights runs/x --norm l2 --eps 2 --attacks apgd-ce,square
   bulwark eval --model small-cnn --weights runs/x --eps 0.3 --out runs/eval/x --resume   # after a kill")]
     Eval(Box<EvalArgs>),
+    /// Certified L2 robustness of saved weights by randomized smoothing (Cohen et al. 2019):
+    /// per test image a certified radius or an abstention, certified accuracy against radius,
+    /// a report and a plot. Rerun with --resume to continue a killed run.
+    #[command(after_help = "Examples:
+  bulwark certify --model small-cnn --weights runs/x --sigma 0.25 --limit 500 --n 10000
+  bulwark certify --model small-cnn --weights runs/x --sigma 0.5 --radii 0,0.5,1,1.5,2 --out runs/certify/x
+  bulwark certify --model small-cnn --weights runs/x --sigma 0.25 --out runs/certify/x --resume   # after a kill
+
+A model certifies well only when trained with Gaussian noise of about the same sigma
+(`bulwark train --method gaussian-noise --sigma S`); see docs/certified.md.")]
+    Certify(Box<CertifyArgs>),
     /// Attack saved weights on a test set: clean, adversarial and robust accuracy, a JSON summary
     /// and a PNG grid of clean / adversarial / amplified-perturbation images.
     #[command(after_help = "Examples:
@@ -110,6 +121,57 @@ In PyTorch (definitions in docs/models.md):
     Export(ExportArgs),
 }
 
+/// `bulwark certify`.
+#[derive(Debug, Args)]
+pub struct CertifyArgs {
+    /// Zoo model the weights belong to.
+    #[arg(long, value_parser = values::model())]
+    pub model: String,
+    /// Weights: PyTorch-layout `.safetensors`, burn `.bpk`, or a run directory.
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset: mnist, fashion-mnist, cifar10 or cifar100, or folder:PATH.
+    #[arg(long, default_value = "mnist", value_parser = values::dataset())]
+    pub dataset: String,
+    /// Certify the first N test images only.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: Option<u64>,
+    /// Directory that already holds the dataset files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Standard deviation of the Gaussian noise (pixels in [0, 1]).
+    #[arg(long)]
+    pub sigma: f64,
+    /// Noisy copies that select the class.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub n0: u64,
+    /// Noisy copies that estimate its probability.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub n: u64,
+    /// Failure probability of each certificate.
+    #[arg(long, default_value_t = 0.001)]
+    pub alpha: f64,
+    /// Noisy copies per forward pass.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: u64,
+    /// L2 radii of the report's table, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0,0.25,0.5,0.75,1,1.25,1.5"
+    )]
+    pub radii: Vec<f64>,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output directory (default: runs/certify/<model>-sigma<S>).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the certification saved in the output directory.
+    #[arg(long)]
+    pub resume: bool,
+}
+
 /// `bulwark train`.
 #[derive(Debug, Args)]
 pub struct TrainArgs {
@@ -122,13 +184,16 @@ pub struct TrainArgs {
     /// The learning-rate schedule's flags.
     #[command(flatten)]
     pub schedule: ScheduleFlags,
-    /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart (other settings at
-    /// their defaults, or from --config's [method] table).
+    /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart, gaussian-noise (other
+    /// settings at their defaults, or from --config's [method] table).
     #[arg(long, value_parser = values::method())]
     pub method: Option<String>,
     /// Radius of the adversarial training method (L-inf by default).
     #[arg(long)]
     pub eps: Option<f64>,
+    /// Noise level of --method gaussian-noise (the sigma `bulwark certify` then smooths with).
+    #[arg(long)]
+    pub sigma: Option<f64>,
     /// Mixup with this Beta alpha.
     #[arg(long, conflicts_with = "cutmix")]
     pub mixup: Option<f64>,

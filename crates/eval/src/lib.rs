@@ -12,6 +12,8 @@
 //!   [`evaluate_robustness_shard`] and [`merge_robustness`], [`attack_dataset`] with
 //!   [`AttackRunOptions::shard`] and [`merge_attack`]; each shard leaves a [`ShardManifest`],
 //!   and [`read_shards`] checks that a merge has every shard of one job exactly once.
+//! - [`smoothing`]: certified robustness by randomized smoothing (`CERTIFY`, `PREDICT`, a
+//!   dataset's certified accuracy against radius, resumable, with its report).
 //! - [`RunLock`] (one writer per output directory), [`write_atomic`], [`line_plot_svg`],
 //!   [`write_png_grid`] and the progress bar: the pieces the trainer's own reports share.
 //!
@@ -53,6 +55,8 @@ mod progress;
 mod robust;
 mod run_lock;
 mod shard;
+pub mod smoothing;
+mod verify;
 
 pub use atomic::write_atomic;
 pub use attack_run::{
@@ -66,8 +70,9 @@ pub use plot::{Series, labelled_plot_svg, line_plot_svg};
 pub use progress::bar as progress_bar;
 pub use robust::{
     AttackAccuracy, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
-    StageReport, SweepPoint, evaluate_robustness, evaluate_robustness_shard, merge_robustness,
-    stages_from_names, write_robust_report,
+    StageReport, SweepPoint, Verified, VerifiedAccuracy, evaluate_robustness,
+    evaluate_robustness_shard, merge_robustness, stages_from_names, write_robust_report,
 };
 pub use run_lock::RunLock;
 pub use shard::{SHARD_FILE, Shard, ShardManifest, common_parent, read_shards};
+pub use verify::verify_ibp;

@@ -1,7 +1,7 @@
 //! The zoo's models as attack targets and trainable networks: [`Classifier`] and [`Network`] for
 //! [`Model`], [`TextNetwork`] for [`TextCnn`].
 
-use bulwark_attack_core::{Classifier, Network, TextNetwork};
+use bulwark_attack_core::{Classifier, Interval, Network, TextNetwork};
 use burn::module::Module;
 use burn::tensor::{Int, Tensor};
 
@@ -38,6 +38,10 @@ impl Network for Model {
 
     fn architecture(&self) -> String {
         self.name().to_string()
+    }
+
+    fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
+        Model::margin_bounds(self, x, y)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The MNIST network of Madry et al. (2018), "Towards deep learning models resistant to
 //! adversarial attacks".
 
+use bulwark_attack_core::Interval;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -57,6 +58,15 @@ impl MadryCnn {
         let x = x.flatten::<2>(1, 3);
         let x = self.relu.forward(self.fc1.forward(x));
         self.fc2.forward(x)
+    }
+
+    /// Interval bound propagation of [`MadryCnn::forward`] (see [`Interval::margins`]).
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Tensor<2> {
+        let pool = |t: Tensor<4>| self.pool.forward(t);
+        let h = x.conv2d(&self.conv1).map_monotone(pool).relu();
+        let h = h.conv2d(&self.conv2).map_monotone(pool).relu();
+        let h = h.flatten::<2>(1, 3).linear(&self.fc1).relu();
+        h.margins(&self.fc2, y)
     }
 }
 

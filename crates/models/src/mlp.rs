@@ -1,5 +1,6 @@
 //! A plain multi-layer perceptron for 28x28 images.
 
+use bulwark_attack_core::Interval;
 use burn::nn::{Linear, LinearConfig, Relu};
 use burn::prelude::*;
 
@@ -45,5 +46,12 @@ impl Mlp {
         let x = self.relu.forward(self.fc1.forward(x));
         let x = self.relu.forward(self.fc2.forward(x));
         self.fc3.forward(x)
+    }
+
+    /// Interval bound propagation of [`Mlp::forward`] (see [`Interval::margins`]).
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Tensor<2> {
+        let h = x.flatten::<2>(1, 3).linear(&self.fc1).relu();
+        let h = h.linear(&self.fc2).relu();
+        h.margins(&self.fc3, y)
     }
 }

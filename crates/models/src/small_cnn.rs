@@ -1,5 +1,6 @@
 //! The MNIST network of Wong, Rice & Kolter (2020), "Fast is better than free".
 
+use bulwark_attack_core::Interval;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::prelude::*;
@@ -53,5 +54,13 @@ impl SmallCnn {
         let x = x.flatten::<2>(1, 3);
         let x = self.relu.forward(self.fc1.forward(x));
         self.fc2.forward(x)
+    }
+
+    /// Interval bound propagation of [`SmallCnn::forward`]: lower bounds of the margins
+    /// `z_y − z_j` over the box `x` (see [`Interval::margins`]).
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Tensor<2> {
+        let h = x.conv2d(&self.conv1).relu().conv2d(&self.conv2).relu();
+        let h = h.flatten::<2>(1, 3).linear(&self.fc1).relu();
+        h.margins(&self.fc2, y)
     }
 }

@@ -3,6 +3,7 @@
 use std::cell::Cell;
 use std::sync::{Mutex, MutexGuard};
 
+use bulwark_attack_core::Interval;
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 
@@ -329,6 +330,21 @@ impl Model {
             Model::MadryCnn(m) => m.forward(x),
             Model::PreActResNet18(m) => m.forward(x),
             Model::WideResNet(m) => m.forward(x),
+        }
+    }
+
+    /// Interval bound propagation: lower bounds of the margins `z_y − z_j` over the box `x`, for
+    /// the models built from layers IBP bounds (`mlp`, `small-cnn`, `madry-cnn`); `None` for the
+    /// others.
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
+        match self {
+            Model::Mlp(m) => Some(m.margin_bounds(x, y)),
+            Model::SmallCnn(m) => Some(m.margin_bounds(x, y)),
+            Model::MadryCnn(m) => Some(m.margin_bounds(x, y)),
+            Model::SeedMlp(_)
+            | Model::SeedNet(_)
+            | Model::PreActResNet18(_)
+            | Model::WideResNet(_) => None,
         }
     }
 

@@ -138,6 +138,7 @@ fn main() -> Result<()> {
             examples: 0,
             others: Vec::new(),
             report: None,
+            verified: None,
         },
         &out,
         &device,

@@ -2,10 +2,10 @@
 //! attack-core (or TRADES' own KL maximization) and the method's loss on the autodiff graph.
 //! Free-AT, which steps the optimizer inside its replays, lives in the training loop.
 
-use bulwark_attack_core::rng::SplitMix64;
+use bulwark_attack_core::rng::{SplitMix64, sample_seed};
 use bulwark_attack_core::{
-    Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Network, Norm, PgdConfig, ThreatModel,
-    TradesKlConfig,
+    Attack, AttackOptions, Bounds, Crafting, FgsmConfig, Interval, Network, Norm, PgdConfig,
+    ThreatModel, TradesKlConfig,
 };
 use bulwark_reg_core::WeightPerturbation;
 use burn::optim::GradientsParams;
@@ -121,7 +121,9 @@ pub(crate) fn craft<M: Network>(
         | Method::FreeAt { .. }
         | Method::Trades { .. }
         | Method::PgdAt { .. }
-        | Method::Mart { .. } => {
+        | Method::Mart { .. }
+        | Method::Ibp { .. }
+        | Method::GaussianNoise { .. } => {
             unreachable!("craft is only called for pgd-at, fgsm-rs and mart")
         }
     };
@@ -217,6 +219,8 @@ pub(crate) struct Prepared {
     adv: Option<Tensor<4>>,
     /// Targets of both (the mixed ones under mixing).
     targets: Targets,
+    /// The batch's radius (ramped): IBP bounds the box of this radius around `clean`.
+    eps: f64,
 }
 
 /// Crafts the inputs of `method` (not Free-AT) for the plain batch `x`, `targets` at radius
@@ -245,6 +249,27 @@ pub(crate) fn prepare<M: Network>(
                 clean,
                 adv: None,
                 targets,
+                eps,
+            })
+        }
+        Method::GaussianNoise { sigma } => {
+            // The noise goes on what the loss sees: the mixed images under mixup.
+            let (clean, targets) = mixed(x)?;
+            Ok(Prepared {
+                clean: gaussian_noise(clean, sigma, seed),
+                adv: None,
+                targets,
+                eps,
+            })
+        }
+        // IBP bounds the box around the clean (mixed) inputs in the loss itself.
+        Method::Ibp { .. } => {
+            let (clean, targets) = mixed(x)?;
+            Ok(Prepared {
+                clean,
+                adv: None,
+                targets,
+                eps,
             })
         }
         Method::PgdAt { .. } | Method::FgsmRs { .. } | Method::Mart { .. } => {
@@ -256,6 +281,7 @@ pub(crate) fn prepare<M: Network>(
                 clean,
                 adv: Some(adv),
                 targets,
+                eps,
             })
         }
         Method::Trades {
@@ -279,10 +305,37 @@ pub(crate) fn prepare<M: Network>(
                 clean,
                 adv: Some(adv),
                 targets,
+                eps,
             })
         }
         Method::FreeAt { .. } => unreachable!("free-at runs in the training loop"),
     }
+}
+
+/// The random stream of Gaussian noise augmentation's draws.
+const NOISE_STREAM: u64 = 0x6a05;
+
+/// `x + σ·ε`, `ε ~ N(0, I)` drawn per image from `seed` and the image itself (so a batch draws
+/// what its images would alone, on every rank of a data-parallel run), not clipped.
+pub(crate) fn gaussian_noise(x: Tensor<4>, sigma: f64, seed: u64) -> Tensor<4> {
+    let dims = x.dims();
+    let device = x.device();
+    let values: Vec<f32> = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("images are floats");
+    let per = (values.len() / dims[0].max(1)).max(1);
+    let mut out = Vec::with_capacity(values.len());
+    for image in values.chunks(per) {
+        let mut rng = SplitMix64::new(sample_seed(seed, NOISE_STREAM, image));
+        out.extend(
+            image
+                .iter()
+                .map(|&v| (f64::from(v) + sigma * rng.normal()) as f32),
+        );
+    }
+    Tensor::from_data(TensorData::new(out, dims), &device)
 }
 
 /// The objective of `method` (not Free-AT) on the prepared batch `p`, on `model`'s graph.
@@ -300,7 +353,30 @@ pub(crate) fn batch_loss<M: Network>(
             .expect("adversarial methods prepare adversarial inputs")
     };
     match *method {
-        Method::Standard => {
+        Method::Ibp {
+            eps: full,
+            kappa_end,
+            ..
+        } => {
+            // κ falls from 1 to kappa_end as the radius ramps up (Gowal et al.'s schedules run
+            // together).
+            let kappa = 1.0 - (1.0 - kappa_end) * (p.eps / full).clamp(0.0, 1.0);
+            let logits = forward(&p.clean);
+            let bounds = Interval::around(p.clean.clone().autodiff(), p.eps, Bounds::new());
+            let worst = model
+                .margin_bounds(bounds, t.hard.clone())
+                .expect("ibp runs on networks that bound themselves (checked before training)")
+                .neg();
+            BatchObjective {
+                loss: t.cross_entropy(logits.clone()) * kappa
+                    + t.cross_entropy(worst.clone()) * (1.0 - kappa),
+                clean_logits: Some(logits.inner()),
+                // The worst-case logits' class is the label exactly where the box is verified.
+                adv_logits: Some(worst.inner()),
+            }
+        }
+        // Gaussian noise augmentation prepared the noisy images as the batch's inputs.
+        Method::Standard | Method::GaussianNoise { .. } => {
             let logits = forward(&p.clean);
             BatchObjective {
                 loss: t.cross_entropy(logits.clone()),
@@ -380,6 +456,50 @@ mod tests {
     use bulwark_models::Model;
     use burn::module::Module;
     use burn::tensor::Device;
+
+    #[test]
+    fn gaussian_noise_has_the_asked_spread_is_not_clipped_and_a_batch_draws_as_its_images() {
+        let device = Device::flex();
+        // Four different constant images of 28 x 28.
+        let v: Vec<f32> = (0..4)
+            .flat_map(|i| std::iter::repeat_n(0.2 * i as f32, 784))
+            .collect();
+        let x = Tensor::<4>::from_data(TensorData::new(v, [4, 1, 28, 28]), &device);
+        let sigma = 0.5;
+        let noisy = gaussian_noise(x.clone(), sigma, 7);
+        let d: Vec<f32> = (noisy.clone() - x.clone())
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec()
+            .unwrap();
+        let n = d.len() as f64;
+        let mean = d.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+        let sd = (d
+            .iter()
+            .map(|&v| (f64::from(v) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        // 3,136 draws: the mean within 4 standard errors of 0, the spread within 5 % of sigma.
+        assert!(mean.abs() < 4.0 * sigma / n.sqrt(), "mean {mean}");
+        assert!((sd / sigma - 1.0).abs() < 0.05, "sd {sd}");
+        // Not clipped to the box: about half the noise on black pixels is negative.
+        let below = noisy
+            .clone()
+            .lower_elem(0.0)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        assert!(below > 300, "{below} values below 0");
+        for i in 0..4 {
+            let alone = gaussian_noise(x.clone().narrow(0, i, 1), sigma, 7);
+            alone
+                .to_data()
+                .assert_eq(&noisy.clone().narrow(0, i, 1).to_data(), true);
+        }
+        let other = gaussian_noise(x, sigma, 8);
+        assert!(other.to_data() != noisy.to_data());
+    }
 
     fn setup() -> (Model, Tensor<4>, Tensor<1, Int>) {
         let device = Device::flex();

@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use bulwark_attack_core::rng::SplitMix64;
-use bulwark_attack_core::{Attack, AttackOptions, FgsmConfig, Network, PgdConfig, ThreatModel};
+use bulwark_attack_core::{
+    Attack, AttackOptions, Bounds, FgsmConfig, Interval, Network, PgdConfig, ThreatModel,
+};
 use bulwark_data::{ImageDataset, epoch_batches};
 use bulwark_models::{Model, init_seeded_with};
 use bulwark_reg_core::input_gradient_penalty;
@@ -364,6 +366,9 @@ pub(crate) fn fit_locked<M: Network>(
         }
     }
     let mut run = Run::start(cfg, build, train, opts, &device)?;
+    if matches!(cfg.method, Method::Ibp { .. }) {
+        check_bounds_itself(&run.model, train, &device)?;
+    }
     // The log always restarts from what the checkpoint knows: a kill after an epoch's metrics
     // were appended but before its checkpoint must not leave a duplicate line.
     let metrics_path = opts.run_dir.join("metrics.jsonl");
@@ -390,6 +395,27 @@ pub(crate) fn fit_locked<M: Network>(
         run.end_epoch(cfg, valid, m, opts, &metrics_path, writes)?;
     }
     Ok(run.finish(cfg))
+}
+
+/// IBP trains only a network that bounds itself ([`Network::margin_bounds`]): refused before the
+/// first step otherwise.
+fn check_bounds_itself<M: Network>(
+    model: &M,
+    train: &ImageDataset,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let (x, y) = train.batch(&[0], device);
+    match model
+        .valid()
+        .margin_bounds(Interval::around(x, 0.0, Bounds::new()), y)
+    {
+        Some(_) => Ok(()),
+        None => Err(TrainError::Config(format!(
+            "method ibp needs a network that bounds its margins over a box \
+             (Network::margin_bounds); {} does not (the zoo's mlp, small-cnn and madry-cnn do)",
+            model.architecture()
+        ))),
+    }
 }
 
 /// What a run carries from epoch to epoch, and through its checkpoint.

@@ -7,7 +7,7 @@ use bulwark_data::{FetchOptions, ImageDataset};
 use bulwark_models::torch;
 
 use crate::checkpoint::{TRAIN_COMMAND, save_bpk_atomic};
-use bulwark_attack_core::{AttackConfig, AttackOptions, Network, PgdConfig, ThreatModel};
+use bulwark_attack_core::{AttackConfig, AttackOptions, Network, Norm, PgdConfig, ThreatModel};
 use bulwark_eval::write_atomic;
 use bulwark_reg_core::{ConstraintKind, ParamSelection, PenaltyKind, sparsity};
 use burn::tensor::Device;
@@ -21,8 +21,8 @@ use crate::{
 use bulwark_eval::RunLock;
 use bulwark_eval::{
     AttackRunOptions, AttackState, AttackSummary, EvalContext, EvalResult, OtherAttack,
-    RobustEvalConfig, RobustEvalOptions, RobustReport, attack_dataset, evaluate,
-    evaluate_robustness,
+    RobustEvalConfig, RobustEvalOptions, RobustReport, Verified, attack_dataset, evaluate,
+    evaluate_robustness, verify_ibp,
 };
 
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
@@ -427,6 +427,16 @@ fn final_evaluation<M: Network>(
                         backend: opts.backend.clone(),
                         bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
                     }),
+                    // Certified robustness beside the attacks, for networks IBP bounds.
+                    verified: (cfg.norm == Norm::Linf)
+                        .then(|| {
+                            verify_ibp(model, &data, eps, rc.bounds, cfg.eval_batch_size, device)
+                        })
+                        .flatten()
+                        .map(|verified| Verified {
+                            method: "IBP".into(),
+                            verified,
+                        }),
                 },
                 &dir,
                 device,

@@ -1,5 +1,5 @@
-//! Training methods: standard training and adversarial training (PGD-AT, FGSM-RS, Free-AT,
-//! TRADES, MART), each as a per-batch objective over the crafted examples.
+//! Training methods: standard training, adversarial training (PGD-AT, FGSM-RS, Free-AT, TRADES,
+//! MART) and Gaussian noise augmentation for randomized smoothing, each as a per-batch objective.
 //!
 //! | method | inputs of the loss | objective |
 //! |---|---|---|
@@ -9,6 +9,8 @@
 //! | `free-at` (Shafahi et al. 2019) | `x + δ`, `δ` kept across minibatches | each minibatch replayed `m` times: one optimizer step and one `δ ← clip(δ + eps·sign(∇ₓ))` per replay |
 //! | `trades` (Zhang et al. 2019) | `x'` maximizing `KL(f(x) ‖ f(x'))` from `x + 0.001·N(0, I)` | `CE(f(x), y) + β·KL(f(x) ‖ f(x'))` (batch mean) |
 //! | `mart` (Wang et al. 2020) | PGD examples `x'` | `BCE(f(x'), y) + β·mean_i KL(f(x_i) ‖ f(x'_i))·(1 − p_y(x_i))` |
+//! | `ibp` (Gowal et al. 2018) | the L-inf box of radius `eps` around `x`, bounded layer by layer | `κ·CE(f(x), y) + (1 − κ)·CE(−m, y)`, `m` the lower bounds of the margins `z_y − z_j` over the box; `κ` falls from 1 to `kappa_end` as eps ramps up |
+//! | `gaussian-noise` (Cohen, Rosenfeld & Kolter 2019) | `x + σ·ε`, `ε ~ N(0, I)`, not clipped | `CE(f(x + σ·ε), y)`: the base classifier of randomized smoothing (`bulwark certify`) |
 //!
 //! MART's boosted cross-entropy is `CE(f(x'), y) − log(1 − max_{k≠y} p_k(x'))`. Label smoothing
 //! replaces every cross-entropy target by the smoothed one; penalties are added to every objective.
@@ -27,6 +29,9 @@ fn six() -> f64 {
 }
 fn four() -> usize {
     4
+}
+fn half() -> f64 {
+    0.5
 }
 
 /// How the model is trained; the adversarial methods' `eps` is the L-inf (or `norm`) radius of
@@ -98,11 +103,33 @@ pub enum Method {
         #[serde(default = "six")]
         beta: f64,
     },
+    /// Interval bound propagation training (Gowal et al. 2018), L-inf: the cross-entropy of the
+    /// clean logits mixed with that of the worst-case logits the interval bounds allow
+    /// (`−m`, `m` the lower bounds of the margins `z_y − z_j` over the eps-box, see
+    /// `bulwark_attack_core::Interval`). The radius ramps up over `eps_warmup_epochs` and the
+    /// clean share `κ` with it, from 1 to `kappa_end`. The network must bound itself
+    /// (`Network::margin_bounds`: the zoo's mlp, small-cnn and madry-cnn do).
+    Ibp {
+        /// Radius (the paper trains at 1.1 times the radius it verifies).
+        eps: f64,
+        /// The clean cross-entropy's final weight `κ` (default 0.5, the paper's).
+        #[serde(default = "half")]
+        kappa_end: f64,
+    },
+    /// Gaussian noise augmentation (Cohen, Rosenfeld & Kolter 2019): the cross-entropy of
+    /// `x + σ·ε`, `ε ~ N(0, I)` drawn per image from the batch seed and the image, not clipped to
+    /// the box. Trains the base classifier that randomized smoothing at the same `σ` certifies
+    /// (`bulwark certify --sigma`); not an adversarial method (no radius).
+    GaussianNoise {
+        /// Standard deviation `σ` of the noise, in input units (pixels in [0, 1]).
+        sigma: f64,
+    },
 }
 
 impl Method {
     /// Every method name.
-    pub const NAMES: &'static str = "standard, pgd-at, fgsm-rs, free-at, trades, mart";
+    pub const NAMES: &'static str =
+        "standard, pgd-at, fgsm-rs, free-at, trades, mart, ibp, gaussian-noise";
 
     /// The method called `name` at radius `eps`, every other setting at its default.
     pub fn from_name(name: &str, eps: Option<f64>) -> Result<Method, String> {
@@ -111,6 +138,11 @@ impl Method {
         }
         if name == "standard" {
             return Ok(Method::Standard);
+        }
+        if name == "gaussian-noise" {
+            return Err(format!(
+                "method `{name}` needs a noise level (--sigma, or `sigma` in [method]), not a radius"
+            ));
         }
         let eps = eps.ok_or_else(|| format!("method `{name}` needs a radius (--eps)"))?;
         let mut table = toml::Table::new();
@@ -128,18 +160,21 @@ impl Method {
             Method::FreeAt { .. } => "free-at",
             Method::Trades { .. } => "trades",
             Method::Mart { .. } => "mart",
+            Method::Ibp { .. } => "ibp",
+            Method::GaussianNoise { .. } => "gaussian-noise",
         }
     }
 
     /// The training radius; `None` for standard training.
     pub fn eps(&self) -> Option<f64> {
         match *self {
-            Method::Standard => None,
+            Method::Standard | Method::GaussianNoise { .. } => None,
             Method::PgdAt { eps, .. }
             | Method::FgsmRs { eps, .. }
             | Method::FreeAt { eps, .. }
             | Method::Trades { eps, .. }
-            | Method::Mart { eps, .. } => Some(eps),
+            | Method::Mart { eps, .. }
+            | Method::Ibp { eps, .. } => Some(eps),
         }
     }
 
@@ -152,12 +187,13 @@ impl Method {
     pub fn with_eps(&self, new: f64) -> Method {
         let mut m = self.clone();
         match &mut m {
-            Method::Standard => {}
+            Method::Standard | Method::GaussianNoise { .. } => {}
             Method::PgdAt { eps, .. }
             | Method::FgsmRs { eps, .. }
             | Method::FreeAt { eps, .. }
             | Method::Trades { eps, .. }
-            | Method::Mart { eps, .. } => *eps = new,
+            | Method::Mart { eps, .. }
+            | Method::Ibp { eps, .. } => *eps = new,
         }
         m
     }
@@ -177,6 +213,16 @@ impl Method {
         };
         match *self {
             Method::Standard => {}
+            Method::Ibp { kappa_end, .. } => {
+                if !(0.0..=1.0).contains(&kappa_end) {
+                    return Err(format!("ibp kappa_end must be in [0, 1], got {kappa_end}"));
+                }
+            }
+            Method::GaussianNoise { sigma } => {
+                if !(sigma.is_finite() && sigma > 0.0) {
+                    return Err(format!("gaussian-noise sigma must be > 0, got {sigma}"));
+                }
+            }
             Method::PgdAt {
                 steps, step_size, ..
             } => {
@@ -212,7 +258,11 @@ impl Method {
                 }
             }
         }
-        if matches!(self, Method::FreeAt { .. } | Method::Trades { .. }) && norm != Norm::Linf {
+        if matches!(
+            self,
+            Method::FreeAt { .. } | Method::Trades { .. } | Method::Ibp { .. }
+        ) && norm != Norm::Linf
+        {
             return Err(format!(
                 "{} is implemented for the L-inf threat model only (norm = \"linf\")",
                 self.name()
@@ -287,9 +337,18 @@ mod tests {
                 .unwrap_err()
                 .contains("known:")
         );
-        for name in Method::NAMES.split(", ") {
+        for name in Method::NAMES.split(", ").filter(|&n| n != "gaussian-noise") {
             assert_eq!(Method::from_name(name, Some(0.1)).unwrap().name(), name);
         }
+        assert!(
+            Method::from_name("gaussian-noise", Some(0.1))
+                .unwrap_err()
+                .contains("--sigma")
+        );
+        let m: Method = toml::from_str("kind = \"gaussian-noise\"\nsigma = 0.25").unwrap();
+        assert_eq!(m, Method::GaussianNoise { sigma: 0.25 });
+        assert_eq!(m.name(), "gaussian-noise");
+        assert!(!m.is_adversarial());
     }
 
     #[test]
@@ -318,6 +377,10 @@ mod tests {
             replays: 4,
         };
         assert!(check(&free, Norm::Linf, 1.0, Crafting::Train).contains("crafting"));
+        let noise = Method::GaussianNoise { sigma: 0.0 };
+        assert!(check(&noise, Norm::Linf, 1.0, Crafting::Inference).contains("sigma"));
+        let noise = Method::GaussianNoise { sigma: 0.25 };
+        assert!(check(&noise, Norm::Linf, 0.5, Crafting::Inference).contains("adv_weight"));
         assert!(free.validate(Norm::Linf, 1.0, Crafting::Inference).is_ok());
     }
 }

@@ -207,6 +207,7 @@ fn report_json(r: &ReportInputs) -> serde_json::Value {
             "robust_acc": e.robust_acc,
             "cascade_robust_acc": e.cascade_robust_acc,
             "per_attack": e.per_attack,
+            "verified": e.verified,
             "probe_broken": e.probe_broken,
             "sweep": e.sweep,
             "flags_raised": e.raised().map(|f| f.check.clone()).collect::<Vec<_>>(),
@@ -292,6 +293,16 @@ fn md_results(r: &ReportInputs) -> String {
                 raised.join(", ")
             }
         );
+        if let Some(v) = &e.verified {
+            let _ = writeln!(
+                md,
+                "| verified robust accuracy ({}, {} eps {}: certified, a lower bound) | {:.2} % |",
+                v.method,
+                e.threat_model,
+                e.eps,
+                100.0 * v.verified_acc
+            );
+        }
         let _ = writeln!(
             md,
             "| evaluator attacks and AutoAttack | {} |",

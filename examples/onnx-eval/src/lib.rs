@@ -71,6 +71,7 @@ pub fn quick_robustness(
             examples: 0,
             others: Vec::new(),
             report: None,
+            verified: None,
         },
         &out,
         &Device::flex(),

@@ -6,9 +6,9 @@ use anyhow::Result;
 use bulwark_attack_core::{Evaluator, Norm, Preset};
 use bulwark_data::Split;
 use bulwark_eval::{
-    EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, SHARD_FILE, Shard, evaluate,
-    evaluate_robustness, evaluate_robustness_shard, merge_robustness, stages_from_names,
-    write_atomic,
+    EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, SHARD_FILE, Shard, Verified,
+    evaluate, evaluate_robustness, evaluate_robustness_shard, merge_robustness, stages_from_names,
+    verify_ibp, write_atomic,
 };
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
@@ -182,6 +182,19 @@ fn robust_eval(
             backend: backend.to_string(),
             bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
+        // Certified robustness beside the attacks (L-inf, models IBP bounds, whole runs: a
+        // shard's images are a part of the test set).
+        verified: match (&mode, config.norm) {
+            (Mode::Whole, Norm::Linf) => {
+                verify_ibp(model, test, eps, config.bounds, config.batch_size, device).map(
+                    |verified| Verified {
+                        method: "IBP".into(),
+                        verified,
+                    },
+                )
+            }
+            _ => None,
+        },
     };
     let report = match mode {
         Mode::Whole => evaluate_robustness(model, test, &config, &opts, &out, device)?,
@@ -230,6 +243,14 @@ fn robust_eval(
             "  after {:<8} {:.2} %",
             stage.name,
             100.0 * stage.robust_acc_after
+        );
+    }
+    if let Some(v) = &report.verified {
+        println!(
+            "  verified ({}): {:.2} % certified robust (a lower bound; the attacks give an upper \
+             bound)",
+            v.method,
+            100.0 * v.verified_acc
         );
     }
     if report.probe_broken > 0 {

@@ -2,6 +2,7 @@
 
 mod attack;
 mod bench;
+mod certify;
 mod data;
 mod eval;
 mod export;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::eval(*args, backend),
         Command::Sweep(args) => sweep::sweep(*args, backend),
         Command::Attack(args) => attack::attack(*args, backend),
+        Command::Certify(args) => certify::certify(*args, backend),
         Command::Bench {
             command:
                 BenchCommand::Throughput {

@@ -105,7 +105,7 @@ fn train_on(a: TrainArgs, backend: BackendKind, devices: &DeviceSet) -> Result<(
             .schedule
             .overlay(a.schedule.schedule.as_deref(), flag_table(&a.schedule)?)
             .map_err(anyhow::Error::msg)?;
-        cfg.method = method_from_flags(a.method.as_deref(), a.eps, &cfg.method)?;
+        cfg.method = noise_from_flags(a.method.as_deref(), a.eps, a.sigma, &cfg.method)?;
         if let Some(alpha) = a.mixup {
             cfg.mixing = Mixing::Mixup { alpha };
         }
@@ -321,12 +321,39 @@ pub(super) fn method_from_flags(
     }
 }
 
+/// The method the flags select, with `--sigma` for Gaussian noise augmentation (whose setting
+/// is a noise level, not a radius).
+fn noise_from_flags(
+    name: Option<&str>,
+    eps: Option<f64>,
+    sigma: Option<f64>,
+    current: &Method,
+) -> Result<Method> {
+    let gaussian = name == Some("gaussian-noise")
+        || (name.is_none() && matches!(current, Method::GaussianNoise { .. }));
+    if !gaussian {
+        if sigma.is_some() {
+            bail!("--sigma is the noise level of --method gaussian-noise");
+        }
+        return method_from_flags(name, eps, current);
+    }
+    if eps.is_some() {
+        bail!("--eps is a radius of adversarial methods; gaussian-noise takes --sigma");
+    }
+    match (sigma, current) {
+        (Some(sigma), _) => Ok(Method::GaussianNoise { sigma }),
+        (None, Method::GaussianNoise { .. }) => Ok(current.clone()),
+        (None, _) => bail!("--method gaussian-noise needs its noise level: --sigma S"),
+    }
+}
+
 /// Whether any configuration flag is given (`--resume` takes none).
 fn given(a: &TrainArgs) -> Result<bool> {
     Ok(!flag_table(&a.set)?.is_empty()
         || a.schedule.schedule.is_some()
         || !flag_table(&a.schedule)?.is_empty()
         || a.method.is_some()
+        || a.sigma.is_some()
         || a.eps.is_some()
         || a.mixup.is_some()
         || a.cutmix.is_some()

@@ -990,3 +990,108 @@ fn aliases_of_one_attack_get_their_own_default_directory() {
         assert!(dir.is_dir(), "{} missing", dir.display());
     }
 }
+
+#[test]
+fn gaussian_noise_training_then_certification_with_resume() {
+    let data = mnist_dir();
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let e = fails(&["train", "--method", "gaussian-noise", "--run-dir", run_s]);
+    assert!(e.contains("--sigma"), "{e}");
+    let e = fails(&[
+        "train", "--method", "pgd-at", "--eps", "0.3", "--sigma", "0.25",
+    ]);
+    assert!(e.contains("--sigma is the noise level"), "{e}");
+    ok(&[
+        "train",
+        "--data-dir",
+        data,
+        "--method",
+        "gaussian-noise",
+        "--sigma",
+        "0.25",
+        "--train-limit",
+        "4000",
+        "--valid-size",
+        "500",
+        "--test-limit",
+        "500",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.003",
+        "--no-progress",
+        "--run-dir",
+        run_s,
+    ]);
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        config.contains("gaussian-noise") && config.contains("sigma = 0.25"),
+        "{config}"
+    );
+
+    let out = tmp.path().join("certify");
+    let out_s = out.to_str().unwrap();
+    let certify = |extra: &[&'static str]| -> Vec<&str> {
+        let mut v = vec![
+            "certify",
+            "--model",
+            "small-cnn",
+            "--weights",
+            run_s,
+            "--data-dir",
+            data,
+            "--sigma",
+            "0.25",
+            "--n0",
+            "50",
+            "--n",
+            "400",
+            "--batch-size",
+            "200",
+            "--limit",
+            "20",
+            "--radii",
+            "0,0.25,0.5",
+            "--out",
+            out_s,
+        ];
+        v.extend(extra);
+        v
+    };
+    // Bad settings are refused before weights or data are read.
+    let e = fails_on_missing_weights("certify", &["--sigma", "0"]);
+    assert!(e.contains("sigma must be > 0"), "{e}");
+    let e = fails(&certify(&["--resume"]));
+    assert!(e.contains("nothing to resume"), "{e}");
+    let printed = ok(&certify(&[]));
+    assert!(
+        printed.contains("certified accuracy at L2 radius 0.25"),
+        "{printed}"
+    );
+    for f in ["certify.json", "certify.md", "certify.svg", "certify.jsonl"] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report = read_json(&out.join("certify.json"));
+    assert_eq!(report["n_examples"], 20);
+    // Two epochs under noise already classify most noisy MNIST digits.
+    let smoothed = report["smoothed_acc"].as_f64().unwrap();
+    assert!(smoothed > 0.7, "smoothed accuracy {smoothed}");
+    let md = std::fs::read_to_string(out.join("certify.md")).unwrap();
+    assert!(md.contains("bulwark --backend flex certify"), "{md}");
+    // Again into the same directory: refused without --resume, unchanged with it.
+    let e = fails(&certify(&[]));
+    assert!(e.contains("--resume"), "{e}");
+    ok(&certify(&["--resume"]));
+    assert_eq!(read_json(&out.join("certify.json"))["rows"], report["rows"]);
+    // Another sigma does not continue it.
+    let mut other = certify(&["--resume"]);
+    let at = other.iter().position(|a| *a == "0.25").unwrap();
+    other[at] = "0.5";
+    let e = fails(&other);
+    assert!(e.contains("other settings"), "{e}");
+}

@@ -102,6 +102,33 @@ pub struct RobustEvalOptions {
     /// directory before its lock is released, so that no other writer can come between the
     /// evaluation and its report.
     pub report: Option<EvalContext>,
+    /// Per image, in the evaluated order, whether a verifier proved it robust at the headline
+    /// radius ([`verify_ibp`]): reported beside the attacks as certified robust accuracy, and
+    /// checked against them (`verified-not-robust`: an attack that breaks a verified point, or a
+    /// verified point classified wrongly, means a bug in the bounds or the attack).
+    pub verified: Option<Verified>,
+}
+
+/// Images a verifier proved robust ([`RobustEvalOptions::verified`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verified {
+    /// The verifier, e.g. `IBP`.
+    pub method: String,
+    /// Per image: proved robust at the headline radius.
+    pub verified: Vec<bool>,
+}
+
+/// Certified robust accuracy beside the attacks ([`RobustReport::verified`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifiedAccuracy {
+    /// The verifier.
+    pub method: String,
+    /// Share of images proved robust: a lower bound on the true robust accuracy, as the attacks'
+    /// headline is an upper bound.
+    pub verified_acc: f64,
+    /// Verified images that an attack broke or that are misclassified clean (0 unless something
+    /// is wrong; raises `verified-not-robust`).
+    pub contradicted: usize,
 }
 
 /// An attack run on the evaluated images outside the cascade ([`RobustEvalOptions::others`]).
@@ -173,6 +200,10 @@ pub struct RobustReport {
     pub robust_acc: f64,
     /// Robust accuracy after the cascade alone (per-sample worst case over its stages).
     pub cascade_robust_acc: f64,
+    /// Certified robust accuracy at `eps` when a verifier ran ([`RobustEvalOptions::verified`]):
+    /// verified ≤ robust ≤ clean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<VerifiedAccuracy>,
     /// Each attack's own robust accuracy: the cascade, then the others; the Square probe's
     /// extra breaks are in `probe_broken`.
     pub per_attack: Vec<AttackAccuracy>,

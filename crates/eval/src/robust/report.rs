@@ -137,6 +137,14 @@ pub(super) fn markdown(ctx: &EvalContext, r: &RobustReport) -> String {
         };
         let _ = writeln!(s, "| {what} | {} |", pct(a.robust_acc));
     }
+    if let Some(v) = &r.verified {
+        let _ = writeln!(
+            s,
+            "| **verified robust accuracy** ({}: certified, a lower bound; the attacks' headline is an upper bound) | **{}** |",
+            v.method,
+            pct(v.verified_acc)
+        );
+    }
     if r.probe_broken > 0 {
         let _ = writeln!(
             s,

@@ -24,7 +24,7 @@ use crate::robust::state::{
 };
 use crate::robust::{
     AttackAccuracy, RobustEvalConfig, RobustEvalOptions, RobustReport, StageReport, SweepPoint,
-    threat_name,
+    VerifiedAccuracy, threat_name,
 };
 use crate::shard::{Shard, ShardManifest, read_shards};
 
@@ -292,7 +292,8 @@ fn run_evaluation<C: Classifier<4> + ?Sized>(
         clean_acc: tally.frac(tally.clean()),
         robust_acc: tally.frac(headline.robust),
         cascade_robust_acc: tally.frac(tally.robust_count(plan.main, None)),
-        per_attack: headline.per_attack,
+        per_attack: headline.per_attack.clone(),
+        verified: headline.verified.clone(),
         probe_broken: probe_breaks.len(),
         preset: config
             .preset
@@ -363,6 +364,13 @@ impl Plan {
                 "the results of `{}` cover {} images, but {n} are evaluated",
                 other.name,
                 other.robust.len()
+            )));
+        }
+        if let Some(v) = opts.verified.as_ref().filter(|v| v.verified.len() != n) {
+            return Err(settings(format!(
+                "{} verified {} images, but {n} are evaluated",
+                v.method,
+                v.verified.len()
             )));
         }
         let n_pixels = data.image_size();
@@ -823,6 +831,7 @@ pub(super) struct Headline {
     /// Robust after everything run: the headline count.
     robust: usize,
     per_attack: Vec<AttackAccuracy>,
+    verified: Option<VerifiedAccuracy>,
 }
 
 /// A point is robust only if nothing run at `eps` broke it. The probe's examples replace the
@@ -868,10 +877,22 @@ pub(super) fn headline(
             robust_acc: tally.frac(own),
         });
     }
+    let verified = opts.verified.as_ref().map(|v| {
+        let proved = v.verified.iter().filter(|&&p| p).count();
+        // `robust_rows` are clean-correct and unbroken by everything run.
+        let contradicted = (0..n).filter(|&i| v.verified[i] && !robust_rows[i]).count();
+        flags.push(sanity::verified_flag(&v.method, proved, contradicted, n));
+        VerifiedAccuracy {
+            method: v.method.clone(),
+            verified_acc: tally.frac(proved),
+            contradicted,
+        }
+    });
     Headline {
         robust_saved,
         robust: robust_rows.iter().filter(|&&r| r).count(),
         per_attack,
+        verified,
     }
 }
 

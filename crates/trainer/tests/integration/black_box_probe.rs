@@ -39,6 +39,7 @@ fn the_quick_presets_square_probe_sees_the_gap_the_full_square_stage_finds() {
             examples: 0,
             others: Vec::new(),
             report: None,
+            verified: None,
         };
         let report =
             evaluate_robustness(&model, &test, &config, &options, dir.path(), &device).unwrap();

@@ -213,6 +213,7 @@ fn a_users_network_trains_adversarially_resumes_exactly_and_is_evaluated() {
                 examples: 0,
                 others: Vec::new(),
                 report: None,
+                verified: None,
             },
             out.path(),
             &device,

@@ -52,6 +52,7 @@ fn options(identity: &str) -> RobustEvalOptions {
         examples: 8,
         others: Vec::new(),
         report: None,
+        verified: None,
     }
 }
 

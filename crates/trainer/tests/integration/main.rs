@@ -4,6 +4,7 @@ mod adversarial;
 mod attacks;
 mod backends;
 mod black_box_probe;
+mod certified;
 mod common;
 mod custom_network;
 mod datasets;
