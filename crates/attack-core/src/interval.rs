@@ -2,9 +2,9 @@
 //! Propagation for Training Verifiably Robust Models"): elementwise lower and upper bounds of
 //! every activation over all inputs in an L-inf box, pushed through the layers.
 //!
-//! Affine layers (linear, convolution, BatchNorm in inference mode) map the box's center `c` and
-//! radius `r` to `W·c + b` and `|W|·r`; monotone layers (ReLU, max pooling, flattening) map each
-//! bound on its own. The last linear layer is folded into the margins `z_y − z_j` it produces
+//! Affine layers (linear, convolution, BatchNorm in inference mode, input normalization) map the box's center `c` and
+//! radius `r` to `W·c + b` and `|W|·r`; monotone layers (ReLU, max and average pooling,
+//! flattening) map each bound on its own, and a residual connection adds two intervals. The last linear layer is folded into the margins `z_y − z_j` it produces
 //! ([`Interval::margins`]), which is tighter than bounding the logits first. A sample is
 //! **verified** at eps when every margin's lower bound is positive: no input in the box, and so
 //! no attack, can change its class.
@@ -159,9 +159,15 @@ impl Interval<4> {
         let mean = bn.running_mean.value().to_device(&device);
         let scale = bn.gamma.val() / (var + bn.epsilon).sqrt(); // [C]
         let shift = bn.beta.val() - mean * scale.clone();
+        self.per_channel(scale, shift)
+    }
+
+    /// Through the per-channel affine map `x·scale + shift` (`[C]` each; an input
+    /// normalization, a folded BatchNorm), whose scale may be negative.
+    pub fn per_channel(self, scale: Tensor<1>, shift: Tensor<1>) -> Self {
         let channels = scale.dims()[0];
-        let per_channel = |t: Tensor<1>| t.reshape([1, channels, 1, 1]);
-        let (s, t) = (per_channel(scale), per_channel(shift));
+        let shape = |t: Tensor<1>| t.reshape([1, channels, 1, 1]);
+        let (s, t) = (shape(scale), shape(shift));
         let s_abs = s.clone().abs();
         self.affine(|c| c * s.clone() + t.clone(), |r| r * s_abs.clone())
     }

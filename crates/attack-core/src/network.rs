@@ -75,8 +75,8 @@ pub trait Network: Module + 'static {
     /// inference behaviour and the module's own parameter tracking (IBP training differentiates
     /// them). `None`, the default, where the network does not bound itself: verified accuracy
     /// and IBP training then refuse it. A network built from linear, convolution, ReLU,
-    /// max-pooling, flattening and inference-mode BatchNorm layers implements it with
-    /// [`Interval`]'s methods, one call per layer, the last layer through
+    /// pooling, flattening and inference-mode BatchNorm layers and residual sums implements it
+    /// with [`Interval`]'s methods, one call per layer, the last layer through
     /// [`Interval::margins`].
     fn margin_bounds(&self, input: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
         let _ = (input, y);

@@ -1,6 +1,7 @@
 //! PreAct-ResNet-18 for 3x32x32 images (He et al. 2016, "Identity mappings in deep residual
 //! networks"), in the form used by Wong et al. (2020) and Rice et al. (2020) for CIFAR-10.
 
+use bulwark_attack_core::Interval;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d, Relu};
@@ -78,6 +79,17 @@ impl PreActBlock {
             .conv2
             .forward(self.relu.forward(batch_norm_folded(&self.bn2, out)));
         out + shortcut
+    }
+
+    /// [`PreActBlock::forward`] on intervals (BatchNorm in inference mode).
+    fn bounds(&self, x: Interval<4>) -> Interval<4> {
+        let out = x.clone().batch_norm(&self.bn1).relu();
+        let shortcut = match &self.shortcut {
+            Some(conv) => out.clone().conv2d(conv),
+            None => x,
+        };
+        let out = out.conv2d(&self.conv1).batch_norm(&self.bn2).relu();
+        out.conv2d(&self.conv2) + shortcut
     }
 
     fn sync_running_stats(&self) {
@@ -158,6 +170,26 @@ impl PreActResNet18 {
         let out = self.relu.forward(batch_norm_folded(&self.bn, out));
         let out = self.pool.forward(out).flatten::<2>(1, 3);
         self.linear.forward(out)
+    }
+
+    /// Interval bound propagation of [`PreActResNet18::forward`] with inference behaviour: lower
+    /// bounds of the margins `z_y − z_j` over the box `x` (see [`Interval::margins`]).
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Tensor<2> {
+        let device = x.lo.device();
+        let mean = Tensor::<1>::from_floats(self.mean.as_slice(), &device);
+        let std = Tensor::<1>::from_floats(self.std.as_slice(), &device);
+        let scale = std.recip();
+        let mut out = x
+            .per_channel(scale.clone(), mean.neg() * scale)
+            .conv2d(&self.conv1);
+        for block in self.blocks() {
+            out = block.bounds(out);
+        }
+        let out = out.batch_norm(&self.bn).relu();
+        let out = out
+            .map_monotone(|t| self.pool.forward(t))
+            .flatten::<2>(1, 3);
+        out.margins(&self.linear, y)
     }
 
     fn blocks(&self) -> impl Iterator<Item = &PreActBlock> {

@@ -3,6 +3,7 @@
 //! PyTorch's state-dict layout (`block1.layer.0.bn1.weight`, `...convShortcut.weight`,
 //! `fc.weight`). Inputs in `[0, 1]`, no normalization inside (as RobustBench's `WideResNet`).
 
+use bulwark_attack_core::Interval;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
 use burn::nn::{
@@ -95,6 +96,19 @@ impl WideBlock {
         // pre-activated input; otherwise it is the block's input itself.
         let shortcut = match &self.conv_shortcut {
             Some(conv) => conv.forward(pre),
+            None => x,
+        };
+        shortcut + out
+    }
+
+    /// [`WideBlock::forward`] on intervals with inference behaviour (BatchNorm on running
+    /// statistics; dropout and DropPath are the identity).
+    fn bounds(&self, x: Interval<4>) -> Interval<4> {
+        let pre = x.clone().batch_norm(&self.bn1).relu();
+        let out = pre.clone().conv2d(&self.conv1).batch_norm(&self.bn2).relu();
+        let out = out.conv2d(&self.conv2);
+        let shortcut = match &self.conv_shortcut {
+            Some(conv) => pre.conv2d(conv),
             None => x,
         };
         shortcut + out
@@ -194,6 +208,20 @@ impl WideResNet {
         let out = self.relu.forward(batch_norm_folded(&self.bn1, out));
         // PyTorch's avg_pool2d(out, 8) on the 8x8 maps of 32x32 inputs.
         self.fc.forward(self.pool.forward(out).flatten::<2>(1, 3))
+    }
+
+    /// Interval bound propagation of [`WideResNet::forward`] with inference behaviour: lower
+    /// bounds of the margins `z_y − z_j` over the box `x` (see [`Interval::margins`]).
+    pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Tensor<2> {
+        let mut out = x.conv2d(&self.conv1);
+        for block in self.blocks() {
+            out = block.bounds(out);
+        }
+        let out = out.batch_norm(&self.bn1).relu();
+        let out = out
+            .map_monotone(|t| self.pool.forward(t))
+            .flatten::<2>(1, 3);
+        out.margins(&self.fc, y)
     }
 
     /// The depth: `6n + 4` for `n` blocks per stage.

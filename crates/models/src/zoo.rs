@@ -333,18 +333,17 @@ impl Model {
         }
     }
 
-    /// Interval bound propagation: lower bounds of the margins `z_y − z_j` over the box `x`, for
-    /// the models built from layers IBP bounds (`mlp`, `small-cnn`, `madry-cnn`); `None` for the
-    /// others.
+    /// Interval bound propagation with inference behaviour: lower bounds of the margins
+    /// `z_y − z_j` over the box `x` for the image models (`mlp`, `small-cnn`, `madry-cnn`,
+    /// `preact-resnet18`, the WideResNets); `None` for the seed's two examples.
     pub fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
         match self {
             Model::Mlp(m) => Some(m.margin_bounds(x, y)),
             Model::SmallCnn(m) => Some(m.margin_bounds(x, y)),
             Model::MadryCnn(m) => Some(m.margin_bounds(x, y)),
-            Model::SeedMlp(_)
-            | Model::SeedNet(_)
-            | Model::PreActResNet18(_)
-            | Model::WideResNet(_) => None,
+            Model::PreActResNet18(m) => Some(m.margin_bounds(x, y)),
+            Model::WideResNet(m) => Some(m.margin_bounds(x, y)),
+            Model::SeedMlp(_) | Model::SeedNet(_) => None,
         }
     }
 

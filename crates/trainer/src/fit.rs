@@ -412,7 +412,7 @@ fn check_bounds_itself<M: Network>(
         Some(_) => Ok(()),
         None => Err(TrainError::Config(format!(
             "method ibp needs a network that bounds its margins over a box \
-             (Network::margin_bounds); {} does not (the zoo's mlp, small-cnn and madry-cnn do)",
+             (Network::margin_bounds); {} does not (the zoo's image models do)",
             model.architecture()
         ))),
     }

@@ -108,7 +108,7 @@ pub enum Method {
     /// (`−m`, `m` the lower bounds of the margins `z_y − z_j` over the eps-box, see
     /// `bulwark_attack_core::Interval`). The radius ramps up over `eps_warmup_epochs` and the
     /// clean share `κ` with it, from 1 to `kappa_end`. The network must bound itself
-    /// (`Network::margin_bounds`: the zoo's mlp, small-cnn and madry-cnn do).
+    /// (`Network::margin_bounds`: the zoo's image models do).
     Ibp {
         /// Radius (the paper trains at 1.1 times the radius it verifies).
         eps: f64,

@@ -7,6 +7,7 @@ use bulwark_attack_core::{
     Attack, AttackOptions, Bounds, Interval, Network, PgdConfig, ThreatModel, verified,
 };
 use bulwark_models::Model;
+use burn::module::Module;
 use burn::nn::{BatchNormConfig, LinearConfig};
 use burn::prelude::*;
 
@@ -104,14 +105,68 @@ fn the_bounds_contain_every_point_of_the_box_for_every_supported_model() {
         );
         assert!(wider.iter().zip(&bound).any(|(w, b)| w < b), "{name}");
     }
-    let resnet = Model::init_seeded("preact-resnet18", &device, 0).unwrap();
-    let x = Tensor::<4>::zeros([1, 3, 32, 32], &device);
+    let seed = Model::init_seeded("seed-net", &device, 0).unwrap();
+    let x = Tensor::<4>::zeros([1, 1, 28, 28], &device);
     let y = Tensor::<1, Int>::zeros([1], &device);
     assert!(
-        resnet
-            .margin_bounds(Interval::around(x, 0.1, Bounds::new()), y)
+        seed.margin_bounds(Interval::around(x, 0.1, Bounds::new()), y)
             .is_none()
     );
+}
+
+/// The residual networks (BatchNorm in inference mode, input normalization, residual sums,
+/// average pooling): exact at eps 0, containing random points of the box and PGD's points.
+#[test]
+fn the_bounds_of_residual_networks_contain_their_box() {
+    let device = Device::flex();
+    let wrn = bulwark_models::WideResNetConfig::new()
+        .with_depth(10)
+        .with_widen_factor(1)
+        .init(&device);
+    let models = [
+        Model::init_seeded("preact-resnet18", &device, 2).unwrap(),
+        Model::WideResNet(wrn),
+    ];
+    let mut rng = SplitMix64::new(3);
+    let n = 2;
+    let v: Vec<f32> = (0..n * 3 * 32 * 32).map(|_| rng.uniform() as f32).collect();
+    let x = Tensor::<4>::from_data(TensorData::new(v, [n, 3, 32, 32]), &device);
+    let y = Tensor::<1, Int>::from_data(TensorData::new(vec![3i64, 7], [n]), &device);
+    let eps = 1e-3;
+    for model in models {
+        let name = model.architecture();
+        let at = |e: f64| {
+            host(
+                model
+                    .margin_bounds(Interval::around(x.clone(), e, Bounds::new()), y.clone())
+                    .unwrap(),
+            )
+        };
+        let clean = host(margins(model.valid().forward(x.clone()), &y));
+        for (a, b) in at(0.0).iter().zip(&clean) {
+            assert!((a - b).abs() < 1e-3 * (1.0 + b.abs()), "{name}: {a} vs {b}");
+        }
+        let bound = at(eps);
+        for _ in 0..4 {
+            let d: Vec<f32> = (0..n * 3 * 32 * 32)
+                .map(|_| ((2.0 * rng.uniform() - 1.0) * eps) as f32)
+                .collect();
+            let d = Tensor::<4>::from_data(TensorData::new(d, [n, 3, 32, 32]), &device);
+            let p = (x.clone() + d).clamp(0.0, 1.0);
+            assert_below(&bound, &host(margins(model.valid().forward(p), &y)), &name);
+        }
+        let adv = PgdConfig::new(ThreatModel::linf(eps))
+            .with_steps(5)
+            .init()
+            .unwrap()
+            .perturb(&model.classifier(), x.clone(), y.clone())
+            .unwrap();
+        assert_below(
+            &bound,
+            &host(margins(model.valid().forward(adv), &y)),
+            &name,
+        );
+    }
 }
 
 #[test]
