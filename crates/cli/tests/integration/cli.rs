@@ -1095,3 +1095,102 @@ fn gaussian_noise_training_then_certification_with_resume() {
     let e = fails(&other);
     assert!(e.contains("other settings"), "{e}");
 }
+
+#[test]
+fn ibp_training_and_the_verified_row_of_an_evaluation() {
+    let data = mnist_dir();
+    let data = data.to_str().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let run_s = run.to_str().unwrap();
+    let config = tmp.path().join("ibp.toml");
+    let text =
+        "model = \"small-cnn\"\neps_warmup_epochs = 1.5\n[method]\nkind = \"ibp\"\neps = 0.11\n";
+    std::fs::write(&config, format!("norm = \"l2\"\n{text}")).unwrap();
+    let e = fails(&["train", "--config", config.to_str().unwrap()]);
+    assert!(e.contains("L-inf"), "{e}");
+    std::fs::write(&config, text).unwrap();
+    ok(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data,
+        "--train-limit",
+        "6000",
+        "--valid-size",
+        "500",
+        "--test-limit",
+        "200",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "50",
+        "--lr",
+        "0.001",
+        "--no-progress",
+        "--run-dir",
+        run_s,
+    ]);
+    let out = tmp.path().join("eval");
+    let printed = ok(&[
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        run_s,
+        "--data-dir",
+        data,
+        "--eps",
+        "0.1",
+        "--preset",
+        "quick",
+        "--limit",
+        "100",
+        "--probe-size",
+        "20",
+        "--probe-queries",
+        "200",
+        "--no-progress",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(printed.contains("verified (IBP)"), "{printed}");
+    let report = read_json(&out.join("report.json"));
+    let verified = report["verified"]["verified_acc"].as_f64().unwrap();
+    let robust = report["robust_acc"].as_f64().unwrap();
+    assert!(
+        verified > 0.3 && verified <= robust,
+        "verified {verified}, robust {robust}"
+    );
+    assert_eq!(report["verified"]["contradicted"], 0);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("verified robust accuracy"), "{md}");
+    // An L2 evaluation has no IBP row (the bounds are for L-inf boxes).
+    let l2 = tmp.path().join("eval-l2");
+    ok(&[
+        "eval",
+        "--model",
+        "small-cnn",
+        "--weights",
+        run_s,
+        "--data-dir",
+        data,
+        "--eps",
+        "1",
+        "--norm",
+        "l2",
+        "--preset",
+        "quick",
+        "--limit",
+        "20",
+        "--probe-size",
+        "10",
+        "--probe-queries",
+        "100",
+        "--no-progress",
+        "--out",
+        l2.to_str().unwrap(),
+    ]);
+    assert!(read_json(&l2.join("report.json"))["verified"].is_null());
+}
