@@ -197,12 +197,21 @@ fn padding_pairs(
     }
 }
 
-/// Which samples are verified: every margin bound of another class is positive.
+/// How far above 0 every other class's margin bound must be for a sample to count as verified:
+/// the bounds are computed in f32 without outward rounding, so a bound within rounding error of
+/// 0 proves nothing.
+pub const VERIFY_TOLERANCE: f64 = 1e-5;
+
+/// Which samples are verified: every other class's margin bound exceeds [`VERIFY_TOLERANCE`]
+/// (a NaN bound verifies nothing).
 pub fn verified(margins: Tensor<2>, y: Tensor<1, Int>) -> Tensor<1, burn::tensor::Bool> {
     let [b, k] = margins.dims();
-    // The label's own margin is 0: lift it out of the minimum.
-    let own = y.one_hot::<2>(k).float() * f32::MAX;
-    (margins + own).min_dim(1).reshape([b]).greater_elem(0.0)
+    let own = y.one_hot::<2>(k).bool();
+    margins
+        .greater_elem(VERIFY_TOLERANCE)
+        .bool_or(own)
+        .all_dim(1)
+        .reshape([b])
 }
 
 impl<const D: usize> std::ops::Add for Interval<D> {

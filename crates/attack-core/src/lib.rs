@@ -91,7 +91,7 @@ pub use evaluator::{
 };
 pub use fab::{Fab, FabConfig};
 pub use fgsm::{Fgsm, FgsmConfig};
-pub use interval::{Interval, verified};
+pub use interval::{Interval, VERIFY_TOLERANCE, verified};
 pub use iterative::{DEFAULT_L1_SPARSITY, StepObserver};
 pub use mifgsm::{MiFgsm, MiFgsmConfig};
 pub use network::{Network, NetworkClassifier, default_state_dict_key};

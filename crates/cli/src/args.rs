@@ -184,8 +184,8 @@ pub struct TrainArgs {
     /// The learning-rate schedule's flags.
     #[command(flatten)]
     pub schedule: ScheduleFlags,
-    /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart, gaussian-noise (other
-    /// settings at their defaults, or from --config's [method] table).
+    /// Training method: standard, pgd-at, fgsm-rs, free-at, trades, mart, ibp, gaussian-noise
+    /// (other settings at their defaults, or from --config's [method] table).
     #[arg(long, value_parser = values::method())]
     pub method: Option<String>,
     /// Radius of the adversarial training method (L-inf by default).

@@ -112,7 +112,9 @@ fn main() -> Result<()> {
             },
         )?;
         let trained = started.elapsed().as_secs_f64();
-        let last = out.history.last().expect("at least one epoch");
+        // The run ends with the best validation epoch's weights.
+        let (best_epoch, _) = out.best.expect("at least one epoch");
+        let kept = &out.history[best_epoch - 1];
         let started = Instant::now();
         let r = text_robustness(&out.model, &data.test, &eval, 500, 0, &device)?;
         let rows: Vec<String> = r
@@ -121,11 +123,12 @@ fn main() -> Result<()> {
             .map(|row| format!("eps {}: {:.2}%", row.eps, 100.0 * row.worst_acc))
             .collect();
         println!(
-            "{name}: {} epochs in {trained:.0} s (into {}), valid acc {:.2}%; test clean {:.2}%, \
-             robust {} (PGD-20 and APGD-CE-20 worst case, {:.0} s); mean embedding norm {:.1}",
+            "{name}: {} epochs in {trained:.0} s (into {}), kept epoch {best_epoch} (valid acc \
+             {:.2}%); test clean {:.2}%, robust {} (PGD-20 and APGD-CE-20 worst case, {:.0} s); \
+             mean embedding norm {:.1}",
             out.history.len(),
             run_dir.display(),
-            100.0 * last.valid_acc,
+            100.0 * kept.valid_acc,
             100.0 * r.clean_acc,
             rows.join(", "),
             started.elapsed().as_secs_f64(),

@@ -316,7 +316,7 @@ pub(crate) fn prepare<M: Network>(
 const NOISE_STREAM: u64 = 0x6a05;
 
 /// `x + σ·ε`, `ε ~ N(0, I)` drawn per image from `seed` and the image itself (so a batch draws
-/// what its images would alone, on every rank of a data-parallel run), not clipped.
+/// what its images would alone), not clipped.
 pub(crate) fn gaussian_noise(x: Tensor<4>, sigma: f64, seed: u64) -> Tensor<4> {
     let dims = x.dims();
     let device = x.device();
@@ -367,9 +367,15 @@ pub(crate) fn batch_loss<M: Network>(
                 .margin_bounds(bounds, t.hard.clone())
                 .expect("ibp runs on networks that bound themselves (checked before training)")
                 .neg();
+            // The worst case is the label's (Gowal et al.): plain cross-entropy on the hard
+            // labels; label smoothing applies to the clean term only.
+            let hard = Targets {
+                hard: t.hard.clone(),
+                soft: None,
+            };
             BatchObjective {
                 loss: t.cross_entropy(logits.clone()) * kappa
-                    + t.cross_entropy(worst.clone()) * (1.0 - kappa),
+                    + hard.cross_entropy(worst.clone()) * (1.0 - kappa),
                 clean_logits: Some(logits.inner()),
                 // The worst-case logits' class is the label exactly where the box is verified.
                 adv_logits: Some(worst.inner()),

@@ -167,14 +167,19 @@ impl Checkpoint {
     /// it. Resume it instead, or train into another directory; `command` is the command line
     /// that trains such a run (`bulwark train`, `bulwark text train`), which the message names.
     pub fn refuse_existing(run_dir: &Path, command: &str) -> Result<(), TrainError> {
+        // A command line (`bulwark ...`) takes flags; a library call is named as it is.
+        let how = if command.starts_with("bulwark") {
+            format!("`{command} --resume --run-dir {}`", run_dir.display())
+        } else {
+            command.to_string()
+        };
         match Self::find(run_dir) {
             Some(dir) => Err(TrainError::Checkpoint {
                 path: dir,
                 reason: format!(
-                    "{} already holds a run; continue it with `{command} --resume --run-dir {}`, \
-                     or choose another --name / --run-dir",
+                    "{} already holds a run; continue it with {how}, or choose another --name / \
+                     --run-dir",
                     run_dir.display(),
-                    run_dir.display()
                 ),
             }),
             None => Ok(()),
@@ -186,7 +191,7 @@ impl Checkpoint {
     /// `command` as for [`Checkpoint::refuse_existing`].
     pub fn nothing_to_resume(run_dir: &Path, command: &str) -> TrainError {
         let config = run_dir.join("config.toml");
-        let again = if config.is_file() {
+        let again = if config.is_file() && command.starts_with("bulwark") {
             format!(
                 " (its configuration is saved: `{command} --config {} --run-dir {}`)",
                 config.display(),

@@ -389,10 +389,14 @@ impl TrainConfig {
                 if !(alpha.is_finite() && alpha > 0.0) {
                     return bad(format!("mixing alpha must be > 0, got {alpha}"));
                 }
-                if matches!(self.method, Method::Mart { .. } | Method::FreeAt { .. }) {
+                if matches!(
+                    self.method,
+                    Method::Mart { .. } | Method::FreeAt { .. } | Method::Ibp { .. }
+                ) {
                     return bad(format!(
                         "mixup/cutmix do not combine with {}: its loss needs each sample's own \
-                         label (mart) or keeps a per-sample perturbation (free-at)",
+                         label (mart, ibp: the margins it bounds are the label's) or keeps a \
+                         per-sample perturbation (free-at)",
                         self.method.name()
                     ));
                 }
@@ -433,8 +437,8 @@ impl TrainConfig {
         if let Some(awp) = &self.awp {
             if !self.method.is_adversarial() || matches!(self.method, Method::FreeAt { .. }) {
                 return bad(format!(
-                    "awp is an add-on to adversarial training (pgd-at, fgsm-rs, trades, mart), \
-                     not to {}",
+                    "awp is an add-on to adversarial training (pgd-at, fgsm-rs, trades, mart, \
+                     ibp), not to {}",
                     self.method.name()
                 ));
             }

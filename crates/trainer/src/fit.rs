@@ -397,25 +397,46 @@ pub(crate) fn fit_locked<M: Network>(
     Ok(run.finish(cfg))
 }
 
-/// IBP trains only a network that bounds itself ([`Network::margin_bounds`]): refused before the
-/// first step otherwise.
+/// IBP trains only a network that bounds itself ([`Network::margin_bounds`]) and computes in
+/// training as in inference (the bounds are those of the inference-mode network: with
+/// BatchNorm's batch statistics or dropout the loss would bound another network than the one
+/// trained): refused before the first step otherwise.
 fn check_bounds_itself<M: Network>(
     model: &M,
     train: &ImageDataset,
     device: &Device,
 ) -> Result<(), TrainError> {
-    let (x, y) = train.batch(&[0], device);
-    match model
-        .valid()
-        .margin_bounds(Interval::around(x, 0.0, Bounds::new()), y)
-    {
-        Some(_) => Ok(()),
-        None => Err(TrainError::Config(format!(
+    let rows: Vec<usize> = (0..train.len().min(16)).collect();
+    let (x, y) = train.batch(&rows, device);
+    let box0 = Interval::around(x.clone(), 0.0, Bounds::new());
+    let Some(bounds) = model.margin_bounds(box0, y.clone()) else {
+        return Err(TrainError::Config(format!(
             "method ibp needs a network that bounds its margins over a box \
              (Network::margin_bounds); {} does not (the zoo's image models do)",
             model.architecture()
-        ))),
+        )));
+    };
+    // At eps 0 the bounds are the margins of the network they describe; those of the network in
+    // training must be the same.
+    let logits = model.forward(x.autodiff()).inner();
+    let own = logits.clone().gather(1, y.unsqueeze_dim::<2>(1));
+    let margins = own - logits;
+    let gap = f64::from(
+        (margins.clone() - bounds.inner())
+            .abs()
+            .max()
+            .into_scalar::<f32>(),
+    );
+    let scale = f64::from(margins.abs().max().into_scalar::<f32>());
+    if gap.is_nan() || gap > 1e-3 * (1.0 + scale) {
+        return Err(TrainError::Config(format!(
+            "method ibp bounds the network in inference mode, but {} computes differently in \
+             training (BatchNorm's batch statistics or dropout: its margins differ by {gap:.3e}); \
+             train a network without them",
+            model.architecture()
+        )));
     }
+    Ok(())
 }
 
 /// What a run carries from epoch to epoch, and through its checkpoint.

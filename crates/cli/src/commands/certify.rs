@@ -40,26 +40,19 @@ pub(super) fn certify(a: CertifyArgs, backend: BackendKind) -> Result<()> {
         inputs.data_dir(d);
     }
     inputs.refuse_in(&out, &CERTIFY_OUTPUTS, "--out")?;
+    // The weights' content (not their path), the data and the backend are what a resume must
+    // match.
     let opts = CertifyOptions {
         resume: a.resume,
         progress: true,
         source: format!(
-            "{} with weights {} on the first {} {} test images",
+            "{} on the first {} {} test images [{}]",
             a.model,
-            a.weights.display(),
             test.len(),
-            a.dataset
-        ),
-        command: command_line(&a, &out, backend),
-    };
-    // The weights' content and the backend are part of what a resume must match.
-    let opts = CertifyOptions {
-        source: format!(
-            "{} [{}]",
-            opts.source,
+            a.dataset,
             run_identity(&a.model, &a.weights, &a.dataset, backend)?
         ),
-        ..opts
+        command: command_line(&a, &out, backend),
     };
     let report = certify_dataset(&model, &test, &cfg, &a.radii, &opts, &out, &device)?;
     println!(

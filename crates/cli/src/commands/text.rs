@@ -88,6 +88,19 @@ pub(super) fn eval(
     data_dir: Option<PathBuf>,
     backend: BackendKind,
 ) -> Result<()> {
+    // Runs of a user's own network (`fit_text_network`) are evaluated by the user's program.
+    if let Some(dir) = bulwark_trainer::Checkpoint::find(run_dir) {
+        let state = bulwark_trainer::Checkpoint::read_state(&dir)?;
+        if state.model != bulwark_trainer::text::TEXT_MODEL {
+            bail!(
+                "{} holds a run of `{}`, not of the CLI's {}: evaluate it with \
+                 bulwark_trainer::text::text_robustness in the program that trained it",
+                run_dir.display(),
+                state.model,
+                bulwark_trainer::text::TEXT_MODEL
+            );
+        }
+    }
     let cfg = TextTrainConfig::from_toml_file(&run_dir.join("config.toml"))?;
     let device: Device = backend.device()?;
     let data = TextData::load(&cfg, &fetch_options(data_dir))?;

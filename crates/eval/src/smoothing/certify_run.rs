@@ -16,13 +16,14 @@ use super::smoothed::{Certificate, Smoothed, SmoothingConfig};
 use crate::plot::{Series, line_plot_svg};
 use crate::{EvalError, RunLock, progress, write_atomic};
 
-/// The files a certification writes into its directory.
-pub const CERTIFY_OUTPUTS: [&str; 5] = [
+/// The files a certification writes into its directory (the lock last).
+pub const CERTIFY_OUTPUTS: [&str; 6] = [
     "certify-settings.json",
     "certify.jsonl",
     "certify.json",
     "certify.md",
     "certify.svg",
+    RunLock::FILE,
 ];
 
 /// One certified test input.
@@ -138,8 +139,9 @@ pub fn certify_dataset<C: Classifier<4>>(
     }
     std::fs::create_dir_all(out).map_err(EvalError::io(out))?;
     let _lock = RunLock::acquire(out)?;
+    // The noise batch size does not change the draws: a resume may use another.
     let settings = Settings {
-        config: cfg.clone(),
+        config: cfg.clone().with_batch_size(1),
         source: opts.source.clone(),
         n_examples: data.len(),
     };

@@ -149,7 +149,8 @@ impl TextTrainConfig {
         let cfg: TextTrainConfig = base
             .try_into()
             .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        cfg.validate().map_err(|e| err(e.to_string()))?;
+        // Files configure the CLI's runs, which train TextCnn on the corpus it fetches.
+        cfg.validate_text_cnn().map_err(|e| err(e.to_string()))?;
         Ok(cfg)
     }
 
@@ -197,17 +198,21 @@ impl TextTrainConfig {
             .with_keep(self.keep)
     }
 
-    /// Checks every setting.
-    pub fn validate(&self) -> Result<(), TrainError> {
+    /// Checks the settings of a run of [`TextCnn`](bulwark_models::TextCnn) (what `fit_text`
+    /// and configuration files need): [`TextTrainConfig::validate`], the dataset's name (the
+    /// corpus `TextData::load` fetches) and the model keys.
+    pub fn validate_text_cnn(&self) -> Result<(), TrainError> {
+        self.validate()?;
         let bad = |m: String| Err(TrainError::Config(m));
         if self.dataset != "spam-assassin" {
             return bad(format!(
-                "unknown text dataset {:?}: the one there is is \"spam-assassin\"",
+                "unknown text dataset {:?}: the one there is is \"spam-assassin\" (a corpus of \
+                 your own goes through TextData::from_corpora)",
                 self.dataset
             ));
         }
-        if self.vocab_words == 0 || self.embed_dim == 0 || self.filters == 0 {
-            return bad("vocab_words, embed_dim and filters must be at least 1".into());
+        if self.embed_dim == 0 || self.filters == 0 {
+            return bad("embed_dim and filters must be at least 1".into());
         }
         if self.kernel_sizes.is_empty() || self.kernel_sizes.contains(&0) {
             return bad(format!(
@@ -224,6 +229,16 @@ impl TextTrainConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad(format!("dropout must be in [0, 1), got {}", self.dropout));
+        }
+        Ok(())
+    }
+
+    /// Checks the settings every text run needs, whatever its network (`fit_text_network`):
+    /// not the model keys, which configure `fit_text`'s TextCnn only, nor the dataset's name.
+    pub fn validate(&self) -> Result<(), TrainError> {
+        let bad = |m: String| Err(TrainError::Config(m));
+        if self.vocab_words == 0 || self.seq_len == 0 {
+            return bad("vocab_words and seq_len must be at least 1".into());
         }
         if !(self.adv_weight > 0.0 && self.adv_weight <= 1.0) {
             return bad(format!(

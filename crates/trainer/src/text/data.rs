@@ -28,6 +28,13 @@ pub struct TextData {
 impl TextData {
     /// The SpamAssassin corpus through the fetch chain, encoded as `cfg` says.
     pub fn load(cfg: &TextTrainConfig, opts: &FetchOptions) -> Result<Self, TrainError> {
+        if cfg.dataset != "spam-assassin" {
+            return Err(TrainError::Config(format!(
+                "unknown text dataset {:?}: the one there is is \"spam-assassin\" (a corpus of \
+                 your own goes through TextData::from_corpora)",
+                cfg.dataset
+            )));
+        }
         let archive = fetch_spam_assassin(opts)?;
         Self::from_emails(cfg, &read_emails(&archive)?)
     }

@@ -80,8 +80,10 @@ pub fn fit_text(
     device: &Device,
     opts: &FitOptions,
 ) -> Result<TextFitOutcome, TrainError> {
-    cfg.validate()?;
-    let model_cfg = cfg.model_config(data.vocab.len());
+    cfg.validate_text_cnn()?;
+    let model_cfg = cfg
+        .model_config(data.vocab.len())
+        .with_num_classes(data.train.num_classes);
     fit_text_network(cfg, &|d: &Device| model_cfg.init(d), data, device, opts)
 }
 
@@ -179,20 +181,28 @@ pub fn fit_text_network<M: TextNetwork>(
             data.train.seq_len, cfg.seq_len
         )));
     }
+    let ad_device = device.clone().autodiff();
+    let mut model = init_seeded_with(&ad_device, cfg.seed, build);
+    let architecture = model.architecture();
+    let classes = data.train.num_classes;
+    check_shapes(&model, data, classes, device)?;
+    // Runs of the CLI's model continue with the CLI; a user's network with its own program.
+    let command = if architecture == TEXT_MODEL {
+        TEXT_COMMAND
+    } else {
+        "fit_text_network and FitOptions::resume"
+    };
     std::fs::create_dir_all(&opts.run_dir).map_err(TrainError::io(&opts.run_dir))?;
     let _lock = RunLock::acquire(&opts.run_dir)?;
     let vocab_path = opts.run_dir.join("vocab.json");
     if !opts.resume {
-        Checkpoint::refuse_existing(&opts.run_dir, TEXT_COMMAND)?;
+        Checkpoint::refuse_existing(&opts.run_dir, command)?;
         // A resumed run keeps the files it started with: a refused resume changes nothing.
         write_atomic(&opts.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         data.vocab.save(&vocab_path)?;
     }
 
-    let ad_device = device.clone().autodiff();
-    let mut model = init_seeded_with(&ad_device, cfg.seed, build);
-    let architecture = model.architecture();
-    let mut regs = Regularizers::new(&shared, 2);
+    let mut regs = Regularizers::new(&shared, classes);
     regs.check(&model)?;
     let mut optim = build_optimizer(&shared);
     let mut history = Vec::new();
@@ -202,7 +212,7 @@ pub fn fit_text_network<M: TextNetwork>(
     let mut resumed_from = None;
     if opts.resume {
         let dir = Checkpoint::find(&opts.run_dir)
-            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir, TEXT_COMMAND))?;
+            .ok_or_else(|| Checkpoint::nothing_to_resume(&opts.run_dir, command))?;
         let state = Checkpoint::read_state(&dir)?;
         let refuse = |reason: String| TrainError::Checkpoint {
             path: dir.clone(),
@@ -347,6 +357,36 @@ pub fn fit_text_network<M: TextNetwork>(
         stopped,
         finished,
     })
+}
+
+/// The network's embeddings keep the sequence length and its logits have one column per class
+/// of the data: checked on one text before anything is written.
+fn check_shapes<M: TextNetwork>(
+    model: &M,
+    data: &TextData,
+    classes: usize,
+    device: &Device,
+) -> Result<(), TrainError> {
+    let (ids, _) = data.train.batch(&[0], device);
+    let plain = model.valid();
+    let embedded = plain.embed(ids);
+    let [_, l, _] = embedded.dims();
+    if l != data.train.seq_len {
+        return Err(TrainError::Config(format!(
+            "{}'s embeddings have {l} positions for {} word ids: the text methods perturb one \
+             embedding per id",
+            model.architecture(),
+            data.train.seq_len
+        )));
+    }
+    let k = plain.forward_embedded(embedded).dims()[1];
+    if k != classes {
+        return Err(TrainError::Config(format!(
+            "{} gives {k} logits, the data has {classes} classes",
+            model.architecture()
+        )));
+    }
+    Ok(())
 }
 
 /// Loads burnpack weights into a freshly built module.

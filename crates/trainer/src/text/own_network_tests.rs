@@ -37,12 +37,29 @@ impl TextNetwork for PositionalBag {
     }
 }
 
-/// The builder a user hands to [`fit_text_network`].
-fn builder(vocab: usize, seq_len: usize) -> impl Fn(&Device) -> PositionalBag {
+/// [`PositionalBag`] with every embedding shifted by 10, far from the word table's values: a box
+/// taken from the table would not contain them.
+#[derive(Module, Debug)]
+struct Shifted {
+    inner: PositionalBag,
+}
+
+impl TextNetwork for Shifted {
+    fn embed(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        self.inner.embed(ids) + 10.0
+    }
+
+    fn forward_embedded(&self, embedded: Tensor<3>) -> Tensor<2> {
+        self.inner.forward_embedded(embedded - 10.0)
+    }
+}
+
+/// The builder a user hands to [`fit_text_network`], embeddings of width `width`.
+fn builder(vocab: usize, seq_len: usize, width: usize) -> impl Fn(&Device) -> PositionalBag {
     move |d: &Device| PositionalBag {
-        words: EmbeddingConfig::new(vocab, 8).init(d),
-        positions: EmbeddingConfig::new(seq_len, 8).init(d),
-        fc: LinearConfig::new(8, 2).init(d),
+        words: EmbeddingConfig::new(vocab, width).init(d),
+        positions: EmbeddingConfig::new(seq_len, width).init(d),
+        fc: LinearConfig::new(width, 2).init(d),
     }
 }
 
@@ -60,7 +77,7 @@ fn a_users_own_text_network_trains_resumes_and_is_evaluated() {
     let device = Device::flex();
     let cfg = tiny(methods()[1].clone()).with_epochs(3);
     let data = data(&cfg);
-    let build = builder(data.vocab.len(), cfg.seq_len);
+    let build = builder(data.vocab.len(), cfg.seq_len, 8);
     let dir = tempfile::tempdir().unwrap();
     let (whole, parts) = (dir.path().join("whole"), dir.path().join("parts"));
 
@@ -107,6 +124,13 @@ fn a_users_own_text_network_trains_resumes_and_is_evaluated() {
     let e = fit_text_network(&cfg, &build, &data, &device, &options(&parts, false, None))
         .unwrap_err()
         .to_string();
+    assert!(e.contains("FitOptions::resume"), "{e}");
+    // The CLI's TextCnn runs name the CLI.
+    let cnn = dir.path().join("cnn");
+    fit_text(&cfg, &data, &device, &options(&cnn, false, Some(1))).unwrap();
+    let e = fit_text(&cfg, &data, &device, &options(&cnn, false, None))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bulwark text train --resume"), "{e}");
 
     // Evaluated like the zoo's model: ordered accuracies at growing radii (on the texts it was
@@ -138,10 +162,13 @@ fn attacks_on_a_users_network_stay_in_the_ball_and_training_perturbations_too() 
     let device = Device::flex();
     let cfg = tiny(methods()[0].clone());
     let data = data(&cfg);
-    let build = builder(data.vocab.len(), cfg.seq_len);
+    // Width 6, not the configuration's embed_dim (8): the methods must take the network's.
+    let build = builder(data.vocab.len(), cfg.seq_len, 6);
     // Position embeddings make each text's embeddings leave the word table's range: the box
     // handed to attacks comes from the embeddings themselves, so it must still never bind.
-    let net = init_seeded_with(&device, 4, &build);
+    let net = Shifted {
+        inner: init_seeded_with(&device, 4, &build),
+    };
     let (ids, y) = data.test.batch(&(0..12).collect::<Vec<_>>(), &device);
     let e0 = net.embed(ids);
     for attack in [
@@ -155,6 +182,10 @@ fn attacks_on_a_users_network_stay_in_the_ball_and_training_perturbations_too() 
     ] {
         let adv = attack_embeddings(&net, e0.clone(), y.clone(), 3.0, attack, 1, false).unwrap();
         let moved = host_norms(&(adv - e0.clone()));
+        if matches!(attack, EmbeddingAttack::Fgm) {
+            // One step of length eps exactly: nothing clipped it.
+            assert!(moved.iter().all(|&n| (n - 3.0).abs() < 1e-3), "{moved:?}");
+        }
         assert!(
             moved.iter().all(|&n| n <= 3.0 * (1.0 + 1e-5)),
             "{attack:?}: {moved:?}"
@@ -167,7 +198,7 @@ fn attacks_on_a_users_network_stay_in_the_ball_and_training_perturbations_too() 
         let model = init_seeded_with(&device.clone().autodiff(), 4, &build);
         let deltas = step_deltas_of(&cfg, model, &data, &(0..16).collect::<Vec<_>>());
         for d in &deltas {
-            assert_eq!(d.dims(), [16, 32, 8]);
+            assert_eq!(d.dims(), [16, 32, 6]);
             for n in host_norms(d) {
                 assert!(n <= EPS * (1.0 + 1e-5), "{method:?}: norm {n}");
             }

@@ -4,7 +4,7 @@
 //! does not bound itself is refused.
 
 use bulwark_attack_core::sanity::FlagStatus;
-use bulwark_attack_core::{AttackConfig, Bounds, Network, Norm, Preset};
+use bulwark_attack_core::{AttackConfig, Bounds, Interval, Network, Norm, Preset};
 use bulwark_eval::{
     RobustEvalConfig, RobustEvalOptions, Verified, evaluate_robustness, verify_ibp,
 };
@@ -13,8 +13,8 @@ use bulwark_trainer::{
     fit_network,
 };
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
-use burn::tensor::{Device, Tensor};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
+use burn::tensor::{Device, Int, Tensor};
 
 fn light(eps: f64) -> RobustEvalConfig {
     let mut c = RobustEvalConfig::preset(Preset::Standard, Norm::Linf, eps, 0);
@@ -163,4 +163,40 @@ fn ibp_refuses_a_network_that_does_not_bound_itself() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("margin_bounds") && e.contains("Opaque"), "{e}");
+
+    // A network that bounds itself but computes differently in training (dropout): its IBP
+    // loss would bound another network than the one trained.
+    let build = |d: &Device| Dropped {
+        fc: LinearConfig::new(784, 10).init(d),
+        dropout: DropoutConfig::new(0.5).init(),
+    };
+    let e = fit_network(&cfg, &build, &train, &valid, &devices, &opts)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("computes differently in training"), "{e}");
+
+    // Mixing is refused with IBP: the margins it bounds are the label's.
+    let mixed = cfg
+        .clone()
+        .with_model("small-cnn".into())
+        .with_mixing(bulwark_trainer::Mixing::Mixup { alpha: 0.2 });
+    let e = mixed.validate().unwrap_err().to_string();
+    assert!(e.contains("do not combine with ibp"), "{e}");
+}
+
+/// Bounds itself (a linear layer) but applies dropout in training.
+#[derive(Module, Debug)]
+struct Dropped {
+    fc: Linear,
+    dropout: Dropout,
+}
+
+impl Network for Dropped {
+    fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        self.fc.forward(self.dropout.forward(x.flatten::<2>(1, 3)))
+    }
+
+    fn margin_bounds(&self, x: Interval<4>, y: Tensor<1, Int>) -> Option<Tensor<2>> {
+        Some(x.flatten::<2>(1, 3).margins(&self.fc, y))
+    }
 }
