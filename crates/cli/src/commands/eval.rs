@@ -182,10 +182,10 @@ fn robust_eval(
             backend: backend.to_string(),
             bulwark_version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-        // Certified robustness beside the attacks (L-inf, models IBP bounds, whole runs: a
-        // shard's images are a part of the test set).
+        // Certified robustness beside the attacks (L-inf, models IBP bounds; a whole run or the
+        // merge of its shards, which covers the whole test set: a shard holds a part of it).
         verified: match (&mode, config.norm) {
-            (Mode::Whole, Norm::Linf) => {
+            (Mode::Whole | Mode::Merge(_), Norm::Linf) => {
                 verify_ibp(model, test, eps, config.bounds, config.batch_size, device).map(
                     |verified| Verified {
                         method: "IBP".into(),
