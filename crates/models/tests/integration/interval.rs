@@ -243,7 +243,9 @@ fn no_attack_breaks_a_verified_point() {
         .map(|eps| (eps, verified_at(eps)))
         .find(|(_, ok)| {
             let count = ok.iter().filter(|&&v| v).count();
-            count >= n / 4 && count < n
+            // Some but not all (a count near a quarter of the batch sits where the last bits of
+            // the convolution kernels in use can move it).
+            (4..n).contains(&count)
         })
         .expect("some radius verifies part of the batch");
     let pgd = PgdConfig::new(ThreatModel::linf(eps))

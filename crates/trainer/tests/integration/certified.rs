@@ -4,10 +4,8 @@
 //! does not bound itself is refused.
 
 use bulwark_attack_core::sanity::FlagStatus;
-use bulwark_attack_core::{AttackConfig, Bounds, Interval, Network, Norm, Preset};
-use bulwark_eval::{
-    RobustEvalConfig, RobustEvalOptions, Verified, evaluate_robustness, verify_ibp,
-};
+use bulwark_attack_core::{Bounds, Interval, Network};
+use bulwark_eval::{RobustEvalOptions, Verified, evaluate_robustness, verify_ibp};
 use bulwark_trainer::{
     BackendKind, DeviceSet, FitOptions, Method, OptimizerKind, Schedule, TrainConfig, fit,
     fit_network,
@@ -15,22 +13,6 @@ use bulwark_trainer::{
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
-
-fn light(eps: f64) -> RobustEvalConfig {
-    let mut c = RobustEvalConfig::preset(Preset::Standard, Norm::Linf, eps, 0);
-    for s in &mut c.stages {
-        match &mut s.attack {
-            AttackConfig::Apgd(a) => a.steps = 30,
-            AttackConfig::Square(a) => a.queries = 300,
-            _ => {}
-        }
-        if s.target_classes.is_some() {
-            s.target_classes = Some(2);
-        }
-    }
-    (c.batch_size, c.chunk_size, c.probe_size) = (100, 100, 40);
-    c
-}
 
 fn options(verified: Option<Verified>) -> RobustEvalOptions {
     RobustEvalOptions {
@@ -83,7 +65,7 @@ fn ibp_training_verifies_points_no_attack_breaks() {
     let report = evaluate_robustness(
         &out.model.classifier(),
         &test,
-        &light(eps),
+        &crate::evaluation::light(eps, &[]),
         &options(Some(Verified {
             method: "IBP".into(),
             verified: proved.clone(),
@@ -108,7 +90,7 @@ fn ibp_training_verifies_points_no_attack_breaks() {
     let lie = evaluate_robustness(
         &out.model.classifier(),
         &test,
-        &light(eps),
+        &crate::evaluation::light(eps, &[]),
         &options(Some(Verified {
             method: "a wrong verifier".into(),
             verified: vec![true; test.len()],

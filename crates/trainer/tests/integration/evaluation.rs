@@ -57,7 +57,7 @@ fn options(identity: &str) -> RobustEvalOptions {
 }
 
 /// A cheaper cascade for tests: the standard list with fewer iterations, targets and queries.
-fn light(eps: f64, sweep: &[f64]) -> RobustEvalConfig {
+pub(crate) fn light(eps: f64, sweep: &[f64]) -> RobustEvalConfig {
     let mut c = RobustEvalConfig::preset(Preset::Standard, Norm::Linf, eps, 0);
     for s in &mut c.stages {
         match &mut s.attack {
