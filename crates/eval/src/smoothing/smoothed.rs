@@ -114,8 +114,8 @@ const PREDICT: u64 = 0x9ed1;
 /// # Ok::<(), bulwark_eval::EvalError>(())
 /// ```
 pub struct Smoothed<'a, C> {
-    base: &'a C,
-    cfg: SmoothingConfig,
+    pub(super) base: &'a C,
+    pub(super) cfg: SmoothingConfig,
 }
 
 impl<C> std::fmt::Debug for Smoothed<'_, C> {
@@ -259,7 +259,7 @@ impl<'a, C> Smoothed<'a, C> {
 }
 
 /// Writes `sample + σ·ε` (`ε` standard normal, both Box-Muller values used) into `out`.
-fn fill_noisy(rng: &mut SplitMix64, sample: &[f32], sigma: f64, out: &mut [f32]) {
+pub(super) fn fill_noisy(rng: &mut SplitMix64, sample: &[f32], sigma: f64, out: &mut [f32]) {
     let mut pending: Option<f64> = None;
     for (o, &v) in out.iter_mut().zip(sample) {
         let z = match pending.take() {
@@ -287,7 +287,7 @@ fn argmax(counts: &[usize]) -> usize {
 }
 
 /// Runs `f` on each sample of the batch `x` (its values, its shape with batch dimension 1).
-fn per_sample<const D: usize, T>(
+pub(super) fn per_sample<const D: usize, T>(
     x: Tensor<D>,
     mut f: impl FnMut(&[f32], [usize; D], &Device) -> Result<T, EvalError>,
 ) -> Result<Vec<T>, EvalError> {

@@ -313,3 +313,86 @@ mod dataset {
         assert!(e.contains("other settings"), "{e}");
     }
 }
+
+mod attack {
+    use super::*;
+
+    /// The first coordinate and the L2 distance of each row of `adv` from `x`.
+    fn moved(x: &Tensor<2>, adv: &Tensor<2>) -> Vec<(f32, f64)> {
+        let a: Vec<f32> = adv.to_data().convert::<f32>().try_into_vec().unwrap();
+        let c: Vec<f32> = x.to_data().convert::<f32>().try_into_vec().unwrap();
+        a.chunks(2)
+            .zip(c.chunks(2))
+            .map(|(a, c)| {
+                let d2: f64 = a.iter().zip(c).map(|(p, q)| f64::from(p - q).powi(2)).sum();
+                (a[0], d2.sqrt())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_attack_fools_the_smoothed_classifier_exactly_past_the_boundary() {
+        // 20 points 0.3 inside class 1 of the linear classifier; σ = 0.25.
+        let cfg = SmoothingConfig::new(0.25).with_n(2_000).with_seed(2);
+        let smoothed = Smoothed::new(&linear, cfg).unwrap();
+        let x = points(0.3, 20);
+        let labels = vec![1; 20];
+        let certified = smoothed.certify(x.clone()).unwrap();
+        for (eps, flipped) in [(0.2, false), (0.5, true)] {
+            let adv = smoothed
+                .attack(x.clone(), &labels, &SmoothAttackConfig::new(eps))
+                .unwrap();
+            for (first, dist) in moved(&x, &adv) {
+                // In the ball, and along the best direction (straight at the boundary).
+                assert!(dist <= eps * (1.0 + 1e-5), "{dist} > {eps}");
+                assert!(0.8 - first as f64 > 0.9 * eps, "moved only to {first}");
+            }
+            let predicted = smoothed.predict(adv, 2_000).unwrap();
+            for (p, c) in predicted.iter().zip(&certified) {
+                if flipped {
+                    // 0.2 past the boundary: class 0 has probability Φ(0.8) = 0.79.
+                    assert_eq!(*p, Some(0), "eps {eps}");
+                } else {
+                    // 0.1 short of it: class 1 keeps probability Φ(0.4) = 0.66, and no point
+                    // certified beyond 0.2 is moved to another class.
+                    assert_ne!(*p, Some(0), "eps {eps}");
+                    assert!(c.radius >= 0.2 && c.class == Some(1), "{c:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_attack_stays_in_the_box_treats_each_input_alone_and_refuses_bad_settings() {
+        let smoothed = Smoothed::new(&linear, SmoothingConfig::new(0.5).with_seed(4)).unwrap();
+        // Near the box's edge: the step toward the boundary is clipped at 0.
+        let x = Tensor::<2>::from_data(
+            TensorData::new(vec![0.55f32, 0.02, 0.9, 0.5, 0.7, 0.99], [3, 2]),
+            &Device::flex(),
+        );
+        let cfg = SmoothAttackConfig::new(1.0)
+            .with_steps(5)
+            .with_noise_samples(8);
+        let adv = smoothed.attack(x.clone(), &[1, 1, 1], &cfg).unwrap();
+        let v: Vec<f32> = adv.to_data().convert::<f32>().try_into_vec().unwrap();
+        assert!(v.iter().all(|p| (0.0..=1.0).contains(p)), "{v:?}");
+        for i in 0..3 {
+            let alone = smoothed
+                .attack(x.clone().narrow(0, i, 1), &[1], &cfg)
+                .unwrap();
+            alone
+                .to_data()
+                .assert_eq(&adv.clone().narrow(0, i, 1).to_data(), true);
+        }
+        let e = smoothed
+            .attack(x.clone(), &[1], &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 labels for 3 inputs"), "{e}");
+        let e = smoothed
+            .attack(x, &[1, 1, 1], &cfg.with_steps(0))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("steps"), "{e}");
+    }
+}
