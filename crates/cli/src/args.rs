@@ -164,6 +164,17 @@ pub struct CertifyArgs {
     /// Seed of the noise.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Also attack the smoothed classifier at every radius of --radii with this many PGD-L2
+    /// steps (SmoothAdv), and report its empirical robust accuracy beside the certified one
+    /// (0: no attack).
+    #[arg(long, default_value_t = 0)]
+    pub attack_steps: usize,
+    /// Noisy copies per attack step.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..))]
+    pub attack_samples: u64,
+    /// Noisy copies of PREDICT on each attacked input.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub predict_n: u64,
     /// Output directory (default: runs/certify/<model>-sigma<S>).
     #[arg(long)]
     pub out: Option<PathBuf>,

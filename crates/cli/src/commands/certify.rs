@@ -2,7 +2,9 @@
 
 use anyhow::Result;
 use bulwark_data::Split;
-use bulwark_eval::smoothing::{CERTIFY_OUTPUTS, CertifyOptions, SmoothingConfig, certify_dataset};
+use bulwark_eval::smoothing::{
+    CERTIFY_OUTPUTS, CertifyOptions, SmoothAttack, SmoothingConfig, certify_dataset,
+};
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
 use burn::tensor::Device;
@@ -53,6 +55,11 @@ pub(super) fn certify(a: CertifyArgs, backend: BackendKind) -> Result<()> {
             run_identity(&a.model, &a.weights, &a.dataset, backend)?
         ),
         command: command_line(&a, &out, backend),
+        attack: (a.attack_steps > 0).then(|| SmoothAttack {
+            steps: a.attack_steps,
+            noise_samples: a.attack_samples as usize,
+            predict_n: a.predict_n as usize,
+        }),
     };
     let report = certify_dataset(&model, &test, &cfg, &a.radii, &opts, &out, &device)?;
     println!(
@@ -66,8 +73,12 @@ pub(super) fn certify(a: CertifyArgs, backend: BackendKind) -> Result<()> {
         report.average_radius
     );
     for row in &report.rows {
+        let empirical = row
+            .empirical_acc
+            .map(|e| format!(", empirical (attacked) {:.2} %", 100.0 * e))
+            .unwrap_or_default();
         println!(
-            "  certified accuracy at L2 radius {}: {:.2} %",
+            "  certified accuracy at L2 radius {}: {:.2} %{empirical}",
             row.radius,
             100.0 * row.certified_acc
         );
@@ -99,6 +110,12 @@ fn command_line(a: &CertifyArgs, out: &std::path::Path, backend: BackendKind) ->
     );
     if let Some(n) = a.limit {
         s.push_str(&format!(" --limit {n}"));
+    }
+    if a.attack_steps > 0 {
+        s.push_str(&format!(
+            " --attack-steps {} --attack-samples {} --predict-n {}",
+            a.attack_steps, a.attack_samples, a.predict_n
+        ));
     }
     s
 }

@@ -1088,6 +1088,39 @@ fn gaussian_noise_training_then_certification_with_resume() {
     assert!(e.contains("--resume"), "{e}");
     ok(&certify(&["--resume"]));
     assert_eq!(read_json(&out.join("certify.json"))["rows"], report["rows"]);
+    // An attack on the smoothed classifier beside the certificates: not a resume of a run
+    // without one.
+    let e = fails(&certify(&["--resume", "--attack-steps", "5"]));
+    assert!(e.contains("other settings"), "{e}");
+    let attacked = tmp.path().join("attacked");
+    let mut with_attack = certify(&[
+        "--attack-steps",
+        "5",
+        "--attack-samples",
+        "8",
+        "--predict-n",
+        "200",
+    ]);
+    let at = with_attack.iter().position(|a| *a == out_s).unwrap();
+    with_attack[at] = attacked.to_str().unwrap();
+    let printed = ok(&with_attack);
+    assert!(printed.contains("empirical (attacked)"), "{printed}");
+    let rows = read_json(&attacked.join("certify.json"))["rows"].clone();
+    for row in rows.as_array().unwrap() {
+        let (c, e) = (
+            row["certified_acc"].as_f64().unwrap(),
+            row["empirical_acc"].as_f64().unwrap(),
+        );
+        // Certified points are not flipped, and the attack's accuracy is not far below the
+        // certified one (both are estimates: PREDICT may abstain).
+        assert_eq!(row["contradicted"], 0, "{row}");
+        assert!(e >= c - 0.15, "{row}");
+    }
+    let md = std::fs::read_to_string(attacked.join("certify.md")).unwrap();
+    assert!(
+        md.contains("empirical accuracy") && md.contains("--attack-steps 5"),
+        "{md}"
+    );
     // Another sigma does not continue it.
     let mut other = certify(&["--resume"]);
     let at = other.iter().position(|a| *a == "0.25").unwrap();

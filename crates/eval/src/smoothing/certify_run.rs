@@ -12,6 +12,7 @@ use bulwark_data::ImageDataset;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 
+use super::attack::SmoothAttackConfig;
 use super::smoothed::{Certificate, Smoothed, SmoothingConfig};
 use crate::plot::{Series, line_plot_svg};
 use crate::{EvalError, RunLock, progress, write_atomic};
@@ -27,7 +28,7 @@ pub const CERTIFY_OUTPUTS: [&str; 6] = [
 ];
 
 /// One certified test input.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CertifiedSample {
     /// Index in the dataset.
     pub index: usize,
@@ -38,6 +39,11 @@ pub struct CertifiedSample {
     pub certificate: Certificate,
     /// Whether the smoothed classifier is right (not abstaining, the true class).
     pub correct: bool,
+    /// With [`CertifyOptions::attack`]: per radius of the table, what `PREDICT` says of the
+    /// input after the attack on the smoothed classifier at that radius (the clean input at
+    /// radius 0); `None` where it abstains.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub under_attack: Vec<Option<usize>>,
     /// Seconds this input took.
     pub seconds: f64,
 }
@@ -49,6 +55,15 @@ pub struct RadiusRow {
     pub radius: f64,
     /// Share of inputs classified correctly with a certified radius of at least `radius`.
     pub certified_acc: f64,
+    /// With [`CertifyOptions::attack`]: share of inputs that `PREDICT` still classifies
+    /// correctly after the attack at `radius`, the empirical robust accuracy of the smoothed
+    /// classifier (an upper bound; certified ≤ empirical up to the two tests' error rates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empirical_acc: Option<f64>,
+    /// With the attack: inputs certified correct at `radius` or beyond that `PREDICT` puts in
+    /// another class after the attack (each has probability at most about `2·alpha`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contradicted: Option<usize>,
 }
 
 /// The result of [`certify_dataset`].
@@ -104,6 +119,21 @@ pub struct CertifyOptions {
     pub source: String,
     /// The command line that reproduces the run, for the report.
     pub command: String,
+    /// Also attack the smoothed classifier at every radius of the table
+    /// ([`Smoothed::attack`], its `eps` replaced by each radius) and report its empirical
+    /// robust accuracy beside the certified one.
+    pub attack: Option<SmoothAttack>,
+}
+
+/// The attack [`certify_dataset`] runs beside the certificates ([`CertifyOptions::attack`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmoothAttack {
+    /// PGD steps.
+    pub steps: usize,
+    /// Noisy copies per step.
+    pub noise_samples: usize,
+    /// Noisy copies of `PREDICT` on each attacked input.
+    pub predict_n: usize,
 }
 
 /// The settings a directory's saved certificates were made with.
@@ -112,6 +142,9 @@ struct Settings {
     config: SmoothingConfig,
     source: String,
     n_examples: usize,
+    /// With an attack, the radii it ran at and its settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    attack: Option<(Vec<f64>, SmoothAttack)>,
 }
 
 /// Certifies every image of `data` with `model` smoothed as `cfg` says, writing each
@@ -144,7 +177,17 @@ pub fn certify_dataset<C: Classifier<4>>(
         config: cfg.clone().with_batch_size(1),
         source: opts.source.clone(),
         n_examples: data.len(),
+        attack: opts.attack.clone().map(|a| (radii.to_vec(), a)),
     };
+    if let Some(a) = &opts.attack
+        && (a.steps == 0 || a.noise_samples == 0 || a.predict_n == 0)
+    {
+        return Err(EvalError::Settings {
+            what: "certification settings",
+            problem: "the attack's steps, noise samples and PREDICT copies must be at least 1"
+                .into(),
+        });
+    }
     let settings_path = out.join(CERTIFY_OUTPUTS[0]);
     let log_path = out.join(CERTIFY_OUTPUTS[1]);
     let mut samples = if opts.resume {
@@ -195,11 +238,27 @@ pub fn certify_dataset<C: Classifier<4>>(
         let (x, _) = data.batch(&[index], device);
         let certificate = smoothed.certify(x)?[0];
         let label = usize::from(data.labels[index]);
+        let mut under_attack = Vec::new();
+        if let Some(a) = &opts.attack {
+            let (x, _) = data.batch(&[index], device);
+            for &r in radii {
+                let attacked = if r > 0.0 {
+                    let cfg = SmoothAttackConfig::new(r)
+                        .with_steps(a.steps)
+                        .with_noise_samples(a.noise_samples);
+                    smoothed.attack(x.clone(), &[label], &cfg)?
+                } else {
+                    x.clone()
+                };
+                under_attack.push(smoothed.predict(attacked, a.predict_n)?[0]);
+            }
+        }
         let sample = CertifiedSample {
             index,
             label,
             certificate,
             correct: certificate.class == Some(label),
+            under_attack,
             seconds: started.elapsed().as_secs_f64(),
         };
         let mut line = serde_json::to_string(&sample).map_err(|e| EvalError::Serialize {
@@ -250,9 +309,27 @@ fn summarize(
         max_radius: cfg.max_radius(),
         rows: radii
             .iter()
-            .map(|&radius| RadiusRow {
-                radius,
-                certified_acc: certified_acc(&samples, radius),
+            .enumerate()
+            .map(|(k, &radius)| {
+                let attacked = opts.attack.is_some();
+                let held = samples
+                    .iter()
+                    .filter(|s| s.under_attack.get(k) == Some(&Some(s.label)))
+                    .count();
+                let contradicted = samples
+                    .iter()
+                    .filter(|s| {
+                        s.correct
+                            && s.certificate.radius >= radius
+                            && matches!(s.under_attack.get(k), Some(Some(c)) if *c != s.label)
+                    })
+                    .count();
+                RadiusRow {
+                    radius,
+                    certified_acc: certified_acc(&samples, radius),
+                    empirical_acc: attacked.then(|| held as f64 / n),
+                    contradicted: attacked.then_some(contradicted),
+                }
             })
             .collect(),
         seconds: samples.iter().map(|s| s.seconds).sum(),
@@ -314,9 +391,31 @@ fn markdown(r: &CertifyReport) -> String {
         r.max_radius
     );
     let _ = writeln!(s, "- Time: {:.0} s\n", r.seconds);
-    let _ = writeln!(s, "| L2 radius | certified accuracy |\n|---|---|");
+    let attacked = r.rows.iter().any(|row| row.empirical_acc.is_some());
+    if attacked {
+        let _ = writeln!(
+            s,
+            "| L2 radius | certified accuracy | empirical accuracy (attack on the smoothed \
+             classifier, then PREDICT) | certified but flipped |\n|---|---|---|---|"
+        );
+    } else {
+        let _ = writeln!(s, "| L2 radius | certified accuracy |\n|---|---|");
+    }
     for row in &r.rows {
-        let _ = writeln!(s, "| {} | {:.2} % |", row.radius, 100.0 * row.certified_acc);
+        match (row.empirical_acc, row.contradicted) {
+            (Some(e), Some(c)) => {
+                let _ = writeln!(
+                    s,
+                    "| {} | {:.2} % | {:.2} % | {c} |",
+                    row.radius,
+                    100.0 * row.certified_acc,
+                    100.0 * e
+                );
+            }
+            _ => {
+                let _ = writeln!(s, "| {} | {:.2} % |", row.radius, 100.0 * row.certified_acc);
+            }
+        }
     }
     let _ = writeln!(
         s,

@@ -14,8 +14,8 @@ mod tests;
 
 pub use attack::SmoothAttackConfig;
 pub use certify_run::{
-    CERTIFY_OUTPUTS, CertifiedSample, CertifyOptions, CertifyReport, RadiusRow, certify_dataset,
-    write_certify_report,
+    CERTIFY_OUTPUTS, CertifiedSample, CertifyOptions, CertifyReport, RadiusRow, SmoothAttack,
+    certify_dataset, write_certify_report,
 };
 pub use confidence::{binomial_test_half, clopper_pearson_lower, normal_quantile};
 pub use smoothed::{Certificate, Smoothed, SmoothingConfig};

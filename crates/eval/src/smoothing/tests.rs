@@ -223,6 +223,7 @@ mod dataset {
             progress: false,
             source: "small-cnn (seed 0), MNIST fixture slice".into(),
             command: "bulwark certify ...".into(),
+            attack: None,
         }
     }
 
