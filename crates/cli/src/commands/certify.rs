@@ -55,7 +55,7 @@ pub(super) fn certify(a: CertifyArgs, backend: BackendKind) -> Result<()> {
             run_identity(&a.model, &a.weights, &a.dataset, backend)?
         ),
         command: command_line(&a, &out, backend),
-        attack: (a.attack_steps > 0).then(|| SmoothAttack {
+        attack: (a.attack_steps > 0).then_some(SmoothAttack {
             steps: a.attack_steps,
             noise_samples: a.attack_samples as usize,
             predict_n: a.predict_n as usize,
