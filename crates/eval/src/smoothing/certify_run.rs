@@ -236,11 +236,10 @@ pub fn certify_dataset<C: Classifier<4>>(
     for index in samples.len()..data.len() {
         let started = Instant::now();
         let (x, _) = data.batch(&[index], device);
-        let certificate = smoothed.certify(x)?[0];
+        let certificate = smoothed.certify(x.clone())?[0];
         let label = usize::from(data.labels[index]);
         let mut under_attack = Vec::new();
         if let Some(a) = &opts.attack {
-            let (x, _) = data.batch(&[index], device);
             for &r in radii {
                 let attacked = if r > 0.0 {
                     let cfg = SmoothAttackConfig::new(r)

@@ -86,12 +86,7 @@ pub fn text_accuracy<M: TextNetwork>(
             .init(device)
             .forward(logits.clone(), y.clone());
         loss += f64::from(ce.into_scalar::<f32>()) * chunk.len() as f64;
-        let labels = host_labels(&y);
-        correct += predictions(logits)
-            .iter()
-            .zip(&labels)
-            .filter(|(p, l)| p == l)
-            .count();
+        correct += crate::fit::hits(logits, y);
     }
     let n = data.len().max(1) as f64;
     (correct as f64 / n, loss / n)
