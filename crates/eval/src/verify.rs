@@ -4,6 +4,8 @@ use bulwark_attack_core::{Bounds, Interval, Network, verified};
 use bulwark_data::ImageDataset;
 use burn::tensor::Device;
 
+use crate::Verified;
+
 /// Which images of `data` interval bound propagation proves robust at L-inf radius `eps`
 /// (inputs kept in `bounds`): every input in the box gets the label's class. `None` when the
 /// network does not bound itself ([`Network::margin_bounds`]).
@@ -46,4 +48,39 @@ pub fn verify_ibp<N: Network>(
         out.extend(ok);
     }
     Some(out)
+}
+
+impl Verified {
+    /// [`verify_ibp`] as the verified row of an evaluation
+    /// ([`RobustEvalOptions::verified`](crate::RobustEvalOptions::verified)), named `IBP`; `None`
+    /// when the network does not bound itself.
+    ///
+    /// ```
+    /// use bulwark_attack_core::Bounds;
+    /// use bulwark_data::{DatasetKind, Split, load_split};
+    /// use bulwark_eval::Verified;
+    /// use bulwark_models::Model;
+    /// use burn::tensor::Device;
+    ///
+    /// # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+    /// let device = Device::flex();
+    /// let data = load_split(DatasetKind::Mnist, Split::Test, fixtures.as_ref())?.take(4);
+    /// let model = Model::init_seeded("small-cnn", &device, 0)?;
+    /// let row = Verified::ibp(&model, &data, 0.1, Bounds::new(), 4, &device).unwrap();
+    /// assert_eq!((row.method.as_str(), row.verified.len()), ("IBP", 4));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn ibp<N: Network>(
+        net: &N,
+        data: &ImageDataset,
+        eps: f64,
+        bounds: Bounds,
+        batch_size: usize,
+        device: &Device,
+    ) -> Option<Self> {
+        verify_ibp(net, data, eps, bounds, batch_size, device).map(|verified| Verified {
+            method: "IBP".into(),
+            verified,
+        })
+    }
 }

@@ -178,6 +178,10 @@ pub struct TrainConfig {
     /// Epochs over which the training radius ramps up linearly from 0 (0: full radius at once).
     #[config(default = 0.0)]
     pub eps_warmup_epochs: f64,
+    /// Epochs trained at radius 0 before that ramp begins (Gowal et al.'s warm-up before their
+    /// ramp-up; 0: the ramp starts with the first step). During them IBP's `κ` stays at 1.
+    #[config(default = 0.0)]
+    pub eps_ramp_start_epochs: f64,
     /// Model behaviour while crafting training examples: `inference` (default) or `train`.
     #[config(default = "Crafting::Inference")]
     pub crafting: Crafting,
@@ -353,6 +357,12 @@ impl TrainConfig {
                 self.eps_warmup_epochs
             ));
         }
+        if !(self.eps_ramp_start_epochs.is_finite() && self.eps_ramp_start_epochs >= 0.0) {
+            return bad(format!(
+                "eps_ramp_start_epochs must be >= 0, got {}",
+                self.eps_ramp_start_epochs
+            ));
+        }
         if self.method.is_adversarial()
             && (self.robust_valid_size == 0 || self.robust_valid_steps == 0)
         {
@@ -452,11 +462,13 @@ impl TrainConfig {
                 ));
             }
         }
-        if self.method.is_adversarial() && self.eps_warmup_epochs > self.epochs as f64 {
+        if self.method.is_adversarial()
+            && self.eps_ramp_start_epochs + self.eps_warmup_epochs > self.epochs as f64
+        {
             return bad(format!(
-                "eps_warmup_epochs ({}) is longer than training ({} epochs): the radius would never \
-                 reach eps",
-                self.eps_warmup_epochs, self.epochs
+                "eps_ramp_start_epochs ({}) plus eps_warmup_epochs ({}) is longer than training \
+                 ({} epochs): the radius would never reach eps",
+                self.eps_ramp_start_epochs, self.eps_warmup_epochs, self.epochs
             ));
         }
         if let Some(s) = &self.spectral_bound
@@ -600,6 +612,36 @@ mod tests {
         assert!(e.to_string().contains("unknown model `resnet`"), "{e}");
         let e = TrainConfig::from_toml_str("epochs = [", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("c.toml"), "{e}");
+    }
+
+    #[test]
+    fn the_eps_schedule_must_fit_in_training() {
+        let pgd = "epochs = 10\n[method]\nkind = \"pgd-at\"\neps = 0.3\n";
+        let c =
+            |extra: &str| TrainConfig::from_toml_str(&format!("{extra}{pgd}"), Path::new("c.toml"));
+        let cfg = c("eps_ramp_start_epochs = 3.0\neps_warmup_epochs = 7.0\n").unwrap();
+        assert_eq!(
+            (cfg.eps_ramp_start_epochs, cfg.eps_warmup_epochs),
+            (3.0, 7.0)
+        );
+        for (extra, needle) in [
+            (
+                "eps_ramp_start_epochs = 3.0\neps_warmup_epochs = 7.5\n",
+                "never reach eps",
+            ),
+            ("eps_warmup_epochs = 11.0\n", "never reach eps"),
+            (
+                "eps_ramp_start_epochs = -1.0\n",
+                "eps_ramp_start_epochs must be >= 0",
+            ),
+            (
+                "eps_warmup_epochs = -1.0\n",
+                "eps_warmup_epochs must be >= 0",
+            ),
+        ] {
+            let e = c(extra).unwrap_err();
+            assert!(e.to_string().contains(needle), "{extra}: {e}");
+        }
     }
 
     #[test]

@@ -202,10 +202,14 @@ pub(crate) fn hits(logits: Tensor<2>, y: Tensor<1, Int>) -> usize {
         .into_scalar::<i64>() as usize
 }
 
-/// The training radius at progress `t` epochs: linear ramp over `eps_warmup_epochs`.
+/// The training radius at progress `t` epochs: 0 for `eps_ramp_start_epochs`, then a linear
+/// ramp over `eps_warmup_epochs`.
 fn eps_at(cfg: &TrainConfig, t: f64) -> Option<f64> {
     let eps = cfg.method.eps()?;
-    Some(if cfg.eps_warmup_epochs > 0.0 {
+    let t = t - cfg.eps_ramp_start_epochs;
+    Some(if t <= 0.0 {
+        0.0
+    } else if cfg.eps_warmup_epochs > 0.0 {
         eps * (t / cfg.eps_warmup_epochs).min(1.0)
     } else {
         eps
@@ -1167,5 +1171,16 @@ mod tests {
         assert!((eps_at(&cfg, 1.0).unwrap() - 0.15).abs() < 1e-12);
         assert_eq!(eps_at(&cfg, 2.5), Some(0.3));
         assert_eq!(eps_at(&TrainConfig::new(), 1.0), None);
+        // Held at 0 first, then the same ramp shifted (Gowal et al.'s warm-up and ramp-up).
+        let held = cfg.with_eps_ramp_start_epochs(1.0);
+        assert_eq!(eps_at(&held, 0.5), Some(0.0));
+        assert_eq!(eps_at(&held, 1.0), Some(0.0));
+        assert!((eps_at(&held, 2.0).unwrap() - 0.15).abs() < 1e-12);
+        assert_eq!(eps_at(&held, 3.0), Some(0.3));
+        let jump = held.with_eps_warmup_epochs(0.0);
+        assert_eq!(
+            (eps_at(&jump, 0.9), eps_at(&jump, 1.1)),
+            (Some(0.0), Some(0.3))
+        );
     }
 }

@@ -22,7 +22,7 @@ use bulwark_eval::RunLock;
 use bulwark_eval::{
     AttackRunOptions, AttackState, AttackSummary, EvalContext, EvalResult, OtherAttack,
     RobustEvalConfig, RobustEvalOptions, RobustReport, Verified, attack_dataset, evaluate,
-    evaluate_robustness, verify_ibp,
+    evaluate_robustness,
 };
 
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
@@ -430,13 +430,9 @@ fn final_evaluation<M: Network>(
                     // Certified robustness beside the attacks, for networks IBP bounds.
                     verified: (cfg.norm == Norm::Linf)
                         .then(|| {
-                            verify_ibp(model, &data, eps, rc.bounds, cfg.eval_batch_size, device)
+                            Verified::ibp(model, &data, eps, rc.bounds, cfg.eval_batch_size, device)
                         })
-                        .flatten()
-                        .map(|verified| Verified {
-                            method: "IBP".into(),
-                            verified,
-                        }),
+                        .flatten(),
                 },
                 &dir,
                 device,

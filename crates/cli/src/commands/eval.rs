@@ -8,7 +8,7 @@ use bulwark_data::Split;
 use bulwark_eval::{
     EvalContext, RobustEvalConfig, RobustEvalOptions, RunLock, SHARD_FILE, Shard, Verified,
     evaluate, evaluate_robustness, evaluate_robustness_shard, merge_robustness, stages_from_names,
-    verify_ibp, write_atomic,
+    write_atomic,
 };
 use bulwark_models::Model;
 use bulwark_trainer::{BackendKind, check_input_shape, dataset_dir, load_dataset_split};
@@ -186,12 +186,7 @@ fn robust_eval(
         // merge of its shards, which covers the whole test set: a shard holds a part of it).
         verified: match (&mode, config.norm) {
             (Mode::Whole | Mode::Merge(_), Norm::Linf) => {
-                verify_ibp(model, test, eps, config.bounds, config.batch_size, device).map(
-                    |verified| Verified {
-                        method: "IBP".into(),
-                        verified,
-                    },
-                )
+                Verified::ibp(model, test, eps, config.bounds, config.batch_size, device)
             }
             _ => None,
         },

@@ -267,6 +267,9 @@ fn adversarial_training_with_regularizers_resumes_exactly() {
                 iterations: 1,
                 select: ParamSelection::paths(["fc*.weight"]),
             }))
+            // Held at radius 0 for the first epoch (Gowal et al.'s warm-up), then ramped: the
+            // killed run resumes inside the ramp.
+            .with_eps_ramp_start_epochs(1.0)
             .with_eps_warmup_epochs(1.5),
         base(3)
             .with_method(Method::Trades {
@@ -330,10 +333,13 @@ fn adversarial_training_with_regularizers_resumes_exactly() {
             "{}",
             cfg.method.name()
         );
-        // The eps ramp reaches the full radius only after warm-up.
+        // The radius is 0 until the ramp starts and full only after it.
         if cfg.eps_warmup_epochs > 0.0 {
             let e: Vec<f64> = a.history.iter().map(|m| m.eps.unwrap()).collect();
-            assert!((e[0] - 0.1 / 1.5).abs() < 1e-12 && e[1] == 0.1, "{e:?}");
+            assert!(
+                e[0] == 0.0 && (e[1] - 0.1 / 1.5).abs() < 1e-12 && e[2] == 0.1,
+                "{e:?}"
+            );
         }
     }
 }
