@@ -261,6 +261,16 @@ impl TrainConfig {
         Ok(cfg)
     }
 
+    /// Whether `stored` (a checkpoint's configuration) describes this configuration. Compared
+    /// after parsing, so that a checkpoint written before a setting existed resumes with the
+    /// setting at its default, which is what that run trained with.
+    pub fn is_described_by(&self, stored: &str) -> bool {
+        let ours = self.to_toml();
+        stored == ours
+            || Self::from_toml_str(stored, Path::new("checkpoint"))
+                .is_ok_and(|theirs| theirs.to_toml() == ours)
+    }
+
     /// Reads a TOML file (see [`TrainConfig::from_toml_str`]).
     pub fn from_toml_file(path: &Path) -> Result<Self, TrainError> {
         let text = std::fs::read_to_string(path).map_err(TrainError::io(path))?;
@@ -612,6 +622,29 @@ mod tests {
         assert!(e.to_string().contains("unknown model `resnet`"), "{e}");
         let e = TrainConfig::from_toml_str("epochs = [", Path::new("c.toml")).unwrap_err();
         assert!(e.to_string().contains("c.toml"), "{e}");
+    }
+
+    #[test]
+    fn a_checkpoint_from_before_a_setting_existed_still_describes_the_config() {
+        let cfg = TrainConfig::new().with_epochs(3);
+        let stored = cfg.to_toml();
+        assert!(cfg.is_described_by(&stored));
+        // Written before `eps_ramp_start_epochs` existed: the line is missing, its default holds.
+        let old: String = stored
+            .lines()
+            .filter(|l| !l.starts_with("eps_ramp_start_epochs"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_ne!(old, stored);
+        assert!(cfg.is_described_by(&old));
+        // Another value, another run; an unreadable one describes nothing.
+        assert!(
+            !cfg.clone()
+                .with_eps_ramp_start_epochs(1.0)
+                .is_described_by(&old)
+        );
+        assert!(!cfg.clone().with_epochs(4).is_described_by(&stored));
+        assert!(!cfg.is_described_by("epochs = ["));
     }
 
     #[test]

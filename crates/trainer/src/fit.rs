@@ -531,7 +531,7 @@ impl<M: Network> Run<M> {
                 ),
             });
         }
-        if state.config_toml != cfg.to_toml() {
+        if !cfg.is_described_by(&state.config_toml) {
             return Err(TrainError::Checkpoint {
                 path: dir,
                 reason: "it was written with a different configuration; resume with the run's \

@@ -336,6 +336,18 @@ fn run_job_inner<M: Network>(
 /// evaluation resumes it from there (the evaluator's preset keeps its own state in `eval/`).
 pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
 
+/// What the final evaluation's saved state is keyed on besides its own settings: the evaluated
+/// weights' content and where they run, not the configuration's text, so that a version of
+/// Bulwark that adds a setting still resumes an evaluation an earlier one began.
+fn eval_identity(cfg: &TrainConfig, weights: &Path, backend: &str) -> Result<String, TrainError> {
+    Ok(format!(
+        "{}|{}|{}|{backend}",
+        cfg.model,
+        cfg.dataset,
+        bulwark_data::sha256_file(weights)?
+    ))
+}
+
 /// The configured robust evaluations of the final model (`final_eval`): PGD with restarts, and
 /// the evaluator's preset into `<run_dir>/eval/` (resumed when a killed job left its state).
 fn final_evaluation<M: Network>(
@@ -354,8 +366,7 @@ fn final_evaluation<M: Network>(
         Some(n) => test.take(n),
         None => test.clone(),
     };
-    // The weights are a function of the configuration (deterministic training).
-    let identity = format!("{}|{}|{}", cfg.model, cfg.dataset, cfg.to_toml());
+    let identity = eval_identity(cfg, weights, &opts.backend)?;
     let robust_test = if fe.pgd_steps > 0 {
         let attack = AttackConfig::Pgd(
             PgdConfig::new(ThreatModel::new(cfg.norm, eps))
@@ -442,4 +453,31 @@ fn final_evaluation<M: Network>(
         None => None,
     };
     Ok((robust_test, robust_eval))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_final_evaluation_is_keyed_on_the_weights_not_the_configuration_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, b"weights a").unwrap();
+        std::fs::write(&b, b"weights b").unwrap();
+        let cfg = TrainConfig::new();
+        let id = eval_identity(&cfg, &a, "flex").unwrap();
+        // The configuration's text does not enter the key (the weights it trained do): a new
+        // setting's line changes the text only. Other weights, backend or model change it.
+        let later = cfg.clone().with_eps_ramp_start_epochs(0.5);
+        assert_ne!(later.to_toml(), cfg.to_toml());
+        assert_eq!(eval_identity(&later, &a, "flex").unwrap(), id);
+        assert_ne!(eval_identity(&cfg, &b, "flex").unwrap(), id);
+        assert_ne!(eval_identity(&cfg, &a, "ndarray").unwrap(), id);
+        assert_ne!(
+            eval_identity(&cfg.with_model("mlp".into()), &a, "flex").unwrap(),
+            id
+        );
+        assert!(eval_identity(&TrainConfig::new(), &dir.path().join("none"), "flex").is_err());
+    }
 }

@@ -135,6 +135,15 @@ pub struct TextTrainConfig {
 const OPTIONAL_KEYS: [&str; 2] = ["spectral_bound", "patience"];
 
 impl TextTrainConfig {
+    /// Whether `stored` (a checkpoint's configuration) describes this configuration, compared
+    /// after parsing, as [`TrainConfig::is_described_by`](crate::TrainConfig::is_described_by).
+    pub fn is_described_by(&self, stored: &str) -> bool {
+        let ours = self.to_toml();
+        stored == ours
+            || Self::from_toml_str(stored, Path::new("checkpoint"))
+                .is_ok_and(|theirs| theirs.to_toml() == ours)
+    }
+
     /// Reads a configuration: the given keys over the defaults; an unknown key or a bad value is
     /// an error naming it.
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, TrainError> {

@@ -224,7 +224,7 @@ pub fn fit_text_network<M: TextNetwork>(
                 state.model
             )));
         }
-        if state.config_toml != cfg.to_toml() {
+        if !cfg.is_described_by(&state.config_toml) {
             return Err(refuse(
                 "it was written with a different configuration; resume with the run's own \
                  config.toml"

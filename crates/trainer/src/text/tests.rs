@@ -411,3 +411,20 @@ fn every_text_recipe_parses_validates_and_round_trips() {
     }
     assert!(n >= 6, "only {n} text recipes in {}", dir.display());
 }
+
+#[test]
+fn a_checkpoint_from_before_a_setting_existed_still_describes_the_text_config() {
+    let cfg = TextTrainConfig::new();
+    let stored = cfg.to_toml();
+    assert!(cfg.is_described_by(&stored));
+    // A line left out (as by a version before the setting existed) means its default.
+    let old: String = stored
+        .lines()
+        .filter(|l| !l.starts_with("seed "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(old, stored);
+    assert!(cfg.is_described_by(&old));
+    let seed = cfg.seed + 1;
+    assert!(!cfg.with_seed(seed).is_described_by(&old));
+}
