@@ -254,7 +254,7 @@ pub fn run_sweep(
             .join(format!("{}-{}", spec.reg.name(), value_label(value)));
         let done = run_dir.join("sweep-point.json");
         if let Some(p) = read_point(&done)
-            && p.config_toml == cfg.to_toml()
+            && cfg.is_described_by(&p.config_toml)
         {
             tracing::info!("{}: already done", run_dir.display());
             points.push(p);
@@ -265,7 +265,7 @@ pub fn run_sweep(
         job.resume = match Checkpoint::find(&run_dir) {
             Some(dir) => {
                 let state = Checkpoint::read_state(&dir)?;
-                if state.config_toml != cfg.to_toml() {
+                if !cfg.is_described_by(&state.config_toml) {
                     return Err(TrainError::Checkpoint {
                         path: dir,
                         reason: format!(
