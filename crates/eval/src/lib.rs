@@ -71,7 +71,8 @@ pub use progress::bar as progress_bar;
 pub use robust::{
     AttackAccuracy, EvalContext, OtherAttack, RobustEvalConfig, RobustEvalOptions, RobustReport,
     StageReport, SweepPoint, Verified, VerifiedAccuracy, evaluate_robustness,
-    evaluate_robustness_shard, merge_robustness, stages_from_names, write_robust_report,
+    evaluate_robustness_shard, merge_robustness, saved_evaluation_matches, stages_from_names,
+    write_robust_report,
 };
 pub use run_lock::RunLock;
 pub use shard::{SHARD_FILE, Shard, ShardManifest, common_parent, read_shards};

@@ -175,7 +175,8 @@ pub struct TrainConfig {
     /// fgsm-rs).
     #[config(default = 1.0)]
     pub adv_weight: f64,
-    /// Epochs over which the training radius ramps up linearly from 0 (0: full radius at once).
+    /// Epochs over which the training radius ramps up linearly from 0, once
+    /// `eps_ramp_start_epochs` have passed (0: the full radius from then on).
     #[config(default = 0.0)]
     pub eps_warmup_epochs: f64,
     /// Epochs trained at radius 0 before that ramp begins (Gowal et al.'s warm-up before their
@@ -247,28 +248,33 @@ impl TrainConfig {
     /// Parses TOML, filling every field the text leaves out with its default. Unknown keys are
     /// errors (a typo must not silently fall back to a default).
     pub fn from_toml_str(text: &str, origin: &Path) -> Result<Self, TrainError> {
-        let err = |reason: String| TrainError::ConfigFile {
+        let cfg = Self::parse_toml(text).map_err(|reason| TrainError::ConfigFile {
             path: origin.to_path_buf(),
             reason,
-        };
-        let user: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let mut base = toml::Table::try_from(TrainConfig::new()).map_err(|e| err(e.to_string()))?;
-        merge(&mut base, user, "", &OPTIONAL_KEYS).map_err(err)?;
-        let cfg: TrainConfig = base
-            .try_into()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
-        cfg.validate().map_err(|e| err(e.to_string()))?;
+        })?;
+        cfg.validate().map_err(|e| TrainError::ConfigFile {
+            path: origin.to_path_buf(),
+            reason: e.to_string(),
+        })?;
         Ok(cfg)
+    }
+
+    /// The text over the defaults, not validated (a user's model or dataset name is not the
+    /// zoo's).
+    fn parse_toml(text: &str) -> Result<Self, String> {
+        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut base = toml::Table::try_from(TrainConfig::new()).map_err(|e| e.to_string())?;
+        merge(&mut base, user, "", &OPTIONAL_KEYS)?;
+        base.try_into().map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Whether `stored` (a checkpoint's configuration) describes this configuration. Compared
     /// after parsing, so that a checkpoint written before a setting existed resumes with the
-    /// setting at its default, which is what that run trained with.
+    /// setting at its default, which is what that run trained with. This holds because a new
+    /// setting's default keeps the behaviour from before it (a rule for every setting added).
     pub fn is_described_by(&self, stored: &str) -> bool {
         let ours = self.to_toml();
-        stored == ours
-            || Self::from_toml_str(stored, Path::new("checkpoint"))
-                .is_ok_and(|theirs| theirs.to_toml() == ours)
+        stored == ours || Self::parse_toml(stored).is_ok_and(|theirs| theirs.to_toml() == ours)
     }
 
     /// Reads a TOML file (see [`TrainConfig::from_toml_str`]).
@@ -472,6 +478,13 @@ impl TrainConfig {
                 ));
             }
         }
+        if !self.method.is_adversarial() && self.eps_ramp_start_epochs > 0.0 {
+            return bad(format!(
+                "eps_ramp_start_epochs holds an adversarial method's training radius at 0; {} has \
+                 no radius",
+                self.method.name()
+            ));
+        }
         if self.method.is_adversarial()
             && self.eps_ramp_start_epochs + self.eps_warmup_epochs > self.epochs as f64
         {
@@ -645,6 +658,18 @@ mod tests {
         );
         assert!(!cfg.clone().with_epochs(4).is_described_by(&stored));
         assert!(!cfg.is_described_by("epochs = ["));
+        // A user's network and data are not the zoo's: their names must not make an old
+        // checkpoint unreadable.
+        let mine = TrainConfig::new()
+            .with_model("my-net".into())
+            .with_dataset("mnist-subset".into());
+        let old: String = mine
+            .to_toml()
+            .lines()
+            .filter(|l| !l.starts_with("eps_ramp_start_epochs"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(mine.is_described_by(&old));
     }
 
     #[test]
@@ -675,6 +700,9 @@ mod tests {
             let e = c(extra).unwrap_err();
             assert!(e.to_string().contains(needle), "{extra}: {e}");
         }
+        let e = TrainConfig::from_toml_str("eps_ramp_start_epochs = 1.0\n", Path::new("c.toml"))
+            .unwrap_err();
+        assert!(e.to_string().contains("standard has no radius"), "{e}");
     }
 
     #[test]

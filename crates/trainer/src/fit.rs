@@ -1035,11 +1035,20 @@ pub(crate) fn stop_rule(
             });
         }
     }
+    // Robust validation is at the full radius: before the eps schedule reaches it (clean epochs
+    // of the hold, the ramp) it need not improve, and patience counts only from there.
+    let full_from = if cfg.method.is_adversarial() {
+        (cfg.eps_ramp_start_epochs + cfg.eps_warmup_epochs).ceil() as usize
+    } else {
+        0
+    };
     match cfg.patience {
-        Some(p) if m.epoch - best_epoch >= p => Some(StopReason::Patience {
-            epoch: m.epoch,
-            best_epoch,
-        }),
+        Some(p) if m.epoch - best_epoch.max(full_from).min(m.epoch) >= p => {
+            Some(StopReason::Patience {
+                epoch: m.epoch,
+                best_epoch,
+            })
+        }
         _ => None,
     }
 }
@@ -1138,6 +1147,36 @@ mod tests {
         assert_eq!(
             stop_rule(&off, &history, &epoch(3, 0.05, 0.95), 2, 0.8),
             None
+        );
+    }
+
+    #[test]
+    fn patience_waits_for_the_full_training_radius() {
+        let cfg = TrainConfig::new()
+            .with_patience(Some(2))
+            .with_method(Method::PgdAt {
+                eps: 0.3,
+                steps: 10,
+                step_size: None,
+                random_start: true,
+            })
+            .with_eps_ramp_start_epochs(3.0)
+            .with_eps_warmup_epochs(2.0);
+        let history = vec![epoch(1, 0.01, 0.5)];
+        // Epochs 2–6 do not beat epoch 1 at the full radius: the schedule reaches it after
+        // epoch 5, so patience stops at epoch 7, not 3.
+        for e in 2..=6 {
+            assert_eq!(
+                stop_rule(&cfg, &history, &epoch(e, 0.0, 0.5), 1, 0.01),
+                None
+            );
+        }
+        assert_eq!(
+            stop_rule(&cfg, &history, &epoch(7, 0.0, 0.5), 1, 0.01),
+            Some(StopReason::Patience {
+                epoch: 7,
+                best_epoch: 1
+            })
         );
     }
 

@@ -22,7 +22,7 @@ use bulwark_eval::RunLock;
 use bulwark_eval::{
     AttackRunOptions, AttackState, AttackSummary, EvalContext, EvalResult, OtherAttack,
     RobustEvalConfig, RobustEvalOptions, RobustReport, Verified, attack_dataset, evaluate,
-    evaluate_robustness,
+    evaluate_robustness, saved_evaluation_matches,
 };
 
 /// Everything [`run_job`] writes into a run directory besides `config.toml`: what a caller must
@@ -337,8 +337,9 @@ fn run_job_inner<M: Network>(
 pub const FINAL_PGD_STATE: &str = "final-pgd-state.json";
 
 /// What the final evaluation's saved state is keyed on besides its own settings: the evaluated
-/// weights' content and where they run, not the configuration's text, so that a version of
-/// Bulwark that adds a setting still resumes an evaluation an earlier one began.
+/// weights' content and where they run, not the configuration's text, so that a setting added
+/// to the configuration does not by itself invalidate a saved evaluation (a new Bulwark version
+/// number does: the evaluation's key names it).
 fn eval_identity(cfg: &TrainConfig, weights: &Path, backend: &str) -> Result<String, TrainError> {
     Ok(format!(
         "{}|{}|{}|{backend}",
@@ -346,6 +347,38 @@ fn eval_identity(cfg: &TrainConfig, weights: &Path, backend: &str) -> Result<Str
         cfg.dataset,
         bulwark_data::sha256_file(weights)?
     ))
+}
+
+/// Whether the final evaluation resumes the state a killed job left in `dir` (`eval/`). A state
+/// of another evaluation (other weights, settings, backend or Bulwark version) is removed with a
+/// warning, with the report beside it, and the evaluation starts over, as the final PGD does with
+/// its batches: the directory is the job's own.
+fn resume_final_eval(
+    dir: &Path,
+    rc: &RobustEvalConfig,
+    identity: &str,
+    data: &ImageDataset,
+) -> Result<bool, TrainError> {
+    match saved_evaluation_matches(dir, rc, identity, data) {
+        None => Ok(false),
+        Some(true) => Ok(true),
+        Some(false) => {
+            tracing::warn!(
+                "{}: a saved evaluation of other weights, settings, backend or Bulwark version; \
+                 starting it over",
+                dir.display()
+            );
+            let state = dir.join("eval-state");
+            std::fs::remove_dir_all(&state).map_err(TrainError::io(&state))?;
+            for name in ["report.json", "report.md"] {
+                let path = dir.join(name);
+                if path.exists() {
+                    std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
+                }
+            }
+            Ok(false)
+        }
+    }
 }
 
 /// The configured robust evaluations of the final model (`final_eval`): PGD with restarts, and
@@ -414,13 +447,14 @@ fn final_evaluation<M: Network>(
                 data.len(),
                 dir.display()
             );
+            let resume = resume_final_eval(&dir, &rc, &identity, &data)?;
             let report = evaluate_robustness(
                 &model.classifier(),
                 &data,
                 &rc,
                 &RobustEvalOptions {
                     progress: opts.progress,
-                    resume: dir.join("eval-state").is_dir(),
+                    resume,
                     identity,
                     examples: 16,
                     // PGD's breaks join the headline's per-sample worst case.
@@ -479,5 +513,31 @@ mod tests {
             id
         );
         assert!(eval_identity(&TrainConfig::new(), &dir.path().join("none"), "flex").is_err());
+    }
+
+    #[test]
+    fn a_saved_final_evaluation_of_something_else_is_started_over() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+        let data = bulwark_data::load_split(
+            bulwark_data::DatasetKind::Mnist,
+            bulwark_data::Split::Test,
+            fixtures.as_ref(),
+        )
+        .unwrap()
+        .take(4);
+        let rc = RobustEvalConfig::preset(bulwark_attack_core::Preset::Quick, Norm::Linf, 0.1, 0);
+        let dir = tempfile::tempdir().unwrap();
+        let eval = dir.path().join("eval");
+        // Nothing saved: a fresh evaluation.
+        assert!(!resume_final_eval(&eval, &rc, "id", &data).unwrap());
+        // A state keyed on something else (as an earlier version's key is), and its report.
+        std::fs::create_dir_all(eval.join("eval-state")).unwrap();
+        std::fs::write(eval.join("eval-state/fingerprint"), "another").unwrap();
+        std::fs::write(eval.join("eval-state/chunk-00000.json"), "{}").unwrap();
+        std::fs::write(eval.join("report.json"), "{}").unwrap();
+        std::fs::write(eval.join("examples.png"), "kept").unwrap();
+        assert!(!resume_final_eval(&eval, &rc, "id", &data).unwrap());
+        assert!(!eval.join("eval-state").exists() && !eval.join("report.json").exists());
+        assert!(eval.join("examples.png").exists());
     }
 }

@@ -19,6 +19,7 @@ mod state;
 
 pub use report::{EvalContext, write_robust_report};
 pub use run::{evaluate_robustness, evaluate_robustness_shard, merge_robustness};
+pub use state::saved_evaluation_matches;
 
 /// What to evaluate: threat model, radii, attack list, seed and sizes. Recorded in the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]

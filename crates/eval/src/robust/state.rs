@@ -49,6 +49,36 @@ pub(super) fn count_robust(chunk: &ChunkFile, main: usize) -> usize {
         .count()
 }
 
+/// Whether `out_dir` holds a saved evaluation (`eval-state/`) of exactly this evaluation
+/// (settings, `identity`, images and labels): `None` when it holds none. A caller that owns the
+/// directory, such as a training job's final evaluation, starts a mismatched one over instead of
+/// resuming it ([`evaluate_robustness`](crate::evaluate_robustness) with `resume` refuses it).
+///
+/// ```
+/// use bulwark_attack_core::{Norm, Preset};
+/// use bulwark_data::{DatasetKind, Split, load_split};
+/// use bulwark_eval::{RobustEvalConfig, saved_evaluation_matches};
+///
+/// # let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+/// let data = load_split(DatasetKind::Mnist, Split::Test, fixtures.as_ref())?.take(4);
+/// let config = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0);
+/// let dir = tempfile::tempdir()?;
+/// assert_eq!(saved_evaluation_matches(dir.path(), &config, "my-model", &data), None);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn saved_evaluation_matches(
+    out_dir: &Path,
+    config: &RobustEvalConfig,
+    identity: &str,
+    data: &ImageDataset,
+) -> Option<bool> {
+    let dir = out_dir.join("eval-state");
+    dir.is_dir().then(|| {
+        std::fs::read_to_string(dir.join("fingerprint"))
+            .is_ok_and(|found| found.trim() == fingerprint(config, identity, data))
+    })
+}
+
 /// Creates the state directory, or checks that the one there belongs to this evaluation.
 pub(super) fn prepare_state_dir(dir: &Path, fp: &str, resume: bool) -> Result<(), EvalError> {
     let meta = dir.join("fingerprint");
@@ -142,4 +172,39 @@ pub(super) fn save_chunk(
         reason: e.to_string(),
     })?;
     write_atomic(json, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use bulwark_attack_core::{Norm, Preset};
+    use bulwark_data::{DatasetKind, Split, load_split};
+
+    use super::*;
+
+    #[test]
+    fn a_saved_evaluation_matches_only_its_own_settings_identity_and_images() {
+        let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../data/tests/fixtures/mnist");
+        let data = load_split(DatasetKind::Mnist, Split::Test, fixtures.as_ref())
+            .unwrap()
+            .take(4);
+        let config = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.1, 0);
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            saved_evaluation_matches(dir.path(), &config, "a", &data),
+            None
+        );
+        let fp = fingerprint(&config, "a", &data);
+        prepare_state_dir(&dir.path().join("eval-state"), &fp, false).unwrap();
+        let matches = |config: &RobustEvalConfig, identity: &str, data: &ImageDataset| {
+            saved_evaluation_matches(dir.path(), config, identity, data)
+        };
+        assert_eq!(matches(&config, "a", &data), Some(true));
+        assert_eq!(matches(&config, "b", &data), Some(false));
+        assert_eq!(matches(&config, "a", &data.take(3)), Some(false));
+        let other = RobustEvalConfig::preset(Preset::Quick, Norm::Linf, 0.2, 0);
+        assert_eq!(matches(&other, "a", &data), Some(false));
+        // A state directory without its fingerprint is nobody's.
+        std::fs::remove_file(dir.path().join("eval-state/fingerprint")).unwrap();
+        assert_eq!(matches(&config, "a", &data), Some(false));
+    }
 }

@@ -139,9 +139,16 @@ impl TextTrainConfig {
     /// after parsing, as [`TrainConfig::is_described_by`](crate::TrainConfig::is_described_by).
     pub fn is_described_by(&self, stored: &str) -> bool {
         let ours = self.to_toml();
-        stored == ours
-            || Self::from_toml_str(stored, Path::new("checkpoint"))
-                .is_ok_and(|theirs| theirs.to_toml() == ours)
+        stored == ours || Self::parse_toml(stored).is_ok_and(|theirs| theirs.to_toml() == ours)
+    }
+
+    /// The text over the defaults, not validated (a user's network and corpus are not
+    /// TextCnn's and SpamAssassin's).
+    fn parse_toml(text: &str) -> Result<Self, String> {
+        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut base = toml::Table::try_from(TextTrainConfig::new()).map_err(|e| e.to_string())?;
+        merge(&mut base, user, "", &OPTIONAL_KEYS)?;
+        base.try_into().map_err(|e: toml::de::Error| e.to_string())
     }
 
     /// Reads a configuration: the given keys over the defaults; an unknown key or a bad value is
@@ -151,13 +158,7 @@ impl TextTrainConfig {
             path: origin.to_path_buf(),
             reason,
         };
-        let user: toml::Table = toml::from_str(text).map_err(|e| err(e.to_string()))?;
-        let mut base =
-            toml::Table::try_from(TextTrainConfig::new()).map_err(|e| err(e.to_string()))?;
-        merge(&mut base, user, "", &OPTIONAL_KEYS).map_err(err)?;
-        let cfg: TextTrainConfig = base
-            .try_into()
-            .map_err(|e: toml::de::Error| err(e.to_string()))?;
+        let cfg = Self::parse_toml(text).map_err(err)?;
         // Files configure the CLI's runs, which train TextCnn on the corpus it fetches.
         cfg.validate_text_cnn().map_err(|e| err(e.to_string()))?;
         Ok(cfg)

@@ -426,5 +426,14 @@ fn a_checkpoint_from_before_a_setting_existed_still_describes_the_text_config() 
     assert_ne!(old, stored);
     assert!(cfg.is_described_by(&old));
     let seed = cfg.seed + 1;
-    assert!(!cfg.with_seed(seed).is_described_by(&old));
+    assert!(!cfg.clone().with_seed(seed).is_described_by(&old));
+    // A user's corpus (not SpamAssassin) must not make the old checkpoint unreadable.
+    let mine = cfg.with_dataset("my-corpus".into());
+    let old: String = mine
+        .to_toml()
+        .lines()
+        .filter(|l| !l.starts_with("seed "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(mine.is_described_by(&old));
 }

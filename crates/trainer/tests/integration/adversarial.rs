@@ -268,7 +268,7 @@ fn adversarial_training_with_regularizers_resumes_exactly() {
                 select: ParamSelection::paths(["fc*.weight"]),
             }))
             // Held at radius 0 for the first epoch (Gowal et al.'s warm-up), then ramped: the
-            // killed run resumes inside the ramp.
+            // run killed at the end of the hold resumes into the ramp.
             .with_eps_ramp_start_epochs(1.0)
             .with_eps_warmup_epochs(1.5),
         base(3)
