@@ -262,10 +262,7 @@ impl TrainConfig {
     /// The text over the defaults, not validated (a user's model or dataset name is not the
     /// zoo's).
     fn parse_toml(text: &str) -> Result<Self, String> {
-        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut base = toml::Table::try_from(TrainConfig::new()).map_err(|e| e.to_string())?;
-        merge(&mut base, user, "", &OPTIONAL_KEYS)?;
-        base.try_into().map_err(|e: toml::de::Error| e.to_string())
+        parse_over_defaults(text, TrainConfig::new(), &OPTIONAL_KEYS)
     }
 
     /// Whether `stored` (a checkpoint's configuration) describes this configuration. Compared
@@ -515,6 +512,19 @@ const OPTIONAL_KEYS: [&str; 6] = [
     "awp",
     "input_gradient",
 ];
+
+/// `text` over the fields of `defaults` (`optional`: top-level keys that default to `None`), as
+/// [`merge`] overlays them; not validated.
+pub(crate) fn parse_over_defaults<T: Serialize + serde::de::DeserializeOwned>(
+    text: &str,
+    defaults: T,
+    optional: &[&str],
+) -> Result<T, String> {
+    let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+    let mut base = toml::Table::try_from(defaults).map_err(|e| e.to_string())?;
+    merge(&mut base, user, "", optional)?;
+    base.try_into().map_err(|e: toml::de::Error| e.to_string())
+}
 
 /// Overlays `user` on `base`. Tables merge recursively, except tagged enums (tables with a `kind`)
 /// whose kind changes: they are replaced whole, since their fields differ.

@@ -8,7 +8,7 @@ use bulwark_reg_core::{Constraint, Penalty};
 use burn::config::Config;
 
 use super::method::TextMethod;
-use crate::config::merge;
+use crate::config::parse_over_defaults;
 use crate::{Keep, Mixing, OptimizerKind, Schedule, SpectralSpec, TrainConfig, TrainError};
 
 /// The embedding-space robustness evaluation at the end of a run (and its per-epoch validation).
@@ -145,10 +145,7 @@ impl TextTrainConfig {
     /// The text over the defaults, not validated (a user's network and corpus are not
     /// TextCnn's and SpamAssassin's).
     fn parse_toml(text: &str) -> Result<Self, String> {
-        let user: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
-        let mut base = toml::Table::try_from(TextTrainConfig::new()).map_err(|e| e.to_string())?;
-        merge(&mut base, user, "", &OPTIONAL_KEYS)?;
-        base.try_into().map_err(|e: toml::de::Error| e.to_string())
+        parse_over_defaults(text, TextTrainConfig::new(), &OPTIONAL_KEYS)
     }
 
     /// Reads a configuration: the given keys over the defaults; an unknown key or a bad value is
