@@ -461,6 +461,54 @@ fn clippy_driver() -> Result<PathBuf> {
         .context("clippy-driver not found: install clippy (`rustup component add clippy`)")
 }
 
+/// Where [`vendored_flex_tests`] builds, relative to the checkout.
+const VENDORED_FLEX_TARGET: &str = "target/vendor-burn-flex";
+
+/// Turns Cargo's incremental compilation off for every cargo command `cargo xtask ci` starts,
+/// unless `CARGO_INCREMENTAL` is set. CI builds a clean clone once, so the incremental caches are
+/// written and never read: 1.65 GB of `target/debug/incremental` in a `CI=true .ci/run`
+/// (2026-12-05), on CI machines whose free disk varies, one of which ran out of it (docs/ci.md,
+/// "Disk").
+fn build_without_incremental() {
+    if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+        eprintln!(
+            "CI: CARGO_INCREMENTAL=0 (a clean build is not rebuilt; the caches would only fill the disk)"
+        );
+        // SAFETY: xtask is single-threaded; the variable is read by the cargo processes it starts.
+        unsafe { std::env::set_var("CARGO_INCREMENTAL", "0") };
+    }
+}
+
+/// Removes a build directory that nothing later in the run reads, saying how much it freed.
+fn remove_build(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let bytes = dir_size(dir);
+    std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+    eprintln!(
+        "removed {} ({} MiB): built once under CI and not read again",
+        dir.display(),
+        bytes >> 20
+    );
+    Ok(())
+}
+
+/// Bytes of the regular files under `dir` (links are not followed; unreadable entries count 0).
+fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// The vendored burn-flex's own unit tests (427, upstream's and ours). It is not a workspace
 /// member (a member would lose the dependencies' optimization level), so it builds as its own
 /// root with the published crate's `Cargo.lock` (`--locked`) into its own target directory.
@@ -473,7 +521,7 @@ fn vendored_flex_tests() -> Command {
         "vendor/burn-flex/Cargo.toml",
         "--lib",
     ])
-    .env("CARGO_TARGET_DIR", root().join("target/vendor-burn-flex"))
+    .env("CARGO_TARGET_DIR", root().join(VENDORED_FLEX_TARGET))
     // Unoptimized as upstream's profile says, but without debug info: its clean build took 121 s
     // instead of 183 s on 2 cores (2026-12-02, docs/ci.md); a failure still names the test.
     .env("CARGO_PROFILE_DEV_DEBUG", "false")
@@ -539,11 +587,24 @@ fn main() -> Result<()> {
             missing_notice()?;
             let features = features();
             profiles::check(&root())?;
+            let ci = std::env::var_os("CI").is_some();
+            if ci {
+                build_without_incremental();
+            }
             if !tests_only {
                 cycles::check(&root())?;
                 let mut fmt = cargo();
                 fmt.args(["fmt", "--all", "--", "--check"]);
                 run(fmt)?;
+            }
+            // The vendored burn-flex's tests come before the workspace's build so that under CI,
+            // where nothing is built twice, their build can go before the larger one is made:
+            // the disk then holds one of the two at a time.
+            run(vendored_flex_tests())?;
+            if ci {
+                remove_build(&root().join(VENDORED_FLEX_TARGET))?;
+            }
+            if !tests_only {
                 lint_while_building()?;
             }
             fetch_test_data()?;
@@ -556,7 +617,6 @@ fn main() -> Result<()> {
                 test.env("CUBECL_AUTOTUNE_LEVEL", "minimal");
             }
             run(test)?;
-            run(vendored_flex_tests())?;
             // Said again at the end, where it is read.
             missing_notice()
         }
@@ -567,7 +627,22 @@ fn main() -> Result<()> {
 mod tests {
     use std::ffi::OsStr;
 
-    use super::gpu_set_choice;
+    use super::{dir_size, gpu_set_choice, remove_build};
+
+    #[test]
+    fn a_removed_build_is_gone_and_its_size_counts_every_file_below_it() {
+        let dir = std::env::temp_dir().join(format!("xtask-remove-build-{}", std::process::id()));
+        let deep = dir.join("debug/deps");
+        std::fs::create_dir_all(&deep).unwrap();
+        std::fs::write(dir.join("a"), [0u8; 3]).unwrap();
+        std::fs::write(deep.join("b"), [0u8; 5]).unwrap();
+        assert_eq!(dir_size(&dir), 8);
+        remove_build(&dir).unwrap();
+        assert!(!dir.exists());
+        // Nothing to remove is not an error: a run with the directory already gone goes on.
+        remove_build(&dir).unwrap();
+        assert_eq!(dir_size(&dir), 0);
+    }
 
     #[test]
     fn the_gpu_set_runs_under_ci_unless_turned_off_and_elsewhere_only_when_asked() {
