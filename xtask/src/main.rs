@@ -5,9 +5,9 @@
 //! - `data [mnist|fashion-mnist]`: fetch and verify a dataset.
 //! - `bench`: attack and training-step throughput per model and backend, with GFLOP/s and the
 //!   matrix-multiply rate (JSON in `target/bench/`).
-//! - `ci`: what CI runs: the import-cycle check, format check, clippy, the datasets the tests
-//!   need (obtained through the project's fetch chain, as on a user's machine), the whole test
-//!   suite, and the vendored burn-flex's own unit tests.
+//! - `ci`: what CI runs: the import-cycle check, format check, the vendored burn-flex's own unit
+//!   tests, clippy, the datasets the tests need (obtained through the project's fetch chain, as on
+//!   a user's machine) and the whole test suite.
 //! - `gpu-check`: the `wgpu` backend on the first adapter (the GPU test set, the throughput
 //!   benchmark, a short adversarial training with its evaluation) in one report.
 //! - `cycles`: module-level import cycles in every crate.
@@ -82,10 +82,10 @@ enum Task {
     /// Module-level import cycles in every crate (a module is a source file; `a` depends on `b`
     /// when it names `crate::b`). Fails when there is one; `ci` runs it.
     Cycles,
-    /// Run CI's checks: the import-cycle check, cargo fmt --check, clippy -D warnings, then
-    /// obtain the datasets the tests read (the project's fetch chain), run the tests (flex and a
-    /// second backend: wgpu with the GPU set, ndarray without) and the vendored burn-flex's unit
-    /// tests.
+    /// Run CI's checks: the import-cycle check, cargo fmt --check, the vendored burn-flex's unit
+    /// tests, clippy -D warnings, then obtain the datasets the tests read (the project's fetch
+    /// chain) and run the tests (flex and a second backend: wgpu with the GPU set, ndarray
+    /// without).
     Ci {
         /// Skip fmt and clippy (tests only).
         #[arg(long)]
