@@ -23,9 +23,16 @@
 //!
 //! `queries` counts every model evaluation of a sample, the initial one included. Inputs are
 //! treated as `[B, C, H, W]` images; `[B, N]` vectors as one channel of one row (`s = 1`).
+//!
+//! Host and device: proposals are drawn on the host, where each sample's generator and best point
+//! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` pixel
+//! indices and new values), which it writes into a copy of the best points it keeps, and which
+//! proposals were taken; in L2, whole candidates (a step rescales every pixel). It sends back the
+//! candidates' objectives and success flags. When a sample stops, the clean rows, labels,
+//! targets and (L-inf) best points of those still attacked are uploaded once.
 
 use burn::config::Config;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::attack::Attack;
 use crate::batch::Batch;
@@ -206,6 +213,17 @@ impl Shape {
             for r in top..top + side {
                 let run = self.at(ch, r, left)..self.at(ch, r, left + side);
                 dst[run.clone()].copy_from_slice(&src[run]);
+            }
+        }
+    }
+
+    /// Appends the flat indices of `window`'s pixels in every channel, in the order
+    /// [`Shape::copy`] visits them.
+    fn indices(&self, window: Window, out: &mut Vec<i64>) {
+        let Window { top, left, side } = window;
+        for ch in 0..self.c {
+            for r in top..top + side {
+                out.extend((self.at(ch, r, left)..self.at(ch, r, left + side)).map(|j| j as i64));
             }
         }
     }
@@ -425,6 +443,16 @@ impl Square {
         let mut sub: Option<Batch<'_, D, C>> = None;
         let mut cand: Vec<f32> = Vec::new();
         let mut windows: Vec<Option<Window>> = Vec::new();
+        // L-inf: the active samples' best points are kept on the device as well, and a proposal
+        // sends only its window there (the pixels' indices and new values), which the device
+        // writes into a copy of the best points: c·s² numbers per sample instead of the whole
+        // image, and s shrinks with the schedule (28×28 MNIST: s = 25 for the first 10 queries, 6
+        // after 500, 2 after 4,000). L2 proposals rescale the whole image, so they are uploaded
+        // whole. The device copy is updated from the candidates that were taken, so it equals
+        // `best` bit for bit (values are only copied, never computed on the device).
+        let windowed = c.threat.norm == Norm::Linf;
+        let mut best_dev: Option<Tensor<2>> = None;
+        let (mut idx, mut vals): (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
             if still.is_empty() {
@@ -435,6 +463,7 @@ impl Square {
                 active = still;
                 cand.clear();
                 cand.extend(active.iter().flat_map(|&i| best[row(i)].iter().copied()));
+                best_dev = windowed.then(|| upload(cand.clone(), active.len(), n, dev));
             }
             let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
@@ -451,17 +480,47 @@ impl Square {
                     &mut rngs[i],
                 ));
             }
-            let cand_t = upload(cand.clone(), active.len(), n, dev);
+            let cand_t = match &best_dev {
+                Some(best_dev) => {
+                    idx.clear();
+                    vals.clear();
+                    for (j, window) in windows.iter().enumerate() {
+                        let from = idx.len();
+                        shape.indices(window.expect("L-inf proposals change one window"), &mut idx);
+                        vals.extend(idx[from..].iter().map(|&k| cand[j * n + k as usize]));
+                    }
+                    // Every window of an iteration has the same side, so the same count.
+                    let (rows, k) = (active.len(), idx.len() / active.len());
+                    let at =
+                        Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [rows, k]), dev);
+                    let values = upload(vals.clone(), rows, k, dev);
+                    best_dev
+                        .clone()
+                        .scatter(1, at, values, IndexingUpdateOp::Assign)
+                }
+                None => upload(cand.clone(), active.len(), n, dev),
+            };
             observer(&view.x0, &cand_t);
-            let (f, ok) = view.judge(cand_t, c.options.loss);
+            let (f, ok) = view.judge(cand_t.clone(), c.options.loss);
+            let mut taken = vec![false; active.len()];
             for (j, &i) in active.iter().enumerate() {
                 if f[j] > best_f[i] || ok[j] {
                     best_f[i] = f[j];
                     shape.copy(windows[j], &cand[row(j)], &mut best[row(i)]);
                     done[i] = ok[j];
+                    taken[j] = true;
                 } else {
                     shape.copy(windows[j], &best[row(i)], &mut cand[row(j)]);
                 }
+            }
+            if let Some(kept) = best_dev.as_mut()
+                && taken.contains(&true)
+            {
+                let rows = taken.len();
+                let taken = Tensor::<1, Bool>::from_data(TensorData::new(taken, [rows]), dev)
+                    .reshape([rows, 1])
+                    .expand([rows, n]);
+                *kept = kept.clone().mask_where(taken, cand_t);
             }
         }
         for i in (0..b).filter(|&i| done[i]) {

@@ -253,3 +253,81 @@ fn dlr_needs_enough_classes() {
         "{err}"
     );
 }
+
+/// L-inf Square sends only its window to the device, which writes it into the best points it
+/// keeps there. On images of 3 channels (windows of several rows in every channel, samples
+/// stopping at their first success along the way), every point the model is asked about must be
+/// a corner of one clean sample's ball ∩ box (each pixel at `x0 ± eps` or at the box's edge), and
+/// every returned point (the host's best point) must be one the model was asked about: a device
+/// candidate that differs from the host's (a window written at the wrong place, a best point on
+/// the device left stale after a taken proposal) breaks it. Both of those faults were checked to
+/// fail this test.
+#[test]
+fn linf_square_queries_corners_of_the_ball_and_returns_points_it_queried() {
+    use std::cell::RefCell;
+    let dev = device();
+    let (b, c, side) = (8, 3, 10);
+    let n = c * side * side;
+    let cnn = BnCnn::new(c, side, 31, &dev);
+    let queried: RefCell<Vec<Vec<f32>>> = RefCell::new(Vec::new());
+    let model = |x: Tensor<4>| {
+        let rows = x.dims()[0];
+        let flat = host(x.clone().reshape([rows, n]));
+        queried
+            .borrow_mut()
+            .extend(flat.chunks(n).map(<[f32]>::to_vec));
+        bulwark_attack_core::Classifier::logits(&cnn, x)
+    };
+    let mut rng = TestRng(32);
+    let x: Vec<f32> = (0..b * n).map(|_| rng.uniform() as f32).collect();
+    let image = |v: Vec<f32>| matrix(v, b, n, &dev).reshape([b, c, side, side]);
+    let clean = host(bulwark_attack_core::Classifier::logits(
+        &cnn,
+        image(x.clone()),
+    ));
+    let y: Vec<i64> = argmax(&clean, 10).into_iter().map(|k| k as i64).collect();
+    let eps = 0.04f32;
+    let attack = SquareConfig::new(ThreatModel::new(Norm::Linf, f64::from(eps)))
+        .with_queries(300)
+        .init()
+        .unwrap();
+    let adv = attack
+        .perturb(&model, image(x.clone()), ints(y.clone(), &dev))
+        .unwrap();
+    let adv = host(adv.reshape([b, n]));
+    let corner_of = |row: &[f32], i: usize| {
+        row.iter().zip(&x[i * n..(i + 1) * n]).all(|(&v, &x0)| {
+            let at_radius = ((v - x0).abs() - eps).abs() <= 1e-6;
+            let at_edge = (v == 0.0 && x0 - eps <= 0.0) || (v == 1.0 && x0 + eps >= 1.0);
+            at_radius || at_edge
+        })
+    };
+    let queried = queried.into_inner();
+    let mut candidates = 0;
+    for row in &queried {
+        if (0..b).any(|i| row == &x[i * n..(i + 1) * n]) {
+            continue; // the clean batch, read when the attack checks its inputs
+        }
+        candidates += 1;
+        assert!(
+            (0..b).any(|i| corner_of(row, i)),
+            "a queried point is not a corner of any sample's ball"
+        );
+    }
+    assert!(candidates > 300, "{candidates} candidates queried");
+    let fooled = argmax(&host(cnn.forward(image(adv.clone()))), 10)
+        .iter()
+        .zip(&y)
+        .filter(|(p, l)| **p as i64 != **l)
+        .count();
+    assert!(
+        (1..b).contains(&fooled),
+        "{fooled} of {b} fooled: the test needs samples that stop and samples that go on"
+    );
+    for (i, point) in adv.chunks(n).enumerate() {
+        assert!(
+            queried.iter().any(|q| q == point),
+            "sample {i}: the returned point was never queried"
+        );
+    }
+}
