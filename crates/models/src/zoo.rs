@@ -290,6 +290,14 @@ impl Model {
     /// shared by the whole process. This seeds the generator, builds the model and draws every
     /// weight at once, under a process-wide lock, so that two models built at the same time on
     /// different threads cannot interleave their draws.
+    ///
+    /// The lock keeps out the draws that take it: other builds, [`seed_device`] and
+    /// [`with_seeded_device`], in which the trainer runs its random layers. It cannot keep out a
+    /// draw that bypasses it: a `Tensor::random` or a dropout layer run meanwhile on another
+    /// thread of your program takes numbers from the same generator and changes the weights.
+    /// Build seeded models where no other thread draws, or run those draws inside
+    /// [`with_seeded_device`]. (burn's initializers draw from the backend's generator and cannot
+    /// be handed one of their own.)
     pub fn init_seeded(name: &str, device: &Device, seed: u64) -> Result<Self, ModelError> {
         model_info(name)?;
         Ok(init_seeded_with(device, seed, |d| {
@@ -399,7 +407,8 @@ fn rng_lock() -> RngGuard {
 /// burn draws parameters lazily, at first use, from a generator shared by the whole process. This
 /// seeds the generator, builds the module and reads every parameter at once, under the same
 /// process-wide lock as [`Model::init_seeded`] and [`seed_device`], so that no other thread's
-/// draws can fall in between.
+/// draws through those can fall in between (draws that bypass the lock can: see
+/// [`Model::init_seeded`]).
 ///
 /// ```
 /// use burn::nn::{Linear, LinearConfig};
