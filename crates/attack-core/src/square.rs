@@ -25,8 +25,8 @@
 //! treated as `[B, C, H, W]` images; `[B, N]` vectors as one channel of one row (`s = 1`).
 //!
 //! Host and device: proposals are drawn on the host, where each sample's generator and best point
-//! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` pixel
-//! indices and new values), which it writes into a copy of the best points it keeps, and which
+//! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` new
+//! values and its corner), which it writes into a copy of the best points it keeps, and which
 //! proposals were taken; in L2, whole candidates (a step rescales every pixel). It sends back the
 //! candidates' objectives and success flags. When a sample stops, the clean rows, labels,
 //! targets and (L-inf) best points of those still attacked are uploaded once.
@@ -444,15 +444,18 @@ impl Square {
         let mut cand: Vec<f32> = Vec::new();
         let mut windows: Vec<Option<Window>> = Vec::new();
         // L-inf: the active samples' best points are kept on the device as well, and a proposal
-        // sends only its window there (the pixels' indices and new values), which the device
-        // writes into a copy of the best points: c·s² numbers per sample instead of the whole
-        // image, and s shrinks with the schedule (28×28 MNIST: s = 25 for the first 10 queries, 6
-        // after 500, 2 after 4,000). L2 proposals rescale the whole image, so they are uploaded
-        // whole. The device copy is updated from the candidates that were taken, so it equals
-        // `best` bit for bit (values are only copied, never computed on the device).
+        // sends only its window there, which the device writes into a copy of the best points:
+        // the window's c·s² new values and its corner (the pixels' indices are the corner's
+        // offset added on the device to one pattern per side), instead of the whole image. s
+        // shrinks with the schedule (28×28 MNIST: s = 25 for the first 11 proposals, 6 after
+        // iteration 500, 2 after 4,000). L2 proposals rescale the whole image, so they are
+        // uploaded whole. The device copy is updated from the candidates that were taken, so it
+        // equals `best` bit for bit (values are only copied, never computed on the device).
         let windowed = c.threat.norm == Norm::Linf;
         let mut best_dev: Option<Tensor<2>> = None;
-        let (mut idx, mut vals): (Vec<i64>, Vec<f32>) = (Vec::new(), Vec::new());
+        let mut pattern: Option<(usize, Tensor<2, Int>)> = None;
+        let (mut idx, mut vals, mut corners) = (Vec::new(), Vec::new(), Vec::new());
+        let last = c.queries.saturating_sub(2);
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
             if still.is_empty() {
@@ -482,17 +485,38 @@ impl Square {
             }
             let cand_t = match &best_dev {
                 Some(best_dev) => {
-                    idx.clear();
-                    vals.clear();
-                    for (j, window) in windows.iter().enumerate() {
-                        let from = idx.len();
-                        shape.indices(window.expect("L-inf proposals change one window"), &mut idx);
-                        vals.extend(idx[from..].iter().map(|&k| cand[j * n + k as usize]));
+                    let rows = active.len();
+                    // Every window of an iteration has the same side (it depends on p alone).
+                    let side = windows[0].expect("L-inf proposals change one window").side;
+                    if pattern.as_ref().is_none_or(|(s, _)| *s != side) {
+                        idx.clear();
+                        let first = Window {
+                            top: 0,
+                            left: 0,
+                            side,
+                        };
+                        shape.indices(first, &mut idx);
+                        let k = idx.len();
+                        let at =
+                            Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, k]), dev);
+                        pattern = Some((side, at));
                     }
-                    // Every window of an iteration has the same side, so the same count.
-                    let (rows, k) = (active.len(), idx.len() / active.len());
-                    let at =
-                        Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [rows, k]), dev);
+                    let (_, at) = pattern.as_ref().expect("built above");
+                    let k = at.dims()[1];
+                    vals.clear();
+                    corners.clear();
+                    for (j, window) in windows.iter().enumerate() {
+                        let window = window.expect("L-inf proposals change one window");
+                        idx.clear();
+                        shape.indices(window, &mut idx);
+                        vals.extend(idx.iter().map(|&q| cand[j * n + q as usize]));
+                        corners.push((window.top * shape.w + window.left) as i64);
+                    }
+                    let corner = Tensor::<2, Int>::from_data(
+                        TensorData::new(corners.clone(), [rows, 1]),
+                        dev,
+                    );
+                    let at = at.clone().expand([rows, k]) + corner.expand([rows, k]);
                     let values = upload(vals.clone(), rows, k, dev);
                     best_dev
                         .clone()
@@ -513,8 +537,13 @@ impl Square {
                     shape.copy(windows[j], &best[row(i)], &mut cand[row(j)]);
                 }
             }
+            // Not needed after the last query, nor when a sample stopped: the next iteration
+            // uploads the best points of the samples left.
+            let stopping = active.iter().any(|&i| done[i]);
             if let Some(kept) = best_dev.as_mut()
                 && taken.contains(&true)
+                && !stopping
+                && it < last
             {
                 let rows = taken.len();
                 let taken = Tensor::<1, Bool>::from_data(TensorData::new(taken, [rows]), dev)

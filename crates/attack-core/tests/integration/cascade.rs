@@ -256,12 +256,12 @@ fn dlr_needs_enough_classes() {
 
 /// L-inf Square sends only its window to the device, which writes it into the best points it
 /// keeps there. On images of 3 channels (windows of several rows in every channel, samples
-/// stopping at their first success along the way), every point the model is asked about must be
-/// a corner of one clean sample's ball ∩ box (each pixel at `x0 ± eps` or at the box's edge), and
-/// every returned point (the host's best point) must be one the model was asked about: a device
-/// candidate that differs from the host's (a window written at the wrong place, a best point on
-/// the device left stale after a taken proposal) breaks it. Both of those faults were checked to
-/// fail this test.
+/// stopping at their first success during the run, so that the device's copy is rebuilt for the
+/// samples left), every point the model is asked about must be a corner of one clean sample's
+/// ball ∩ box (each pixel at `x0 ± eps` or at the box's edge), and every returned point (the
+/// host's best point) must be one the model was asked about: a device candidate that differs
+/// from the host's (a window written at the wrong place, a best point on the device left stale
+/// after a taken proposal) breaks it. Both of those faults were checked to fail this test.
 #[test]
 fn linf_square_queries_corners_of_the_ball_and_returns_points_it_queried() {
     use std::cell::RefCell;
@@ -269,24 +269,30 @@ fn linf_square_queries_corners_of_the_ball_and_returns_points_it_queried() {
     let (b, c, side) = (8, 3, 10);
     let n = c * side * side;
     let cnn = BnCnn::new(c, side, 31, &dev);
-    let queried: RefCell<Vec<Vec<f32>>> = RefCell::new(Vec::new());
-    let model = |x: Tensor<4>| {
-        let rows = x.dims()[0];
-        let flat = host(x.clone().reshape([rows, n]));
-        queried
-            .borrow_mut()
-            .extend(flat.chunks(n).map(<[f32]>::to_vec));
-        bulwark_attack_core::Classifier::logits(&cnn, x)
-    };
     let mut rng = TestRng(32);
     let x: Vec<f32> = (0..b * n).map(|_| rng.uniform() as f32).collect();
+    let clean_row = |row: &[f32]| (0..b).any(|i| row == &x[i * n..(i + 1) * n]);
+    // Every row the model is asked about, and the batch size of every call that is not the
+    // clean batch (read when the attack checks its inputs).
+    let queried: RefCell<Vec<Vec<f32>>> = RefCell::new(Vec::new());
+    let sizes: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+    let model = |t: Tensor<4>| {
+        let rows = t.dims()[0];
+        let flat = host(t.clone().reshape([rows, n]));
+        let call: Vec<Vec<f32>> = flat.chunks(n).map(<[f32]>::to_vec).collect();
+        if !call.iter().all(|r| clean_row(r)) {
+            sizes.borrow_mut().push(rows);
+            queried.borrow_mut().extend(call);
+        }
+        bulwark_attack_core::Classifier::logits(&cnn, t)
+    };
     let image = |v: Vec<f32>| matrix(v, b, n, &dev).reshape([b, c, side, side]);
     let clean = host(bulwark_attack_core::Classifier::logits(
         &cnn,
         image(x.clone()),
     ));
     let y: Vec<i64> = argmax(&clean, 10).into_iter().map(|k| k as i64).collect();
-    let eps = 0.04f32;
+    let eps = 0.06f32;
     let attack = SquareConfig::new(ThreatModel::new(Norm::Linf, f64::from(eps)))
         .with_queries(300)
         .init()
@@ -303,26 +309,27 @@ fn linf_square_queries_corners_of_the_ball_and_returns_points_it_queried() {
         })
     };
     let queried = queried.into_inner();
-    let mut candidates = 0;
     for row in &queried {
-        if (0..b).any(|i| row == &x[i * n..(i + 1) * n]) {
-            continue; // the clean batch, read when the attack checks its inputs
-        }
-        candidates += 1;
         assert!(
             (0..b).any(|i| corner_of(row, i)),
             "a queried point is not a corner of any sample's ball"
         );
     }
-    assert!(candidates > 300, "{candidates} candidates queried");
+    // The first call judges the starting points; a later call with fewer rows than the one
+    // before it means a sample stopped after a proposal, during the run.
+    let sizes = sizes.into_inner();
+    assert!(
+        sizes[1..].windows(2).any(|w| w[1] < w[0]),
+        "no sample stopped during the run: {sizes:?}"
+    );
     let fooled = argmax(&host(cnn.forward(image(adv.clone()))), 10)
         .iter()
         .zip(&y)
         .filter(|(p, l)| **p as i64 != **l)
         .count();
     assert!(
-        (1..b).contains(&fooled),
-        "{fooled} of {b} fooled: the test needs samples that stop and samples that go on"
+        fooled < b,
+        "every sample was fooled: the test needs some that go on"
     );
     for (i, point) in adv.chunks(n).enumerate() {
         assert!(
