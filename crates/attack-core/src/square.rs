@@ -12,7 +12,7 @@
 //!   window, with a fresh `±η(s)` added and the result rescaled so the image stays on the sphere of
 //!   radius `eps` (then clipped to the box).
 //! - The side `s = round(√(p·h·w))` (L2: at least 3 and odd) shrinks with the share `p` of
-//!   pixels changed: `p_init` for the first 10 iterations, then halved after iterations 10, 50,
+//!   pixels changed: `p_init` for iterations 0–10, then halved after iterations 10, 50,
 //!   200, 500, 1000, 2000, 4000, 6000 and 8000 (AutoAttack's schedule on raw iteration counts;
 //!   `rescale_schedule` maps them onto the query budget instead, as the original paper does).
 //! - A candidate replaces a sample's best point when the objective improves (default: the margin
@@ -27,7 +27,7 @@
 //! Host and device: proposals are drawn on the host, where each sample's generator and best point
 //! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` new
 //! values and its corner), which it writes into a copy of the best points it keeps, and which
-//! proposals were taken; in L2, whole candidates (a step rescales every pixel). It sends back the
+//! proposals were taken (not after the last query, nor after one where a sample stopped); in L2, whole candidates (a step rescales every pixel). It sends back the
 //! candidates' objectives and success flags. When a sample stops, the clean rows, labels,
 //! targets and (L-inf) best points of those still attacked are uploaded once.
 
