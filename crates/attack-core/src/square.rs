@@ -27,9 +27,10 @@
 //! Host and device: proposals are drawn on the host, where each sample's generator and best point
 //! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` new
 //! values and its corner), which it writes into a copy of the best points it keeps, and which
-//! proposals were taken (not after the last query, nor after one where a sample stopped); in L2, whole candidates (a step rescales every pixel). It sends back the
-//! candidates' objectives and success flags. When a sample stops, the clean rows, labels,
-//! targets and (L-inf) best points of those still attacked are uploaded once.
+//! proposals were taken (not after the last query, nor after one where a sample stopped); in
+//! L2, whole candidates (a step rescales every pixel). It sends back the candidates' objectives
+//! and success flags. When a sample stops, the clean rows, labels, targets and (L-inf) best
+//! points of those still attacked are uploaded once.
 
 use burn::config::Config;
 use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor, TensorData};
