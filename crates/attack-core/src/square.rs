@@ -33,7 +33,7 @@
 //! points of those still attacked are uploaded once.
 
 use burn::config::Config;
-use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 
 use crate::attack::Attack;
 use crate::batch::Batch;
@@ -232,6 +232,106 @@ impl Shape {
     /// A uniformly random top-left corner of an `s × s` window.
     fn window(&self, s: usize, rng: &mut SplitMix64) -> (usize, usize) {
         (rng.index(self.h - s + 1), rng.index(self.w - s + 1))
+    }
+}
+
+/// L-inf: the best points of the samples still attacked, kept on the device, so that a proposal
+/// sends it only its window (one `s × s` square per channel: `c·s²` new values and the square's
+/// corner) instead of the whole image. The window's flat indices are one pattern per side (the
+/// window at the corner (0, 0), cached) plus each sample's corner offset, added on the device.
+/// `s` shrinks with the schedule (28×28 MNIST: 25 for the first 11 proposals, 6 after iteration
+/// 500, 2 after 4,000). The copy is updated from the candidates that were taken, so it equals the
+/// host's best points bit for bit: values are only copied, never computed on the device.
+struct DeviceBest {
+    shape: Shape,
+    /// Values per sample.
+    n: usize,
+    device: Device,
+    /// `[rows, n]`: the best points of the samples attacked.
+    best: Option<Tensor<2>>,
+    /// The side of the cached pattern and its `[1, c·s²]` indices.
+    pattern: Option<(usize, Tensor<2, Int>)>,
+    /// Reused buffers: one window's indices, every window's values and corners.
+    idx: Vec<i64>,
+    vals: Vec<f32>,
+    corners: Vec<i64>,
+}
+
+impl DeviceBest {
+    fn new(shape: Shape, n: usize, device: &Device) -> Self {
+        Self {
+            shape,
+            n,
+            device: device.clone(),
+            best: None,
+            pattern: None,
+            idx: Vec::new(),
+            vals: Vec::new(),
+            corners: Vec::new(),
+        }
+    }
+
+    /// Starts over with `best` (`[rows, n]`), when the samples attacked change.
+    fn reset(&mut self, best: Tensor<2>) {
+        self.best = Some(best);
+    }
+
+    /// The candidates (`[rows, n]`): each sample's best point with its window's pixels taken from
+    /// its host candidate `cand` (row `j` is `windows[j]`'s sample). Every window of an iteration
+    /// has the same side, since it depends on the iteration alone.
+    fn candidates(&mut self, windows: &[Option<Window>], cand: &[f32]) -> Tensor<2> {
+        let best = self.best.as_ref().expect("reset before the first proposal");
+        let (rows, n, shape) = (windows.len(), self.n, self.shape);
+        let side = windows[0].expect("L-inf proposals change one window").side;
+        if self.pattern.as_ref().is_none_or(|(s, _)| *s != side) {
+            self.idx.clear();
+            let origin = Window {
+                top: 0,
+                left: 0,
+                side,
+            };
+            shape.indices(origin, &mut self.idx);
+            let k = self.idx.len();
+            let at = Tensor::<2, Int>::from_data(
+                TensorData::new(self.idx.clone(), [1, k]),
+                &self.device,
+            );
+            self.pattern = Some((side, at));
+        }
+        let (_, pattern) = self.pattern.as_ref().expect("built above");
+        let k = pattern.dims()[1];
+        self.vals.clear();
+        self.corners.clear();
+        for (j, window) in windows.iter().enumerate() {
+            let window = window.expect("L-inf proposals change one window");
+            self.idx.clear();
+            shape.indices(window, &mut self.idx);
+            self.vals
+                .extend(self.idx.iter().map(|&q| cand[j * n + q as usize]));
+            self.corners
+                .push((window.top * shape.w + window.left) as i64);
+        }
+        let corner = Tensor::<2, Int>::from_data(
+            TensorData::new(self.corners.clone(), [rows, 1]),
+            &self.device,
+        );
+        let at = pattern.clone().expand([rows, k]) + corner.expand([rows, k]);
+        let values = upload(self.vals.clone(), rows, k, &self.device);
+        best.clone()
+            .scatter(1, at, values, IndexingUpdateOp::Assign)
+    }
+
+    /// Keeps the rows of `candidates` (from [`DeviceBest::candidates`]) that were `taken`.
+    fn take(&mut self, taken: Vec<bool>, candidates: Tensor<2>) {
+        if !taken.contains(&true) {
+            return;
+        }
+        let best = self.best.as_mut().expect("reset before the first proposal");
+        let (rows, n) = (taken.len(), self.n);
+        let taken = Tensor::<1, Bool>::from_data(TensorData::new(taken, [rows]), &self.device)
+            .reshape([rows, 1])
+            .expand([rows, n]);
+        *best = best.clone().mask_where(taken, candidates);
     }
 }
 
@@ -434,7 +534,7 @@ impl Square {
         let dev = &batch.device;
         let best_t = upload(best.clone(), b, n, dev);
         observer(&batch.x0, &best_t);
-        let (mut best_f, mut done) = batch.judge(best_t, c.options.loss);
+        let (mut best_f, mut done) = batch.judge(best_t.clone(), c.options.loss);
         // The samples still attacked, as a batch of their own (clean rows, labels and targets on
         // the device), rebuilt only when a sample stops. Their candidates live in `cand`, which
         // holds their best points between iterations: a proposal changes one window in place, and
@@ -444,18 +544,13 @@ impl Square {
         let mut sub: Option<Batch<'_, D, C>> = None;
         let mut cand: Vec<f32> = Vec::new();
         let mut windows: Vec<Option<Window>> = Vec::new();
-        // L-inf: the active samples' best points are kept on the device as well, and a proposal
-        // sends only its window there, which the device writes into a copy of the best points:
-        // the window's c·s² new values and its corner (the pixels' indices are the corner's
-        // offset added on the device to one pattern per side), instead of the whole image. s
-        // shrinks with the schedule (28×28 MNIST: s = 25 for the first 11 proposals, 6 after
-        // iteration 500, 2 after 4,000). L2 proposals rescale the whole image, so they are
-        // uploaded whole. The device copy is updated from the candidates that were taken, so it
-        // equals `best` bit for bit (values are only copied, never computed on the device).
-        let windowed = c.threat.norm == Norm::Linf;
-        let mut best_dev: Option<Tensor<2>> = None;
-        let mut pattern: Option<(usize, Tensor<2, Int>)> = None;
-        let (mut idx, mut vals, mut corners) = (Vec::new(), Vec::new(), Vec::new());
+        // L-inf: the active samples' best points are also kept on the device, and a proposal
+        // sends it only its window (see [`DeviceBest`]); L2 proposals rescale the whole image, so
+        // they are uploaded whole.
+        let mut on_device = (c.threat.norm == Norm::Linf).then(|| DeviceBest::new(shape, n, dev));
+        // The starting points are on the device already: the first query's copy is that upload
+        // unless a sample stopped at the start.
+        let mut first = Some(best_t.clone());
         let last = c.queries.saturating_sub(2);
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
@@ -467,7 +562,12 @@ impl Square {
                 active = still;
                 cand.clear();
                 cand.extend(active.iter().flat_map(|&i| best[row(i)].iter().copied()));
-                best_dev = windowed.then(|| upload(cand.clone(), active.len(), n, dev));
+                if let Some(kept) = on_device.as_mut() {
+                    let uploaded = first.take().filter(|_| active.len() == b);
+                    kept.reset(
+                        uploaded.unwrap_or_else(|| upload(cand.clone(), active.len(), n, dev)),
+                    );
+                }
             }
             let view = sub.as_ref().unwrap_or(batch);
             let p = p_selection(c.p_init, it, c.queries, c.rescale_schedule);
@@ -484,45 +584,8 @@ impl Square {
                     &mut rngs[i],
                 ));
             }
-            let cand_t = match &best_dev {
-                Some(best_dev) => {
-                    let rows = active.len();
-                    // Every window of an iteration has the same side (it depends on p alone).
-                    let side = windows[0].expect("L-inf proposals change one window").side;
-                    if pattern.as_ref().is_none_or(|(s, _)| *s != side) {
-                        idx.clear();
-                        let first = Window {
-                            top: 0,
-                            left: 0,
-                            side,
-                        };
-                        shape.indices(first, &mut idx);
-                        let k = idx.len();
-                        let at =
-                            Tensor::<2, Int>::from_data(TensorData::new(idx.clone(), [1, k]), dev);
-                        pattern = Some((side, at));
-                    }
-                    let (_, at) = pattern.as_ref().expect("built above");
-                    let k = at.dims()[1];
-                    vals.clear();
-                    corners.clear();
-                    for (j, window) in windows.iter().enumerate() {
-                        let window = window.expect("L-inf proposals change one window");
-                        idx.clear();
-                        shape.indices(window, &mut idx);
-                        vals.extend(idx.iter().map(|&q| cand[j * n + q as usize]));
-                        corners.push((window.top * shape.w + window.left) as i64);
-                    }
-                    let corner = Tensor::<2, Int>::from_data(
-                        TensorData::new(corners.clone(), [rows, 1]),
-                        dev,
-                    );
-                    let at = at.clone().expand([rows, k]) + corner.expand([rows, k]);
-                    let values = upload(vals.clone(), rows, k, dev);
-                    best_dev
-                        .clone()
-                        .scatter(1, at, values, IndexingUpdateOp::Assign)
-                }
+            let cand_t = match on_device.as_mut() {
+                Some(kept) => kept.candidates(&windows, &cand),
                 None => upload(cand.clone(), active.len(), n, dev),
             };
             observer(&view.x0, &cand_t);
@@ -541,16 +604,11 @@ impl Square {
             // Not needed after the last query, nor when a sample stopped: the next iteration
             // uploads the best points of the samples left.
             let stopping = active.iter().any(|&i| done[i]);
-            if let Some(kept) = best_dev.as_mut()
-                && taken.contains(&true)
+            if let Some(kept) = on_device.as_mut()
                 && !stopping
                 && it < last
             {
-                let rows = taken.len();
-                let taken = Tensor::<1, Bool>::from_data(TensorData::new(taken, [rows]), dev)
-                    .reshape([rows, 1])
-                    .expand([rows, n]);
-                *kept = kept.clone().mask_where(taken, cand_t);
+                kept.take(taken, cand_t);
             }
         }
         for i in (0..b).filter(|&i| done[i]) {
