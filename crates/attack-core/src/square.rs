@@ -6,11 +6,11 @@
 //! - **L-inf**: starts from vertical stripes (each column of each channel at `x0 ± eps`); a step
 //!   sets one random `s × s` window, per channel, to `x0 + eps` or `x0 − eps` (redrawn while the
 //!   window would not change).
-//! - **L2**: starts from a grid of `⌊min(h, w)/5⌋`-sized blocks, each holding the "meta pseudo-Gaussian"
-//!   pattern `η(s)` (two opposite-signed halves of concentric rings weighted `1/(k+1)²`) with a
-//!   random sign, scaled to norm `eps`; a step moves the mass of one window into another random
-//!   window, with a fresh `±η(s)` added and the result rescaled so the image stays on the sphere of
-//!   radius `eps` (then clipped to the box).
+//! - **L2**: starts from a grid of `⌊min(h, w)/5⌋`-sized blocks, each holding the "meta
+//!   pseudo-Gaussian" pattern `η(s)` (two opposite-signed halves of concentric rings weighted
+//!   `1/(k+1)²`) with a random sign, scaled to norm `eps`; a step moves the mass of one window into
+//!   another random window, with a fresh `±η(s)` added and the result rescaled so the image stays
+//!   on the sphere of radius `eps` (then clipped to the box).
 //! - The side `s = round(√(p·h·w))` (L2: at least 3 and odd) shrinks with the share `p` of
 //!   pixels changed: `p_init` for iterations 0–10, then halved after iterations 10, 50,
 //!   200, 500, 1000, 2000, 4000, 6000 and 8000 (AutoAttack's schedule on raw iteration counts;
@@ -27,10 +27,10 @@
 //! Host and device: proposals are drawn on the host, where each sample's generator and best point
 //! live. Per query, the device is sent, in L-inf, only each sample's window (its `c·s²` new
 //! values and its corner), which it writes into a copy of the best points it keeps, and which
-//! proposals were taken (not after the last query, nor after one where a sample stopped); in
-//! L2, whole candidates (a step rescales every pixel). It sends back the candidates' objectives
-//! and success flags. When a sample stops, the clean rows, labels, targets and (L-inf) best
-//! points of those still attacked are uploaded once.
+//! proposals were taken (not after the last query, one where a sample stopped or one where no
+//! proposal was taken); in L2, whole candidates (a step rescales every pixel). It sends back the
+//! candidates' objectives and success flags. When a sample stops, the clean rows, labels, targets
+//! and (L-inf) best points of those still attacked are uploaded once.
 
 use burn::config::Config;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
@@ -240,8 +240,10 @@ impl Shape {
 /// corner) instead of the whole image. The window's flat indices are one pattern per side (the
 /// window at the corner (0, 0), cached) plus each sample's corner offset, added on the device.
 /// `s` shrinks with the schedule (28×28 MNIST: 25 for the first 11 proposals, 6 after iteration
-/// 500, 2 after 4,000). The copy is updated from the candidates that were taken, so it equals the
-/// host's best points bit for bit: values are only copied, never computed on the device.
+/// 500, 2 after 4,000). The copy is updated from the candidates that were taken, so whenever
+/// [`DeviceBest::candidates`] reads it, it equals the host's best points bit for bit: values are
+/// only copied, never computed on the device. (After the last query, or one where a sample
+/// stopped, it is left stale: the next query resets it.)
 struct DeviceBest {
     shape: Shape,
     /// Values per sample.
@@ -535,6 +537,9 @@ impl Square {
         let best_t = upload(best.clone(), b, n, dev);
         observer(&batch.x0, &best_t);
         let (mut best_f, mut done) = batch.judge(best_t.clone(), c.options.loss);
+        // L-inf: the starting points are on the device already, so the first device copy of the
+        // best points is that upload, unless a sample stopped at its starting point.
+        let mut start_upload = (c.threat.norm == Norm::Linf).then_some(best_t);
         // The samples still attacked, as a batch of their own (clean rows, labels and targets on
         // the device), rebuilt only when a sample stops. Their candidates live in `cand`, which
         // holds their best points between iterations: a proposal changes one window in place, and
@@ -545,12 +550,9 @@ impl Square {
         let mut cand: Vec<f32> = Vec::new();
         let mut windows: Vec<Option<Window>> = Vec::new();
         // L-inf: the active samples' best points are also kept on the device, and a proposal
-        // sends it only its window (see [`DeviceBest`]); L2 proposals rescale the whole image, so
+        // sends it only its window (see `DeviceBest`); L2 proposals rescale the whole image, so
         // they are uploaded whole.
         let mut on_device = (c.threat.norm == Norm::Linf).then(|| DeviceBest::new(shape, n, dev));
-        // The starting points are on the device already: the first query's copy is that upload
-        // unless a sample stopped at the start.
-        let mut first = Some(best_t.clone());
         let last = c.queries.saturating_sub(2);
         for it in 0..c.queries.saturating_sub(1) {
             let still: Vec<usize> = (0..b).filter(|&i| !done[i]).collect();
@@ -563,7 +565,7 @@ impl Square {
                 cand.clear();
                 cand.extend(active.iter().flat_map(|&i| best[row(i)].iter().copied()));
                 if let Some(kept) = on_device.as_mut() {
-                    let uploaded = first.take().filter(|_| active.len() == b);
+                    let uploaded = start_upload.take().filter(|_| active.len() == b);
                     kept.reset(
                         uploaded.unwrap_or_else(|| upload(cand.clone(), active.len(), n, dev)),
                     );
