@@ -203,29 +203,24 @@ impl Shape {
         (ch * self.h + r) * self.w + col
     }
 
+    /// The flat index ranges of `window`'s rows in every channel (channel by channel, top to
+    /// bottom): the one order in which a window's pixels are copied, listed and uploaded.
+    fn runs(&self, window: Window) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+        let Window { top, left, side } = window;
+        (0..self.c).flat_map(move |ch| {
+            (top..top + side).map(move |r| self.at(ch, r, left)..self.at(ch, r, left + side))
+        })
+    }
+
     /// Copies the pixels of `window` (every channel; the whole sample without one) from `src`
     /// to `dst`, both one sample.
     fn copy(&self, window: Option<Window>, src: &[f32], dst: &mut [f32]) {
-        let Some(Window { top, left, side }) = window else {
+        let Some(window) = window else {
             dst.copy_from_slice(src);
             return;
         };
-        for ch in 0..self.c {
-            for r in top..top + side {
-                let run = self.at(ch, r, left)..self.at(ch, r, left + side);
-                dst[run.clone()].copy_from_slice(&src[run]);
-            }
-        }
-    }
-
-    /// Appends the flat indices of `window`'s pixels in every channel, in the order
-    /// [`Shape::copy`] visits them.
-    fn indices(&self, window: Window, out: &mut Vec<i64>) {
-        let Window { top, left, side } = window;
-        for ch in 0..self.c {
-            for r in top..top + side {
-                out.extend((self.at(ch, r, left)..self.at(ch, r, left + side)).map(|j| j as i64));
-            }
+        for run in self.runs(window) {
+            dst[run.clone()].copy_from_slice(&src[run]);
         }
     }
 
@@ -253,10 +248,6 @@ struct DeviceBest {
     best: Option<Tensor<2>>,
     /// The side of the cached pattern and its `[1, c·s²]` indices.
     pattern: Option<(usize, Tensor<2, Int>)>,
-    /// Reused buffers: one window's indices, every window's values and corners.
-    idx: Vec<i64>,
-    vals: Vec<f32>,
-    corners: Vec<i64>,
 }
 
 impl DeviceBest {
@@ -267,9 +258,6 @@ impl DeviceBest {
             device: device.clone(),
             best: None,
             pattern: None,
-            idx: Vec::new(),
-            vals: Vec::new(),
-            corners: Vec::new(),
         }
     }
 
@@ -286,39 +274,32 @@ impl DeviceBest {
         let (rows, n, shape) = (windows.len(), self.n, self.shape);
         let side = windows[0].expect("L-inf proposals change one window").side;
         if self.pattern.as_ref().is_none_or(|(s, _)| *s != side) {
-            self.idx.clear();
             let origin = Window {
                 top: 0,
                 left: 0,
                 side,
             };
-            shape.indices(origin, &mut self.idx);
-            let k = self.idx.len();
-            let at = Tensor::<2, Int>::from_data(
-                TensorData::new(self.idx.clone(), [1, k]),
-                &self.device,
-            );
+            let idx: Vec<i64> = shape.runs(origin).flatten().map(|q| q as i64).collect();
+            let k = idx.len();
+            let at = Tensor::<2, Int>::from_data(TensorData::new(idx, [1, k]), &self.device);
             self.pattern = Some((side, at));
         }
         let (_, pattern) = self.pattern.as_ref().expect("built above");
         let k = pattern.dims()[1];
-        self.vals.clear();
-        self.corners.clear();
+        // Fresh vectors, moved into the upload (a reused buffer would be cloned into it).
+        let mut vals = Vec::with_capacity(rows * k);
+        let mut corners = Vec::with_capacity(rows);
         for (j, window) in windows.iter().enumerate() {
             let window = window.expect("L-inf proposals change one window");
-            self.idx.clear();
-            shape.indices(window, &mut self.idx);
-            self.vals
-                .extend(self.idx.iter().map(|&q| cand[j * n + q as usize]));
-            self.corners
-                .push((window.top * shape.w + window.left) as i64);
+            let sample = &cand[j * n..(j + 1) * n];
+            for run in shape.runs(window) {
+                vals.extend_from_slice(&sample[run]);
+            }
+            corners.push((window.top * shape.w + window.left) as i64);
         }
-        let corner = Tensor::<2, Int>::from_data(
-            TensorData::new(self.corners.clone(), [rows, 1]),
-            &self.device,
-        );
+        let corner = Tensor::<2, Int>::from_data(TensorData::new(corners, [rows, 1]), &self.device);
         let at = pattern.clone().expand([rows, k]) + corner.expand([rows, k]);
-        let values = upload(self.vals.clone(), rows, k, &self.device);
+        let values = upload(vals, rows, k, &self.device);
         best.clone()
             .scatter(1, at, values, IndexingUpdateOp::Assign)
     }
